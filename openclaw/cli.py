@@ -1,0 +1,129 @@
+"""
+The ``openclaw`` command: ``status``, ``init``, ``version`` and ``service``.
+
+It runs without a reactor: each subcommand is a short synchronous job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from importlib import resources
+from typing import Any, Sequence
+
+from openclaw import __version__
+from openclaw.config import ConfigError, EX_CONFIG, default_home, load_config, render_example
+from openclaw.system.install import add_service_parser, run_service
+
+
+def health_url(web_listen: str) -> str:
+    """The ``/health`` URL for a ``tcp:PORT[:interface=ADDR]`` endpoint."""
+    parts = web_listen.split(":")
+    if parts[0] not in ("tcp", "tcp6") or len(parts) < 2 or not parts[1].isdigit():
+        raise ValueError(f"cannot reach {web_listen!r} over HTTP; pass --url")
+    host = "127.0.0.1"
+    for part in parts[2:]:
+        if part.startswith("interface=") and part[len("interface="):] not in ("", "0.0.0.0", "::"):
+            host = part[len("interface="):]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{parts[1]}/health"
+
+
+def summarize(code: int, body: dict[str, Any]) -> str:
+    """A few readable lines from a ``/health`` body."""
+    memory = body.get("memory") or {}
+    lines = [
+        f"openclaw {body.get('status', '?')} (HTTP {code}), up {body.get('uptime', 0):.0f}s",
+        f"  memory: {memory.get('rss_bytes', 0) / 2**20:.1f} MiB RSS, peak {memory.get('peak_rss_bytes', 0) / 2**20:.1f} MiB",
+        f"  sessions: {body.get('sessions', 0)}; last heartbeat: {body.get('last_heartbeat') or 'none yet'}",
+    ]
+    for name, state in sorted((body.get("services") or {}).items()):
+        lines.append(f"  service {name}: {state}")
+    for name, up in sorted((body.get("connections") or {}).items()):
+        lines.append(f"  connector {name}: {'connected' if up else 'DOWN'}")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    url = args.url
+    if url is None:
+        try:
+            url = health_url(load_config(args.config).web.listen)
+        except (ConfigError, ValueError) as e:
+            print(e, file=sys.stderr)
+            return EX_CONFIG if isinstance(e, ConfigError) else 1
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            code, raw = response.status, response.read()
+    except urllib.error.HTTPError as e:
+        code, raw = e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:
+        print(f"openclaw is not answering at {url}: {getattr(e, 'reason', e)}", file=sys.stderr)
+        return 1
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        print(f"unexpected answer from {url} (HTTP {code})", file=sys.stderr)
+        return 1
+    print(json.dumps(body, indent=2) if args.json else summarize(code, body))
+    return 0 if code == 200 else 1
+
+
+def _write_new(path: str, text: str, mode: int) -> bool:
+    """Create ``path`` with ``text``; False (and nothing written) if it exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return True
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    home = os.path.abspath(os.path.expanduser(args.home or default_home()))
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    heartbeat = resources.files("openclaw").joinpath("templates/HEARTBEAT.md").read_text("utf-8")
+    for name, text in (("openclaw.yaml", render_example()), ("HEARTBEAT.md", heartbeat)):
+        path = os.path.join(home, name)
+        print(f"{'wrote' if _write_new(path, text, 0o600) else 'kept existing'} {path}")
+    print(f"run: twistd -n openclaw --home {home} --config {os.path.join(home, 'openclaw.yaml')}")
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"openclaw {__version__}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="openclaw", description="Control and inspect the openclaw daemon.")
+    sub = top.add_subparsers(dest="command", required=True)
+    status = sub.add_parser("status", help="read /health and print a summary (exit 0 when healthy)")
+    status.add_argument("--url", help="the /health URL (default: from the config's web.listen)")
+    status.add_argument("--config", default=os.environ.get("OPENCLAW_CONFIG"), help="YAML config file")
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status.set_defaults(func=cmd_status)
+    init = sub.add_parser("init", help="write a commented config and HEARTBEAT.md into the home dir")
+    init.add_argument("--home", help="home directory (default: $OPENCLAW_HOME, else ~/.openclaw)")
+    init.set_defaults(func=cmd_init)
+    sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
+    add_service_parser(sub)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "service":
+        return run_service(args)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""
+Typed configuration: built-in defaults, then a YAML file, then ``OPENCLAW_*``
+environment variables, then twistd command-line options.
+
+Everything is validated before any port is bound.  A bad value raises
+``ConfigError`` whose text is one line naming the key, the value and why; the
+twistd plugin turns it into exit status 78 (EX_CONFIG) so a service manager
+does not restart-loop on a broken file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Callable, Mapping
+
+import yaml
+
+EX_CONFIG = 78
+
+LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; ``str()`` is the one line to print."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"config error: {key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+def _got(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """
+    Seconds from ``30s``, ``5m``, ``1h30m``, ``250ms``, ``2d`` or a bare
+    non-negative number of seconds.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 30s, got {_got(value)}")
+    if isinstance(value, (int, float)):
+        if value < 0 or value != value or value == float("inf"):
+            raise ValueError(f"expected a duration like 30s, got {_got(value)}")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return float(text)
+        parts = _DURATION_PART.findall(text)
+        if parts and "".join(n + u for n, u in parts) == text:
+            return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    raise ValueError(f"expected a duration like 30s, got {_got(value)}")
+
+
+_SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?")
+_SIZE_UNITS = {
+    None: 1, "B": 1, "KB": 10**3, "KiB": 2**10,
+    "MB": 10**6, "MiB": 2**20, "GB": 10**9, "GiB": 2**30,
+}
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``1MiB``, ``512KiB``, ``10MB`` or a bare integer."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if match:
+            return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    raise ValueError(f"expected a size like 1MiB, got {_got(value)}")
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise ValueError(f"expected a positive whole number, got {_got(value)}")
+
+
+def _string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string, got {_got(value)}")
+
+
+def _level(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in LOG_LEVELS:
+        return value.strip().lower()
+    raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {_got(value)}")
+
+
+def parse_endpoint(value: Any) -> str:
+    """
+    A Twisted server endpoint string (``tcp:8080:interface=127.0.0.1``,
+    ``unix:/run/openclaw.sock``); parsed now so a typo fails before binding.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected an endpoint like tcp:8080:interface=127.0.0.1, got {_got(value)}")
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(reactor, value)
+    except Exception as e:
+        raise ValueError(
+            f"expected an endpoint like tcp:8080:interface=127.0.0.1, got {_got(value)} ({e})"
+        ) from None
+    return value
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    listen: str = "tcp:18789:interface=127.0.0.1"
+    token: str = ""
+    max_frame_bytes: int = 1024 * 1024
+    drain_timeout: float = 30.0
+    max_bad_frames: int = 10
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    listen: str = "tcp:8080:interface=127.0.0.1"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    max_bytes: int = 10 * 1024 * 1024
+    backups: int = 5
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    save_every: float = 60.0
+
+
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    every: float = 30 * 60.0
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    gateway: GatewayConfig = GatewayConfig()
+    web: WebConfig = WebConfig()
+    log: LogConfig = LogConfig()
+    state: StateConfig = StateConfig()
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    store: StoreConfig = StoreConfig()
+
+    def digest(self) -> str:
+        """A short hash of the effective config, secrets left out."""
+        data = asdict(self)
+        for section, key in SECRET_KEYS:
+            data[section][key] = bool(data[section][key])
+        text = json.dumps(data, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def secrets(self) -> list[str]:
+        """The secret values in this config, for log redaction."""
+        return [v for s, k in SECRET_KEYS if (v := getattr(getattr(self, s), k))]
+
+
+# (section, key) -> (parser, what it is for); the dataclasses hold the defaults.
+KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
+    ("gateway", "listen"): (parse_endpoint, "WebSocket gateway endpoint (Twisted strports); keep 127.0.0.1 unless a proxy fronts it"),
+    ("gateway", "token"): (_string, "shared secret clients send in `connect`; empty: generated into <home>/gateway.token (0600)"),
+    ("gateway", "max_frame_bytes"): (parse_size, "largest request frame answered; larger ones get `frame_too_large`"),
+    ("gateway", "drain_timeout"): (parse_duration, "how long shutdown waits for in-flight requests (keep TimeoutStopSec above it)"),
+    ("gateway", "max_bad_frames"): (_positive_int, "malformed frames from one connection before it is closed (1008/1009)"),
+    ("web", "listen"): (parse_endpoint, "health/metrics HTTP endpoint: /health /livez /readyz /metrics"),
+    ("log", "level"): (_level, "error | warn | info | debug | trace (also LOG_LEVEL, --log-level)"),
+    ("log", "max_bytes"): (parse_size, "rotate combined.log / error.log past this size"),
+    ("log", "backups"): (_positive_int, "rotated files kept per log"),
+    ("state", "save_every"): (parse_duration, "how often gateway-state.json is written (also at shutdown)"),
+    ("heartbeat", "every"): (parse_duration, "heartbeat interval; 0 disables; the first beat is one interval after start"),
+    ("store", "path"): (_string, "SQLite file; empty: <home>/data/openclaw.sqlite3"),
+}
+PARSERS = {k: v[0] for k, v in KEYS.items()}
+SECRET_KEYS = (("gateway", "token"),)
+
+# Environment variables that are not config keys but are ours all the same.
+RESERVED_ENV = frozenset({"OPENCLAW_HOME", "OPENCLAW_CONFIG"})
+
+
+def env_name(section: str, key: str) -> str:
+    """``gateway.drain_timeout`` -> ``OPENCLAW_GATEWAY_DRAIN_TIMEOUT``."""
+    return f"OPENCLAW_{section}_{key}".upper()
+
+
+def _apply(raw: dict[str, dict[str, Any]], where: Callable[[str, str], str]) -> dict:
+    """Parse every ``section.key`` of ``raw``; errors name the key via ``where``."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for section, values in raw.items():
+        for key, value in values.items():
+            try:
+                parsed.setdefault(section, {})[key] = PARSERS[section, key](value)
+            except ValueError as e:
+                raise ConfigError(where(section, key), str(e)) from None
+    return parsed
+
+
+def _known(section: str) -> str:
+    return ", ".join(k for s, k in PARSERS if s == section)
+
+
+def _from_yaml(document: Any, path: str) -> dict[str, dict[str, Any]]:
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(path, f"expected a mapping of sections, got {type(document).__name__}")
+    sections = sorted({s for s, _ in PARSERS})
+    raw: dict[str, dict[str, Any]] = {}
+    for section, values in document.items():
+        if section not in sections:
+            raise ConfigError(str(section), f"unknown section (known: {', '.join(sections)})")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(section, f"expected a mapping, got {_got(values)}")
+        for key, value in values.items():
+            if (section, key) not in PARSERS:
+                raise ConfigError(f"{section}.{key}", f"unknown key (known: {_known(section)})")
+            raw.setdefault(section, {})[key] = value
+    return raw
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    names = {env_name(s, k): (s, k) for s, k in PARSERS}
+    raw: dict[str, dict[str, Any]] = {}
+    for name, value in environ.items():
+        if not name.startswith("OPENCLAW_") or name in RESERVED_ENV:
+            continue
+        if name not in names:
+            raise ConfigError(name, "unknown environment variable (config keys map to OPENCLAW_<SECTION>_<KEY>)")
+        section, key = names[name]
+        raw.setdefault(section, {})[key] = value
+    if "LOG_LEVEL" in environ and "OPENCLAW_LOG_LEVEL" not in environ:
+        raw.setdefault("log", {})["level"] = environ["LOG_LEVEL"]
+    return raw
+
+
+def read_yaml(path: str) -> Any:
+    """Read and parse the YAML file at ``path``; failures are ConfigErrors."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(path, f"cannot read config file ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(path, f"invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+
+
+def build_config(
+    document: Any = None,
+    environ: Mapping[str, str] = {},
+    overrides: Mapping[str, Any] = {},
+    path: str = "<config>",
+) -> Config:
+    """
+    Layer defaults, a parsed YAML ``document``, ``environ`` and command-line
+    ``overrides`` (``{"gateway.listen": ...}``) into a validated Config.
+    """
+    layers = [
+        _apply(_from_yaml(document, path), lambda s, k: f"{s}.{k}"),
+        _apply(_from_env(environ), lambda s, k: f"{env_name(s, k)} ({s}.{k})"),
+    ]
+    cli: dict[str, dict[str, Any]] = {}
+    for dotted, value in overrides.items():
+        if value is not None:
+            section, key = dotted.split(".")
+            cli.setdefault(section, {})[key] = value
+    layers.append(_apply(cli, lambda s, k: f"{s}.{k}"))
+    config = Config()
+    for layer in layers:
+        for section, values in layer.items():
+            config = replace(config, **{section: replace(getattr(config, section), **values)})
+    return config
+
+
+def load_config(
+    path: str | None, environ: Mapping[str, str] = os.environ, overrides: Mapping[str, Any] = {}
+) -> Config:
+    """Load the YAML file at ``path`` (if any) and layer env and overrides on top."""
+    document = read_yaml(path) if path else None
+    return build_config(document, environ, overrides, path or "<config>")
+
+
+def default_home(environ: Mapping[str, str] = os.environ) -> str:
+    """``$OPENCLAW_HOME``, else ``~/.openclaw``."""
+    return environ.get("OPENCLAW_HOME") or os.path.expanduser("~/.openclaw")
+
+
+def render_example() -> str:
+    """
+    The commented example config (``etc/openclaw.example.yaml`` and what
+    ``openclaw init`` writes), rendered from the key table so it cannot drift.
+    """
+    lines = [
+        "# openclaw configuration. Every key is optional; the values shown are the",
+        "# defaults. Each key can also be set by an environment variable, shown",
+        "# after it, which wins over this file; twistd options win over both.",
+        "# Keep this file 0600 if it holds a token.",
+    ]
+    for section_field in fields(Config):
+        section = section_field.name
+        lines.append("")
+        lines.append(f"{section}:")
+        for key_field in fields(section_field.default):
+            key = key_field.name
+            default = key_field.default
+            lines.append(f"  # {KEYS[section, key][1]} [{env_name(section, key)}]")
+            lines.append(f"  # {key}: {_yaml_scalar(section, key, default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_scalar(section: str, key: str, value: Any) -> str:
+    parser = PARSERS[section, key]
+    if parser is parse_duration:
+        return f"{value:g}s"
+    if parser is parse_size and value % (1024 * 1024) == 0:
+        return f"{value // (1024 * 1024)}MiB"
+    return json.dumps(value)

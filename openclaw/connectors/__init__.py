@@ -1,0 +1,1 @@
+"""Chat connectors: each one an ``IConnector`` child of ``ConnectorsService``."""

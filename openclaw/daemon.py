@@ -1,0 +1,83 @@
+"""
+The root of the service tree: ordered start, then on shutdown a drain phase
+(every ``IDrainable`` child, last first) followed by the ordered stop.
+
+Splitting drain from stop keeps the health endpoint up, answering 503
+"draining", while the gateway finishes its in-flight requests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+
+from openclaw.eliotutil import log
+from openclaw.interfaces import IDrainable
+from openclaw.ordered import OrderedMultiService
+from openclaw.runtime import Runtime
+from openclaw.system.rlimits import raise_nofile
+
+
+class DaemonService(OrderedMultiService):
+    """
+    The daemon.  ``owns_process=True`` (set by the twistd plugin, never by
+    in-process tests) raises the open-files limit, makes a second
+    SIGINT/SIGTERM during the drain stop waiting at once, and SIGHUP a logged
+    no-op instead of death.
+    """
+
+    def __init__(self, runtime: Runtime, reactor: Any, home: str | None = None, owns_process: bool = False) -> None:
+        super().__init__(runtime)
+        self.home = home
+        self._reactor = reactor
+        self._owns_process = owns_process
+        self._draining = False
+
+    def startService(self) -> None:
+        if self.home is not None:
+            # The home holds the token, the store and the logs: owner only.
+            os.makedirs(self.home, mode=0o700, exist_ok=True)
+        if self._owns_process:
+            self.runtime.nofile = raise_nofile()
+        super().startService()
+        self.runtime.mark_ready()
+        log("openclaw:daemon:ready", services=list(self.runtime.services), nofile=self.runtime.nofile)
+        if self._owns_process:
+            self._reactor.callWhenRunning(self._install_signal_handlers)
+
+    @inlineCallbacks
+    def stopService(self) -> Deferred:
+        self._draining = True
+        self.runtime.mark_draining()
+        yield self.walk_backwards("drain", lambda c: c.drain(), "drained", IDrainable.providedBy)
+        yield super().stopService()
+        self.runtime.mark_stopped()
+
+    def hurry(self) -> None:
+        """Stop waiting for in-flight work: the operator asked twice."""
+        log("openclaw:daemon:hurry", level="warn")
+        for child in self:
+            if IDrainable.providedBy(child):
+                child.hurry()
+
+    def _install_signal_handlers(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(signum)
+
+            def handler(num: int, frame: Any, previous: Any = previous) -> None:
+                if self._draining:
+                    self._reactor.callFromThread(self.hurry)
+                elif callable(previous):
+                    previous(num, frame)
+
+            signal.signal(signum, handler)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_hup(self, num: int, frame: Any) -> None:
+        self._reactor.callFromThread(
+            log, "openclaw:daemon:sighup", level="warn",
+            note="reload is not supported yet; SIGHUP ignored (restart to apply config)",
+        )

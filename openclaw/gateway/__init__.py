@@ -1,0 +1,1 @@
+"""The WebSocket gateway: frame model, protocol, and the draining service."""

@@ -1,0 +1,22 @@
+"""
+The gateway's methods besides ``connect``: each takes the connection and the
+request's params and returns a JSON-ready payload or a Deferred of one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from openclaw import health
+from openclaw.runtime import Runtime
+
+Method = Callable[[Any, dict], Any]
+
+
+def core_methods(runtime: Runtime) -> dict[str, Method]:
+    """``ping``, ``health`` (the ``/health`` body) and ``status``."""
+    return {
+        "ping": lambda conn, params: {"pong": True, "time": runtime.clock.seconds()},
+        "health": lambda conn, params: health.report(runtime, health.memory())[1],
+        "status": lambda conn, params: health.status(runtime),
+    }

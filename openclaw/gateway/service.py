@@ -1,0 +1,266 @@
+"""
+The gateway service: authenticates connections, dispatches requests, tracks
+what is in flight, and drains.
+
+Draining stops listening at once, answers new requests ``shutting_down``,
+waits for in-flight requests (at most ``gateway.drain_timeout``, or until
+``hurry()``), then closes every connection with 1001.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, succeed
+from zope.interface import implementer
+
+from openclaw import __version__, metrics
+from openclaw.config import GatewayConfig
+from openclaw.eliotutil import begin, enabled, log
+from openclaw.gateway import frames
+from openclaw.gateway.frames import FrameError
+from openclaw.gateway.protocol import GatewayProtocol, make_factory
+from openclaw.gateway.token import load_or_create_token, token_matches
+from openclaw.interfaces import IDrainable
+from openclaw.listening import ListeningService
+from openclaw.runtime import Runtime
+
+AUTH_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 5.0
+CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_GOING_AWAY = 1008, 1009, 1001
+MAX_CLIENT_LENGTH = 64
+
+
+@implementer(IDrainable)
+class GatewayService(ListeningService):
+    """The WebSocket gateway; ``methods`` maps method names to handlers."""
+
+
+    def __init__(
+        self,
+        reactor: Any,
+        runtime: Runtime,
+        config: GatewayConfig,
+        token_path: str,
+        methods: dict[str, Callable[[Any, dict], Any]],
+    ) -> None:
+        super().__init__(reactor, config.listen, make_factory(self, config.max_frame_bytes), "gateway.listen")
+        self.runtime = runtime
+        self.clock = runtime.clock
+        self.config = config
+        self.token_path = token_path
+        self.token = ""
+        self.methods = methods
+        self.connections: set[GatewayProtocol] = set()
+        self.inflight = 0
+        self.draining = False
+        self._idle: Deferred | None = None
+        self._drain_timer: Any = None
+        self._closed: Deferred | None = None
+        self._drained: Deferred | None = None
+        self.request_metrics = metrics.RequestMetrics("gateway", ["connect", "invalid", *methods])
+        runtime.gateway = lambda: {"connections": len(self.connections), "inflight": self.inflight}
+        metrics.gateway_connections.set_function(lambda: len(self.connections))
+        metrics.gateway_inflight.set_function(lambda: self.inflight)
+
+    def privilegedStartService(self) -> None:
+        self.token = load_or_create_token(self.token_path, self.config.token)
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        if not self.token:
+            self.token = load_or_create_token(self.token_path, self.config.token)
+        super().startService()
+
+    # Connections
+
+    def opened(self, conn: GatewayProtocol) -> None:
+        if self.draining:
+            conn.close(CLOSE_GOING_AWAY, "shutting down")
+            return
+        self.connections.add(conn)
+        conn.auth_timer = self.clock.callLater(AUTH_TIMEOUT, self._auth_timeout, conn)
+        log("openclaw:gateway:open", peer=conn.peer_address, connections=len(self.connections))
+
+    def closed(self, conn: GatewayProtocol, code: int | None) -> None:
+        if conn.auth_timer is not None and conn.auth_timer.active():
+            conn.auth_timer.cancel()
+        self.connections.discard(conn)
+        log(
+            "openclaw:gateway:close", peer=conn.peer_address, code=code,
+            session_id=conn.session_id, abandoned=len(conn.inflight),
+        )
+        if self._closed is not None and not self.connections:
+            self._closed, d = None, self._closed
+            d.callback(None)
+
+    def _auth_timeout(self, conn: GatewayProtocol) -> None:
+        log("openclaw:gateway:auth-timeout", level="warn", peer=conn.peer_address)
+        conn.close(CLOSE_POLICY, "connect required")
+
+    # Requests
+
+    def received(self, conn: GatewayProtocol, payload: bytes, is_binary: bool) -> None:
+        """Handle one frame: always exactly one reply, or a close."""
+        started = self.clock.seconds()
+        if self.draining:
+            self.request_metrics.count("invalid")
+            conn.send(frames.encode_error(
+                None if is_binary else frames.peek_id(payload), frames.SHUTTING_DOWN,
+                "the daemon is shutting down; reconnect later",
+            ))
+            return
+        try:
+            request = frames.parse_request(payload, is_binary, self.config.max_frame_bytes)
+        except FrameError as e:
+            self._refuse(conn, e)
+            return
+        self.request_metrics.count(request.method)
+        if enabled("trace"):
+            log("openclaw:gateway:request", level="trace", peer=conn.peer_address,
+                method=request.method, id=request.id, length=len(payload))
+        if request.method == "connect":
+            if not token_matches(self.token, request.params.get("token")):
+                self._unauthorized(conn, request.id, "wrong or missing token")
+                return
+        elif not conn.authenticated:
+            self._unauthorized(conn, request.id, "send connect with a token first")
+            return
+        if request.id in conn.inflight:
+            conn.send(frames.encode_error(request.id, frames.DUPLICATE_ID, "a request with this id is in flight"))
+            return
+        handler = self._connect if request.method == "connect" else self.methods.get(request.method)
+        if handler is None:
+            conn.send(frames.encode_error(
+                request.id, frames.UNKNOWN_METHOD, f"unknown method {request.method!r}"[:200]))
+            return
+        conn.inflight.add(request.id)
+        self.inflight += 1
+        try:
+            result = handler(conn, request.params)
+        except Exception as e:
+            self._failed(e, conn, request, started)
+            return
+        if isinstance(result, Deferred):
+            result.addCallbacks(
+                self._done, self._failed,
+                callbackArgs=(conn, request, started), errbackArgs=(conn, request, started),
+            )
+        else:
+            self._done(result, conn, request, started)
+
+    def _done(self, payload: Any, conn: GatewayProtocol, request: frames.Request, started: float) -> None:
+        self._finish(conn, request, started, frames.encode_response(request.id, payload))
+
+    def _failed(self, reason: Any, conn: GatewayProtocol, request: frames.Request, started: float) -> None:
+        error = getattr(reason, "value", reason)
+        if isinstance(error, FrameError):
+            data = frames.encode_error(request.id, error.code, error.message)
+        else:
+            log("openclaw:gateway:method-failed", level="error", method=request.method, error=repr(error))
+            data = frames.encode_error(request.id, frames.INTERNAL_ERROR, "the request failed; see the daemon's log")
+        self._finish(conn, request, started, data)
+
+    def _finish(self, conn: GatewayProtocol, request: frames.Request, started: float, data: bytes) -> None:
+        conn.inflight.discard(request.id)
+        self.inflight -= 1
+        conn.send(data)
+        self.request_metrics.duration.observe(self.clock.seconds() - started)
+        if self.inflight == 0 and self._idle is not None:
+            self._idle, d = None, self._idle
+            d.callback(None)
+
+    def _refuse(self, conn: GatewayProtocol, error: FrameError) -> None:
+        self.request_metrics.count("invalid")
+        metrics.gateway_frame_errors.labels(error.code).inc()
+        conn.bad_frames += 1
+        conn.send(frames.encode_error(error.request_id, error.code, error.message))
+        if conn.bad_frames >= self.config.max_bad_frames:
+            log("openclaw:gateway:too-many-bad-frames", level="warn", peer=conn.peer_address,
+                bad_frames=conn.bad_frames, last_code=error.code)
+            too_big = error.code == frames.FRAME_TOO_LARGE
+            conn.close(CLOSE_TOO_BIG if too_big else CLOSE_POLICY, "too many malformed frames")
+
+    def _unauthorized(self, conn: GatewayProtocol, request_id: str, message: str) -> None:
+        metrics.gateway_auth_failures.inc()
+        log("openclaw:gateway:unauthorized", level="warn", peer=conn.peer_address)
+        conn.send(frames.encode_error(request_id, frames.UNAUTHORIZED, message))
+        conn.close(CLOSE_POLICY, "unauthorized")
+
+    def _connect(self, conn: GatewayProtocol, params: dict) -> dict[str, Any]:
+        client = params.get("client")
+        if not (isinstance(client, str) and 0 < len(client) <= MAX_CLIENT_LENGTH):
+            client = uuid.uuid4().hex[:12]
+        if conn.auth_timer is not None and conn.auth_timer.active():
+            conn.auth_timer.cancel()
+        conn.authenticated = True
+        conn.session_id = f"webchat:{client}"
+        self.runtime.sessions.touch(conn.session_id, "webchat", self.clock.seconds(), conn.peer_address)
+        log("openclaw:gateway:connected", peer=conn.peer_address, session_id=conn.session_id)
+        return {
+            "server": "openclaw",
+            "version": __version__,
+            "session": conn.session_id,
+            "methods": sorted(["connect", *self.methods]),
+            "max_frame_bytes": self.config.max_frame_bytes,
+        }
+
+    # Drain
+
+    def drain(self) -> Deferred:
+        if self._drained is not None:
+            return self._drained
+        self.draining = True
+        self._drained = self._drain()
+        return self._drained
+
+    def _drain(self) -> Deferred:
+        action = begin("openclaw:gateway:drain", inflight=self.inflight,
+                       connections=len(self.connections), timeout=self.config.drain_timeout)
+        with action.context():
+            d = self.stop_listening()
+            if self.inflight:
+                self._idle = Deferred()
+                self._drain_timer = self.clock.callLater(self.config.drain_timeout, self._give_up)
+                d.addCallback(lambda _: self._idle)
+            d.addCallback(lambda _: self._close_all())
+        d.addBoth(lambda result: (action.finish(), result)[1])
+        return d
+
+    def _give_up(self) -> None:
+        """The drain bound passed (or the operator hurried): abandon what is left."""
+        if self._drain_timer is not None and self._drain_timer.active():
+            self._drain_timer.cancel()
+        if self._idle is None:
+            return
+        abandoned = {c.peer_address: sorted(c.inflight) for c in self.connections if c.inflight}
+        log("openclaw:gateway:drain-abandoned", level="warn", count=self.inflight, requests=abandoned)
+        metrics.drain_abandoned.inc(self.inflight)
+        self._idle, d = None, self._idle
+        d.callback(None)
+
+    def hurry(self) -> None:
+        self._give_up()
+
+    def _close_all(self) -> Deferred:
+        if self._drain_timer is not None and self._drain_timer.active():
+            self._drain_timer.cancel()
+        if not self.connections:
+            return succeed(None)
+        self._closed = Deferred()
+        for conn in list(self.connections):
+            conn.close(CLOSE_GOING_AWAY, "shutting down")
+        timer = self.clock.callLater(CLOSE_TIMEOUT, self._abort_all)
+        self._closed.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
+        return self._closed
+
+    def _abort_all(self) -> None:
+        for conn in list(self.connections):
+            conn.transport.abortConnection()
+
+    def stopService(self) -> Deferred:
+        d = self.drain()
+        d.addCallback(lambda _: super(GatewayService, self).stopService())
+        return d
+

@@ -1,0 +1,74 @@
+"""
+The health report shared by ``GET /health`` and the gateway's ``health``
+method.  Building it is pure apart from reading this process's memory.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from openclaw.runtime import RUNNING, Runtime
+
+
+def _iso(when: float | None) -> str | None:
+    if when is None:
+        return None
+    return datetime.fromtimestamp(when, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def memory() -> dict[str, int]:
+    """RSS and peak RSS in bytes, and the Python heap's allocated blocks."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak *= 1 if sys.platform == "darwin" else 1024
+    try:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * resource.getpagesize()
+    except OSError:
+        rss = peak
+    return {"rss_bytes": rss, "peak_rss_bytes": peak, "python_allocated_blocks": sys.getallocatedblocks()}
+
+
+def report(runtime: Runtime, mem: dict[str, int]) -> tuple[int, dict[str, Any]]:
+    """
+    :return: ``(http_status, body)``: 200 while running with every connector
+        connected; 503 while starting, draining, or with a connector down.
+    """
+    connectors = runtime.connectors()
+    connections = {name: bool(detail.get("connected")) for name, detail in connectors.items()}
+    down = sorted(name for name, up in connections.items() if not up)
+    if runtime.phase != RUNNING:
+        status = runtime.phase
+    elif down:
+        status = "degraded"
+    else:
+        status = "ok"
+    body = {
+        "status": status,
+        "uptime": round(runtime.uptime(), 3),
+        "timestamp": _iso(runtime.clock.seconds()),
+        "connections": connections,
+        "connectors": connectors,
+        "memory": mem,
+        "services": dict(runtime.services),
+        "last_heartbeat": _iso(runtime.last_heartbeat),
+        "sessions": len(runtime.sessions),
+        "gateway": runtime.gateway(),
+        "limits": {"nofile_soft": runtime.nofile[0], "nofile_hard": runtime.nofile[1]} if runtime.nofile else None,
+        "config_digest": runtime.config_digest,
+    }
+    return (200 if status == "ok" else 503), body
+
+
+def status(runtime: Runtime) -> dict[str, Any]:
+    """The gateway's ``status`` payload: services, sessions, heartbeat."""
+    return {
+        "phase": runtime.phase,
+        "uptime": round(runtime.uptime(), 3),
+        "services": dict(runtime.services),
+        "sessions": runtime.sessions.snapshot(),
+        "last_heartbeat": _iso(runtime.last_heartbeat),
+        "next_heartbeat": _iso(runtime.next_heartbeat()),
+    }

@@ -1,0 +1,289 @@
+"""
+Where openclaw's Eliot messages go: rotating JSON files, a readable console
+line, and a bridge that brings Twisted's own log events into Eliot.
+
+Logging is a service (the model is Tahoe-LAFS's ``_EliotLogging``) so that,
+as the first child of the daemon, it starts before anything logs and stops
+after everything else has finished logging.
+
+Every destination writes only *redacted* messages: values under secret-looking
+keys and every known secret value are replaced by ``<redacted>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from eliot import add_destinations, remove_destination
+from twisted.application.service import Service
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.python.logfile import LogFile
+
+from openclaw.eliotutil import LEVELS, enabled, log, set_threshold
+
+REDACTED = "<redacted>"
+
+#: Secrets shorter than this are not scrubbed from text: redacting every "a"
+#: would destroy the log and protect nothing.
+MIN_SECRET_LENGTH = 8
+
+#: A dict key whose lower-cased name contains one of these hides its strings.
+SECRET_KEY_PARTS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "private_key",
+    "credential",
+)
+
+#: Key on the twisted.logger events the console destination emits; the bridge
+#: skips such events so a console line never comes back as an Eliot message.
+CONSOLE_MARKER = "openclaw_console"
+
+#: Eliot's own message types that report a failure but carry no ``log_level``.
+_ELIOT_ERROR_TYPES = frozenset({"eliot:traceback", "eliot:destination_failure"})
+
+#: Fields every console line already shows (or that only matter in files).
+_CONSOLE_HIDDEN = frozenset(
+    {"timestamp", "task_uuid", "task_level", "action_type", "action_status", "message_type", "log_level"}
+)
+
+_CONSOLE_VALUE_LIMIT = 300
+
+_TO_TWISTED = {
+    "error": LogLevel.error,
+    "warn": LogLevel.warn,
+    "info": LogLevel.info,
+    "debug": LogLevel.debug,
+    "trace": LogLevel.debug,
+}
+
+_FROM_TWISTED = {
+    LogLevel.critical: "error",
+    LogLevel.error: "error",
+    LogLevel.warn: "warn",
+    LogLevel.info: "info",
+    LogLevel.debug: "debug",
+}
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a field called ``name`` holds credentials (see SECRET_KEY_PARTS)."""
+    lowered = name.lower()
+    return any(part in lowered for part in SECRET_KEY_PARTS)
+
+
+def redact(value: Any, secrets: Iterable[str]) -> Any:
+    """
+    Return a JSON-ready copy of ``value`` that is safe to write to a log.
+
+    The rule: (a) under a dict key for which ``is_secret_key`` is true, every
+    string at any depth becomes ``<redacted>`` while numbers, booleans and
+    None are kept (so ``max_tokens: 4096`` survives and ``authorization:
+    ["Bearer …"]`` does not); (b) every occurrence of every secret of at least
+    ``MIN_SECRET_LENGTH`` characters inside any string or key is replaced by
+    ``<redacted>`` (overlapping occurrences become one marker).  Tuples and
+    sets become lists, bytes are decoded, and any other object is rendered
+    with ``str()`` first, so a secret inside a repr is caught too.
+    """
+    known = tuple({s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH})
+    return _redact(value, known, False)
+
+
+def _redact(value: Any, known: tuple[str, ...], hide: bool) -> Any:
+    if isinstance(value, str):
+        return REDACTED if hide else _scrub(value, known)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {
+            _scrub(str(key), known): _redact(item, known, hide or is_secret_key(str(key)))
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_redact(item, known, hide) for item in value]
+    if isinstance(value, (bytes, bytearray)):
+        return _redact(bytes(value).decode("utf-8", "backslashreplace"), known, hide)
+    return _redact(str(value), known, hide)
+
+
+def _scrub(text: str, known: tuple[str, ...]) -> str:
+    """Replace every (possibly overlapping) occurrence of a known secret."""
+    spans = []
+    for secret in known:
+        start = text.find(secret)
+        while start != -1:
+            spans.append((start, start + len(secret)))
+            start = text.find(secret, start + 1)
+    if not spans:
+        return text
+    spans.sort()
+    pieces = []
+    position = 0
+    begin, end = spans[0]
+    for next_begin, next_end in spans[1:]:
+        if next_begin <= end:
+            end = max(end, next_end)
+            continue
+        pieces += [text[position:begin], REDACTED]
+        position, (begin, end) = end, (next_begin, next_end)
+    pieces += [text[position:begin], REDACTED, text[end:]]
+    return "".join(pieces)
+
+
+def level_of(message: dict[str, Any]) -> str:
+    """
+    The level a message is filtered and written at.
+
+    A failed action's end message, and Eliot's own traceback and
+    destination-failure messages, are ``error`` (they carry no level); any
+    other message without a known ``log_level`` counts as ``info``.
+    """
+    if message.get("action_status") == "failed" or message.get("message_type") in _ELIOT_ERROR_TYPES:
+        return "error"
+    level = message.get("log_level")
+    return level if isinstance(level, str) and level in LEVELS else "info"
+
+
+def render(message: dict[str, Any], level: str) -> str:
+    """One readable console line: level, type, status, then ``key=value``s."""
+    parts = [f"{level:<5}", str(message.get("action_type") or message.get("message_type") or "-")]
+    if message.get("action_status"):
+        parts.append(str(message["action_status"]))
+    for key, value in message.items():
+        if key in _CONSOLE_HIDDEN:
+            continue
+        shown = value if isinstance(value, str) and value and not any(c.isspace() for c in value) else None
+        if shown is None:
+            shown = json.dumps(value, ensure_ascii=False, default=str)
+        if level != "error" and len(shown) > _CONSOLE_VALUE_LIMIT:
+            shown = shown[:_CONSOLE_VALUE_LIMIT] + "…"
+        parts.append(f"{key}={shown}")
+    return " ".join(parts)
+
+
+class _JsonLinesFile:
+    """A size-rotated file of one JSON object per line, written unbuffered."""
+
+    def __init__(self, directory: str, name: str, max_bytes: int, backups: int) -> None:
+        # LogFile opens unbuffered, rotates before a write once the file has
+        # reached rotateLength, and deletes rotated files past maxRotatedFiles.
+        self._file = LogFile(name, directory, rotateLength=max_bytes, defaultMode=0o600, maxRotatedFiles=backups)
+        # Eliot calls destinations from whichever thread logged.
+        self._lock = threading.Lock()
+
+    def write(self, message: dict[str, Any]) -> None:
+        line = (json.dumps(message, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        with self._lock:
+            self._file.write(line)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.flush()
+            self._file.close()
+
+
+class LoggingService(Service):
+    """
+    Eliot destinations (combined.log, error.log, console) plus the
+    twisted.logger -> Eliot bridge, added on start and removed on stop.
+
+    ``secrets`` is called for every written message, so a token rotated at
+    runtime is redacted from the next line on.
+    """
+
+    name = "logging"
+
+    def __init__(
+        self,
+        home: str,
+        level: str,
+        max_bytes: int = 10 * 1024 * 1024,
+        backups: int = 5,
+        secrets: Callable[[], Iterable[str]] = lambda: (),
+        console: bool = True,
+    ) -> None:
+        if level not in LEVELS:
+            raise ValueError(f"log.level: unknown level {level!r} (choose one of {', '.join(LEVELS)})")
+        if max_bytes < 1:
+            raise ValueError(f"log.max_bytes: must be at least 1, not {max_bytes}")
+        if backups < 1:
+            # LogFile always keeps the file it just rotated as .1.
+            raise ValueError(f"log.backups: must be at least 1, not {backups}")
+        self.directory = os.path.join(home, "logs")
+        self.level = level
+        self._max_bytes = max_bytes
+        self._backups = backups
+        self._secrets = secrets
+        self._console = console
+        self._combined: _JsonLinesFile | None = None
+        self._errors: _JsonLinesFile | None = None
+
+    def startService(self) -> None:
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        set_threshold(self.level)
+        self._combined = _JsonLinesFile(self.directory, "combined.log", self._max_bytes, self._backups)
+        self._errors = _JsonLinesFile(self.directory, "error.log", self._max_bytes, self._backups)
+        add_destinations(self._deliver)
+        globalLogPublisher.addObserver(self._bridge)
+        super().startService()
+
+    def stopService(self) -> Any:
+        if self._combined is not None and self._errors is not None:
+            globalLogPublisher.removeObserver(self._bridge)
+            remove_destination(self._deliver)
+            self._combined.close()
+            self._errors.close()
+            self._combined = self._errors = None
+        return super().stopService()
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        """The Eliot destination: filter, redact once, fan out."""
+        level = level_of(message)
+        if LEVELS[level] < LEVELS[self.level] or self._combined is None or self._errors is None:
+            return  # below the threshold, or a message racing stopService
+        clean = redact({k: v for k, v in message.items() if k != "__eliot_logger__"}, self._secrets())
+        clean["log_level"] = level
+        self._combined.write(clean)
+        if level == "error":
+            self._errors.write(clean)
+        # Twisted's own observers already show the original of a twisted:log.
+        if self._console and clean.get("message_type") != "twisted:log":
+            globalLogPublisher(
+                {
+                    "log_format": "{openclaw_line}",
+                    "openclaw_line": render(clean, level),
+                    "log_level": _TO_TWISTED[level],
+                    "log_namespace": "openclaw",
+                    "log_source": None,
+                    "log_time": clean.get("timestamp", time.time()),
+                    CONSOLE_MARKER: True,
+                }
+            )
+
+    def _bridge(self, event: dict[str, Any]) -> None:
+        """twisted.logger observer: re-log Twisted's events as ``twisted:log``."""
+        if event.get(CONSOLE_MARKER):
+            return
+        level = _FROM_TWISTED.get(event.get("log_level"), "info")
+        if not enabled(level):
+            return
+        fields: dict[str, Any] = {
+            "message": formatEvent(event),
+            "log_namespace": event.get("log_namespace", "-"),
+        }
+        failure = event.get("log_failure")
+        if failure is not None:
+            fields["exception"] = f"{failure.type.__module__}.{failure.type.__qualname__}"
+            fields["traceback"] = failure.getTraceback()
+        log("twisted:log", level, **fields)

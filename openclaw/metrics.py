@@ -1,0 +1,99 @@
+"""
+Every Prometheus metric openclaw exports, on one registry.
+
+Names are stable: dashboards and alert rules in ``etc/`` depend on them.
+Hot paths bind label children once (see ``RequestMetrics``) instead of calling
+``labels()`` per request.
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import PlatformCollector, ProcessCollector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+RESPONSE_BUCKETS = (0.1, 0.5, 1, 2, 5, 10)
+
+requests_total = Counter(
+    "openclaw_requests_total",
+    "Requests handled, by where they came from and what they asked.",
+    ["source", "type"],
+    registry=REGISTRY,
+)
+response_duration = Histogram(
+    "openclaw_response_duration_seconds",
+    "Time from receiving a request to sending its response.",
+    ["source"],
+    buckets=RESPONSE_BUCKETS,
+    registry=REGISTRY,
+)
+active_sessions = Gauge(
+    "openclaw_active_sessions",
+    "Sessions currently known to the daemon.",
+    registry=REGISTRY,
+)
+gateway_connections = Gauge(
+    "openclaw_gateway_connections",
+    "Open WebSocket connections on the gateway.",
+    registry=REGISTRY,
+)
+gateway_inflight = Gauge(
+    "openclaw_gateway_inflight_requests",
+    "Gateway requests received and not yet answered.",
+    registry=REGISTRY,
+)
+gateway_frame_errors = Counter(
+    "openclaw_gateway_frame_errors_total",
+    "Gateway frames refused, by error code.",
+    ["code"],
+    registry=REGISTRY,
+)
+gateway_auth_failures = Counter(
+    "openclaw_gateway_auth_failures_total",
+    "Gateway connections refused for a wrong or missing token.",
+    registry=REGISTRY,
+)
+heartbeat_last = Gauge(
+    "openclaw_heartbeat_last_timestamp_seconds",
+    "Unix time of the last heartbeat (0 before the first).",
+    registry=REGISTRY,
+)
+draining = Gauge(
+    "openclaw_draining",
+    "1 while the daemon is draining for shutdown.",
+    registry=REGISTRY,
+)
+ready = Gauge(
+    "openclaw_ready",
+    "1 once startup has completed and until draining begins.",
+    registry=REGISTRY,
+)
+drain_abandoned = Counter(
+    "openclaw_drain_abandoned_requests_total",
+    "In-flight requests abandoned because the drain timeout passed.",
+    registry=REGISTRY,
+)
+state_saves = Counter(
+    "openclaw_state_saves_total",
+    "Writes of gateway-state.json, by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+
+class RequestMetrics:
+    """
+    Per-source request metrics with label children bound once: the gateway
+    counts every request, so a ``labels()`` lookup per request is wasted work.
+    """
+
+    def __init__(self, source: str, known_types: list[str]) -> None:
+        self._source = source
+        self._counters = {t: requests_total.labels(source, t) for t in known_types}
+        self._other = requests_total.labels(source, "unknown")
+        self.duration = response_duration.labels(source)
+
+    def count(self, request_type: str) -> None:
+        """Count one request; types outside the known set count as ``unknown``."""
+        self._counters.get(request_type, self._other).inc()

@@ -1,0 +1,1 @@
+"""The proactive engine: heartbeat, checks, cron, reports."""

@@ -1,0 +1,1 @@
+"""Durable stores behind ``IStore``: SQLite (embedded default) and, later, Redis."""

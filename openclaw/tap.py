@@ -1,0 +1,113 @@
+"""
+``twistd openclaw``: command-line options and the service tree.
+
+``makeService`` only builds objects; services do their I/O when started.
+The order of ``build_service`` is the start order (see docs/architecture in
+DESIGN.md): logging, store, state, gateway, web, connectors, heartbeat,
+systemd notify.  Stopping drains and then stops the same list backwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from twisted.python import usage
+
+from openclaw.config import EX_CONFIG, Config, ConfigError, default_home, load_config
+from openclaw.connectors.service import ConnectorsService
+from openclaw.daemon import DaemonService
+from openclaw.gateway.methods import core_methods
+from openclaw.gateway.service import GatewayService
+from openclaw.logs import LoggingService
+from openclaw.proactive.heartbeat import HeartbeatService
+from openclaw.runtime import Runtime
+from openclaw.state import StateService
+from openclaw.store.sqlite import SQLiteStore
+from openclaw.system.sdnotify import SDNotifier
+from openclaw.system.systemd_service import SystemdService
+from openclaw.web import WebService
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run the openclaw daemon. With no options it keeps its data in "
+        "$OPENCLAW_HOME (else ~/.openclaw), serves the gateway on "
+        "127.0.0.1:18789 and /health, /metrics on 127.0.0.1:8080. "
+        "Endpoints are Twisted strports strings (tcp:0, unix:/path). "
+        "A bad configuration exits with status 78."
+    )
+    optParameters = [
+        ["config", "c", None, "YAML config file (default: $OPENCLAW_CONFIG, else none: built-in defaults)"],
+        ["home", None, None, "home directory for data, logs and the token (default: $OPENCLAW_HOME, else ~/.openclaw)"],
+        ["gateway", None, None, "gateway endpoint (default: tcp:18789:interface=127.0.0.1)"],
+        ["web", None, None, "health/metrics endpoint (default: tcp:8080:interface=127.0.0.1)"],
+        ["log-level", None, None, "error, warn, info, debug or trace (default: $LOG_LEVEL, else info)"],
+    ]
+
+    def postOptions(self) -> None:
+        overrides = {
+            "gateway.listen": self["gateway"],
+            "web.listen": self["web"],
+            "log.level": self["log-level"],
+        }
+        path = self["config"] or os.environ.get("OPENCLAW_CONFIG") or None
+        try:
+            self.config = load_config(path, os.environ, overrides)
+        except ConfigError as e:
+            sys.stderr.write(f"{e}\n")
+            raise SystemExit(EX_CONFIG)
+        self.home = os.path.abspath(os.path.expanduser(self["home"] or default_home()))
+
+
+def status_line(runtime: Runtime) -> str:
+    """The short summary systemd shows in ``systemctl status``."""
+    gateway = runtime.gateway()
+    return (
+        f"{runtime.phase}; {gateway.get('connections', 0)} gateway connections; "
+        f"{len(runtime.sessions)} sessions"
+    )
+
+
+def build_service(
+    config: Config, home: str, reactor: Any, owns_process: bool = False,
+    console: bool = True, environ: Any = os.environ,
+) -> DaemonService:
+    """
+    The whole tree, children added in start order.  ``owns_process`` (twistd
+    only) adds signal handling and raises the open-files limit.
+    """
+    runtime = Runtime(reactor, config.digest())
+    root = DaemonService(runtime, reactor, home, owns_process)
+    data = os.path.join(home, "data")
+    gateway = GatewayService(
+        reactor, runtime, config.gateway, os.path.join(home, "gateway.token"), core_methods(runtime)
+    )
+    connectors = ConnectorsService(runtime)
+    runtime.connectors = connectors.health
+    children = [
+        LoggingService(
+            home, config.log.level, config.log.max_bytes, config.log.backups,
+            secrets=lambda: [*config.secrets(), gateway.token], console=console,
+        ),
+        SQLiteStore(reactor, config.store.path or os.path.join(data, "openclaw.sqlite3")),
+        StateService(runtime, os.path.join(data, "gateway-state.json"), config.state.save_every),
+        gateway,
+        WebService(reactor, runtime, config.web.listen),
+        connectors,
+        HeartbeatService(runtime, config.heartbeat.every),
+        SystemdService(SDNotifier.from_environ(environ), reactor, lambda: status_line(runtime), environ),
+    ]
+    names = ["logging", "store", "state", "gateway", "web", "connectors", "heartbeat", "systemd"]
+    for name, child in zip(names, children):
+        child.setName(name)
+        child.setServiceParent(root)
+    return root
+
+
+def makeService(options: Options) -> DaemonService:
+    from twisted.internet import reactor
+
+    return build_service(options.config, options.home, reactor, owns_process=True)

@@ -1,0 +1,86 @@
+"""
+The health and metrics web service (Klein): ``/health``, ``/livez``,
+``/readyz`` and ``/metrics``.  Unknown paths get a JSON 404.
+
+``/livez`` answers 200 whenever the reactor runs (a chat platform outage must
+not get the process restarted); ``/readyz`` only while running; ``/health``
+reports everything and is 503 when any part is unhealthy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from klein import Klein
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from twisted.web.server import Site
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from openclaw import health, metrics
+from openclaw.eliotutil import enabled, log
+from openclaw.listening import ListeningService
+from openclaw.runtime import RUNNING, Runtime
+
+
+def _json(request: Any, code: int, body: Any) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Cache-Control", b"no-store")
+    return orjson.dumps(body)
+
+
+class HealthApp:
+    """The routes; separate from the service so tests can serve it anywhere."""
+
+    app = Klein()
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @app.route("/health", methods=["GET", "HEAD"])
+    def health(self, request: Any) -> bytes:
+        code, body = health.report(self.runtime, health.memory())
+        return _json(request, code, body)
+
+    @app.route("/livez", methods=["GET", "HEAD"])
+    def livez(self, request: Any) -> bytes:
+        return _json(request, 200, {"status": "alive", "uptime": round(self.runtime.uptime(), 3)})
+
+    @app.route("/readyz", methods=["GET", "HEAD"])
+    def readyz(self, request: Any) -> bytes:
+        ready = self.runtime.phase == RUNNING
+        return _json(request, 200 if ready else 503, {"status": self.runtime.phase, "ready": ready})
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics(self, request: Any) -> bytes:
+        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode())
+        return generate_latest(metrics.REGISTRY)
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request: Any, failure: Any) -> bytes:
+        return _json(request, 404, {"error": {"code": "not_found", "path": request.path.decode("utf-8", "replace")}})
+
+    @app.handle_errors(MethodNotAllowed)
+    def not_allowed(self, request: Any, failure: Any) -> bytes:
+        return _json(request, 405, {"error": {"code": "method_not_allowed", "method": request.method.decode()}})
+
+
+class QuietSite(Site):
+    """A Site whose access log is a debug-level Eliot message, not a line per probe."""
+
+    noisy = False
+
+    def log(self, request: Any) -> None:
+        if enabled("debug"):
+            log("openclaw:web:request", level="debug", method=request.method.decode(),
+                path=request.path.decode("utf-8", "replace"), code=request.code)
+
+
+class WebService(ListeningService):
+    """Serves ``HealthApp`` on ``web.listen``."""
+
+
+    def __init__(self, reactor: Any, runtime: Runtime, description: str) -> None:
+        site = QuietSite(HealthApp(runtime).app.resource())
+        super().__init__(reactor, description, site, "web.listen")

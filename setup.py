@@ -1,0 +1,44 @@
+from setuptools import setup
+
+setup(
+    name="openclaw",
+    version="0.1.0",
+    description="A proactive personal-assistant daemon on Twisted",
+    python_requires=">=3.11",
+    packages=[
+        "openclaw",
+        "openclaw.gateway",
+        "openclaw.store",
+        "openclaw.proactive",
+        "openclaw.connectors",
+        "openclaw.system",
+        "twisted.plugins",
+    ],
+    package_data={
+        "openclaw": ["templates/*"],
+        "openclaw.system": ["templates/*"],
+    },
+    install_requires=[
+        "twisted[tls]>=24.3",
+        "autobahn>=24.4",
+        "klein>=24.8",
+        "treq>=24.9",
+        "txredisapi>=1.4.10",
+        "prometheus-client>=0.20",
+        "eliot>=1.15",
+        "eliot-tree>=24.0",
+        "zope.interface>=6",
+        "pyyaml>=6",
+        "orjson>=3.9",
+        "psutil>=5.9",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-twisted>=1.14",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+        ],
+    },
+    entry_points={"console_scripts": ["openclaw = openclaw.cli:main"]},
+)

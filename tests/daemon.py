@@ -1,0 +1,54 @@
+"""Run the whole service tree in-process on ephemeral 127.0.0.1 ports."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Any
+
+import treq
+from twisted.internet import defer, reactor
+
+from openclaw.config import Config, build_config
+from openclaw.tap import build_service
+
+
+def daemon_config(**sections: dict[str, Any]) -> Config:
+    """Defaults with both listeners on ephemeral loopback ports."""
+    document = {
+        "gateway": {"listen": "tcp:0:interface=127.0.0.1"},
+        "web": {"listen": "tcp:0:interface=127.0.0.1"},
+    }
+    for name, values in sections.items():
+        document.setdefault(name, {}).update(values)
+    return build_config(document)
+
+
+class RunningDaemon:
+    """A started tree and the ports it listens on."""
+
+    def __init__(self, home: str, config: Config | None = None, environ: dict | None = None) -> None:
+        self.home = home
+        self.config = config or daemon_config()
+        self.service = build_service(self.config, home, reactor, console=False, environ=environ or {})
+        self.service.startService()
+        self.runtime = self.service.runtime
+        self.gateway = self.service.getServiceNamed("gateway")
+        self.web_port = self.service.getServiceNamed("web").port.getHost().port
+        self.gateway_port = self.gateway.port.getHost().port
+
+    @property
+    def token(self) -> str:
+        return self.gateway.token
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.web_port}{path}"
+
+    @defer.inlineCallbacks
+    def get(self, path: str) -> Any:
+        response = yield treq.get(self.url(path), persistent=False)
+        body = yield response.content()
+        return response.code, response.headers, body
+
+    def stop(self) -> defer.Deferred:
+        return defer.maybeDeferred(self.service.stopService)

@@ -1,0 +1,158 @@
+"""Config: defaults, YAML, environment, overrides, and one-line errors."""
+
+import os
+
+import pytest
+import yaml
+from hypothesis import given, strategies as st
+
+from openclaw import config
+from openclaw.config import ConfigError, build_config, parse_duration, parse_size
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def error(document=None, environ={}, overrides={}) -> str:
+    with pytest.raises(ConfigError) as info:
+        build_config(document, environ, overrides)
+    return str(info.value)
+
+
+def test_no_file_gives_safe_defaults() -> None:
+    c = build_config()
+    assert c.gateway.listen == "tcp:18789:interface=127.0.0.1"
+    assert c.web.listen == "tcp:8080:interface=127.0.0.1"
+    assert c.gateway.drain_timeout == 30.0
+    assert c.gateway.max_frame_bytes == 1024 * 1024
+    assert c.log.level == "info"
+    assert c.heartbeat.every == 1800.0
+
+
+def test_layers_yaml_then_env_then_overrides() -> None:
+    document = {"gateway": {"drain_timeout": "1m", "max_bad_frames": 3}, "log": {"level": "debug"}}
+    environ = {"OPENCLAW_GATEWAY_DRAIN_TIMEOUT": "45s", "LOG_LEVEL": "warn"}
+    c = build_config(document, environ, {"log.level": "trace", "web.listen": None})
+    assert c.gateway.drain_timeout == 45.0
+    assert c.gateway.max_bad_frames == 3
+    assert c.log.level == "trace"
+    assert c.web.listen == "tcp:8080:interface=127.0.0.1"
+
+
+def test_openclaw_log_level_wins_over_log_level() -> None:
+    assert build_config(None, {"LOG_LEVEL": "warn", "OPENCLAW_LOG_LEVEL": "error"}).log.level == "error"
+
+
+def test_bad_duration_names_key_value_and_reason() -> None:
+    assert error({"gateway": {"drain_timeout": "soon"}}) == (
+        'config error: gateway.drain_timeout: expected a duration like 30s, got "soon"'
+    )
+
+
+@pytest.mark.parametrize(
+    "document, key",
+    [
+        ({"gateway": {"max_bad_frames": "many"}}, "gateway.max_bad_frames"),
+        ({"gateway": {"max_bad_frames": True}}, "gateway.max_bad_frames"),
+        ({"gateway": {"max_frame_bytes": "huge"}}, "gateway.max_frame_bytes"),
+        ({"gateway": {"token": 12345}}, "gateway.token"),
+        ({"log": {"level": "verbose"}}, "log.level"),
+        ({"log": {"backups": 0}}, "log.backups"),
+        ({"heartbeat": {"every": -5}}, "heartbeat.every"),
+        ({"gateway": "tcp:1"}, "gateway"),
+    ],
+)
+def test_bad_types_are_refused(document, key) -> None:
+    assert error(document).startswith(f"config error: {key}: ")
+
+
+def test_unknown_keys_and_sections_are_refused() -> None:
+    assert "config error: gateway.listn: unknown key (known: listen," in error({"gateway": {"listn": "tcp:1"}})
+    assert error({"gatway": {}}).startswith("config error: gatway: unknown section")
+    assert error(["a"]).startswith("config error: <config>: expected a mapping")
+
+
+def test_unknown_environment_variables_are_refused() -> None:
+    message = error(None, {"OPENCLAW_GATEWAY_TIMEOUT": "5"})
+    assert message.startswith("config error: OPENCLAW_GATEWAY_TIMEOUT: unknown environment variable")
+    build_config(None, {"OPENCLAW_HOME": "/tmp/x", "OPENCLAW_CONFIG": "/tmp/y.yaml"})
+
+
+def test_environment_errors_name_the_variable() -> None:
+    assert error(None, {"OPENCLAW_GATEWAY_DRAIN_TIMEOUT": "later"}).startswith(
+        "config error: OPENCLAW_GATEWAY_DRAIN_TIMEOUT (gateway.drain_timeout): expected a duration"
+    )
+
+
+@pytest.mark.parametrize("endpoint", ["tcp:notaport", "bogus:1234", "tcp:", "", "tcp:80:interface=127.0.0.1:bad=1:x"])
+def test_bad_endpoints_are_refused(endpoint) -> None:
+    assert error(None, {}, {"gateway.listen": endpoint}).startswith("config error: gateway.listen: expected an endpoint")
+
+
+def test_unix_and_ephemeral_endpoints_are_accepted(tmp_path) -> None:
+    c = build_config({"web": {"listen": "tcp:0"}, "gateway": {"listen": f"unix:{tmp_path}/gw.sock"}})
+    assert c.gateway.listen.startswith("unix:")
+
+
+def test_invalid_yaml_file_names_the_line(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("gateway:\n  listen: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        config.load_config(str(path), {})
+    assert str(info.value).startswith(f"config error: {path}: invalid YAML at line")
+
+
+def test_missing_file_is_a_config_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        config.load_config(str(tmp_path / "missing.yaml"), {})
+
+
+def test_example_config_is_the_rendered_key_table() -> None:
+    with open(os.path.join(ROOT, "etc", "openclaw.example.yaml")) as f:
+        text = f.read()
+    assert text == config.render_example()
+    uncommented = "\n".join(line.replace("# ", "", 1) if line.startswith("  # ") and ": " in line and "[" not in line else line for line in text.splitlines())
+    assert build_config(yaml.safe_load(uncommented)) == build_config()
+
+
+def test_digest_changes_with_config_but_hides_secrets() -> None:
+    a = build_config({"gateway": {"token": "s3cret-token-value"}})
+    b = build_config({"gateway": {"token": "another-token-value"}})
+    assert a.digest() == b.digest() != build_config().digest()
+    assert a.secrets() == ["s3cret-token-value"]
+
+
+durations = st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(["ms", "s", "m", "h", "d"])), min_size=1, max_size=4)
+
+
+@given(durations)
+def test_durations_parse_to_the_sum_of_their_parts(parts) -> None:
+    text = "".join(f"{n}{u}" for n, u in parts)
+    expected = sum(n * config._DURATION_UNITS[u] for n, u in parts)
+    assert parse_duration(text) == pytest.approx(expected)
+
+
+@given(st.integers(0, 2**40), st.sampled_from(["", "B", "KB", "KiB", "MB", "MiB", "GB", "GiB"]))
+def test_sizes_parse(number, unit) -> None:
+    assert parse_size(f"{number}{unit}") == number * config._SIZE_UNITS[unit or None]
+
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30)
+documents = st.dictionaries(
+    st.sampled_from(["gateway", "web", "log", "state", "heartbeat", "store", "nope"]),
+    st.none() | scalars | st.dictionaries(
+        st.sampled_from(["listen", "token", "max_frame_bytes", "drain_timeout", "max_bad_frames",
+                         "level", "max_bytes", "backups", "save_every", "every", "path", "bad"]),
+        scalars, max_size=4),
+    max_size=4,
+)
+
+
+@given(documents)
+def test_any_document_loads_or_fails_with_one_config_error_line(document) -> None:
+    try:
+        c = build_config(document)
+    except ConfigError as e:
+        text = str(e)
+        assert text.startswith("config error: ") and "\n" not in text
+    else:
+        assert c.gateway.max_bad_frames > 0 and c.gateway.drain_timeout >= 0

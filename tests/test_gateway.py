@@ -1,0 +1,221 @@
+"""The gateway over real WebSocket connections on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import orjson
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+from twisted.internet.task import Clock
+
+from openclaw import metrics
+from openclaw.config import build_config
+from openclaw.gateway import frames
+from openclaw.gateway.methods import core_methods
+from openclaw.gateway.service import AUTH_TIMEOUT, GatewayService
+from openclaw.runtime import Runtime
+from tests import wsclient
+
+TOKEN = "test-token-0123456789abcdef"
+
+
+class Gateway:
+    """A started GatewayService; ``methods`` may add test methods."""
+
+    def __init__(self, tmp_path, clock=None, token=TOKEN, methods=None, **gateway) -> None:
+        gateway.setdefault("listen", "tcp:0:interface=127.0.0.1")
+        gateway.setdefault("token", token)
+        self.config = build_config({"gateway": gateway}).gateway
+        self.runtime = Runtime(clock or reactor)
+        table = core_methods(self.runtime)
+        table.update(methods or {})
+        self.service = GatewayService(reactor, self.runtime, self.config, str(tmp_path / "gateway.token"), table)
+        self.service.startService()
+        self.port = self.service.port.getHost().port
+
+    def connect(self, token=TOKEN):
+        return wsclient.connect(self.port, token)
+
+    def stop(self):
+        return self.service.stopService()
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    gw = Gateway(tmp_path)
+    yield gw
+    pytest_twisted.blockon(gw.stop())
+
+
+def counter(name: str, **labels) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest_twisted.inlineCallbacks
+def test_connect_then_ping_health_status(gateway) -> None:
+    before = counter("openclaw_requests_total", source="gateway", type="ping")
+    client = yield gateway.connect()
+    pong = yield client.request("ping")
+    assert pong["ok"] and pong["payload"]["pong"] is True and pong["type"] == "res"
+    health = yield client.request("health")
+    assert {"status", "uptime", "timestamp", "connections", "memory", "services"} <= set(health["payload"])
+    status = yield client.request("status")
+    assert "webchat:test" in status["payload"]["sessions"]
+    assert counter("openclaw_requests_total", source="gateway", type="ping") == before + 1
+    assert gateway.runtime.gateway() == {"connections": 1, "inflight": 0}
+    yield client.close()
+
+
+@pytest.mark.parametrize("params", [{"token": "wrong-token"}, {}, {"token": 123}, None])
+@pytest_twisted.inlineCallbacks
+def test_wrong_or_missing_token_is_refused_and_closed_with_1008(gateway, params) -> None:
+    failures = counter("openclaw_gateway_auth_failures_total")
+    client = yield wsclient.connect(gateway.port)
+    client.send("connect", params, request_id="c1")
+    reply = yield client.next()
+    assert reply == {"type": "res", "id": "c1", "ok": False,
+                     "error": {"code": "unauthorized", "message": "wrong or missing token"}}
+    code = yield client.closed
+    assert code == 1008
+    assert counter("openclaw_gateway_auth_failures_total") == failures + 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_requests_before_connect_are_refused(gateway) -> None:
+    client = yield wsclient.connect(gateway.port)
+    client.send("status", request_id="s1")
+    reply = yield client.next()
+    assert (reply["id"], reply["error"]["code"]) == ("s1", "unauthorized")
+    assert (yield client.closed) == 1008
+
+
+@pytest_twisted.inlineCallbacks
+def test_silent_clients_are_closed_after_the_auth_timeout(tmp_path) -> None:
+    clock = Clock()
+    gw = Gateway(tmp_path, clock=clock)
+    client = yield wsclient.connect(gw.port)
+    clock.advance(AUTH_TIMEOUT - 1)
+    assert not client.closed.called
+    clock.advance(1)
+    assert (yield client.closed) == 1008
+    yield gw.stop()
+
+
+BAD_FRAMES = [
+    (b"{nope", False, frames.INVALID_JSON, None),
+    (b"[]", False, frames.INVALID_FRAME, None),
+    (b'{"type":"req","id":"m1"}', False, frames.MISSING_FIELD, "m1"),
+    (b'{"type":"req","id":"m2","method":"ping","params":3}', False, frames.INVALID_FIELD, "m2"),
+    (b'{"type":"event","id":"m3","method":"ping"}', False, frames.INVALID_FIELD, "m3"),
+    (b'{"type":"req","id":"m4","method":"ping"}', True, frames.BINARY_NOT_SUPPORTED, None),
+]
+
+
+@pytest.mark.parametrize("payload, binary, code, request_id", BAD_FRAMES)
+@pytest_twisted.inlineCallbacks
+def test_each_malformed_frame_gets_an_error_reply_and_the_connection_lives(
+    gateway, payload, binary, code, request_id
+) -> None:
+    errors = counter("openclaw_gateway_frame_errors_total", code=code)
+    client = yield gateway.connect()
+    client.send_raw(payload, binary=binary)
+    reply = yield client.next()
+    assert reply["ok"] is False and reply["id"] == request_id and reply["error"]["code"] == code
+    pong = yield client.request("ping")
+    assert pong["ok"]
+    assert counter("openclaw_gateway_frame_errors_total", code=code) == errors + 1
+    yield client.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_unknown_method_and_duplicate_id(tmp_path) -> None:
+    hold = defer.Deferred()
+    gw = Gateway(tmp_path, methods={"hold": lambda conn, params: hold})
+    client = yield gw.connect()
+    unknown = yield client.request("fly", {})
+    assert unknown["error"]["code"] == "unknown_method"
+    client.send("hold", request_id="same")
+    client.send("hold", request_id="same")
+    duplicate = yield client.next()
+    assert (duplicate["id"], duplicate["error"]["code"]) == ("same", "duplicate_id")
+    assert gw.runtime.gateway()["inflight"] == 1
+    hold.callback({"held": True})
+    done = yield client.next()
+    assert done == {"type": "res", "id": "same", "ok": True, "payload": {"held": True}}
+    yield client.close()
+    yield gw.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_failing_method_answers_internal_error_without_a_traceback(tmp_path) -> None:
+    def broken(conn, params):
+        raise RuntimeError("secret detail")
+
+    gw = Gateway(tmp_path, methods={"broken": broken})
+    client = yield gw.connect()
+    reply = yield client.request("broken")
+    assert reply["error"]["code"] == "internal_error" and "secret" not in reply["error"]["message"]
+    assert gw.runtime.gateway()["inflight"] == 0
+    assert (yield client.request("ping"))["ok"]
+    yield client.close()
+    yield gw.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_oversize_frames_get_frame_too_large_then_repeated_ones_close_1009(tmp_path) -> None:
+    gw = Gateway(tmp_path, max_frame_bytes=1000, max_bad_frames=2)
+    client = yield gw.connect()
+    big = orjson.dumps({"type": "req", "id": "big", "method": "ping", "params": {"x": "y" * 2000}})
+    client.send_raw(big)
+    reply = yield client.next()
+    assert reply["error"]["code"] == "frame_too_large"
+    assert (yield client.request("ping"))["ok"]
+    client.send_raw(big)
+    reply = yield client.next()
+    assert reply["error"]["code"] == "frame_too_large"
+    assert (yield client.closed) == 1009
+    yield gw.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_frames_past_the_hard_limit_are_cut_off_with_1009(tmp_path) -> None:
+    gw = Gateway(tmp_path, max_frame_bytes=1000)
+    client = yield gw.connect()
+    client.send_raw(b" " * 200_000)
+    assert (yield client.closed) == 1009
+    yield gw.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_repeated_garbage_closes_with_1008(tmp_path) -> None:
+    gw = Gateway(tmp_path, max_bad_frames=3)
+    client = yield gw.connect()
+    for _ in range(3):
+        client.send_raw(b"garbage")
+    codes = []
+    for _ in range(3):
+        reply = yield client.next()
+        codes.append(reply["error"]["code"])
+    assert codes == ["invalid_json"] * 3
+    assert (yield client.closed) == 1008
+    yield gw.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_generated_token_is_saved_0600_and_reused(tmp_path) -> None:
+    gw = Gateway(tmp_path, token="")
+    path = tmp_path / "gateway.token"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    token = path.read_text().strip()
+    assert len(token) >= 32 and gw.service.token == token
+    client = yield gw.connect(token=token)
+    yield client.close()
+    yield gw.stop()
+    os.chmod(path, 0o644)
+    again = Gateway(tmp_path, token="")
+    assert again.service.token == token
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    yield again.stop()

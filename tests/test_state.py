@@ -1,0 +1,97 @@
+"""gateway-state.json: atomic saves, restore, and corrupt files moved aside."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from twisted.internet.task import Clock
+
+from openclaw.runtime import Runtime
+from openclaw.state import STATE_VERSION, StateService, read_state, write_atomic
+
+
+def service(tmp_path, clock=None, digest="d1", every=60.0) -> StateService:
+    runtime = Runtime(clock or Clock(), config_digest=digest)
+    return StateService(runtime, str(tmp_path / "data" / "gateway-state.json"), every)
+
+
+def test_save_at_stop_then_restore_sessions_and_heartbeat(tmp_path) -> None:
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    first = service(tmp_path, clock)
+    first.startService()
+    first.runtime.sessions.touch("webchat:a", "webchat", clock.seconds(), "tcp:127.0.0.1:5")
+    first.runtime.heartbeat(clock.seconds() - 10)
+    first.stopService()
+    saved = json.loads((tmp_path / "data" / "gateway-state.json").read_text())
+    assert saved["version"] == STATE_VERSION and saved["config_digest"] == "d1"
+    assert oct(os.stat(tmp_path / "data" / "gateway-state.json").st_mode & 0o777) == "0o600"
+
+    second = service(tmp_path, clock)
+    second.startService()
+    assert second.runtime.sessions.snapshot()["webchat:a"]["peer"] == "tcp:127.0.0.1:5"
+    assert second.runtime.last_heartbeat == clock.seconds() - 10
+    second.stopService()
+
+
+def test_periodic_save_on_the_clock(tmp_path) -> None:
+    clock = Clock()
+    svc = service(tmp_path, clock, every=60)
+    svc.startService()
+    path = tmp_path / "data" / "gateway-state.json"
+    assert not path.exists()
+    svc.runtime.sessions.touch("telegram:1", "telegram", 5.0)
+    clock.advance(60)
+    assert "telegram:1" in path.read_text()
+    svc.stopService()
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"version": 99}', b"\x00\xff"])
+def test_corrupt_file_is_moved_aside_with_a_warning(tmp_path, content) -> None:
+    path = tmp_path / "data" / "gateway-state.json"
+    path.parent.mkdir()
+    path.write_bytes(content)
+    clock = Clock()
+    clock.advance(1234)
+    svc = service(tmp_path, clock)
+    svc.startService()
+    assert len(svc.runtime.sessions) == 0
+    assert (tmp_path / "data" / "gateway-state.json.corrupt.1234").read_bytes() == content
+    svc.stopService()
+    assert json.loads(path.read_text())["version"] == STATE_VERSION
+
+
+def test_missing_file_is_not_a_problem(tmp_path) -> None:
+    assert read_state(str(tmp_path / "none.json"), 0) == (None, None)
+
+
+def test_write_atomic_leaves_no_temp_files(tmp_path) -> None:
+    path = str(tmp_path / "x" / "s.json")
+    write_atomic(path, b"one")
+    write_atomic(path, b"two")
+    assert open(path, "rb").read() == b"two"
+    assert os.listdir(tmp_path / "x") == ["s.json"]
+
+
+sessions = st.dictionaries(
+    st.text(min_size=1, max_size=20),
+    st.one_of(
+        st.fixed_dictionaries({"channel": st.text(max_size=10), "first_seen": st.floats(0, 2e9),
+                               "last_active": st.floats(0, 2e9), "peer": st.none() | st.text(max_size=10)}),
+        st.integers(), st.text(max_size=5), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=100)
+@given(sessions)
+def test_restore_keeps_well_formed_sessions_and_skips_the_rest(saved) -> None:
+    runtime = Runtime(Clock())
+    restored = runtime.sessions.restore(saved)
+    good = {k for k, v in saved.items() if isinstance(v, dict) and "channel" in v}
+    assert restored == len(good) == len(runtime.sessions)
+    assert set(runtime.sessions.snapshot()) == good

@@ -1,0 +1,126 @@
+"""/health, /livez, /readyz and /metrics over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import orjson
+import pytest_twisted
+import treq
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.application.service import Service
+from twisted.internet import reactor
+from zope.interface import implementer
+
+from openclaw.interfaces import IConnector
+from openclaw.runtime import Runtime
+from openclaw.web import WebService
+from tests import wsclient
+from tests.daemon import RunningDaemon
+
+
+@implementer(IConnector)
+class FakeConnector(Service):
+    def __init__(self, name: str, connected: bool) -> None:
+        self.setName(name)
+        self.connected = connected
+
+    def is_connected(self) -> bool:
+        return self.connected
+
+    def health(self) -> dict:
+        return {"connected": self.connected, "last_error": None if self.connected else "401", "last_receive": None}
+
+
+@pytest_twisted.inlineCallbacks
+def test_health_is_200_with_every_field_when_running(tmp_path) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    code, headers, body = yield daemon.get("/health")
+    health = orjson.loads(body)
+    assert code == 200 and headers.getRawHeaders(b"content-type") == [b"application/json"]
+    assert health["status"] == "ok"
+    assert health["connections"] == {}
+    assert health["memory"]["rss_bytes"] > 1_000_000 and health["memory"]["peak_rss_bytes"] >= 1_000_000
+    assert health["uptime"] >= 0 and health["timestamp"].endswith("Z")
+    assert health["services"]["gateway"] == "running" and health["last_heartbeat"] is None
+    yield daemon.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_health_is_503_when_a_connector_is_down_but_livez_stays_200(tmp_path) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    connectors = daemon.service.getServiceNamed("connectors")
+    FakeConnector("telegram", True).setServiceParent(connectors)
+    FakeConnector("discord", False).setServiceParent(connectors)
+    code, _, body = yield daemon.get("/health")
+    health = orjson.loads(body)
+    assert code == 503 and health["status"] == "degraded"
+    assert health["connections"] == {"telegram": True, "discord": False}
+    assert health["connectors"]["discord"]["last_error"] == "401"
+    code, _, _ = yield daemon.get("/livez")
+    assert code == 200
+    code, _, _ = yield daemon.get("/readyz")
+    assert code == 200
+    yield daemon.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_readyz_is_503_until_startup_completes() -> None:
+    runtime = Runtime(reactor)
+    web = WebService(reactor, runtime, "tcp:0:interface=127.0.0.1")
+    web.startService()
+    url = f"http://127.0.0.1:{web.port.getHost().port}"
+    response = yield treq.get(url + "/readyz", persistent=False)
+    assert response.code == 503 and orjson.loads((yield response.content()))["status"] == "starting"
+    response = yield treq.get(url + "/health", persistent=False)
+    assert response.code == 503
+    yield response.content()
+    runtime.mark_ready()
+    response = yield treq.get(url + "/readyz", persistent=False)
+    assert response.code == 200
+    yield response.content()
+    yield web.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_unknown_paths_are_json_404_and_wrong_methods_405(tmp_path) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    code, headers, body = yield daemon.get("/admin")
+    assert code == 404 and orjson.loads(body) == {"error": {"code": "not_found", "path": "/admin"}}
+    response = yield treq.post(daemon.url("/health"), data=b"x", persistent=False)
+    assert response.code == 405
+    assert orjson.loads((yield response.content()))["error"]["code"] == "method_not_allowed"
+    yield daemon.stop()
+
+
+def samples(text: str) -> dict:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+@pytest_twisted.inlineCallbacks
+def test_metrics_parse_back_and_count_gateway_requests(tmp_path) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    code, headers, body = yield daemon.get("/metrics")
+    assert code == 200 and headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain; version=")
+    before = samples(body.decode())
+    client = yield wsclient.connect(daemon.gateway_port, daemon.token)
+    for _ in range(3):
+        yield client.request("ping")
+    code, _, body = yield daemon.get("/metrics")
+    after = samples(body.decode())
+    key = ("openclaw_requests_total", (("source", "gateway"), ("type", "ping")))
+    assert after[key] == before.get(key, 0) + 3
+    assert after[("openclaw_gateway_connections", ())] == 1
+    assert after[("openclaw_gateway_inflight_requests", ())] == 0
+    assert after[("openclaw_active_sessions", ())] >= 1
+    assert after[("openclaw_ready", ())] == 1
+    buckets = {dict(labels).get("le") for (name, labels) in after if name == "openclaw_response_duration_seconds_bucket"
+               and dict(labels).get("source") == "gateway"}
+    assert buckets == {"0.1", "0.5", "1.0", "2.0", "5.0", "10.0", "+Inf"}
+    count = ("openclaw_response_duration_seconds_count", (("source", "gateway"),))
+    assert after[count] >= before.get(count, 0) + 4
+    assert after[("process_resident_memory_bytes", ())] > 0
+    yield client.close()
+    yield daemon.stop()
