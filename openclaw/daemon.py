@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 
 from openclaw.eliotutil import log
+from openclaw.errors import StartupError
 from openclaw.interfaces import IDrainable
 from openclaw.ordered import OrderedMultiService
 from openclaw.runtime import Runtime
@@ -36,10 +38,34 @@ class DaemonService(OrderedMultiService):
         self._owns_process = owns_process
         self._draining = False
 
-    def startService(self) -> None:
+    def privilegedStartService(self) -> None:
+        self._make_home()
+        self._exit_on_startup_error(super().privilegedStartService)
+
+    def _make_home(self) -> None:
         if self.home is not None:
             # The home holds the token, the store and the logs: owner only.
             os.makedirs(self.home, mode=0o700, exist_ok=True)
+
+    def startService(self) -> None:
+        self._exit_on_startup_error(self._start)
+
+    def _exit_on_startup_error(self, start: Any) -> None:
+        """
+        Under twistd, a port in use or an unusable store ends the process
+        with one line and status 1 instead of a traceback.
+        """
+        try:
+            start()
+        except StartupError as e:
+            if not self._owns_process:
+                raise
+            log("openclaw:daemon:startup-failed", level="error", reason=str(e))
+            sys.stderr.write(f"openclaw: {e}\n")
+            raise SystemExit(1)
+
+    def _start(self) -> None:
+        self._make_home()
         if self._owns_process:
             self.runtime.nofile = raise_nofile()
         super().startService()
@@ -55,6 +81,10 @@ class DaemonService(OrderedMultiService):
         yield self.walk_backwards("drain", lambda c: c.drain(), "drained", IDrainable.providedBy)
         yield super().stopService()
         self.runtime.mark_stopped()
+        if self._owns_process:
+            # twistd re-raises the stopping signal at exit unless told
+            # otherwise; a completed drain is a clean stop: exit status 0.
+            self._reactor._exitSignal = None
 
     def hurry(self) -> None:
         """Stop waiting for in-flight work: the operator asked twice."""

@@ -13,9 +13,10 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 
 from openclaw.eliotutil import log
+from openclaw.errors import StartupError
 
 
-class ListenError(Exception):
+class ListenError(StartupError):
     """A port could not be bound; ``str()`` names the config key."""
 
 

@@ -20,6 +20,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from openclaw.eliotutil import begin
+from openclaw.errors import StartupError
 from openclaw.interfaces import IStore
 
 # Each entry moves the schema from version N to N+1.
@@ -35,7 +36,7 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class StoreError(Exception):
+class StoreError(StartupError):
     """The store cannot be used; ``str()`` says why and what to do."""
 
 
