@@ -17,8 +17,6 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable, Mapping
 
-import yaml
-
 EX_CONFIG = 78
 
 LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
@@ -258,6 +256,8 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 def read_yaml(path: str) -> Any:
     """Read and parse the YAML file at ``path``; failures are ConfigErrors."""
+    import yaml  # only when a file is given: the no-config start stays lean
+
     try:
         with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f)

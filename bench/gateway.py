@@ -1,0 +1,419 @@
+"""
+Gateway throughput and latency: the openclaw gateway against a bare Autobahn echo.
+
+    .venv/bin/python bench/gateway.py [--duration 5] [--warmup 1] [--levels 1,10,100]
+                                      [--client-procs 1] [--no-pin]
+
+Starts, as separate subprocesses on 127.0.0.1:
+
+* the openclaw daemon (``twistd -n openclaw``, fresh home, ``--log-level info``):
+  token auth, Prometheus metrics and Eliot logging all on, as in production;
+* ``bench/echo_server.py``: a minimal Autobahn ``WebSocketServerProtocol``
+  that echoes each message;
+
+then, for each concurrency level, runs a closed-loop load generator (in its own
+process or processes: ``--client-procs``) against each server: every
+connection sends one JSON text frame, waits for the reply, sends the next.
+Against openclaw the frame is a ``ping`` request (after a ``connect`` with the
+token, outside the measurement); against the echo it is the very same bytes.
+Each level gets ``--warmup`` seconds of load and then ``--duration`` seconds
+measured.  It prints round trips/s, p50/p99 latency, the CPU each side used
+during the measured window (so a saturated client is visible), the ratio
+openclaw/echo, and openclaw's RSS after the run.  The whole run stops by
+itself (about 6 x (warmup + duration + 1.5) s plus start-up).
+
+By default the servers are pinned to CPU 0 and the load generator to CPU 1
+(``os.sched_setaffinity``; only one server is under load at a time), so each
+side has one core of a 2-core machine.  ``--no-pin`` lets the kernel decide.
+
+The ``--client`` mode is internal: it is how this script runs its load generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import shutil
+import urllib.request
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def _frame(n: int) -> bytes:
+    return b'{"type":"req","id":"%d","method":"ping"}' % n
+
+
+# --------------------------------------------------------------------------
+# The load generator (runs in its own process: ``--client``)
+# --------------------------------------------------------------------------
+
+
+def client_main(args: argparse.Namespace) -> int:
+    """
+    Open ``--conns`` connections, authenticate if a token is given, print
+    ``ready``, read the start time (``time.time()`` seconds) from stdin, run
+    the closed loop through warm-up and the measured window, print one JSON
+    line with the results, exit.
+    """
+    from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
+    from twisted.internet import reactor, stdio
+    from twisted.protocols.basic import LineReceiver
+
+    perf = time.perf_counter
+    state = {"opened": 0, "closed": 0, "m0": None, "m1": None, "count": 0, "errors": 0, "started": False}
+    latencies: list[int] = []
+    protocols: list[Any] = []
+    token = args.token.encode() if args.token else None
+    ok_marker = b'"ok":true'
+
+    class Bench(WebSocketClientProtocol):
+        def onOpen(self) -> None:
+            self.n = 0
+            self.sent_at = 0.0
+            self.frame_len = 0
+            self.authing = token is not None
+            if self.authing:
+                self.sendMessage(b'{"type":"req","id":"c","method":"connect","params":{"token":"%s"}}' % token)
+            else:
+                opened(self)
+
+        def send_next(self) -> None:
+            self.n += 1
+            frame = _frame(self.n)
+            self.frame_len = len(frame)
+            self.sent_at = perf()
+            self.sendMessage(frame)
+
+        def onMessage(self, payload: bytes, isBinary: bool) -> None:
+            now = perf()
+            if self.authing:
+                if ok_marker not in payload:
+                    sys.stderr.write(f"connect refused: {payload[:200]!r}\n")
+                    reactor.stop()
+                    return
+                self.authing = False
+                opened(self)
+                return
+            good = (ok_marker in payload) if token is not None else (len(payload) == self.frame_len)
+            m0, m1 = state["m0"], state["m1"]
+            if m0 <= now < m1:
+                if good:
+                    state["count"] += 1
+                    latencies.append(int((now - self.sent_at) * 1e6))
+                else:
+                    state["errors"] += 1
+            if now < m1:
+                self.send_next()
+            else:
+                self.sendClose()
+
+        def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+            state["closed"] += 1
+            if state["closed"] >= args.conns and reactor.running:
+                reactor.stop()
+
+    def opened(proto: Bench) -> None:
+        protocols.append(proto)
+        state["opened"] += 1
+        if state["opened"] == args.conns:
+            sys.stdout.write("ready\n")
+            sys.stdout.flush()
+
+    class Control(LineReceiver):
+        delimiter = b"\n"
+
+        def lineReceived(self, line: bytes) -> None:
+            if state["started"]:
+                return
+            state["started"] = True
+            start_wall = float(line)
+            start_perf = perf() + (start_wall - time.time())
+            state["m0"] = start_perf + args.warmup
+            state["m1"] = state["m0"] + args.duration
+            delay = max(0.0, start_perf - perf())
+            reactor.callLater(delay, lambda: [p.send_next() for p in protocols])
+
+    factory = WebSocketClientFactory(args.url)
+    factory.protocol = Bench
+    factory.setProtocolOptions(openHandshakeTimeout=10, closeHandshakeTimeout=2)
+    for _ in range(args.conns):
+        connectWS(factory)
+    stdio.StandardIO(Control())
+    # Hard bound: connecting + waiting for the start + the run + closing.
+    reactor.callLater(30 + args.warmup + args.duration, reactor.stop)
+    reactor.run()
+    sys.stdout.write(json.dumps({"count": state["count"], "errors": state["errors"], "lat_us": latencies}) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+# --------------------------------------------------------------------------
+# The orchestrator
+# --------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def percentile(sorted_values: list[int], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, int(round(p / 100.0 * len(sorted_values))) - 1))
+    return float(sorted_values[k])
+
+
+def pin(cpus: set[int] | None):
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def start_openclaw(home: str, cpus: set[int] | None) -> tuple[subprocess.Popen, int, str, Any]:
+    gw, web = free_port(), free_port()
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "twistd"), "-n", "--pidfile=", "openclaw",
+        "--home", home, "--gateway", f"tcp:{gw}:interface=127.0.0.1",
+        "--web", f"tcp:{web}:interface=127.0.0.1", "--log-level", "info",
+    ]
+    out = open(os.path.join(home, "daemon.out"), "wb")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=home, preexec_fn=pin(cpus))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"openclaw exited with {proc.returncode} before ready; see {home}/daemon.out")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{web}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        raise SystemExit("openclaw was not ready within 15 s")
+    with open(os.path.join(home, "gateway.token"), encoding="utf-8") as f:
+        token = f.readline().strip()
+    return proc, gw, token, out
+
+
+def start_echo(cpus: set[int] | None, max_seconds: float) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "echo_server.py"), "--port", "0", "--max-seconds", str(max_seconds)],
+        stdout=subprocess.PIPE, preexec_fn=pin(cpus),
+    )
+    line = proc.stdout.readline().decode().split()
+    if len(line) != 2 or line[0] != "listening":
+        proc.kill()
+        raise SystemExit("echo server did not start")
+    return proc, int(line[1])
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15.0) -> int | None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+
+
+def run_level(url: str, token: str | None, conns: int, procs: int, args: argparse.Namespace,
+              server_pid: int, client_cpus: set[int] | None) -> dict[str, Any]:
+    procs = max(1, min(procs, conns))
+    shares = [conns // procs + (1 if i < conns % procs else 0) for i in range(procs)]
+    clients = []
+    for share in shares:
+        cmd = [sys.executable, os.path.abspath(__file__), "--client", "--url", url, "--conns", str(share),
+               "--warmup", str(args.warmup), "--duration", str(args.duration)]
+        if token:
+            cmd += ["--token", token]
+        clients.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        preexec_fn=pin(client_cpus)))
+    try:
+        for c in clients:
+            line = c.stdout.readline()
+            if line.strip() != b"ready":
+                raise SystemExit(f"load generator failed to connect (got {line!r})")
+        start = time.time() + 0.2
+        for c in clients:
+            c.stdin.write(b"%r\n" % start)
+            c.stdin.flush()
+        m0 = start + args.warmup
+        m1 = m0 + args.duration
+        time.sleep(max(0.0, m0 - time.time()))
+        s0 = cpu_seconds(server_pid)
+        c0 = [cpu_seconds(c.pid) for c in clients]
+        time.sleep(max(0.0, m1 - time.time()))
+        s1 = cpu_seconds(server_pid)
+        c1 = [cpu_seconds(c.pid) for c in clients]
+        results = []
+        for c in clients:
+            out, _ = c.communicate(timeout=30)
+            results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.kill()
+                c.wait()
+    lat = sorted(x for r in results for x in r["lat_us"])
+    count = sum(r["count"] for r in results)
+    return {
+        "rps": count / args.duration,
+        "count": count,
+        "errors": sum(r["errors"] for r in results),
+        "p50_ms": percentile(lat, 50) / 1000,
+        "p99_ms": percentile(lat, 99) / 1000,
+        "server_cpu": (s1 - s0) / args.duration,
+        "client_cpu": sum(b - a for a, b in zip(c0, c1)) / args.duration,
+        "client_procs": len(clients),
+    }
+
+
+def versions() -> dict[str, Any]:
+    import autobahn
+    import autobahn.websocket
+    import twisted
+
+    return {
+        "python": platform.python_version(),
+        "autobahn": autobahn.__version__,
+        "twisted": twisted.__version__,
+        "nvx_built": autobahn.websocket.HAS_NVX,
+        "nvx_used": autobahn.websocket.USES_NVX,
+        "AUTOBAHN_USE_NVX": os.environ.get("AUTOBAHN_USE_NVX", "(unset)"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="openclaw gateway vs bare Autobahn echo: round trips/s and latency")
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per level and server (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds of load first (default 1)")
+    parser.add_argument("--levels", default="1,10,100", help="concurrent connections, comma-separated (default 1,10,100)")
+    parser.add_argument("--client-procs", type=int, default=1,
+                        help="load-generator processes per level (connections split between them; default 1)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin servers to CPU 0 and clients to CPU 1")
+    parser.add_argument("--json", help="also write the results to this file")
+    # Internal: the load generator.
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--token", help=argparse.SUPPRESS)
+    parser.add_argument("--conns", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.client:
+        return client_main(args)
+
+    levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    ncpu = os.cpu_count() or 1
+    server_cpus = client_cpus = None
+    if not args.no_pin and ncpu >= 2:
+        server_cpus, client_cpus = {0}, {1}
+
+    print("# command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    v = versions()
+    print(f"# date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}  host: {platform.node()}  nproc: {ncpu}")
+    print(f"# Python {v['python']}, Autobahn {v['autobahn']}, Twisted {v['twisted']}; NVX built={v['nvx_built']} "
+          f"used={v['nvx_used']} (AUTOBAHN_USE_NVX={v['AUTOBAHN_USE_NVX']})")
+    print(f"# load generator: Autobahn/Twisted client, {args.client_procs} process(es) per level "
+          f"(never more than one per connection); closed loop, 1 request in flight per connection")
+    print(f"# pinning: " + ("servers on CPU 0, load generator on CPU 1" if server_cpus else "none (kernel decides)"))
+    print(f"# each level: {args.warmup:g} s warm-up, {args.duration:g} s measured; frame: "
+          f"{len(_frame(1000))}-byte JSON text (same bytes to both servers)")
+    sys.stdout.flush()
+
+    run_time = len(levels) * 2 * (args.warmup + args.duration + 5) + 60
+    home = tempfile.mkdtemp(prefix="openclaw-bench-")
+    echo, echo_port = start_echo(server_cpus, run_time)
+    daemon = out = None
+    results: dict[str, dict[int, dict[str, Any]]] = {"echo": {}, "openclaw": {}}
+    try:
+        daemon, gw_port, token, out = start_openclaw(home, server_cpus)
+        rss_start = rss_kb(daemon.pid)
+        for conns in levels:
+            for name, url, tok, pid in (
+                ("echo", f"ws://127.0.0.1:{echo_port}", None, echo.pid),
+                ("openclaw", f"ws://127.0.0.1:{gw_port}", token, daemon.pid),
+            ):
+                r = run_level(url, tok, conns, args.client_procs, args, pid, client_cpus)
+                results[name][conns] = r
+                print(f"  {name:9s} {conns:4d} conns: {r['rps']:9.0f} rt/s  p50 {r['p50_ms']:.3f} ms  "
+                      f"p99 {r['p99_ms']:.3f} ms  cpu server {r['server_cpu']:.0%} client {r['client_cpu']:.0%}"
+                      + (f"  ERRORS {r['errors']}" if r["errors"] else ""))
+                sys.stdout.flush()
+        rss_end = rss_kb(daemon.pid)
+        echo_rss = rss_kb(echo.pid)
+    finally:
+        code = stop(daemon) if daemon is not None else None
+        stop(echo)
+        if out is not None:
+            out.close()
+        if code == 0:
+            shutil.rmtree(home, ignore_errors=True)
+        else:
+            print(f"# openclaw's home (with daemon.out) kept for inspection: {home}")
+
+    print()
+    print("| conns | server | round trips/s | p50 ms | p99 ms | server CPU | client CPU |")
+    print("|------:|--------|--------------:|-------:|-------:|-----------:|-----------:|")
+    for conns in levels:
+        for name in ("echo", "openclaw"):
+            r = results[name][conns]
+            print(f"| {conns} | {name} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
+                  f"{r['server_cpu']:.0%} | {r['client_cpu']:.0%} |")
+    print()
+    print("| conns | openclaw / echo throughput |")
+    print("|------:|---------------------------:|")
+    for conns in levels:
+        ratio = results["openclaw"][conns]["rps"] / results["echo"][conns]["rps"]
+        print(f"| {conns} | {ratio:.2f} |")
+    print()
+    if 100 in levels:
+        ratio = results["openclaw"][100]["rps"] / results["echo"][100]["rps"]
+        verdict = "MET" if ratio >= 0.7 else "MISSED"
+        print(f"target: openclaw >= 0.70 x echo at 100 connections: {ratio:.2f} -> {verdict}")
+    saturated = [f"{n}@{c}" for n in results for c in levels if results[n][c]["client_cpu"] >= 0.9 * results[n][c]["client_procs"]]
+    if saturated:
+        print(f"note: the load generator was CPU-bound (>= 90% of its cores) for: {', '.join(saturated)}; "
+              f"those figures are a floor for the server, not its limit")
+    print(f"openclaw RSS: {rss_start / 1024:.1f} MB after start-up, {rss_end / 1024:.1f} MB after the run "
+          f"(VmRSS, pid {daemon.pid}); echo server RSS after the run: {echo_rss / 1024:.1f} MB")
+    print(f"openclaw exit code after SIGTERM: {code}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"versions": v, "levels": levels, "results": results,
+                       "rss_kb": {"openclaw_start": rss_start, "openclaw_end": rss_end, "echo_end": echo_rss}}, f,
+                      indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
