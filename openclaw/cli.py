@@ -16,7 +16,13 @@ from importlib import resources
 from typing import Any, Sequence
 
 from openclaw import __version__
-from openclaw.config import ConfigError, EX_CONFIG, default_home, load_config, render_example
+from openclaw.config import (
+    EX_CONFIG,
+    ConfigError,
+    default_home,
+    load_config,
+    render_example,
+)
 from openclaw.system.install import add_service_parser, run_service
 
 

@@ -6,8 +6,14 @@ Hot paths bind label children once (see ``RequestMetrics``) instead of calling
 ``labels()`` per request.
 """
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)

@@ -1,5 +1,10 @@
 import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -7,3 +12,16 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture
+def path_socket() -> Iterator[tuple[socket.socket, str]]:
+    """A non-blocking datagram socket bound to a path short enough for sun_path."""
+    directory = tempfile.mkdtemp(prefix="sdn-")
+    path = os.path.join(directory, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.setblocking(False)
+    yield sock, path
+    sock.close()
+    shutil.rmtree(directory)

@@ -4,7 +4,8 @@ import os
 
 import pytest
 import yaml
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from openclaw import config
 from openclaw.config import ConfigError, build_config, parse_duration, parse_size

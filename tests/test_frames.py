@@ -2,7 +2,8 @@
 
 import orjson
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError, parse_request

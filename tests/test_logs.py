@@ -14,7 +14,8 @@ from typing import Any, Iterator
 
 import pytest
 from eliot import log_message, start_action, write_traceback
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from twisted.logger import Logger, LogLevel, formatEvent, globalLogPublisher
 
 from openclaw import eliotutil

@@ -4,9 +4,7 @@ watchdog-interval rule.
 """
 
 import os
-import shutil
 import socket
-import tempfile
 import uuid
 from collections.abc import Iterator
 
@@ -16,29 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from openclaw.system.sdnotify import SDNotifier, format_message, watchdog_interval
-
-
-def received(sock: socket.socket) -> list[bytes]:
-    """Every datagram waiting on ``sock`` (delivery on AF_UNIX is synchronous)."""
-    datagrams = []
-    while True:
-        try:
-            datagrams.append(sock.recv(4096))
-        except BlockingIOError:
-            return datagrams
-
-
-@pytest.fixture
-def path_socket() -> Iterator[tuple[socket.socket, str]]:
-    """A datagram socket bound to a path short enough for sun_path."""
-    directory = tempfile.mkdtemp(prefix="sdn-")
-    path = os.path.join(directory, "notify")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.setblocking(False)
-    yield sock, path
-    sock.close()
-    shutil.rmtree(directory)
+from tests.notify import received
 
 
 @pytest.fixture

@@ -4,19 +4,16 @@ exact order of READY, WATCHDOG, STATUS and STOPPING datagrams.
 """
 
 import os
-import shutil
 import socket
-import tempfile
 import uuid
-from collections.abc import Iterator
 
-import pytest
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
 from openclaw.interfaces import IDrainable
 from openclaw.system.sdnotify import SDNotifier
 from openclaw.system.systemd_service import STATUS_INTERVAL, SystemdService
+from tests.notify import received
 
 READY = b"READY=1\nSTATUS=all good\n"
 WATCHDOG = b"WATCHDOG=1\n"
@@ -26,26 +23,8 @@ STOPPING = b"STOPPING=1\nSTATUS=draining\n"
 ENVIRON = {"WATCHDOG_USEC": "30000000"}
 
 
-def received(sock: socket.socket) -> list[bytes]:
-    datagrams = []
-    while True:
-        try:
-            datagrams.append(sock.recv(4096))
-        except BlockingIOError:
-            return datagrams
 
 
-@pytest.fixture
-def receiver() -> Iterator[tuple[socket.socket, str]]:
-    """A datagram socket bound in a temp dir, and its NOTIFY_SOCKET value."""
-    directory = tempfile.mkdtemp(prefix="sds-")
-    path = os.path.join(directory, "notify")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.setblocking(False)
-    yield sock, path
-    sock.close()
-    shutil.rmtree(directory)
 
 
 def make(notify_socket: str | None, environ: dict[str, str] = ENVIRON, status=lambda: "all good"):
@@ -65,8 +44,8 @@ def test_provides_idrainable() -> None:
     assert verifyObject(IDrainable, service)
 
 
-def test_ready_then_watchdog_at_interval(receiver: tuple[socket.socket, str]) -> None:
-    sock, path = receiver
+def test_ready_then_watchdog_at_interval(path_socket: tuple[socket.socket, str]) -> None:
+    sock, path = path_socket
     service, clock = make(path)
     assert received(sock) == []
     service.startService()
@@ -79,8 +58,8 @@ def test_ready_then_watchdog_at_interval(receiver: tuple[socket.socket, str]) ->
     assert received(sock) == [WATCHDOG]
 
 
-def test_status_refreshed_every_minute(receiver: tuple[socket.socket, str]) -> None:
-    sock, path = receiver
+def test_status_refreshed_every_minute(path_socket: tuple[socket.socket, str]) -> None:
+    sock, path = path_socket
     texts = iter(["starting", "3 sessions", "4 sessions"])
     service, clock = make(path, environ={}, status=lambda: next(texts))
     service.startService()
@@ -93,8 +72,8 @@ def test_status_refreshed_every_minute(receiver: tuple[socket.socket, str]) -> N
     assert received(sock) == [b"STATUS=4 sessions\n"]
 
 
-def test_drain_says_stopping_and_watchdog_continues(receiver: tuple[socket.socket, str]) -> None:
-    sock, path = receiver
+def test_drain_says_stopping_and_watchdog_continues(path_socket: tuple[socket.socket, str]) -> None:
+    sock, path = path_socket
     service, clock = make(path)
     service.startService()
     received(sock)
@@ -111,8 +90,8 @@ def test_drain_says_stopping_and_watchdog_continues(receiver: tuple[socket.socke
     assert received(sock) == [WATCHDOG] * 4
 
 
-def test_stop_service_stops_loops(receiver: tuple[socket.socket, str]) -> None:
-    sock, path = receiver
+def test_stop_service_stops_loops(path_socket: tuple[socket.socket, str]) -> None:
+    sock, path = path_socket
     service, clock = make(path)
     service.startService()
     service.drain()
@@ -124,8 +103,8 @@ def test_stop_service_stops_loops(receiver: tuple[socket.socket, str]) -> None:
     assert received(sock) == []
 
 
-def test_restart_after_stop_sends_ready_again(receiver: tuple[socket.socket, str]) -> None:
-    sock, path = receiver
+def test_restart_after_stop_sends_ready_again(path_socket: tuple[socket.socket, str]) -> None:
+    sock, path = path_socket
     service, clock = make(path, environ={})
     service.startService()
     service.drain()
@@ -151,16 +130,16 @@ def test_abstract_namespace_socket() -> None:
         sock.close()
 
 
-def test_watchdog_for_another_pid_not_sent(receiver: tuple[socket.socket, str]) -> None:
-    sock, path = receiver
+def test_watchdog_for_another_pid_not_sent(path_socket: tuple[socket.socket, str]) -> None:
+    sock, path = path_socket
     service, clock = make(path, environ={"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid() + 1)})
     service.startService()
     clock.advance(59)
     assert received(sock) == [READY]
 
 
-def test_broken_status_text_neither_blocks_ready_nor_stops_refresh(receiver: tuple[socket.socket, str]) -> None:
-    sock, path = receiver
+def test_broken_status_text_neither_blocks_ready_nor_stops_refresh(path_socket: tuple[socket.socket, str]) -> None:
+    sock, path = path_socket
     calls = []
 
     def status() -> str:

@@ -16,7 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from openclaw.system import install
-from openclaw.system.install import UsageError, add_service_parser, choose_manager, run_service, unit_path
+from openclaw.system.install import (
+    UsageError,
+    add_service_parser,
+    choose_manager,
+    run_service,
+    unit_path,
+)
 from openclaw.system.units import (
     LAUNCHD_TEMPLATE,
     SYSTEMD_TEMPLATE,
