@@ -106,6 +106,7 @@ def test_silent_clients_are_closed_after_the_auth_timeout(tmp_path) -> None:
 
 BAD_FRAMES = [
     (b"{nope", False, frames.INVALID_JSON, None),
+    (b'{"type":"req","id":"\xff","method":"ping"}', False, frames.INVALID_JSON, None),
     (b"[]", False, frames.INVALID_FRAME, None),
     (b'{"type":"req","id":"m1"}', False, frames.MISSING_FIELD, "m1"),
     (b'{"type":"req","id":"m2","method":"ping","params":3}', False, frames.INVALID_FIELD, "m2"),

@@ -62,6 +62,9 @@ def make_factory(gateway: Any, max_frame_bytes: int) -> WebSocketServerFactory:
         maxFramePayloadSize=hard_limit,
         openHandshakeTimeout=10,
         failByDrop=False,
+        # Invalid UTF-8 gets an ``invalid_json`` reply from the parser
+        # instead of Autobahn failing the whole connection with 1007.
+        utf8validateIncoming=False,
         closeHandshakeTimeout=2,
         autoPingInterval=30,
         autoPingTimeout=15,
