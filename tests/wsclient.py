@@ -24,6 +24,20 @@ class _Protocol(WebSocketClientProtocol):
         if not self.factory.opened.called:
             self.factory.opened.errback(ConnectionError(f"closed before open: {code} {reason}"))
         self.factory.closed.callback(code)
+        self.factory.messages.put(_Closed(code))
+
+
+class _Closed:
+    """Queued when the connection closes, so a waiting ``next()`` fails fast."""
+
+    def __init__(self, code: int | None) -> None:
+        self.code = code
+
+
+def _not_closed(message: Any) -> Any:
+    if isinstance(message, _Closed):
+        raise ConnectionError(f"connection closed ({message.code}) while waiting for a message")
+    return message
 
 
 class Client:
@@ -48,7 +62,7 @@ class Client:
         return request_id
 
     def next(self) -> defer.Deferred:
-        return self.messages.get()
+        return self.messages.get().addCallback(_not_closed)
 
     @defer.inlineCallbacks
     def request(self, method: str, params: Any = None) -> Any:
