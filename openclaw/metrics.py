@@ -86,6 +86,9 @@ state_saves = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+# Both outcomes exist from the start, so increase() alerts see a zero first.
+for _outcome in ("ok", "error"):
+    state_saves.labels(_outcome)
 
 
 class RequestMetrics:
