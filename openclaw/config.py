@@ -150,7 +150,34 @@ class HeartbeatConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    path: str = ""
+    url: str = ""
+    prefix: str = "openclaw:"
+    history: int = 200
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One model provider; ``api_key`` wins over the ``api_key_env`` variable."""
+
+    kind: str
+    model: str
+    base_url: str
+    api_key_env: str
+    api_key: str = ""
+    timeout: float = 60.0
+    max_retries: int = 2
+
+
+@dataclass(frozen=True)
+class BrainConfig:
+    providers: tuple[ProviderConfig, ...] = ()
+    max_tool_rounds: int = 4
+    history: int = 20
+    tools: tuple[str, ...] = ("get_status", "remember", "recall")
+    system_prompt: str = (
+        "You are openclaw, a proactive personal assistant running as a daemon on your "
+        "owner's machine. Be brief and concrete."
+    )
 
 
 @dataclass(frozen=True)
@@ -161,18 +188,103 @@ class Config:
     state: StateConfig = StateConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     store: StoreConfig = StoreConfig()
+    brain: BrainConfig = BrainConfig()
 
     def digest(self) -> str:
         """A short hash of the effective config, secrets left out."""
         data = asdict(self)
         for section, key in SECRET_KEYS:
             data[section][key] = bool(data[section][key])
+        for provider in data["brain"]["providers"]:
+            provider["api_key"] = bool(provider["api_key"])
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def secrets(self) -> list[str]:
-        """The secret values in this config, for log redaction."""
-        return [v for s, k in SECRET_KEYS if (v := getattr(getattr(self, s), k))]
+    def secrets(self, environ: Mapping[str, str] = os.environ) -> list[str]:
+        """The secret values in this config (and the API key variables it names), for redaction."""
+        found = [v for s, k in SECRET_KEYS if (v := getattr(getattr(self, s), k))]
+        for provider in self.brain.providers:
+            found += [v for v in (provider.api_key, environ.get(provider.api_key_env, "")) if v]
+        return found
+
+
+def parse_store_url(value: Any) -> str:
+    """Empty (SQLite in the home), ``sqlite:///<path>`` or ``redis://host:port/db``."""
+    if isinstance(value, str) and (
+        value == "" or re.fullmatch(r"sqlite:///.+", value) or re.fullmatch(r"redis://[^/\s]+(/\d+)?", value)
+    ):
+        return value
+    raise ValueError(f"expected sqlite:///<path> or redis://host:port/db, got {_got(value)}")
+
+
+PROVIDER_DEFAULTS = {
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "anthropic": ("https://api.anthropic.com", "ANTHROPIC_API_KEY"),
+}
+_PROVIDER_KEYS = {"kind", "model", "base_url", "api_key_env", "api_key", "timeout", "max_retries"}
+
+
+def parse_providers(value: Any) -> tuple[ProviderConfig, ...]:
+    """
+    A list of ``{kind, model, base_url?, api_key_env?, api_key?, timeout?,
+    max_retries?}``; from the environment, the same list as JSON.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except ValueError:
+            raise ValueError(f"expected a JSON list of providers, got {_got(value)}") from None
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of providers, got {_got(value)}")
+    providers = []
+    for n, raw in enumerate(value):
+        where = f"[{n}]"
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where}: expected a mapping, got {_got(raw)}")
+        unknown = set(raw) - _PROVIDER_KEYS
+        if unknown:
+            raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(_PROVIDER_KEYS))})")
+        kind = raw.get("kind")
+        if kind not in PROVIDER_DEFAULTS:
+            raise ValueError(f"{where}.kind: expected openai or anthropic, got {_got(kind)}")
+        model = raw.get("model")
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"{where}.model: expected a model name, got {_got(model)}")
+        base_url, key_env = PROVIDER_DEFAULTS[kind]
+        base_url = raw.get("base_url", base_url)
+        if not isinstance(base_url, str) or not re.match(r"https?://[^\s]+$", base_url):
+            raise ValueError(f"{where}.base_url: expected an http(s) URL, got {_got(base_url)}")
+        try:
+            providers.append(ProviderConfig(
+                kind=kind, model=model, base_url=base_url.rstrip("/"),
+                api_key_env=_string(raw.get("api_key_env", key_env)),
+                api_key=_string(raw.get("api_key", "")),
+                timeout=parse_duration(raw.get("timeout", 60)),
+                max_retries=_count(raw.get("max_retries", 2)),
+            ))
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+    return tuple(providers)
+
+
+TOOL_NAMES = ("send_message", "get_status", "http_check", "remember", "recall")
+
+
+def parse_tools(value: Any) -> tuple[str, ...]:
+    """The allowlist of tools model brains may call."""
+    if isinstance(value, str):
+        value = [t.strip() for t in value.split(",") if t.strip()]
+    if isinstance(value, list) and all(t in TOOL_NAMES for t in value):
+        return tuple(value)
+    raise ValueError(f"expected a list drawn from {', '.join(TOOL_NAMES)}, got {_got(value)}")
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"expected a whole number >= 0, got {_got(value)}")
 
 
 # (section, key) -> (parser, what it is for); the dataclasses hold the defaults.
@@ -188,7 +300,14 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("log", "backups"): (_positive_int, "rotated files kept per log"),
     ("state", "save_every"): (parse_duration, "how often gateway-state.json is written (also at shutdown)"),
     ("heartbeat", "every"): (parse_duration, "heartbeat interval; 0 disables; the first beat is one interval after start"),
-    ("store", "path"): (_string, "SQLite file; empty: <home>/data/openclaw.sqlite3"),
+    ("store", "url"): (parse_store_url, "sqlite:///<path> or redis://host:port/db; empty: SQLite in <home>/data/"),
+    ("store", "prefix"): (_string, "Redis key prefix, so several daemons can share one Redis"),
+    ("store", "history"): (_positive_int, "messages of history kept per session"),
+    ("brain", "providers"): (parse_providers, "model providers in failover order; none: the offline rules brain"),
+    ("brain", "max_tool_rounds"): (_count, "tool-call rounds a model may take for one message"),
+    ("brain", "history"): (_positive_int, "past messages of the session sent to the model"),
+    ("brain", "tools"): (parse_tools, "tools model brains may call"),
+    ("brain", "system_prompt"): (_string, "the system prompt of model brains"),
 }
 PARSERS = {k: v[0] for k, v in KEYS.items()}
 SECRET_KEYS = (("gateway", "token"),)
@@ -338,4 +457,6 @@ def _yaml_scalar(section: str, key: str, value: Any) -> str:
         return f"{value:g}s"
     if parser is parse_size and value % (1024 * 1024) == 0:
         return f"{value // (1024 * 1024)}MiB"
+    if isinstance(value, tuple):
+        return json.dumps(list(value))
     return json.dumps(value)

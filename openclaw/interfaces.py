@@ -34,9 +34,13 @@ class IDrainable(Interface):
 
 class IStore(Interface):
     """
-    Durable storage.  Every method returns a Deferred; no method blocks the
-    reactor thread.
+    Durable storage: SQLite (embedded default) or Redis.  Every method
+    returns a Deferred and none blocks the reactor thread.  A Deferred fires
+    only once what it wrote is durable, so callers may acknowledge after it.
+    Both implementations pass ``tests/store_contract.py``.
     """
+
+    # Key/value state
 
     def get_state(key):
         """
@@ -58,6 +62,128 @@ class IStore(Interface):
         """
         :return: a Deferred firing with the sorted keys that start with
             ``prefix``.
+        """
+
+    # Inbound events
+
+    def record_inbound(event):
+        """
+        Record an inbound ``openclaw.events.Event`` as ``received``, append
+        its text to the session's history as a ``user`` message, and touch
+        the session.  Idempotent on ``(event.source,
+        event.platform_message_id)`` when the latter is set.
+
+        :return: a Deferred firing with ``(event_id, duplicate)``: the id of
+            the stored event (the first one's, for a duplicate) and whether
+            this call was a duplicate (nothing was written).
+        """
+
+    def pending_inbound():
+        """
+        :return: a Deferred firing with the inbound events still
+            ``received`` (not done, not failed), in the order they were
+            recorded: what to replay after a restart.
+        """
+
+    def complete_inbound(event_id, replies):
+        """
+        In one atomic step: mark inbound ``event_id`` done, append each
+        reply's text to the history as ``assistant``, and enqueue each of
+        ``replies`` (``OutboxItem``s) as pending.  Completing an event that
+        is already done changes nothing (replies are never enqueued twice).
+
+        :return: a Deferred firing with the list of outbox ids enqueued
+            (empty when the event was already done).
+        """
+
+    def fail_inbound(event_id, error):
+        """
+        Mark inbound ``event_id`` failed with the ``error`` text; it is not
+        replayed.
+        """
+
+    def inbound_state(event_id):
+        """
+        :return: a Deferred firing with ``"received"``, ``"done"``,
+            ``"failed"`` or ``None`` for an unknown id.
+        """
+
+    # Outbox
+
+    def enqueue_outbox(item):
+        """
+        Add one ``OutboxItem`` as pending (for messages not answering an
+        inbound event: alerts, reports, tool sends).  Idempotent on
+        ``item.dedupe_key``.
+
+        :return: a Deferred firing with ``(outbox_id, duplicate)``.
+        """
+
+    def due_outbox(now, limit):
+        """
+        :return: a Deferred firing with up to ``limit`` pending
+            ``OutboxItem``s whose ``next_attempt`` is at or before ``now``,
+            oldest first.
+        """
+
+    def mark_sent(outbox_id):
+        """Mark an outbox row sent."""
+
+    def mark_retry(outbox_id, next_attempt, error):
+        """Count a failed attempt and schedule the next one."""
+
+    def mark_failed(outbox_id, error):
+        """Give up on an outbox row: it stays visible as ``failed``."""
+
+    def outbox_counts():
+        """
+        :return: a Deferred firing with ``{"pending": n, "sent": n,
+            "failed": n}``.
+        """
+
+    # Sessions and history
+
+    def history(session_id, limit):
+        """
+        :return: a Deferred firing with the last ``limit`` messages of the
+            session, oldest first: dicts with ``role`` (``user`` or
+            ``assistant``), ``text``, ``event_id``, ``timestamp``.
+        """
+
+    def sessions():
+        """
+        :return: a Deferred firing with a list of dicts: ``session_id``,
+            ``channel``, ``peer``, ``first_seen``, ``last_active``.
+        """
+
+    # Journal (heartbeats and alerts, for reports)
+
+    def append_journal(kind, timestamp, payload):
+        """Append one record (``kind`` like ``heartbeat`` or ``alert``)."""
+
+    def journal(kind, since):
+        """
+        :return: a Deferred firing with the records of ``kind`` at or after
+            ``since``, oldest first: dicts with ``kind``, ``timestamp``,
+            ``payload``.
+        """
+
+
+class IBrain(Interface):
+    """
+    Turns a message (with its session's history) into a reply.  ``rules``
+    needs no network; model brains call an LLM API.
+    """
+
+    name = Attribute("The brain's name, e.g. ``rules`` or ``openai:gpt-4o-mini``.")
+
+    def respond(request):
+        """
+        :param request: an ``openclaw.agent.base.BrainRequest``.
+        :return: a Deferred firing with an ``openclaw.agent.base.BrainReply``.
+            Failures are ``openclaw.agent.base.BrainError``s that say
+            whether they are retryable (the failover tries the next
+            provider on those).
         """
 
 

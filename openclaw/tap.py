@@ -24,7 +24,7 @@ from openclaw.logs import LoggingService
 from openclaw.proactive.heartbeat import HeartbeatService
 from openclaw.runtime import Runtime
 from openclaw.state import StateService
-from openclaw.store.sqlite import SQLiteStore
+from openclaw.store import make_store
 from openclaw.system.sdnotify import SDNotifier
 from openclaw.system.systemd_service import SystemdService
 from openclaw.web import WebService
@@ -92,7 +92,7 @@ def build_service(
             home, config.log.level, config.log.max_bytes, config.log.backups,
             secrets=lambda: [*config.secrets(), gateway.token], console=console,
         ),
-        SQLiteStore(reactor, config.store.path or os.path.join(data, "openclaw.sqlite3")),
+        make_store(config.store, home, reactor),
         StateService(runtime, os.path.join(data, "gateway-state.json"), config.state.save_every),
         gateway,
         WebService(reactor, runtime, config.web.listen),

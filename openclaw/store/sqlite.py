@@ -74,9 +74,10 @@ class SQLiteStore(Service):
     """``IStore`` on SQLite; opened at start, closed last at stop."""
 
 
-    def __init__(self, reactor: Any, path: str) -> None:
+    def __init__(self, reactor: Any, path: str, history: int = 200) -> None:
         self._reactor = reactor
         self.path = path
+        self.history_limit = history
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="openclaw-store")
         self._db: sqlite3.Connection | None = None
 
