@@ -36,7 +36,17 @@ response_duration = Histogram(
 )
 active_sessions = Gauge(
     "openclaw_active_sessions",
-    "Sessions currently known to the daemon.",
+    "Sessions with a live lane (idle lanes are collected after lanes.idle_after).",
+    registry=REGISTRY,
+)
+lane_depth = Gauge(
+    "openclaw_lane_queue_depth",
+    "Events queued in session lanes, waiting for their turn.",
+    registry=REGISTRY,
+)
+lane_overflows = Counter(
+    "openclaw_lane_overflows_total",
+    "Events refused because their session's lane was full (the sender was told to retry).",
     registry=REGISTRY,
 )
 gateway_connections = Gauge(
@@ -84,6 +94,34 @@ state_saves = Counter(
     "openclaw_state_saves_total",
     "Writes of gateway-state.json, by outcome.",
     ["outcome"],
+    registry=REGISTRY,
+)
+brain_tokens = Counter(
+    "openclaw_brain_tokens_total",
+    "Model tokens used, by provider and kind (input_tokens, output_tokens).",
+    ["provider", "kind"],
+    registry=REGISTRY,
+)
+outbox_pending = Gauge(
+    "openclaw_outbox_pending",
+    "Outbox messages waiting to be delivered (including those waiting for a retry).",
+    registry=REGISTRY,
+)
+outbox_failed = Gauge(
+    "openclaw_outbox_failed",
+    "Outbox messages given up on after the last attempt.",
+    registry=REGISTRY,
+)
+outbox_sent = Counter(
+    "openclaw_outbox_sent_total",
+    "Outbox messages delivered, by channel.",
+    ["channel"],
+    registry=REGISTRY,
+)
+outbox_gave_up = Counter(
+    "openclaw_outbox_gave_up_total",
+    "Outbox messages that exhausted their attempts, by channel.",
+    ["channel"],
     registry=REGISTRY,
 )
 # Both outcomes exist from the start, so increase() alerts see a zero first.
