@@ -36,13 +36,13 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import shutil
 import urllib.request
 from typing import Any
 
@@ -59,76 +59,197 @@ def _frame(n: int) -> bytes:
 # --------------------------------------------------------------------------
 
 
+def _ws_frame(opcode: int, payload: bytes) -> bytes:
+    """A client frame (FIN set) with an all-zero masking key: masked as RFC 6455
+    requires, but the XOR is the identity, so the frame can be built once."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
 def client_main(args: argparse.Namespace) -> int:
     """
     Open ``--conns`` connections, authenticate if a token is given, print
     ``ready``, read the start time (``time.time()`` seconds) from stdin, run
     the closed loop through warm-up and the measured window, print one JSON
     line with the results, exit.
+
+    ``--impl raw`` (default) is a minimal RFC 6455 client on a plain Twisted
+    ``Protocol``: it does the opening handshake, sends masked text frames
+    (zero masking key) and parses the server's unmasked frames, nothing else,
+    so it spends far less CPU per round trip than the servers it loads.
+    ``--impl autobahn`` uses Autobahn's ``WebSocketClientProtocol`` instead.
     """
-    from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
-    from twisted.internet import reactor, stdio
+    from twisted.internet import protocol, reactor, stdio
     from twisted.protocols.basic import LineReceiver
 
     perf = time.perf_counter
-    state = {"opened": 0, "closed": 0, "m0": None, "m1": None, "count": 0, "errors": 0, "started": False}
+    state = {"opened": 0, "closed": 0, "m0": 0.0, "m1": 0.0, "count": 0, "errors": 0, "started": False}
     latencies: list[int] = []
     protocols: list[Any] = []
     token = args.token.encode() if args.token else None
+    connect_frame = b'{"type":"req","id":"c","method":"connect","params":{"token":"%s"}}' % (token or b"")
     ok_marker = b'"ok":true'
 
-    class Bench(WebSocketClientProtocol):
-        def onOpen(self) -> None:
-            self.n = 0
-            self.sent_at = 0.0
-            self.frame_len = 0
-            self.authing = token is not None
-            if self.authing:
-                self.sendMessage(b'{"type":"req","id":"c","method":"connect","params":{"token":"%s"}}' % token)
-            else:
-                opened(self)
-
-        def send_next(self) -> None:
-            self.n += 1
-            frame = _frame(self.n)
-            self.frame_len = len(frame)
-            self.sent_at = perf()
-            self.sendMessage(frame)
-
-        def onMessage(self, payload: bytes, isBinary: bool) -> None:
-            now = perf()
-            if self.authing:
-                if ok_marker not in payload:
-                    sys.stderr.write(f"connect refused: {payload[:200]!r}\n")
-                    reactor.stop()
-                    return
-                self.authing = False
-                opened(self)
-                return
-            good = (ok_marker in payload) if token is not None else (len(payload) == self.frame_len)
-            m0, m1 = state["m0"], state["m1"]
-            if m0 <= now < m1:
-                if good:
-                    state["count"] += 1
-                    latencies.append(int((now - self.sent_at) * 1e6))
-                else:
-                    state["errors"] += 1
-            if now < m1:
-                self.send_next()
-            else:
-                self.sendClose()
-
-        def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
-            state["closed"] += 1
-            if state["closed"] >= args.conns and reactor.running:
-                reactor.stop()
-
-    def opened(proto: Bench) -> None:
+    def opened(proto: Any) -> None:
         protocols.append(proto)
         state["opened"] += 1
         if state["opened"] == args.conns:
             sys.stdout.write("ready\n")
             sys.stdout.flush()
+
+    def closed() -> None:
+        state["closed"] += 1
+        if state["closed"] >= args.conns and reactor.running:
+            reactor.stop()
+
+    def reply(proto: Any, payload: bytes, now: float) -> bool:
+        """Account for one reply; True if the connection should send the next request."""
+        if proto.authing:
+            if ok_marker not in payload:
+                sys.stderr.write(f"connect refused: {payload[:200]!r}\n")
+                reactor.stop()
+                return False
+            proto.authing = False
+            opened(proto)
+            return False
+        good = (ok_marker in payload) if token is not None else (len(payload) == proto.frame_len)
+        if state["m0"] <= now < state["m1"]:
+            if good:
+                state["count"] += 1
+                latencies.append(int((now - proto.sent_at) * 1e6))
+            else:
+                state["errors"] += 1
+        return now < state["m1"]
+
+    if args.impl == "autobahn":
+        from autobahn.twisted.websocket import (
+            WebSocketClientFactory,
+            WebSocketClientProtocol,
+            connectWS,
+        )
+
+        class AutobahnBench(WebSocketClientProtocol):
+            def onOpen(self) -> None:
+                self.n = 0
+                self.sent_at = 0.0
+                self.frame_len = 0
+                self.authing = token is not None
+                if self.authing:
+                    self.sendMessage(connect_frame)
+                else:
+                    opened(self)
+
+            def send_next(self) -> None:
+                self.n += 1
+                frame = _frame(self.n)
+                self.frame_len = len(frame)
+                self.sent_at = perf()
+                self.sendMessage(frame)
+
+            def finish(self) -> None:
+                self.sendClose()
+
+            def onMessage(self, payload: bytes, isBinary: bool) -> None:
+                if reply(self, payload, perf()):
+                    self.send_next()
+                elif not self.authing and state["started"]:
+                    self.finish()
+
+            def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+                closed()
+
+        factory = WebSocketClientFactory(args.url)
+        factory.protocol = AutobahnBench
+        factory.setProtocolOptions(openHandshakeTimeout=10, closeHandshakeTimeout=2)
+        for _ in range(args.conns):
+            connectWS(factory)
+    else:
+        host_port = args.url.split("//", 1)[1].rstrip("/")
+        host, port = host_port.rsplit(":", 1)
+        handshake = (
+            f"GET / HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        close_frame = _ws_frame(0x8, (1000).to_bytes(2, "big"))
+
+        class RawBench(protocol.Protocol):
+            def connectionMade(self) -> None:
+                self.buf = b""
+                self.upgraded = False
+                self.n = 0
+                self.sent_at = 0.0
+                self.frame_len = 0
+                self.authing = token is not None
+                self.transport.setTcpNoDelay(True)
+                self.transport.write(handshake)
+
+            def send_next(self) -> None:
+                self.n += 1
+                frame = _frame(self.n)
+                self.frame_len = len(frame)
+                self.sent_at = perf()
+                self.transport.write(_ws_frame(0x1, frame))
+
+            def finish(self) -> None:
+                self.transport.write(close_frame)
+
+            def dataReceived(self, data: bytes) -> None:
+                buf = self.buf + data if self.buf else data
+                if not self.upgraded:
+                    end = buf.find(b"\r\n\r\n")
+                    if end < 0:
+                        self.buf = buf
+                        return
+                    if not buf.startswith(b"HTTP/1.1 101"):
+                        sys.stderr.write(f"handshake refused: {buf[:200]!r}\n")
+                        reactor.stop()
+                        return
+                    self.upgraded = True
+                    buf = buf[end + 4:]
+                    if self.authing:
+                        self.transport.write(_ws_frame(0x1, connect_frame))
+                    else:
+                        opened(self)
+                pos, size = 0, len(buf)
+                while size - pos >= 2:
+                    b0, n = buf[pos], buf[pos + 1] & 0x7F
+                    head = 2
+                    if n == 126:
+                        if size - pos < 4:
+                            break
+                        n, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+                    elif n == 127:
+                        if size - pos < 10:
+                            break
+                        n, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+                    if size - pos < head + n:
+                        break
+                    payload = buf[pos + head:pos + head + n]
+                    pos += head + n
+                    opcode = b0 & 0x0F
+                    if opcode == 0x1:
+                        if reply(self, payload, perf()):
+                            self.send_next()
+                        elif not self.authing and state["started"]:
+                            self.finish()
+                    elif opcode == 0x9:
+                        self.transport.write(_ws_frame(0xA, payload))
+                    elif opcode == 0x8:
+                        self.transport.loseConnection()
+                self.buf = buf[pos:]
+
+            def connectionLost(self, reason: Any) -> None:
+                closed()
+
+        factory = protocol.ClientFactory.forProtocol(RawBench)
+        for _ in range(args.conns):
+            reactor.connectTCP(host, int(port), factory)
 
     class Control(LineReceiver):
         delimiter = b"\n"
@@ -144,11 +265,6 @@ def client_main(args: argparse.Namespace) -> int:
             delay = max(0.0, start_perf - perf())
             reactor.callLater(delay, lambda: [p.send_next() for p in protocols])
 
-    factory = WebSocketClientFactory(args.url)
-    factory.protocol = Bench
-    factory.setProtocolOptions(openHandshakeTimeout=10, closeHandshakeTimeout=2)
-    for _ in range(args.conns):
-        connectWS(factory)
     stdio.StandardIO(Control())
     # Hard bound: connecting + waiting for the start + the run + closing.
     reactor.callLater(30 + args.warmup + args.duration, reactor.stop)
@@ -254,7 +370,7 @@ def run_level(url: str, token: str | None, conns: int, procs: int, args: argpars
     clients = []
     for share in shares:
         cmd = [sys.executable, os.path.abspath(__file__), "--client", "--url", url, "--conns", str(share),
-               "--warmup", str(args.warmup), "--duration", str(args.duration)]
+               "--warmup", str(args.warmup), "--duration", str(args.duration), "--impl", args.client_impl]
         if token:
             cmd += ["--token", token]
         clients.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -302,6 +418,7 @@ def run_level(url: str, token: str | None, conns: int, procs: int, args: argpars
 def versions() -> dict[str, Any]:
     import autobahn
     import autobahn.websocket
+
     import twisted
 
     return {
@@ -321,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="1,10,100", help="concurrent connections, comma-separated (default 1,10,100)")
     parser.add_argument("--client-procs", type=int, default=1,
                         help="load-generator processes per level (connections split between them; default 1)")
+    parser.add_argument("--client-impl", choices=["raw", "autobahn"], default="raw",
+                        help="load generator: a minimal RFC 6455 client (raw, default) or Autobahn's client")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers to CPU 0 and clients to CPU 1")
     parser.add_argument("--json", help="also write the results to this file")
     # Internal: the load generator.
@@ -328,10 +447,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--conns", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--impl", default="raw", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.client:
         return client_main(args)
 
+    # SIGTERM to this script unwinds through the finally blocks that stop the servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     ncpu = os.cpu_count() or 1
     server_cpus = client_cpus = None
@@ -343,9 +465,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}  host: {platform.node()}  nproc: {ncpu}")
     print(f"# Python {v['python']}, Autobahn {v['autobahn']}, Twisted {v['twisted']}; NVX built={v['nvx_built']} "
           f"used={v['nvx_used']} (AUTOBAHN_USE_NVX={v['AUTOBAHN_USE_NVX']})")
-    print(f"# load generator: Autobahn/Twisted client, {args.client_procs} process(es) per level "
+    impl = ("minimal RFC 6455 client on a Twisted Protocol (zero-key masked frames)" if args.client_impl == "raw"
+            else "Autobahn WebSocketClientProtocol (Twisted)")
+    print(f"# load generator: {impl}, {args.client_procs} process(es) per level "
           f"(never more than one per connection); closed loop, 1 request in flight per connection")
-    print(f"# pinning: " + ("servers on CPU 0, load generator on CPU 1" if server_cpus else "none (kernel decides)"))
+    print("# pinning: " + ("servers on CPU 0, load generator on CPU 1" if server_cpus else "none (kernel decides)"))
     print(f"# each level: {args.warmup:g} s warm-up, {args.duration:g} s measured; frame: "
           f"{len(_frame(1000))}-byte JSON text (same bytes to both servers)")
     sys.stdout.flush()
