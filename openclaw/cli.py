@@ -1,5 +1,6 @@
 """
-The ``openclaw`` command: ``status``, ``init``, ``version`` and ``service``.
+The ``openclaw`` command: ``status``, ``init``, ``version``, ``service``,
+``send`` and ``chat``.
 
 It runs without a reactor: each subcommand is a short synchronous job.
 """
@@ -23,6 +24,7 @@ from openclaw.config import (
     load_config,
     render_example,
 )
+from openclaw.chat_cli import add_chat_parsers
 from openclaw.system.install import add_service_parser, run_service
 
 
@@ -120,6 +122,7 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--home", help="home directory (default: $OPENCLAW_HOME, else ~/.openclaw)")
     init.set_defaults(func=cmd_init)
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
+    add_chat_parsers(sub)
     add_service_parser(sub)
     return top
 

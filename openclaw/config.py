@@ -156,6 +156,18 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class LanesConfig:
+    max_concurrent: int = 8
+    max_queue: int = 100
+    idle_after: float = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    max_attempts: int = 8
+
+
+@dataclass(frozen=True)
 class ProviderConfig:
     """One model provider; ``api_key`` wins over the ``api_key_env`` variable."""
 
@@ -189,6 +201,8 @@ class Config:
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     store: StoreConfig = StoreConfig()
     brain: BrainConfig = BrainConfig()
+    lanes: LanesConfig = LanesConfig()
+    outbox: OutboxConfig = OutboxConfig()
 
     def digest(self) -> str:
         """A short hash of the effective config, secrets left out."""
@@ -308,6 +322,10 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("brain", "history"): (_positive_int, "past messages of the session sent to the model"),
     ("brain", "tools"): (parse_tools, "tools model brains may call"),
     ("brain", "system_prompt"): (_string, "the system prompt of model brains"),
+    ("lanes", "max_concurrent"): (_positive_int, "sessions handled at the same time (one message at a time within a session)"),
+    ("lanes", "max_queue"): (_positive_int, "messages waiting per session before senders are told to retry"),
+    ("lanes", "idle_after"): (parse_duration, "an idle session's lane is dropped after this (re-created on demand)"),
+    ("outbox", "max_attempts"): (_positive_int, "delivery attempts before an outbox message is marked failed"),
 }
 PARSERS = {k: v[0] for k, v in KEYS.items()}
 SECRET_KEYS = (("gateway", "token"),)

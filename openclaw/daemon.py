@@ -13,13 +13,13 @@ import signal
 import sys
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 
 from openclaw.eliotutil import log
 from openclaw.errors import StartupError
-from openclaw.interfaces import IDrainable
+from openclaw.interfaces import IAdmission, IDrainable
 from openclaw.ordered import OrderedMultiService
-from openclaw.runtime import Runtime
+from openclaw.runtime import STARTING, Runtime
 from openclaw.system.rlimits import raise_nofile
 
 
@@ -60,24 +60,51 @@ class DaemonService(OrderedMultiService):
         except StartupError as e:
             if not self._owns_process:
                 raise
-            log("openclaw:daemon:startup-failed", level="error", reason=str(e))
-            sys.stderr.write(f"openclaw: {e}\n")
+            self._report_startup_failure(e)
             raise SystemExit(1)
+
+    def _report_startup_failure(self, error: Exception) -> None:
+        log("openclaw:daemon:startup-failed", level="error", reason=str(error))
+        sys.stderr.write(f"openclaw: {error}\n")
 
     def _start(self) -> None:
         self._make_home()
         if self._owns_process:
             self.runtime.nofile = raise_nofile()
         super().startService()
-        self.runtime.mark_ready()
-        log("openclaw:daemon:ready", services=list(self.runtime.services), nofile=self.runtime.nofile)
+        # Children that connect in the background (a Redis store) expose
+        # ``ready``; the daemon is ready when all of them are.
+        waiting = [child.ready for child in self if isinstance(getattr(child, "ready", None), Deferred)]
+        self.ready = gatherResults(waiting, consumeErrors=True) if waiting else succeed(None)
+        self.ready.addCallbacks(self._became_ready, self._failed_to_start)
         if self._owns_process:
             self._reactor.callWhenRunning(self._install_signal_handlers)
+
+    def _became_ready(self, _: Any) -> None:
+        if self.runtime.phase != STARTING:
+            return
+        self.runtime.mark_ready()
+        log("openclaw:daemon:ready", services=list(self.runtime.services), nofile=self.runtime.nofile)
+
+    def _failed_to_start(self, failure: Any) -> None:
+        error = getattr(failure.value, "subFailure", failure).value
+        if not self._owns_process:
+            log("openclaw:daemon:startup-failed", level="error", reason=str(error))
+            return
+        self._report_startup_failure(error)
+        # Stop the tree in order, then leave with status 1 (not a clean stop).
+        self._reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+        self._reactor.stop()
 
     @inlineCallbacks
     def stopService(self) -> Deferred:
         self._draining = True
         self.runtime.mark_draining()
+        # First, at once and everywhere: admit nothing new (the gateway stops
+        # listening); then drain and stop one child at a time.
+        for child in self:
+            if IAdmission.providedBy(child):
+                child.refuse_new()
         yield self.walk_backwards("drain", lambda c: c.drain(), "drained", IDrainable.providedBy)
         yield super().stopService()
         self.runtime.mark_stopped()

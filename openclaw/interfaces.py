@@ -32,6 +32,19 @@ class IDrainable(Interface):
         """
 
 
+class IAdmission(Interface):
+    """
+    A service that takes new work from outside (the gateway, the pipeline).
+    """
+
+    def refuse_new():
+        """
+        From now on take no new work: stop listening, refuse new requests.
+        Called on every such service at once when shutdown begins, before
+        any service drains; work already taken goes on.
+        """
+
+
 class IStore(Interface):
     """
     Durable storage: SQLite (embedded default) or Redis.  Every method

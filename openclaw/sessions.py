@@ -1,14 +1,12 @@
 """
-The registry of sessions the daemon knows, with first-seen and last-active
-times.  It is saved in gateway-state.json and restored at start; the lanes of
-the core (issue 3) will hang off it.
+The in-memory registry of sessions the daemon has seen, with first-seen and
+last-active times, for ``status`` and gateway-state.json.  The store keeps the
+durable copy; ``openclaw_active_sessions`` counts live lanes.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from openclaw import metrics
 
 
 class Sessions:
@@ -23,7 +21,6 @@ class Sessions:
         if entry is None:
             entry = {"channel": channel, "peer": peer, "first_seen": now, "last_active": now}
             self._sessions[session_id] = entry
-            metrics.active_sessions.set(len(self._sessions))
         entry["last_active"] = now
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
@@ -53,7 +50,6 @@ class Sessions:
                         "last_active": float(entry["last_active"]),
                     }
                     count += 1
-        metrics.active_sessions.set(len(self._sessions))
         return count
 
     def __len__(self) -> int:

@@ -2,9 +2,10 @@
 ``twistd openclaw``: command-line options and the service tree.
 
 ``makeService`` only builds objects; services do their I/O when started.
-The order of ``build_service`` is the start order (see docs/architecture in
-DESIGN.md): logging, store, state, gateway, web, connectors, heartbeat,
-systemd notify.  Stopping drains and then stops the same list backwards.
+The order of ``build_service`` is the start order (docs/recovery.md):
+logging, store, state, gateway, web, connectors, pipeline (lanes), outbox,
+heartbeat, systemd notify.  Stopping drains and then stops the same list
+backwards.
 """
 
 from __future__ import annotations
@@ -15,12 +16,19 @@ from typing import Any
 
 from twisted.python import usage
 
+from openclaw.agent.factory import make_brain
+from openclaw.agent.tools import all_tools
 from openclaw.config import EX_CONFIG, Config, ConfigError, default_home, load_config
 from openclaw.connectors.service import ConnectorsService
 from openclaw.daemon import DaemonService
+from openclaw.events import OutboxItem, new_event_id
+from openclaw.facts import RuntimeFacts
+from openclaw.gateway.chat import WebchatHub, chat_methods
 from openclaw.gateway.methods import core_methods
 from openclaw.gateway.service import GatewayService
 from openclaw.logs import LoggingService
+from openclaw.outbox import OutboxService
+from openclaw.pipeline import Pipeline
 from openclaw.proactive.heartbeat import HeartbeatService
 from openclaw.runtime import Runtime
 from openclaw.state import StateService
@@ -82,26 +90,51 @@ def build_service(
     runtime = Runtime(reactor, config.digest())
     root = DaemonService(runtime, reactor, home, owns_process)
     data = os.path.join(home, "data")
-    gateway = GatewayService(
-        reactor, runtime, config.gateway, os.path.join(home, "gateway.token"), core_methods(runtime)
+    store = make_store(config.store, home, reactor)
+    hub = WebchatHub()
+    outbox = OutboxService(reactor, store, {"webchat": hub.deliver}, max_attempts=config.outbox.max_attempts)
+    facts = RuntimeFacts(runtime)
+
+    def enqueue(session_id: str, text: str) -> Any:
+        channel = session_id.split(":", 1)[0]
+        item = OutboxItem(session_id=session_id, channel=channel, text=text,
+                          dedupe_key=f"tool:{new_event_id()}", created_at=reactor.seconds(),
+                          next_attempt=reactor.seconds())
+        d = store.enqueue_outbox(item)
+        d.addCallback(lambda result: (outbox.kick(), result)[1])
+        return d
+
+    brain = make_brain(
+        config.brain, reactor, facts,
+        lambda: all_tools(reactor, facts, store, enqueue, facts.sessions), environ,
     )
+    pipeline = Pipeline(
+        runtime, store, brain, outbox, history=config.brain.history,
+        max_concurrent=config.lanes.max_concurrent, max_queue=config.lanes.max_queue,
+        idle_after=config.lanes.idle_after,
+    )
+    methods = core_methods(runtime)
+    methods.update(chat_methods(pipeline, store, hub, outbox.kick))
+    gateway = GatewayService(reactor, runtime, config.gateway, os.path.join(home, "gateway.token"), methods)
+    gateway.close_listeners.append(hub.forget)
     connectors = ConnectorsService(runtime)
     runtime.connectors = connectors.health
     children = [
-        LoggingService(
+        ("logging", LoggingService(
             home, config.log.level, config.log.max_bytes, config.log.backups,
-            secrets=lambda: [*config.secrets(), gateway.token], console=console,
-        ),
-        make_store(config.store, home, reactor),
-        StateService(runtime, os.path.join(data, "gateway-state.json"), config.state.save_every),
-        gateway,
-        WebService(reactor, runtime, config.web.listen),
-        connectors,
-        HeartbeatService(runtime, config.heartbeat.every),
-        SystemdService(SDNotifier.from_environ(environ), reactor, lambda: status_line(runtime), environ),
+            secrets=lambda: [*config.secrets(environ), gateway.token], console=console,
+        )),
+        ("store", store),
+        ("state", StateService(runtime, os.path.join(data, "gateway-state.json"), config.state.save_every)),
+        ("gateway", gateway),
+        ("web", WebService(reactor, runtime, config.web.listen)),
+        ("connectors", connectors),
+        ("pipeline", pipeline),
+        ("outbox", outbox),
+        ("heartbeat", HeartbeatService(runtime, config.heartbeat.every)),
+        ("systemd", SystemdService(SDNotifier.from_environ(environ), reactor, lambda: status_line(runtime), environ)),
     ]
-    names = ["logging", "store", "state", "gateway", "web", "connectors", "heartbeat", "systemd"]
-    for name, child in zip(names, children):
+    for name, child in children:
         child.setName(name)
         child.setServiceParent(root)
     return root

@@ -114,7 +114,7 @@ def test_metrics_parse_back_and_count_gateway_requests(tmp_path) -> None:
     assert after[key] == before.get(key, 0) + 3
     assert after[("openclaw_gateway_connections", ())] == 1
     assert after[("openclaw_gateway_inflight_requests", ())] == 0
-    assert after[("openclaw_active_sessions", ())] >= 1
+    assert ("openclaw_active_sessions", ()) in after
     assert after[("openclaw_ready", ())] == 1
     buckets = {dict(labels).get("le") for (name, labels) in after if name == "openclaw_response_duration_seconds_bucket"
                and dict(labels).get("source") == "gateway"}

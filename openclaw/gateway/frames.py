@@ -28,6 +28,7 @@ UNAUTHORIZED = "unauthorized"
 UNKNOWN_METHOD = "unknown_method"
 DUPLICATE_ID = "duplicate_id"
 SHUTTING_DOWN = "shutting_down"
+BUSY = "busy"
 INTERNAL_ERROR = "internal_error"
 
 

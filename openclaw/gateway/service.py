@@ -22,7 +22,7 @@ from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
 from openclaw.gateway.protocol import GatewayProtocol, make_factory
 from openclaw.gateway.token import load_or_create_token, token_matches
-from openclaw.interfaces import IDrainable
+from openclaw.interfaces import IAdmission, IDrainable
 from openclaw.listening import ListeningService
 from openclaw.runtime import Runtime
 
@@ -32,7 +32,7 @@ CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_GOING_AWAY = 1008, 1009, 1001
 MAX_CLIENT_LENGTH = 64
 
 
-@implementer(IDrainable)
+@implementer(IAdmission, IDrainable)
 class GatewayService(ListeningService):
     """The WebSocket gateway; ``methods`` maps method names to handlers."""
 
@@ -53,12 +53,14 @@ class GatewayService(ListeningService):
         self.token = ""
         self.methods = methods
         self.connections: set[GatewayProtocol] = set()
+        self.close_listeners: list[Callable[[GatewayProtocol], None]] = []
         self.inflight = 0
         self.draining = False
         self._idle: Deferred | None = None
         self._drain_timer: Any = None
         self._closed: Deferred | None = None
         self._drained: Deferred | None = None
+        self._stopped_listening: Deferred = succeed(None)
         self.request_metrics = metrics.RequestMetrics("gateway", ["connect", "invalid", *methods])
         runtime.gateway = lambda: {"connections": len(self.connections), "inflight": self.inflight}
         metrics.gateway_connections.set_function(lambda: len(self.connections))
@@ -87,6 +89,8 @@ class GatewayService(ListeningService):
         if conn.auth_timer is not None and conn.auth_timer.active():
             conn.auth_timer.cancel()
         self.connections.discard(conn)
+        for listener in self.close_listeners:
+            listener(conn)
         log(
             "openclaw:gateway:close", peer=conn.peer_address, code=code,
             session_id=conn.session_id, abandoned=len(conn.inflight),
@@ -208,10 +212,16 @@ class GatewayService(ListeningService):
 
     # Drain
 
+    def refuse_new(self) -> None:
+        """Stop listening now; requests on open connections get ``shutting_down``."""
+        if not self.draining:
+            self.draining = True
+            self._stopped_listening = self.stop_listening()
+
     def drain(self) -> Deferred:
         if self._drained is not None:
             return self._drained
-        self.draining = True
+        self.refuse_new()
         self._drained = self._drain()
         return self._drained
 
@@ -219,7 +229,7 @@ class GatewayService(ListeningService):
         action = begin("openclaw:gateway:drain", inflight=self.inflight,
                        connections=len(self.connections), timeout=self.config.drain_timeout)
         with action.context():
-            d = self.stop_listening()
+            d = self._stopped_listening
             if self.inflight:
                 self._idle = Deferred()
                 self._drain_timer = self.clock.callLater(self.config.drain_timeout, self._give_up)

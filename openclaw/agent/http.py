@@ -1,0 +1,353 @@
+"""
+What the HTTP model brains share: keys, timeouts, retries with backoff, and
+the tool-call loop.
+
+``openai.py`` and ``anthropic.py`` only say how their API spells a request,
+a reply and a tool result (the ``ModelBrain`` hooks).  Deciding when to
+retry and how long to wait is pure (``backoff_delay``, ``retry_after``,
+``is_retryable``) so tests drive it without a network or a clock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import os
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import treq
+from eliot import current_action
+from eliot.twisted import DeferredContext
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from zope.interface import implementer
+
+from openclaw.agent.base import BrainError, BrainReply, BrainRequest, empty_usage
+from openclaw.agent.tools import ToolBox
+from openclaw.config import ProviderConfig
+from openclaw.eliotutil import begin, log
+from openclaw.interfaces import IBrain
+
+MAX_WAIT = 30.0
+"""Longest pause before a retry; a provider asking for more is skipped (failover moves on)."""
+
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 20.0
+
+
+def backoff_delay(attempt: int, jitter: float, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
+    """
+    Seconds to wait before retry number ``attempt`` (0 for the first),
+    "equal jitter": half of the capped exponential step is fixed, the other
+    half scaled by ``jitter`` in [0, 1], so waits grow yet retries from many
+    lanes do not line up.
+    """
+    step = min(cap, base * 2 ** min(attempt, 64))
+    return step / 2 + step / 2 * min(max(jitter, 0.0), 1.0)
+
+
+def retry_after(value: str | None) -> float | None:
+    """
+    The delay a ``Retry-After`` header asks for, in seconds, or ``None``
+    when absent or not a number of seconds (HTTP dates fall back to backoff).
+    """
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def is_retryable(status: int) -> bool:
+    """429, 408 and every 5xx (including Anthropic's 529 overloaded) may pass; other 4xx will not."""
+    return status in (408, 429) or status >= 500
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine, where keyless local servers (Ollama) are fine."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def api_key(provider: ProviderConfig, environ: Mapping[str, str]) -> str:
+    """
+    The provider's key: ``api_key``, else the ``api_key_env`` variable.  A
+    missing key is an error, except for loopback servers that need none.
+    """
+    key = provider.api_key or environ.get(provider.api_key_env, "")
+    if not key and not is_loopback(provider.base_url):
+        raise BrainError(
+            f"{provider.kind}:{provider.model}: no API key (set {provider.api_key_env} or api_key)",
+            retryable=False,
+        )
+    return key
+
+
+def error_kind(body: bytes) -> str:
+    """
+    The machine-readable error type of an API error body (OpenAI's
+    ``error.code``/``error.type``, Anthropic's ``error.type``), or ``""``.
+    The human message is left out: some APIs echo part of the key in it.
+    """
+    try:
+        error = json.loads(body).get("error")
+        kind = error.get("code") or error.get("type")
+    except (ValueError, AttributeError, TypeError, RecursionError):
+        return ""
+    if not isinstance(kind, str):
+        return ""
+    return "".join(c for c in kind[:60] if c.isalnum() or c in "_-.")
+
+
+def decode_json(body: bytes, label: str) -> dict:
+    """A JSON object from ``body``, else a retryable ``BrainError`` (a garbled answer may not repeat)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BrainError(f"{label}: response is not JSON", retryable=True) from None
+    if not isinstance(data, dict):
+        raise BrainError(f"{label}: response is not a JSON object", retryable=True)
+    return data
+
+
+def usage_of(data: dict, input_key: str, output_key: str) -> dict:
+    """
+    ``{"input_tokens", "output_tokens"}`` from a response's ``usage``
+    object under the API's names; 0 for a count that is missing or nonsense.
+    """
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+
+    def count(value: Any) -> int:
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+    return {"input_tokens": count(usage.get(input_key)), "output_tokens": count(usage.get(output_key))}
+
+
+@dataclass(frozen=True)
+class HTTPResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class JSONPoster:
+    """
+    POSTs JSON and returns the decoded JSON answer, with a per-attempt
+    timeout and retries on retryable failures.  ``clock`` times out
+    requests; ``sleep`` waits between attempts (tests record delays with it).
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        label: str,
+        timeout: float,
+        max_retries: int,
+        clock: IReactorTime | None = None,
+        sleep: Callable[[float], Deferred] | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._reactor = reactor
+        self._label = label
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._clock = clock or reactor
+        self._sleep = sleep or (lambda delay: deferLater(self._clock, delay))
+        self._jitter = jitter
+
+    @inlineCallbacks
+    def post(self, url: str, headers: dict[str, str], body: dict):
+        """Fire with the response's JSON object or fail with a ``BrainError``."""
+        payload = json.dumps(body).encode("utf-8")
+        for attempt in range(self._max_retries + 1):
+            wait = None
+            try:
+                response = yield self._once(url, headers, payload)
+            except DeferredTimeout:
+                error = BrainError(f"{self._label}: no answer within {self._timeout:g}s", retryable=True)
+            except Exception as e:  # noqa: BLE001 - any transport failure (DNS, refused, reset) may pass
+                error = BrainError(f"{self._label}: request failed: {type(e).__name__}", retryable=True)
+            else:
+                log("openclaw:brain:http", "debug", provider=self._label, status=response.status,
+                    attempt=attempt, response_length=len(response.body))
+                if 200 <= response.status < 300:
+                    return decode_json(response.body, self._label)
+                kind = error_kind(response.body)
+                error = BrainError(
+                    f"{self._label}: HTTP {response.status}" + (f" {kind}" if kind else ""),
+                    retryable=is_retryable(response.status),
+                    status=response.status,
+                )
+                wait = retry_after(response.headers.get("retry-after"))
+            if not error.retryable or attempt == self._max_retries:
+                raise error
+            delay = wait if wait is not None else backoff_delay(attempt, self._jitter())
+            if delay > MAX_WAIT:
+                raise error
+            log("openclaw:brain:retry", "warn", provider=self._label, status=error.status,
+                attempt=attempt, delay=delay, reason=str(error))
+            yield self._sleep(delay)
+
+    def _once(self, url: str, headers: dict[str, str], payload: bytes) -> Deferred:
+        d = treq.post(url, data=payload, headers=headers, reactor=self._reactor, persistent=False)
+
+        def read(response: Any) -> Deferred:
+            return treq.content(response).addCallback(
+                lambda body: HTTPResponse(
+                    response.code,
+                    {k.decode("latin-1").lower(): v[-1].decode("latin-1") for k, v in response.headers.getAllRawHeaders()},
+                    body,
+                )
+            )
+
+        d.addCallback(read)
+        return d.addTimeout(self._timeout, self._clock, onTimeoutCancel=_timed_out)
+
+
+def _timed_out(result: Any, timeout: float) -> None:
+    """Whatever cancelling left (the agent wraps it in ResponseNeverReceived), it was a timeout."""
+    raise DeferredTimeout(f"no answer within {timeout:g}s")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool the model asked for; ``args`` is whatever it sent (checked by the ToolBox)."""
+
+    id: str
+    name: str
+    args: Any
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One model answer: its text, the tools it wants, the tokens it cost, and itself as the API spells it."""
+
+    text: str
+    calls: list[ToolCall]
+    usage: dict
+    raw: Any = field(default=None, compare=False)
+
+
+ON, FINAL, OFF = "on", "final", "off"
+"""Tool modes of a request: offer tools; show them but forbid calls (the last round); none at all."""
+
+
+@implementer(IBrain)
+class ModelBrain(ABC):
+    """
+    The tool-call loop around one provider.  After ``max_tool_rounds``
+    rounds of tool calls the model is asked once more with tool calls
+    forbidden (``tool_choice`` none), and whatever text it gives is the reply.
+    Subclasses say how their API spells things.
+    """
+
+    path = ""
+
+    def __init__(
+        self,
+        provider: ProviderConfig,
+        reactor: Any,
+        toolbox: ToolBox,
+        system_prompt: str,
+        max_tool_rounds: int,
+        history_limit: int,
+        environ: Mapping[str, str] = os.environ,
+        *,
+        clock: IReactorTime | None = None,
+        sleep: Callable[[float], Deferred] | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.name = f"{provider.kind}:{provider.model}"
+        self.provider = provider
+        self.toolbox = toolbox
+        self.system_prompt = system_prompt
+        self.max_tool_rounds = max_tool_rounds
+        self.history_limit = history_limit
+        self._environ = environ
+        self._poster = JSONPoster(reactor, self.name, provider.timeout, provider.max_retries, clock, sleep, jitter)
+
+    # What subclasses spell.
+
+    @abstractmethod
+    def headers(self, key: str) -> dict[str, str]:
+        """The request headers, authentication included (``key`` may be empty for local servers)."""
+
+    @abstractmethod
+    def messages(self, request: BrainRequest) -> list[dict]:
+        """The first request's conversation: history (see ``history``) and the new message."""
+
+    @abstractmethod
+    def body(self, messages: list[dict], mode: str) -> dict:
+        """The request body for ``messages`` with tools ``ON``, ``FINAL`` or ``OFF``."""
+
+    @abstractmethod
+    def parse(self, data: dict) -> Turn:
+        """A response's ``Turn``; may raise lookup/type errors on odd shapes (see ``parse_safely``)."""
+
+    @abstractmethod
+    def followup(self, turn: Turn, results: list[str]) -> list[dict]:
+        """The messages that echo ``turn`` and carry the tool ``results`` (in call order)."""
+
+    # The loop.
+
+    def history(self, request: BrainRequest) -> list[dict]:
+        """The last ``history_limit`` usable past messages."""
+        usable = [
+            m for m in request.history
+            if isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("text"), str) and m["text"]
+        ]
+        return usable[-self.history_limit:] if self.history_limit > 0 else []
+
+    def parse_safely(self, data: dict) -> Turn:
+        """``parse``, with any surprise in the response's shape as a retryable ``BrainError``."""
+        try:
+            return self.parse(data)
+        except BrainError:
+            raise
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+            raise BrainError(f"{self.name}: unexpected response shape ({type(e).__name__})", retryable=True) from None
+
+    def respond(self, request: BrainRequest) -> Deferred:
+        action = begin("openclaw:brain:respond", provider=self.name, text_length=len(request.text),
+                       history_length=len(request.history))
+        with action.context():
+            return DeferredContext(self._respond(request)).addActionFinish()
+
+    @inlineCallbacks
+    def _respond(self, request: BrainRequest):
+        headers = self.headers(api_key(self.provider, self._environ))
+        url = self.provider.base_url + self.path
+        offer = bool(self.toolbox) and self.max_tool_rounds > 0
+        messages = self.messages(request)
+        usage, calls = empty_usage(), 0
+        for round_ in range(self.max_tool_rounds + 1):
+            mode = OFF if not offer else FINAL if round_ == self.max_tool_rounds else ON
+            data = yield self._poster.post(url, headers, self.body(messages, mode))
+            turn = self.parse_safely(data)
+            for k in usage:
+                usage[k] += turn.usage.get(k, 0)
+            if not turn.calls or mode != ON:
+                break
+            results = []
+            for call in turn.calls:
+                results.append((yield self.toolbox.run(call.name, call.args)))
+            calls += len(turn.calls)
+            messages = messages + self.followup(turn, results)
+        current_action().add_success_fields(reply_length=len(turn.text), tool_calls=calls, **usage)
+        return BrainReply(text=turn.text, provider=self.name, usage=usage, tool_calls=calls)

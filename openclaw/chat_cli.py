@@ -1,0 +1,164 @@
+"""
+``openclaw send`` and ``openclaw chat``: talk to the daemon through the
+gateway from a terminal.  ``chat`` reads lines with readline (editing and
+history) on a thread, prints replies and pushed alerts as they arrive, and
+reconnects with backoff when the daemon restarts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from twisted.internet import task, threads
+from twisted.internet.defer import Deferred, inlineCallbacks
+
+from openclaw.client import GatewayClient, GatewayError, gateway_url, read_token, send_and_wait
+from openclaw.config import default_home
+
+RECONNECT_DELAYS = (0.5, 1, 2, 5, 10)
+
+
+def _target(args: argparse.Namespace) -> tuple[str, str]:
+    home = os.path.abspath(os.path.expanduser(args.home or default_home()))
+    return gateway_url(args.gateway, home), read_token(home)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    try:
+        url, token = _target(args)
+    except OSError as e:
+        print(f"openclaw: no gateway token ({e.strerror}); is the daemon's home right (--home)?", file=sys.stderr)
+        return 1
+    outcome: dict[str, Any] = {}
+
+    def run(reactor: Any) -> Deferred:
+        d = send_and_wait(reactor, url, token, args.text, args.timeout)
+        d.addCallback(lambda text: outcome.update(text=text))
+        d.addErrback(lambda f: outcome.update(error=f.getErrorMessage()))
+        return d
+
+    _react(run)
+    if "error" in outcome:
+        print(f"openclaw: {outcome['error']}", file=sys.stderr)
+        return 1
+    print(outcome["text"])
+    return 0
+
+
+def _react(main: Any) -> None:
+    """Run ``main(reactor)`` to completion without ``task.react``'s sys.exit."""
+    from twisted.internet import reactor
+
+    def go() -> None:
+        d = main(reactor)
+        d.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(go)
+    reactor.run(installSignalHandlers=True)
+
+
+class ChatSession:
+    """The interactive loop: one reader thread, one (re)connecting client."""
+
+    def __init__(self, reactor: Any, url: str, token: str, session: str | None) -> None:
+        self.reactor = reactor
+        self.url = url
+        self.token = token
+        self.session = session
+        self.client: GatewayClient | None = None
+        self.done = Deferred()
+
+    def show(self, text: str) -> None:
+        sys.stdout.write(f"\r{text}\n> ")
+        sys.stdout.flush()
+
+    def on_event(self, name: str, payload: dict) -> None:
+        if name == "chat.reply":
+            self.show(f"openclaw: {payload.get('text', '')}")
+        elif name in ("alert", "heartbeat"):
+            self.show(f"[{name}] {payload.get('text') or payload}")
+
+    @inlineCallbacks
+    def connect(self) -> Any:
+        attempt = 0
+        while not self.done.called:
+            client = GatewayClient(self.url, self.token, self.on_event)
+            try:
+                yield client.connect(self.reactor)
+                yield client.request("subscribe", {"session": self.session} if self.session else {})
+            except (ConnectionError, GatewayError, OSError) as e:
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                attempt += 1
+                self.show(f"(not connected: {e}; retrying in {delay}s)")
+                yield task.deferLater(self.reactor, delay, lambda: None)
+                continue
+            self.client = client
+            attempt = 0
+            client.closed.addCallback(self._lost)
+            return
+
+    def _lost(self, code: Any) -> None:
+        self.client = None
+        if not self.done.called:
+            self.show("(connection lost; reconnecting)")
+            self.connect()
+
+    @inlineCallbacks
+    def read_loop(self) -> Any:
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
+        yield self.connect()
+        while True:
+            try:
+                line = yield threads.deferToThread(input, "> ")
+            except EOFError:
+                break
+            line = line.strip()
+            if line in ("/quit", "/exit"):
+                break
+            if not line:
+                continue
+            if self.client is None:
+                self.show("(not connected yet; message not sent)")
+                continue
+            params = {"text": line, **({"session": self.session} if self.session else {})}
+            try:
+                yield self.client.request("chat.send", params)
+            except (GatewayError, ConnectionError) as e:
+                self.show(f"(not sent: {e})")
+        self.done.callback(None)
+        if self.client is not None:
+            yield self.client.close()
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    try:
+        url, token = _target(args)
+    except OSError as e:
+        print(f"openclaw: no gateway token ({e.strerror}); is the daemon's home right (--home)?", file=sys.stderr)
+        return 1
+    print(f"connected to {url}; /quit or Ctrl-D to leave")
+    _react(lambda reactor: ChatSession(reactor, url, token, args.session).read_loop())
+    return 0
+
+
+def add_chat_parsers(sub: Any) -> None:
+    """``send`` and ``chat`` subcommands for the ``openclaw`` command."""
+    for name, help_text, func in (
+        ("send", "send one message and print the reply", cmd_send),
+        ("chat", "an interactive chat with the daemon", cmd_chat),
+    ):
+        parser = sub.add_parser(name, help=help_text)
+        if name == "send":
+            parser.add_argument("text", help="the message")
+            parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the reply")
+        else:
+            parser.add_argument("--session", help="a webchat:<id> session to join (default: this client's own)")
+        parser.add_argument("--gateway", help="ws://host:port/ (default: $OPENCLAW_GATEWAY_URL, else the home's config)")
+        parser.add_argument("--home", help="the daemon's home, for its token (default: $OPENCLAW_HOME, else ~/.openclaw)")
+        parser.set_defaults(func=func)

@@ -1,0 +1,170 @@
+"""
+A gateway client for the ``openclaw send`` and ``openclaw chat`` commands:
+connect with the token, send requests, receive responses and pushed events.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any, Callable, Mapping
+
+import orjson
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
+from twisted.internet.defer import Deferred
+
+from openclaw.config import ConfigError, load_config
+
+
+class GatewayError(Exception):
+    """The gateway answered with an error: ``code`` and ``message``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+def gateway_url(explicit: str | None, home: str, environ: Mapping[str, str] = os.environ) -> str:
+    """``--gateway``, else ``OPENCLAW_GATEWAY_URL``, else the home's config (else the default port)."""
+    if explicit:
+        return explicit
+    if environ.get("OPENCLAW_GATEWAY_URL"):
+        return environ["OPENCLAW_GATEWAY_URL"]
+    path = os.path.join(home, "openclaw.yaml")
+    try:
+        listen = load_config(path if os.path.exists(path) else None, environ).gateway.listen
+    except ConfigError:
+        listen = "tcp:18789"
+    parts = listen.split(":")
+    host = "127.0.0.1"
+    for part in parts[2:]:
+        if part.startswith("interface=") and part[len("interface="):] not in ("", "0.0.0.0", "::"):
+            host = part[len("interface="):]
+    return f"ws://{host}:{parts[1] if len(parts) > 1 else '18789'}/"
+
+
+def read_token(home: str, environ: Mapping[str, str] = os.environ) -> str:
+    """``OPENCLAW_GATEWAY_TOKEN``, else ``<home>/gateway.token``."""
+    if environ.get("OPENCLAW_GATEWAY_TOKEN"):
+        return environ["OPENCLAW_GATEWAY_TOKEN"]
+    with open(os.path.join(home, "gateway.token"), encoding="utf-8") as f:
+        return f.read().strip()
+
+
+class _Protocol(WebSocketClientProtocol):
+    def onOpen(self) -> None:
+        self.factory.client._opened(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.factory.client._received(orjson.loads(payload))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.factory.client._closed(code, reason)
+
+
+class GatewayClient:
+    """One connection; ``on_event(name, payload)`` receives pushed events."""
+
+    def __init__(self, url: str, token: str, on_event: Callable[[str, dict], None], client: str | None = None) -> None:
+        self.url = url
+        self.token = token
+        self.on_event = on_event
+        self.client = client
+        self.session: str | None = None
+        self.closed = Deferred()
+        self._ids = itertools.count(1)
+        self._waiting: dict[str, Deferred] = {}
+        self._connected: Deferred | None = None
+        self._protocol: _Protocol | None = None
+
+    def connect(self, reactor: Any) -> Deferred:
+        """Open the connection and authenticate; fires with the ``connect`` payload."""
+        factory = WebSocketClientFactory(self.url)
+        factory.protocol = _Protocol
+        factory.client = self
+        self._connected = Deferred()
+        connectWS(factory, timeout=10)
+        d = self._connected
+        d.addCallback(lambda _: self.request("connect", {"token": self.token, **({"client": self.client} if self.client else {})}))
+        d.addCallback(self._authenticated)
+        return d
+
+    def _authenticated(self, payload: dict) -> dict:
+        self.session = payload["session"]
+        return payload
+
+    def request(self, method: str, params: dict | None = None) -> Deferred:
+        request_id = str(next(self._ids))
+        frame = {"type": "req", "id": request_id, "method": method, "params": params or {}}
+        self._waiting[request_id] = d = Deferred()
+        self._protocol.sendMessage(orjson.dumps(frame), isBinary=False)
+        return d
+
+    def close(self) -> Deferred:
+        if self._protocol is not None:
+            self._protocol.sendClose(1000)
+        return self.closed
+
+    def _opened(self, protocol: _Protocol) -> None:
+        self._protocol = protocol
+        self._connected.callback(None)
+
+    def _received(self, frame: dict) -> None:
+        if frame.get("type") == "event":
+            self.on_event(frame.get("event", ""), frame.get("payload") or {})
+            return
+        d = self._waiting.pop(str(frame.get("id")), None)
+        if d is None:
+            return
+        if frame.get("ok"):
+            d.callback(frame.get("payload"))
+        else:
+            error = frame.get("error") or {}
+            d.errback(GatewayError(error.get("code", "?"), error.get("message", "")))
+
+    def _closed(self, code: int | None, reason: str | None) -> None:
+        error = ConnectionError(f"gateway connection closed ({code}{': ' + reason if reason else ''})")
+        if self._connected is not None and not self._connected.called:
+            self._connected.errback(error)
+        waiting, self._waiting = self._waiting, {}
+        for d in waiting.values():
+            d.errback(error)
+        if not self.closed.called:
+            self.closed.callback(code)
+
+
+def send_and_wait(reactor: Any, url: str, token: str, text: str, timeout: float = 120.0) -> Deferred:
+    """Send one message and fire with the text of its ``chat.reply``."""
+    reply: Deferred = Deferred()
+    sent: dict[str, str] = {}
+    early: dict[str, str] = {}
+
+    def on_event(name: str, payload: dict) -> None:
+        if name != "chat.reply":
+            return
+        if sent.get("event_id") == payload.get("reply_to"):
+            if not reply.called:
+                reply.callback(payload.get("text", ""))
+        else:
+            early[str(payload.get("reply_to"))] = payload.get("text", "")
+
+    client = GatewayClient(url, token, on_event)
+
+    def acknowledged(payload: dict) -> Deferred:
+        sent["event_id"] = payload["event_id"]
+        if payload["event_id"] in early and not reply.called:
+            reply.callback(early[payload["event_id"]])
+        return reply
+
+    d = client.connect(reactor)
+    d.addCallback(lambda _: client.request("chat.send", {"text": text}))
+    d.addCallback(acknowledged)
+    d.addTimeout(timeout, reactor)
+
+    def done(result: Any) -> Any:
+        client.close()
+        return result
+
+    d.addBoth(done)
+    return d
+

@@ -1,0 +1,115 @@
+"""
+Webchat over the gateway: ``chat.send``, ``chat.history``, ``sessions.list``
+and ``subscribe``, plus the hub that pushes ``chat.reply`` (and later
+``alert``/``heartbeat``) events to subscribed connections.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+
+from openclaw.events import MESSAGE_RECEIVED, Event, OutboxItem
+from openclaw.gateway import frames
+from openclaw.gateway.frames import FrameError
+from openclaw.pipeline import Busy, ShuttingDown
+
+MAX_TEXT = 32_000
+MAX_HISTORY = 500
+ALL = "*"
+
+
+class WebchatHub:
+    """Which connection listens to which session; delivers webchat replies."""
+
+    def __init__(self) -> None:
+        self._subscriptions: dict[Any, set[str]] = {}
+
+    def subscribe(self, conn: Any, session: str) -> None:
+        self._subscriptions.setdefault(conn, set()).add(session)
+
+    def forget(self, conn: Any) -> None:
+        self._subscriptions.pop(conn, None)
+
+    def push(self, session: str, event: str, payload: dict) -> int:
+        """Send an event to every connection subscribed to ``session``; return how many."""
+        data = frames.encode_event(event, payload)
+        sent = 0
+        for conn, sessions in list(self._subscriptions.items()):
+            if session in sessions or ALL in sessions:
+                conn.send(data)
+                sent += 1
+        return sent
+
+    def deliver(self, item: OutboxItem) -> bool:
+        """
+        The webchat deliverer: pushed to at least one connection counts as
+        delivered; with nobody listening the row waits for a subscriber.
+        Clients drop repeats by ``reply_to`` (the at-least-once window).
+        """
+        payload = {"session": item.session_id, "text": item.text, "reply_to": item.reply_to}
+        return self.push(item.session_id, "chat.reply", payload) > 0
+
+
+def _session(conn: Any, params: dict) -> str:
+    session = params.get("session")
+    if session is None:
+        return conn.session_id
+    if not isinstance(session, str) or not session.startswith("webchat:") or len(session) > 128:
+        raise FrameError(frames.INVALID_FIELD, "field 'session' must be a webchat:<id> session")
+    return session
+
+
+def chat_methods(pipeline: Any, store: Any, hub: WebchatHub, outbox_kick: Callable[[], None]) -> dict[str, Callable]:
+    """The webchat methods, for the gateway's method table."""
+
+    def send(conn: Any, params: dict) -> Deferred:
+        text = params.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise FrameError(frames.INVALID_FIELD, "field 'text' must be a non-empty string")
+        if len(text) > MAX_TEXT:
+            raise FrameError(frames.INVALID_FIELD, f"field 'text' is longer than {MAX_TEXT} characters")
+        session = _session(conn, params)
+        client_msg_id = params.get("client_msg_id")
+        if client_msg_id is not None and (not isinstance(client_msg_id, str) or len(client_msg_id) > 128):
+            raise FrameError(frames.INVALID_FIELD, "field 'client_msg_id' must be a string of at most 128 characters")
+        payload: dict[str, Any] = {"text": text, "sender_id": conn.session_id}
+        if client_msg_id:
+            payload["platform_message_id"] = f"{session}/{client_msg_id}"
+        event = Event(type=MESSAGE_RECEIVED, source="webchat", session_id=session,
+                      timestamp=pipeline.runtime.clock.seconds(), payload=payload)
+        hub.subscribe(conn, session)
+        try:
+            d = pipeline.receive(event)
+        except Busy:
+            raise FrameError(frames.BUSY, "this session has too many messages waiting; try again shortly") from None
+        except ShuttingDown:
+            raise FrameError(frames.SHUTTING_DOWN, "the daemon is shutting down; reconnect later") from None
+        d.addCallback(lambda r: {"event_id": r[0], "session": session, "duplicate": r[1]})
+        return d
+
+    def history(conn: Any, params: dict) -> Deferred:
+        session = _session(conn, params)
+        limit = params.get("limit", 50)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= MAX_HISTORY:
+            raise FrameError(frames.INVALID_FIELD, f"field 'limit' must be a whole number from 1 to {MAX_HISTORY}")
+        d = store.history(session, limit)
+        d.addCallback(lambda rows: {"messages": [
+            {"role": r["role"], "text": r["text"], "event_id": r["event_id"], "timestamp": r["timestamp"]}
+            for r in rows
+        ]})
+        return d
+
+    def sessions(conn: Any, params: dict) -> Deferred:
+        return store.sessions().addCallback(lambda rows: {"sessions": rows})
+
+    def subscribe(conn: Any, params: dict) -> dict:
+        session = params.get("session", ALL)
+        if session != ALL:
+            session = _session(conn, params)
+        hub.subscribe(conn, session)
+        outbox_kick()  # replies that waited for a listener go out now
+        return {"subscribed": session}
+
+    return {"chat.send": send, "chat.history": history, "sessions.list": sessions, "subscribe": subscribe}

@@ -1,0 +1,144 @@
+"""
+The outbox sender: delivers pending outbox rows through the deliverer of
+their channel, marks them sent, retries failures with exponential backoff,
+and gives up after ``max_attempts`` into a visible ``failed`` state.
+
+A row is marked sent only after its deliverer said it was delivered, so a
+crash in between sends it again on restart (at least once); deliverers pass
+``item.dedupe_key`` / ``reply_to`` to receivers that can drop repeats.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from openclaw import metrics
+from openclaw.eliotutil import log
+from openclaw.events import OutboxItem
+from openclaw.interfaces import IDrainable
+
+# deliver(item) -> Deferred[bool]: True delivered, False nobody to deliver to yet.
+Deliverer = Callable[[OutboxItem], Any]
+
+
+def retry_delay(attempts: int, base: float = 2.0, cap: float = 300.0, rand: Callable[[], float] = random.random) -> float:
+    """
+    Seconds before attempt ``attempts + 1``: exponential from ``base``,
+    capped, with up to 20% jitter so many failures do not retry in step.
+    """
+    delay = min(cap, base * (2 ** max(0, attempts - 1)))
+    return delay * (0.8 + 0.4 * rand())
+
+
+@implementer(IDrainable)
+class OutboxService(Service):
+    """Polls the store for due rows; ``kick()`` makes it look at once."""
+
+    def __init__(
+        self, clock: IReactorTime, store: Any, deliverers: dict[str, Deliverer],
+        max_attempts: int = 8, poll_every: float = 5.0, batch: int = 100,
+    ) -> None:
+        self.clock = clock
+        self.store = store
+        self.deliverers = deliverers
+        self.max_attempts = max_attempts
+        self.poll_every = poll_every
+        self.batch = batch
+        self._timer: Any = None
+        self._busy: Deferred | None = None
+        self._again = False
+        self._stopping = False
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._stopping = False
+        self.kick()
+
+    def kick(self) -> Deferred:
+        """
+        Deliver what is due now.  Calls made while a pass runs coalesce into
+        one more pass.  :return: a Deferred firing when the pass started (or
+        running) now is over.
+        """
+        if self._stopping:
+            return succeed(None)
+        if self._busy is not None:
+            self._again = True
+            return self._busy
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._busy = done = Deferred()
+        d = self._pass()
+        d.addBoth(self._passed)
+        d.addBoth(lambda _: done.callback(None))
+        return done
+
+    def _passed(self, _: Any) -> None:
+        self._busy = None
+        if self._again:
+            self._again = False
+            self.kick()
+        elif not self._stopping:
+            self._timer = self.clock.callLater(self.poll_every, self.kick)
+
+    @inlineCallbacks
+    def _pass(self) -> Any:
+        try:
+            items = yield self.store.due_outbox(self.clock.seconds(), self.batch)
+            for item in items:
+                yield self._deliver(item)
+            counts = yield self.store.outbox_counts()
+            metrics.outbox_pending.set(counts["pending"])
+            metrics.outbox_failed.set(counts["failed"])
+        except Exception as e:
+            # Errors must not stop the loop: the next poll tries again.
+            log("openclaw:outbox:pass-failed", level="error", error=repr(e))
+
+    @inlineCallbacks
+    def _deliver(self, item: OutboxItem) -> Any:
+        deliver = self.deliverers.get(item.channel)
+        try:
+            if deliver is None:
+                raise LookupError(f"no deliverer for channel {item.channel!r}")
+            delivered = yield deliver(item)
+        except Exception as e:
+            yield self._failed(item, repr(e))
+            return
+        if delivered:
+            yield self.store.mark_sent(item.id)
+            metrics.outbox_sent.labels(item.channel).inc()
+            log("openclaw:outbox:sent", level="debug", session_id=item.session_id, outbox_id=item.id,
+                length=len(item.text), attempts=item.attempts + 1)
+        # Not delivered and no error: nobody to deliver to yet; stays pending.
+
+    def _failed(self, item: OutboxItem, error: str) -> Deferred:
+        attempts = item.attempts + 1
+        if attempts >= self.max_attempts:
+            log("openclaw:outbox:gave-up", level="error", session_id=item.session_id,
+                outbox_id=item.id, attempts=attempts, error=error)
+            metrics.outbox_gave_up.labels(item.channel).inc()
+            return self.store.mark_failed(item.id, error)
+        delay = retry_delay(attempts)
+        log("openclaw:outbox:retry", level="warn", session_id=item.session_id, outbox_id=item.id,
+            attempts=attempts, delay=round(delay, 2), error=error)
+        return self.store.mark_retry(item.id, self.clock.seconds() + delay, error)
+
+    def drain(self) -> Deferred:
+        """Finish the pass in progress; rows left pending are sent after restart."""
+        self._stopping = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        return self._busy if self._busy is not None else succeed(None)
+
+    def hurry(self) -> None:
+        pass
+
+    def stopService(self) -> Deferred:
+        Service.stopService(self)
+        return self.drain()

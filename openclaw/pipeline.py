@@ -1,0 +1,168 @@
+"""
+The message path: record -> (acknowledge) -> lane -> brain -> outbox.
+
+``receive`` returns once the inbound event is durable, which is when a
+caller may acknowledge it.  The lane then runs the brain, and
+``complete_inbound`` stores the reply in the outbox and marks the event done
+in one step, so an acknowledged message is answered exactly once even if the
+process dies at any point (events not done are replayed at start).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eliot import Action, start_action
+from eliot.twisted import inline_callbacks
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from zope.interface import implementer
+
+from openclaw import metrics
+from openclaw.agent.base import BrainError, BrainRequest
+from openclaw.eliotutil import log
+from openclaw.events import Event, OutboxItem
+from openclaw.interfaces import IAdmission, IDrainable
+from openclaw.lanes import CHAT, HEARTBEAT, SYSTEM, Lanes
+from openclaw.runtime import Runtime
+
+BUSY_REPLY = "I'm busy with your earlier messages; please send this one again in a moment."
+BRAIN_DOWN_REPLY = "Sorry, I could not reach my language model just now; please try again later."
+PRIORITY = {"message.received": CHAT, "user.command": CHAT, "system.heartbeat": HEARTBEAT}
+
+
+class Busy(Exception):
+    """The session's lane is full: tell the sender to try again."""
+
+
+class ShuttingDown(Exception):
+    """The daemon is draining and takes no new messages."""
+
+
+@implementer(IAdmission, IDrainable)
+class Pipeline(Service):
+    """Owns the lanes; ``receive`` is the one entry for every inbound event."""
+
+    def __init__(
+        self, runtime: Runtime, store: Any, brain: Any, outbox: Any,
+        history: int = 20, max_concurrent: int = 8, max_queue: int = 100, idle_after: float = 86400.0,
+    ) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.brain = brain
+        self.outbox = outbox
+        self.history = history
+        self.lanes = Lanes(runtime.clock, self._handle, max_concurrent, max_queue, idle_after)
+        self.draining = False
+        self._tasks: dict[str, str] = {}
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self.draining = False
+        self.replayed = self.store.pending_inbound()
+        self.replayed.addCallback(self._replay)
+
+    def _replay(self, events: list[Event]) -> int:
+        if events:
+            log("openclaw:pipeline:replay", level="warn", count=len(events))
+        for event in events:
+            self._submit(event, force=True)
+        return len(events)
+
+    def receive(self, event: Event) -> Deferred:
+        """
+        Record ``event`` durably and queue it on its session's lane.
+
+        :return: a Deferred firing with ``(event_id, duplicate)`` once the
+            event is durable; failing with ``Busy`` or ``ShuttingDown``
+            (nothing recorded) when it cannot be taken.
+        """
+        if self.draining:
+            raise ShuttingDown()
+        if not self.lanes.has_room(event.session_id):
+            metrics.lane_overflows.inc()
+            raise Busy()
+        action = start_action(action_type="openclaw:message", log_level="info", event_id=event.id,
+                              session_id=event.session_id, source=event.source, type=event.type,
+                              length=len(event.text))
+        self._tasks[event.id] = action.serialize_task_id().decode()
+        with action.context():
+            d = self.store.record_inbound(event)
+        d.addCallback(self._recorded, event, action)
+        d.addErrback(self._record_failed, event, action)
+        return d
+
+    def _recorded(self, result: tuple[str, bool], event: Event, action: Action) -> tuple[str, bool]:
+        event_id, duplicate = result
+        with action.context():
+            log("openclaw:message:recorded", level="debug", event_id=event_id, duplicate=duplicate)
+        if duplicate:
+            self._tasks.pop(event.id, None)
+            action.finish()
+        else:
+            metrics.requests_total.labels(event.source, event.type).inc()
+            self._submit(event)
+        return result
+
+    def _record_failed(self, failure: Any, event: Event, action: Action) -> Any:
+        self._tasks.pop(event.id, None)
+        action.finish(failure.value)
+        return failure
+
+    def _submit(self, event: Event, force: bool = False) -> None:
+        priority = PRIORITY.get(event.type, SYSTEM)
+        if not self.lanes.submit(event.session_id, event, priority, force=force):
+            # Lost the race for the last slot after recording: answer, never drop.
+            self._complete(event, BUSY_REPLY)
+
+    @inline_callbacks
+    def _handle(self, session_id: str, event: Event) -> Any:
+        task = self._tasks.pop(event.id, None)
+        with (Action.continue_task(task_id=task) if task else start_action(
+                action_type="openclaw:message:replayed", log_level="info", event_id=event.id,
+                session_id=session_id)):
+            started = self.runtime.clock.seconds()
+            history = yield self.store.history(session_id, self.history + 1)
+            request = BrainRequest(
+                session_id=session_id, text=event.text, event_id=event.id,
+                history=[{"role": m["role"], "text": m["text"]} for m in history if m["event_id"] != event.id][-self.history:],
+            )
+            try:
+                reply = yield self.brain.respond(request)
+                text = reply.text
+                log("openclaw:message:answered", provider=reply.provider, length=len(text),
+                    tool_calls=reply.tool_calls, **reply.usage)
+                for kind, count in reply.usage.items():
+                    metrics.brain_tokens.labels(reply.provider, kind).inc(count)
+            except BrainError as e:
+                log("openclaw:message:brain-failed", level="error", error=str(e), retryable=e.retryable)
+                text = BRAIN_DOWN_REPLY
+            yield self._complete(event, text)
+            metrics.response_duration.labels(event.source).observe(self.runtime.clock.seconds() - started)
+
+    def _complete(self, event: Event, text: str) -> Deferred:
+        replies = [OutboxItem(
+            session_id=event.session_id, channel=event.source, text=text,
+            dedupe_key=f"reply:{event.id}", reply_to=event.id,
+            created_at=self.runtime.clock.seconds(), next_attempt=self.runtime.clock.seconds(),
+        )] if text else []
+        d = self.store.complete_inbound(event.id, replies)
+        d.addCallback(lambda _: self.outbox.kick())
+        return d
+
+    def refuse_new(self) -> None:
+        self.draining = True
+
+    def drain(self) -> Deferred:
+        """Let running handlers finish; queued events stay durable and replay at start."""
+        self.draining = True
+        self.lanes.pause()
+        return self.lanes.until_idle()
+
+    def hurry(self) -> None:
+        pass
+
+    def stopService(self) -> Deferred:
+        Service.stopService(self)
+        self.lanes.stop()
+        return succeed(None)

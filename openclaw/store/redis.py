@@ -1,0 +1,410 @@
+"""
+The Redis store, for deployments that keep state outside the host.
+
+Every step that touches several keys is one Lua script, so Redis applies it
+atomically: recording an inbound event (idempotency, arrival order, history,
+session), completing it (done + history + outbox) and enqueueing.  All keys
+start with ``prefix``; scripts derive the per-id keys from it, so the store
+wants one Redis (or a primary with replicas), not Redis Cluster.  Durability
+is whatever the server's AOF/RDB settings give (see docs/storage.md).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import txredisapi
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, inlineCallbacks
+from zope.interface import implementer
+
+from openclaw.eliotutil import begin, log
+from openclaw.events import Event, OutboxItem
+from openclaw.interfaces import IStore
+from openclaw.store.sqlite import StoreError
+
+# Lua helpers shared by the scripts that enqueue.  Numbers travel as strings
+# both ways: Redis would truncate a Lua float to an integer in a reply.
+_ENQUEUE = """
+local function enqueue(p, id, dedupe, item, next_attempt)
+  local existing = redis.call('HGET', p..'out:dedupe', dedupe)
+  if existing then return existing, 1 end
+  redis.call('HSET', p..'out:dedupe', dedupe, id)
+  local seq = redis.call('INCR', p..'out:seq')
+  redis.call('HSET', p..'out:'..id, 'item', item, 'seq', seq, 'status', 'pending',
+             'attempts', '0', 'next_attempt', next_attempt)
+  redis.call('ZADD', p..'out:due', next_attempt, id)
+  redis.call('HINCRBY', p..'out:counts', 'pending', 1)
+  return id, 0
+end
+local function append_history(p, session, entry, limit)
+  local key = p..'hist:'..session
+  redis.call('RPUSH', key, entry)
+  redis.call('LTRIM', key, -limit, -1)
+end
+"""
+
+# ARGV: prefix, id, dedupe field or '', session, event json, history entry
+# or '', history limit, channel, peer or '', timestamp.
+_RECORD = _ENQUEUE + """
+local p, id, dedupe, session = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', p..'in:'..id) == 1 then return {id, '1'} end
+if dedupe ~= '' then
+  local first = redis.call('HGET', p..'in:dedupe', dedupe)
+  if first then return {first, '1'} end
+  redis.call('HSET', p..'in:dedupe', dedupe, id)
+end
+local seq = redis.call('INCR', p..'in:seq')
+redis.call('HSET', p..'in:'..id, 'event', ARGV[5], 'state', 'received', 'session', session)
+redis.call('ZADD', p..'in:pending', seq, id)
+if ARGV[6] ~= '' then append_history(p, session, ARGV[6], tonumber(ARGV[7])) end
+local s, ts = p..'sess:'..session, ARGV[10]
+if redis.call('SADD', p..'sessions', session) == 1 then
+  redis.call('HSET', s, 'first_seen', ts, 'last_active', ts)
+elseif tonumber(redis.call('HGET', s, 'last_active')) < tonumber(ts) then
+  redis.call('HSET', s, 'last_active', ts)
+end
+redis.call('HSET', s, 'channel', ARGV[8])
+if ARGV[9] ~= '' then redis.call('HSET', s, 'peer', ARGV[9]) end
+return {id, '0'}
+"""
+
+_PENDING = """
+local p = ARGV[1]
+local events = {}
+for _, id in ipairs(redis.call('ZRANGE', p..'in:pending', 0, -1)) do
+  table.insert(events, redis.call('HGET', p..'in:'..id, 'event'))
+end
+return events
+"""
+
+# ARGV: prefix, event id, history limit, then per reply: id, dedupe key,
+# item json, next attempt, history entry or ''.
+_COMPLETE = _ENQUEUE + """
+local p, event_id = ARGV[1], ARGV[2]
+local key = p..'in:'..event_id
+local state = redis.call('HGET', key, 'state')
+if not state then return redis.error_reply('ERR unknown inbound event') end
+if state ~= 'received' then return {} end
+redis.call('HSET', key, 'state', 'done')
+redis.call('ZREM', p..'in:pending', event_id)
+local session = redis.call('HGET', key, 'session')
+local ids = {}
+for i = 4, #ARGV, 5 do
+  local id, duplicate = enqueue(p, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+  if duplicate == 0 then table.insert(ids, id) end
+  if ARGV[i + 4] ~= '' then append_history(p, session, ARGV[i + 4], tonumber(ARGV[3])) end
+end
+return ids
+"""
+
+_FAIL = """
+local key = ARGV[1]..'in:'..ARGV[2]
+if redis.call('HGET', key, 'state') ~= 'received' then return 0 end
+redis.call('HSET', key, 'state', 'failed', 'error', ARGV[3])
+redis.call('ZREM', ARGV[1]..'in:pending', ARGV[2])
+return 1
+"""
+
+_ENQUEUE_ONE = _ENQUEUE + """
+local id, duplicate = enqueue(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+return {id, tostring(duplicate)}
+"""
+
+# Due rows in created order: the due set is ordered by next attempt, so sort.
+_DUE = """
+local p = ARGV[1]
+local rows = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', p..'out:due', '-inf', ARGV[2])) do
+  table.insert(rows, redis.call('HMGET', p..'out:'..id, 'seq', 'item', 'attempts', 'next_attempt', 'last_error'))
+end
+table.sort(rows, function(a, b) return tonumber(a[1]) < tonumber(b[1]) end)
+local due = {}
+for i = 1, math.min(#rows, tonumber(ARGV[3])) do
+  local r = rows[i]
+  table.insert(due, {r[2], r[3], r[4], r[5] or ''})
+end
+return due
+"""
+
+# ARGV: prefix, id, outcome (sent|retry|failed), next attempt, error.
+_MARK = """
+local p, id, outcome = ARGV[1], ARGV[2], ARGV[3]
+local key = p..'out:'..id
+if redis.call('HGET', key, 'status') ~= 'pending' then return 0 end
+if outcome == 'retry' then
+  redis.call('HINCRBY', key, 'attempts', 1)
+  redis.call('HSET', key, 'next_attempt', ARGV[4], 'last_error', ARGV[5])
+  redis.call('ZADD', p..'out:due', ARGV[4], id)
+  return 1
+end
+if outcome == 'failed' then
+  redis.call('HINCRBY', key, 'attempts', 1)
+  redis.call('HSET', key, 'last_error', ARGV[5])
+end
+redis.call('HSET', key, 'status', outcome)
+redis.call('ZREM', p..'out:due', id)
+redis.call('HINCRBY', p..'out:counts', 'pending', -1)
+redis.call('HINCRBY', p..'out:counts', outcome, 1)
+return 1
+"""
+
+_SESSIONS = """
+local p = ARGV[1]
+local rows = {}
+for _, id in ipairs(redis.call('SMEMBERS', p..'sessions')) do
+  local r = redis.call('HMGET', p..'sess:'..id, 'channel', 'peer', 'first_seen', 'last_active')
+  table.insert(rows, {id, r[1], r[2] or '', r[3], r[4]})
+end
+return rows
+"""
+
+# Members are "<zero-padded seq>:<payload>" so equal timestamps keep their
+# append order and equal payloads stay distinct.
+_JOURNAL = """
+local seq = redis.call('INCR', ARGV[1]..'journal:seq')
+redis.call('ZADD', ARGV[1]..'journal:'..ARGV[2], ARGV[3], string.format('%015d', seq)..':'..ARGV[4])
+return 1
+"""
+
+
+def _number(value: float) -> str:
+    """A float as text Redis and Lua read back exactly."""
+    return repr(float(value))
+
+
+def parse_url(url: str) -> tuple[str, int, int, str | None, str | None]:
+    """``redis://[user:password@]host[:port][/db]`` -> host, port, db, user, password."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis":
+        raise StoreError(f"store: {url!r} is not a redis:// URL")
+    try:
+        port = parts.port or 6379
+        path = parts.path.strip("/")
+        db = int(path) if path else 0
+    except ValueError:
+        raise StoreError(f"store: cannot read port or database number in {redact(url)}") from None
+    return parts.hostname or "localhost", port, db, parts.username or None, parts.password or None
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
+@implementer(IStore)
+class RedisStore(Service):
+    """
+    ``IStore`` on Redis.  ``startService`` connects in the background;
+    ``ready`` fires once the server answered, or fails with a ``StoreError``
+    naming the URL when it did not within ``connect_timeout`` seconds.
+    Calls made before then wait for the connection.
+    """
+
+    def __init__(
+        self, reactor: Any, url: str, prefix: str = "openclaw:", history: int = 200,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if history < 1:
+            raise ValueError("history must keep at least one message per session")
+        self._reactor = reactor
+        self.url = url
+        self.prefix = prefix
+        self.history_limit = history
+        self.connect_timeout = connect_timeout
+        self.ready: Deferred | None = None
+        self._redis: Any = None
+
+    def startService(self) -> Deferred:
+        host, port, db, user, password = parse_url(self.url)
+        Service.startService(self)
+        self._redis = txredisapi.lazyConnection(
+            host, port, db, reconnect=True, password=password, username=user,
+            convertNumbers=False, connectTimeout=self.connect_timeout,
+        )
+        self.ready = self._connect()
+        return self.ready
+
+    @inlineCallbacks
+    def _connect(self) -> Any:
+        action = begin("openclaw:store:connect", url=redact(self.url), prefix=self.prefix)
+        with action.context():
+            answered: Deferred = Deferred()
+            timer = self._reactor.callLater(
+                self.connect_timeout, lambda: answered.called or answered.errback(
+                    TimeoutError(f"no answer within {self.connect_timeout:g}s")))
+            ping = self._redis.ping()
+            ping.addBoth(lambda result: None if answered.called else answered.callback(result))
+            try:
+                yield answered
+            except Exception as e:
+                log("openclaw:store:connect-failed", level="error", url=redact(self.url), error=str(e))
+                action.finish(e)
+                yield self._redis.disconnect()
+                raise StoreError(f"store: cannot connect to {redact(self.url)}: {e}") from None
+            finally:
+                if timer.active():
+                    timer.cancel()
+        action.finish()
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        """Close every connection; waits until the sockets are gone."""
+        Service.stopService(self)
+        with begin("openclaw:store:close", url=redact(self.url)).context():
+            if self._redis is not None:
+                redis, self._redis = self._redis, None
+                yield redis.disconnect()
+
+    def _eval(self, script: str, *args: Any) -> Deferred:
+        if self._redis is None:
+            raise StoreError("store: used while closed")
+        return self._redis.eval(script, [], [self.prefix, *args])
+
+    # Key/value state
+
+    @inlineCallbacks
+    def get_state(self, key: str) -> Any:
+        value = yield self._redis.hget(self.prefix + "state", key)
+        return None if value is None else json.loads(value)
+
+    def set_state(self, key: str, value: Any) -> Deferred:
+        text = json.dumps(value)
+        return self._redis.hset(self.prefix + "state", key, text).addCallback(lambda _: None)
+
+    def delete_state(self, key: str) -> Deferred:
+        return self._redis.hdel(self.prefix + "state", key).addCallback(lambda _: None)
+
+    @inlineCallbacks
+    def state_keys(self, prefix: str) -> Any:
+        keys = yield self._redis.hkeys(self.prefix + "state")
+        return sorted(k for k in keys if k.startswith(prefix))
+
+    # Inbound events
+
+    @inlineCallbacks
+    def record_inbound(self, event: Event) -> Any:
+        platform_id = event.platform_message_id
+        dedupe = "" if platform_id is None else f"{len(event.source)}:{event.source}:{platform_id}"
+        sender = event.payload.get("sender_id")
+        entry = self._history_entry("user", event.text, event.id, event.timestamp)
+        event_id, duplicate = yield self._eval(
+            _RECORD, event.id, dedupe, event.session_id, event.to_json().decode(), entry,
+            self.history_limit, event.source, "" if sender is None else str(sender), _number(event.timestamp),
+        )
+        return event_id, duplicate == "1"
+
+    @inlineCallbacks
+    def pending_inbound(self) -> Any:
+        events = yield self._eval(_PENDING)
+        return [Event.from_json(e) for e in events]
+
+    @inlineCallbacks
+    def complete_inbound(self, event_id: str, replies: list[OutboxItem]) -> Any:
+        now = self._reactor.seconds()
+        args: list[Any] = [event_id, self.history_limit]
+        for item in replies:
+            args += [item.id, item.dedupe_key, self._item_json(item, now),
+                     _number(item.next_attempt or now),
+                     self._history_entry("assistant", item.text, event_id, now)]
+        try:
+            ids = yield self._eval(_COMPLETE, *args)
+        except txredisapi.ResponseError as e:
+            if "unknown inbound event" in str(e):
+                raise KeyError(f"unknown inbound event {event_id}") from None
+            raise
+        return list(ids)
+
+    def fail_inbound(self, event_id: str, error: str) -> Deferred:
+        return self._eval(_FAIL, event_id, error).addCallback(lambda _: None)
+
+    def inbound_state(self, event_id: str) -> Deferred:
+        return self._redis.hget(f"{self.prefix}in:{event_id}", "state")
+
+    # Outbox
+
+    @inlineCallbacks
+    def enqueue_outbox(self, item: OutboxItem) -> Any:
+        now = self._reactor.seconds()
+        outbox_id, duplicate = yield self._eval(
+            _ENQUEUE_ONE, item.id, item.dedupe_key, self._item_json(item, now), _number(item.next_attempt or now))
+        return outbox_id, duplicate == "1"
+
+    @inlineCallbacks
+    def due_outbox(self, now: float, limit: int) -> Any:
+        rows = yield self._eval(_DUE, _number(now), max(limit, 0))
+        items = []
+        for item, attempts, next_attempt, last_error in rows:
+            raw = orjson.loads(item)
+            items.append(OutboxItem(
+                attempts=int(attempts), next_attempt=float(next_attempt), status="pending",
+                last_error=last_error or None, **raw))
+        return items
+
+    def mark_sent(self, outbox_id: str) -> Deferred:
+        return self._eval(_MARK, outbox_id, "sent", "0", "").addCallback(lambda _: None)
+
+    def mark_retry(self, outbox_id: str, next_attempt: float, error: str) -> Deferred:
+        return self._eval(_MARK, outbox_id, "retry", _number(next_attempt), error).addCallback(lambda _: None)
+
+    def mark_failed(self, outbox_id: str, error: str) -> Deferred:
+        """Counts the attempt that failed for good, like ``mark_retry``."""
+        return self._eval(_MARK, outbox_id, "failed", "0", error).addCallback(lambda _: None)
+
+    @inlineCallbacks
+    def outbox_counts(self) -> Any:
+        raw = yield self._redis.hgetall(self.prefix + "out:counts")
+        counts = {"pending": 0, "sent": 0, "failed": 0}
+        counts.update({k: int(v) for k, v in raw.items()})
+        return counts
+
+    # Sessions and history
+
+    @inlineCallbacks
+    def history(self, session_id: str, limit: int) -> Any:
+        if limit <= 0:
+            return []
+        entries = yield self._redis.lrange(f"{self.prefix}hist:{session_id}", -limit, -1)
+        return [orjson.loads(e) for e in entries]
+
+    @inlineCallbacks
+    def sessions(self) -> Any:
+        rows = yield self._eval(_SESSIONS)
+        return sorted(
+            ({"session_id": s, "channel": c, "peer": peer or None, "first_seen": float(first),
+              "last_active": float(last)} for s, c, peer, first, last in rows),
+            key=lambda s: s["session_id"],
+        )
+
+    # Journal
+
+    def append_journal(self, kind: str, timestamp: float, payload: Any) -> Deferred:
+        return self._eval(
+            _JOURNAL, kind, _number(timestamp), orjson.dumps(payload).decode()).addCallback(lambda _: None)
+
+    @inlineCallbacks
+    def journal(self, kind: str, since: float) -> Any:
+        rows = yield self._redis.zrangebyscore(
+            f"{self.prefix}journal:{kind}", _number(since), "+inf", withscores=True)
+        return [{"kind": kind, "timestamp": float(score), "payload": orjson.loads(member.split(":", 1)[1])}
+                for member, score in rows]
+
+    @staticmethod
+    def _history_entry(role: str, text: str, event_id: str, timestamp: float) -> str:
+        if not text:
+            return ""
+        return orjson.dumps({"role": role, "text": text, "event_id": event_id, "timestamp": timestamp}).decode()
+
+    @staticmethod
+    def _item_json(item: OutboxItem, now: float) -> str:
+        return orjson.dumps({
+            "id": item.id, "session_id": item.session_id, "channel": item.channel, "text": item.text,
+            "dedupe_key": item.dedupe_key, "reply_to": item.reply_to, "created_at": item.created_at or now,
+        }).decode()

@@ -1,0 +1,310 @@
+"""
+The OpenAI-compatible brain against a local fake Chat Completions server,
+and the shared HTTP plumbing (backoff, Retry-After, keys, error bodies).
+"""
+
+import json
+
+import pytest
+import pytest_twisted
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+
+from openclaw.agent.base import BrainError
+from openclaw.agent.http import (
+    BACKOFF_CAP,
+    MAX_WAIT,
+    api_key,
+    backoff_delay,
+    error_kind,
+    is_loopback,
+    is_retryable,
+    retry_after,
+)
+from openclaw.agent.openai import OpenAIBrain, parse_arguments
+from openclaw.agent.tools import ToolBox
+from tests import llm_servers
+from tests.llm_servers import (
+    KEY,
+    Canned,
+    MemoryStore,
+    RecordingSleep,
+    eliot_messages,
+    model_brain,
+    openai_error,
+    openai_text,
+    openai_tool_call,
+    provider,
+    request,
+)
+
+server = llm_servers.server  # the fake API fixture
+
+
+def make(url, **kw):
+    return model_brain(OpenAIBrain, url, jitter=0.0, **kw)
+
+
+@pytest_twisted.ensureDeferred
+async def test_plain_reply_with_usage_and_request_shape(server):
+    server.answer(openai_text("hi there", 11, 7))
+    history = [{"role": "user", "text": f"m{n}"} for n in range(5)]
+    reply = await make(server.url, history=2).respond(request("hello", history))
+    assert (reply.text, reply.provider, reply.tool_calls) == ("hi there", "openai:test-model", 0)
+    assert reply.usage == {"input_tokens": 11, "output_tokens": 7}
+    [sent] = server.requests
+    assert sent.path == "/chat/completions"
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert sent.headers["content-type"] == "application/json"
+    assert sent.body["model"] == "test-model"
+    assert sent.body["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "m3"},
+        {"role": "user", "content": "m4"},
+        {"role": "user", "content": "hello"},
+    ]
+    assert [t["function"]["name"] for t in sent.body["tools"]] == ["remember", "recall"]
+    assert sent.body["tools"][1]["type"] == "function"
+    assert "tool_choice" not in sent.body
+
+
+@pytest_twisted.ensureDeferred
+async def test_tool_call_round_trip(server):
+    store = MemoryStore()
+    store.state["memory:wifi"] = "hunter2-network"
+    server.answer(openai_tool_call("recall", {"key": "wifi"}, "call_9"), openai_text("It is hunter2-network."))
+    reply = await make(server.url, store=store).respond(request("what is the wifi?"))
+    assert reply.text == "It is hunter2-network."
+    assert reply.tool_calls == 1
+    assert reply.usage == {"input_tokens": 31, "output_tokens": 12}
+    follow = server.requests[1].body["messages"]
+    assert follow[-2]["role"] == "assistant"
+    assert follow[-2]["tool_calls"][0]["id"] == "call_9"
+    assert json.loads(follow[-2]["tool_calls"][0]["function"]["arguments"]) == {"key": "wifi"}
+    assert follow[-1] == {"role": "tool", "tool_call_id": "call_9", "content": "hunter2-network"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_tool_arguments_go_back_to_the_model(server):
+    server.answer(openai_tool_call("recall", "{not json"), openai_tool_call("launch", {}), openai_text("sorry"))
+    reply = await make(server.url).respond(request())
+    assert reply.text == "sorry"
+    assert server.requests[1].body["messages"][-1]["content"].startswith("error: arguments must be a JSON object")
+    assert server.requests[2].body["messages"][-1]["content"].startswith("error: unknown tool 'launch'")
+
+
+@pytest_twisted.ensureDeferred
+async def test_max_tool_rounds_then_one_answer_without_tools(server):
+    server.answer(*[openai_tool_call("recall", {"key": "x"}, f"c{n}") for n in range(3)])
+    reply = await make(server.url, rounds=2).respond(request())
+    assert len(server.requests) == 3
+    assert [r.body.get("tool_choice") for r in server.requests] == [None, None, "none"]
+    assert reply.tool_calls == 2
+    assert reply.text == ""
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_tools_offered_when_rounds_are_zero(server):
+    server.answer(openai_text("ok"))
+    await make(server.url, rounds=0).respond(request())
+    assert "tools" not in server.requests[0].body
+
+
+@pytest_twisted.ensureDeferred
+async def test_429_honours_retry_after(server):
+    sleep = RecordingSleep()
+    server.answer(openai_error(429, "rate_limit_exceeded", "slow down", {"Retry-After": "7"}), openai_text("ok"))
+    reply = await make(server.url, sleep=sleep).respond(request())
+    assert reply.text == "ok"
+    assert sleep.delays == [7.0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_retry_after_beyond_the_limit_gives_up_at_once(server):
+    sleep = RecordingSleep()
+    server.answer(openai_error(429, "rate_limit_exceeded", "later", {"Retry-After": str(MAX_WAIT + 1)}))
+    with pytest.raises(BrainError) as e:
+        await make(server.url, sleep=sleep).respond(request())
+    assert (e.value.status, e.value.retryable, sleep.delays) == (429, True, [])
+
+
+@pytest_twisted.ensureDeferred
+async def test_500_then_success_backs_off(server):
+    sleep = RecordingSleep()
+    server.answer(Canned(500, b"oops"), Canned(502, b"bad gateway"), openai_text("ok"))
+    reply = await make(server.url, sleep=sleep).respond(request())
+    assert reply.text == "ok"
+    assert sleep.delays == [backoff_delay(0, 0.0), backoff_delay(1, 0.0)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_retries_run_out(server):
+    server.answer(*[Canned(503, b"")] * 3)
+    with pytest.raises(BrainError) as e:
+        await make(server.url, max_retries=2).respond(request())
+    assert (e.value.status, e.value.retryable, len(server.requests)) == (503, True, 3)
+
+
+@pytest_twisted.ensureDeferred
+async def test_401_is_not_retried_and_keeps_the_key_out(server):
+    sleep = RecordingSleep()
+    server.answer(openai_error(401, "invalid_request_error", f"Incorrect API key provided: {KEY}"))
+    with pytest.raises(BrainError) as e:
+        await make(server.url, sleep=sleep).respond(request())
+    assert (e.value.status, e.value.retryable, len(server.requests), sleep.delays) == (401, False, 1, [])
+    assert KEY not in str(e.value)
+    assert "invalid_request_error" in str(e.value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_timeout_is_retryable(server):
+    clock = Clock()
+    server.answer(Canned(hang=True))
+    d = make(server.url, clock=clock, timeout=3.0, max_retries=0).respond(request())
+    await server.received(1)
+    clock.advance(3.0)
+    with pytest.raises(BrainError) as e:
+        await d
+    assert e.value.retryable and e.value.status is None
+    assert "no answer within 3s" in str(e.value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_connection_refused_is_retried(server):
+    url = server.url
+    await server.stop()
+    sleep = RecordingSleep()
+    with pytest.raises(BrainError) as e:
+        await make(url, sleep=sleep, max_retries=1).respond(request())
+    assert e.value.retryable and len(sleep.delays) == 1
+    server.start()  # the fixture stops it again
+
+
+@pytest.mark.parametrize("canned", [
+    Canned(200, b"<html>not json</html>"),
+    Canned(200, {"choices": []}),
+    Canned(200, [1, 2]),
+    Canned(200, {"choices": [{"message": {"content": 5}}]}),
+])
+@pytest_twisted.ensureDeferred
+async def test_malformed_responses_are_retryable_errors(server, canned):
+    server.answer(canned)
+    with pytest.raises(BrainError) as e:
+        await make(server.url, max_retries=0).respond(request())
+    assert e.value.retryable
+
+
+@pytest_twisted.ensureDeferred
+async def test_missing_key_fails_before_any_request():
+    brain = OpenAIBrain(
+        provider("openai", "https://api.example.invalid/v1", api_key=""), reactor, ToolBox([], ()), "", 1, 5, {},
+    )
+    with pytest.raises(BrainError) as e:
+        await brain.respond(request())
+    assert not e.value.retryable
+    assert "OPENCLAW_TEST_KEY" in str(e.value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_loopback_server_needs_no_key(server):
+    server.answer(openai_text("local"))
+    reply = await make(server.url, api_key="").respond(request())
+    assert reply.text == "local"
+    assert "authorization" not in server.requests[0].headers
+
+
+@pytest_twisted.ensureDeferred
+async def test_key_and_text_never_logged(server):
+    secret_text = "my bank password is swordfish"
+    server.answer(openai_tool_call("remember", {"key": "bank", "value": secret_text}), openai_text("noted"),
+                  openai_error(401, "invalid_api_key", f"bad key {KEY}"))
+    with eliot_messages() as messages:
+        await make(server.url).respond(request(secret_text))
+        with pytest.raises(BrainError):
+            await make(server.url, max_retries=0).respond(request(secret_text))
+    logged = json.dumps(messages, default=str)
+    assert "openai:test-model" in logged and "openclaw:brain:tool" in logged
+    assert KEY not in logged
+    assert "swordfish" not in logged
+
+
+# The shared plumbing, pure.
+
+@given(st.integers(0, 200), st.floats(0, 1))
+def test_backoff_is_bounded_and_grows(attempt, jitter):
+    delay = backoff_delay(attempt, jitter)
+    assert 0 < delay <= BACKOFF_CAP
+    assert backoff_delay(attempt + 1, jitter) >= delay
+    assert backoff_delay(attempt, 0.0) <= delay <= backoff_delay(attempt, 1.0)
+
+
+@pytest.mark.parametrize("value,expected", [
+    (None, None), ("7", 7.0), (" 1.5 ", 1.5), ("0", 0.0), ("-1", None), ("nan", None), ("inf", None),
+    ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+])
+def test_retry_after(value, expected):
+    assert retry_after(value) == expected
+
+
+@given(st.text())
+def test_retry_after_never_raises(value):
+    result = retry_after(value)
+    assert result is None or result >= 0
+
+
+def test_retryable_statuses():
+    assert [s for s in (400, 401, 403, 404, 408, 422, 429, 500, 503, 529) if is_retryable(s)] == [408, 429, 500, 503, 529]
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("http://127.0.0.1:11434/v1", True), ("http://localhost:8000", True), ("http://[::1]:8000/v1", True),
+    ("http://127.9.9.9", True), ("https://api.openai.com/v1", False), ("http://10.0.0.5:8000", False),
+])
+def test_is_loopback(url, expected):
+    assert is_loopback(url) is expected
+
+
+def test_api_key_sources():
+    p = provider("openai", "https://api.openai.com/v1", api_key="")
+    assert api_key(p, {"OPENCLAW_TEST_KEY": "from-env"}) == "from-env"
+    assert api_key(provider("openai", "https://x", api_key="inline"), {"OPENCLAW_TEST_KEY": "env"}) == "inline"
+    with pytest.raises(BrainError):
+        api_key(p, {})
+
+
+@pytest.mark.parametrize("body,expected", [
+    (b'{"error": {"type": "invalid_request_error", "code": "invalid_api_key", "message": "sk-x"}}', "invalid_api_key"),
+    (b'{"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}', "overloaded_error"),
+    (b'{"error": "plain"}', ""), (b"[]", ""), (b"nope", ""), (b'{"error": {"type": "a b;c"}}', "abc"),
+])
+def test_error_kind(body, expected):
+    assert error_kind(body) == expected
+
+
+def test_parse_arguments():
+    assert parse_arguments('{"a": 1}') == {"a": 1}
+    assert parse_arguments({"a": 1}) == {"a": 1}
+    assert parse_arguments("{broken") == "{broken"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["choices", "message", "content", "tool_calls", "function", "name", "arguments", "id",
+                         "usage", "prompt_tokens", "completion_tokens", "x"]), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.sampled_from(["choices", "usage", "id"]), json_values, max_size=3))
+def test_parser_only_raises_brain_errors(data):
+    brain = make("http://127.0.0.1:1")
+    try:
+        turn = brain.parse_safely(data)
+    except BrainError as e:
+        assert e.retryable
+    else:
+        assert isinstance(turn.text, str)
+        assert all(isinstance(v, int) for v in turn.usage.values())

@@ -1,0 +1,119 @@
+"""The outbox sender: delivery, retries with backoff, giving up visibly, isolation."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet import defer, reactor
+from twisted.internet.task import Clock
+
+from openclaw import metrics
+from openclaw.events import OutboxItem
+from openclaw.outbox import OutboxService, retry_delay
+from openclaw.store.sqlite import SQLiteStore
+
+
+@given(st.integers(1, 60), st.floats(0, 1, exclude_max=True))
+def test_retry_delays_grow_are_capped_and_jittered(attempts, rand) -> None:
+    delay = retry_delay(attempts, base=2, cap=300, rand=lambda: rand)
+    nominal = min(300, 2 * 2 ** (attempts - 1))
+    assert 0.8 * nominal <= delay < 1.2 * nominal + 1e-9
+    assert retry_delay(attempts + 1, rand=lambda: 0.5) >= retry_delay(attempts, rand=lambda: 0.5)
+
+
+NOW = 1_800_000_000.0
+
+
+def item(n: int, channel: str = "test") -> OutboxItem:
+    return OutboxItem(session_id=f"{channel}:{n}", channel=channel, text=f"message {n}", dedupe_key=f"k{n}",
+                      next_attempt=NOW, created_at=NOW)
+
+
+class Deliverer:
+    def __init__(self, outcomes) -> None:
+        self.outcomes = outcomes
+        self.calls: list[str] = []
+
+    def __call__(self, outbox_item: OutboxItem):
+        self.calls.append(outbox_item.text)
+        outcome = self.outcomes(outbox_item)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return defer.succeed(outcome)
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = SQLiteStore(reactor, str(tmp_path / "s.sqlite3"))
+    store.startService()
+    yield store
+    pytest_twisted.blockon(store.stopService())
+
+
+def started(store, deliverers, max_attempts=3):
+    clock = Clock()
+    clock.advance(NOW)
+    return store, clock, OutboxService(clock, store, deliverers, max_attempts=max_attempts)
+
+
+@pytest_twisted.inlineCallbacks
+def test_delivered_rows_are_marked_sent(store) -> None:
+    deliver = Deliverer(lambda i: True)
+    store, clock, outbox = started(store, {"test": deliver})
+    yield store.enqueue_outbox(item(1))
+    yield outbox.kick()
+    assert deliver.calls == ["message 1"]
+    assert (yield store.outbox_counts()) == {"pending": 0, "sent": 1, "failed": 0}
+    yield outbox.kick()
+    assert deliver.calls == ["message 1"]  # never sent twice
+    yield outbox.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_failures_retry_with_backoff_then_fail_visibly_without_blocking_others(store) -> None:
+    deliver = Deliverer(lambda i: RuntimeError("platform down") if i.text == "message 1" else True)
+    gave_up = metrics.REGISTRY.get_sample_value("openclaw_outbox_gave_up_total", {"channel": "test"}) or 0
+    store, clock, outbox = started(store, {"test": deliver}, max_attempts=3)
+    yield store.enqueue_outbox(item(1))
+    yield store.enqueue_outbox(item(2))
+    yield outbox.kick()
+    assert deliver.calls == ["message 1", "message 2"]  # the failure did not stop the next row
+    assert (yield store.outbox_counts()) == {"pending": 1, "sent": 1, "failed": 0}
+    yield outbox.kick()
+    assert deliver.calls.count("message 1") == 1  # not due yet: backoff
+    clock.advance(2.5)  # first retry after ~2 s
+    yield outbox.kick()
+    assert deliver.calls.count("message 1") == 2
+    clock.advance(5)  # second retry after ~4 s: the third attempt gives up
+    yield outbox.kick()
+    assert deliver.calls.count("message 1") == 3
+    assert (yield store.outbox_counts()) == {"pending": 0, "sent": 1, "failed": 1}
+    assert metrics.REGISTRY.get_sample_value("openclaw_outbox_failed") == 1
+    assert metrics.REGISTRY.get_sample_value("openclaw_outbox_gave_up_total", {"channel": "test"}) == gave_up + 1
+    yield outbox.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_nobody_to_deliver_to_keeps_the_row_pending_without_using_attempts(store) -> None:
+    listening = []
+    deliver = Deliverer(lambda i: bool(listening))
+    store, clock, outbox = started(store, {"test": deliver}, max_attempts=1)
+    yield store.enqueue_outbox(item(1))
+    for _ in range(3):
+        yield outbox.kick()
+    assert (yield store.outbox_counts())["pending"] == 1
+    listening.append(True)
+    yield outbox.kick()
+    assert (yield store.outbox_counts()) == {"pending": 0, "sent": 1, "failed": 0}
+    yield outbox.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_unknown_channel_is_a_failure_not_a_crash(store) -> None:
+    store, clock, outbox = started(store, {}, max_attempts=1)
+    yield store.enqueue_outbox(item(1, channel="nowhere"))
+    yield outbox.kick()
+    assert (yield store.outbox_counts())["failed"] == 1
+    yield outbox.stopService()

@@ -1,0 +1,120 @@
+"""Webchat through the gateway: chat.send -> durable -> lane -> rules brain -> chat.reply."""
+
+from __future__ import annotations
+
+import pytest_twisted
+from twisted.internet import defer
+
+from openclaw.events import MESSAGE_RECEIVED, Event
+from tests import wsclient
+from tests.daemon import RunningDaemon, daemon_config
+
+
+@defer.inlineCallbacks
+def reply_for(client, event_id: str):
+    """Read frames until the chat.reply answering ``event_id``."""
+    while True:
+        frame = yield client.next()
+        if frame.get("type") == "event" and frame["event"] == "chat.reply" and frame["payload"]["reply_to"] == event_id:
+            return frame["payload"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_is_acknowledged_then_answered_by_the_rules_brain(tmp_path) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    client = yield wsclient.connect(daemon.gateway_port, daemon.token)
+    ack = yield client.request("chat.send", {"text": "/help"})
+    assert ack["ok"] and ack["payload"]["session"] == "webchat:test" and ack["payload"]["duplicate"] is False
+    reply = yield reply_for(client, ack["payload"]["event_id"])
+    assert reply["session"] == "webchat:test" and "/status" in reply["text"]
+    free = yield client.request("chat.send", {"text": "what's the weather?"})
+    reply = yield reply_for(client, free["payload"]["event_id"])
+    assert "brain.providers" in reply["text"]
+    history = yield client.request("chat.history", {"limit": 10})
+    roles = [m["role"] for m in history["payload"]["messages"]]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert history["payload"]["messages"][0]["text"] == "/help"
+    sessions = yield client.request("sessions.list")
+    assert "webchat:test" in [s["session_id"] for s in sessions["payload"]["sessions"]]
+    yield client.close()
+    yield daemon.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_consecutive_messages_are_all_answered_in_order(tmp_path) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    client = yield wsclient.connect(daemon.gateway_port, daemon.token)
+    ids = []
+    for n in range(5):
+        client.send("chat.send", {"text": f"/status {n}"}, request_id=f"m{n}")
+    replies = []
+    while len(replies) < 5 or len(ids) < 5:
+        frame = yield client.next()
+        if frame["type"] == "res":
+            ids.append(frame["payload"]["event_id"])
+        elif frame["event"] == "chat.reply":
+            replies.append(frame["payload"]["reply_to"])
+    assert replies == ids
+    yield client.close()
+    yield daemon.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_repeated_client_msg_id_is_not_processed_twice(tmp_path) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    client = yield wsclient.connect(daemon.gateway_port, daemon.token)
+    first = yield client.request("chat.send", {"text": "/help", "client_msg_id": "abc"})
+    yield reply_for(client, first["payload"]["event_id"])
+    again = yield client.request("chat.send", {"text": "/help", "client_msg_id": "abc"})
+    assert again["payload"] == {**first["payload"], "duplicate": True}
+    history = yield client.request("chat.history", {})
+    assert len(history["payload"]["messages"]) == 2
+    yield client.close()
+    yield daemon.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_replies_wait_for_a_listener_and_go_out_on_subscribe(tmp_path) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    pipeline = daemon.service.getServiceNamed("pipeline")
+    event = Event(type=MESSAGE_RECEIVED, source="webchat", session_id="webchat:shared",
+                  timestamp=daemon.runtime.clock.seconds(), payload={"text": "/help"})
+    event_id, _ = yield pipeline.receive(event)
+    yield pipeline.lanes.until_idle()  # answered while nobody listens
+    counts = yield pipeline.store.outbox_counts()
+    assert counts["pending"] == 1
+    listener = yield wsclient.connect(daemon.gateway_port, daemon.token)
+    sub = yield listener.request("subscribe", {"session": "webchat:shared"})
+    assert sub["payload"] == {"subscribed": "webchat:shared"}
+    reply = yield reply_for(listener, event_id)
+    assert reply["session"] == "webchat:shared" and "/status" in reply["text"]
+    yield listener.close()
+    yield daemon.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_bad_chat_params_get_precise_errors(tmp_path) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    client = yield wsclient.connect(daemon.gateway_port, daemon.token)
+    for params in ({}, {"text": ""}, {"text": 5}, {"text": "hi", "session": "telegram:1"},
+                   {"text": "hi", "client_msg_id": 7}):
+        reply = yield client.request("chat.send", params)
+        assert reply["error"]["code"] == "invalid_field", params
+    reply = yield client.request("chat.history", {"limit": 0})
+    assert reply["error"]["code"] == "invalid_field"
+    yield client.close()
+    yield daemon.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_full_lane_answers_busy(tmp_path) -> None:
+    daemon = RunningDaemon(str(tmp_path), daemon_config(lanes={"max_queue": 1, "max_concurrent": 1}))
+    pipeline = daemon.service.getServiceNamed("pipeline")
+    pipeline.lanes.pause()  # nothing runs: the queue fills
+    client = yield wsclient.connect(daemon.gateway_port, daemon.token)
+    first = yield client.request("chat.send", {"text": "one"})
+    assert first["ok"]
+    second = yield client.request("chat.send", {"text": "two"})
+    assert second["error"]["code"] == "busy"
+    yield client.close()
+    yield daemon.stop()
