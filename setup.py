@@ -7,6 +7,7 @@ setup(
     python_requires=">=3.11",
     packages=[
         "openclaw",
+        "openclaw.agent",
         "openclaw.gateway",
         "openclaw.store",
         "openclaw.proactive",

@@ -56,6 +56,7 @@ def report(runtime: Runtime, mem: dict[str, int]) -> tuple[int, dict[str, Any]]:
         "last_heartbeat": _iso(runtime.last_heartbeat),
         "sessions": len(runtime.sessions),
         "gateway": runtime.gateway(),
+        "outbox": dict(runtime.outbox),
         "limits": {"nofile_soft": runtime.nofile[0], "nofile_hard": runtime.nofile[1]} if runtime.nofile else None,
         "config_digest": runtime.config_digest,
     }

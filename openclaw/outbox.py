@@ -43,8 +43,10 @@ class OutboxService(Service):
     def __init__(
         self, clock: IReactorTime, store: Any, deliverers: dict[str, Deliverer],
         max_attempts: int = 8, poll_every: float = 5.0, batch: int = 100,
+        counts: dict[str, int] | None = None,
     ) -> None:
         self.clock = clock
+        self.counts = counts if counts is not None else {}
         self.store = store
         self.deliverers = deliverers
         self.max_attempts = max_attempts
@@ -94,6 +96,7 @@ class OutboxService(Service):
             for item in items:
                 yield self._deliver(item)
             counts = yield self.store.outbox_counts()
+            self.counts.update(counts)
             metrics.outbox_pending.set(counts["pending"])
             metrics.outbox_failed.set(counts["failed"])
         except Exception as e:

@@ -31,6 +31,7 @@ class Runtime:
         self.connectors: Callable[[], dict[str, dict[str, Any]]] = dict
         self.gateway: Callable[[], dict[str, int]] = dict
         self.nofile: tuple[int, int] | None = None
+        self.outbox: dict[str, int] = {"pending": 0, "sent": 0, "failed": 0}
 
     def mark_ready(self) -> None:
         """Startup finished: every service started and every port listens."""

@@ -92,7 +92,8 @@ def build_service(
     data = os.path.join(home, "data")
     store = make_store(config.store, home, reactor)
     hub = WebchatHub()
-    outbox = OutboxService(reactor, store, {"webchat": hub.deliver}, max_attempts=config.outbox.max_attempts)
+    outbox = OutboxService(reactor, store, {"webchat": hub.deliver}, max_attempts=config.outbox.max_attempts,
+                           counts=runtime.outbox)
     facts = RuntimeFacts(runtime)
 
     def enqueue(session_id: str, text: str) -> Any:
@@ -106,7 +107,7 @@ def build_service(
 
     brain = make_brain(
         config.brain, reactor, facts,
-        lambda: all_tools(reactor, facts, store, enqueue, facts.sessions), environ,
+        all_tools(reactor, facts, store, enqueue, facts.sessions), environ,
     )
     pipeline = Pipeline(
         runtime, store, brain, outbox, history=config.brain.history,

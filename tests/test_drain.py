@@ -12,6 +12,21 @@ from tests import wsclient
 from tests.daemon import RunningDaemon, daemon_config
 
 
+def gateway_drain_entered(daemon: RunningDaemon) -> defer.Deferred:
+    """Fires when the tree's drain walk reaches the gateway."""
+    entered = defer.Deferred()
+    original = daemon.gateway.drain
+
+    def drain():
+        d = original()
+        if not entered.called:
+            entered.callback(None)
+        return d
+
+    daemon.gateway.drain = drain
+    return entered
+
+
 def add_hold_method(daemon: RunningDaemon) -> list[defer.Deferred]:
     """A gateway method that stays in flight until the test fires it."""
     held: list[defer.Deferred] = []
@@ -76,7 +91,9 @@ def test_drain_timeout_abandons_what_is_left_and_logs_it(tmp_path) -> None:
     client = yield wsclient.connect(daemon.gateway_port, daemon.token)
     client.send("hold", request_id="stuck")
     yield client.request("ping")
+    entered = gateway_drain_entered(daemon)
     stopping = daemon.stop()
+    yield entered
     clock.advance(4.9)
     assert not stopping.called
     clock.advance(0.1)
@@ -95,11 +112,25 @@ def test_hurry_stops_waiting_at_once(tmp_path) -> None:
     client = yield wsclient.connect(daemon.gateway_port, daemon.token)
     client.send("hold", request_id="stuck")
     yield client.request("ping")
+    entered = gateway_drain_entered(daemon)
     stopping = daemon.stop()
+    yield entered
     assert not stopping.called
     daemon.service.hurry()
     assert (yield client.closed) == 1001
     yield stopping
+
+
+@pytest_twisted.inlineCallbacks
+def test_hurry_before_the_gateway_drains_is_remembered(tmp_path) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    add_hold_method(daemon)
+    client = yield wsclient.connect(daemon.gateway_port, daemon.token)
+    client.send("hold", request_id="stuck")
+    yield client.request("ping")
+    daemon.gateway.hurry()  # e.g. a second SIGINT while earlier services drain
+    yield daemon.stop()
+    assert (yield client.closed) == 1001
 
 
 @pytest_twisted.inlineCallbacks

@@ -91,6 +91,7 @@ def test_failures_retry_with_backoff_then_fail_visibly_without_blocking_others(s
     assert deliver.calls.count("message 1") == 3
     assert (yield store.outbox_counts()) == {"pending": 0, "sent": 1, "failed": 1}
     assert metrics.REGISTRY.get_sample_value("openclaw_outbox_failed") == 1
+    assert outbox.counts["failed"] == 1  # what /health shows
     assert metrics.REGISTRY.get_sample_value("openclaw_outbox_gave_up_total", {"channel": "test"}) == gave_up + 1
     yield outbox.stopService()
 

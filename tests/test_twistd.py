@@ -16,22 +16,10 @@ import zipfile
 
 import pytest
 
+from tests.process import OPENCLAW, TWISTD, DaemonProcess, clean_env, free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 TOKEN = "twistd-test-token-4f9a8b7c6d5e"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCLAW_", "NOTIFY_SOCKET", "WATCHDOG_"))}
-    env.pop("LOG_LEVEL", None)
-    env.update(extra)
-    return env
 
 
 def twistd(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -113,53 +101,29 @@ def test_a_busy_port_stops_the_start_with_one_line(tmp_path) -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
-class NotifySocket:
-    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.settimeout(20)
-
-    def until(self, wanted: str) -> list[str]:
-        """Every line received up to and including the datagram containing ``wanted``."""
-        lines: list[str] = []
-        while True:
-            data = self.sock.recv(4096).decode()
-            lines.extend(data.splitlines())
-            if wanted in data.splitlines():
-                return lines
-
-
 def test_run_notify_health_sigterm_drain_exit_0(tmp_path) -> None:
     home = tmp_path / "home"
-    notify = NotifySocket(str(tmp_path / "notify.sock"))
-    web, gateway = free_port(), free_port()
-    env = clean_env(NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="2000000", OPENCLAW_GATEWAY_TOKEN=TOKEN)
-    process = subprocess.Popen(
-        [TWISTD, "-n", "--pidfile=", "openclaw", "--home", str(home),
-         "--web", f"tcp:{web}:interface=127.0.0.1", "--gateway", f"tcp:{gateway}:interface=127.0.0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd="/",
-    )
+    daemon = DaemonProcess(tmp_path, str(home), WATCHDOG_USEC="2000000", OPENCLAW_GATEWAY_TOKEN=TOKEN)
     try:
-        before_ready = notify.until("READY=1")
+        before_ready = daemon.start()
         assert not any(line == "STOPPING=1" for line in before_ready)
-        with urllib.request.urlopen(f"http://127.0.0.1:{web}/health", timeout=10) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{daemon.web}/health", timeout=10) as response:
             health = json.load(response)
             assert response.status == 200
         assert health["status"] == "ok"
         assert health["limits"]["nofile_soft"] == health["limits"]["nofile_hard"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{web}/readyz", timeout=10) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{daemon.web}/readyz", timeout=10) as response:
             assert response.status == 200
-        process.send_signal(signal.SIGTERM)
-        after = notify.until("STOPPING=1")
+        sent = subprocess.run([OPENCLAW, "send", "/help", "--home", str(home), "--gateway", daemon.url],
+                              capture_output=True, text=True, timeout=60, env=clean_env(OPENCLAW_GATEWAY_TOKEN=TOKEN))
+        assert sent.returncode == 0 and "/status" in sent.stdout, sent
+        daemon.process.send_signal(signal.SIGTERM)
+        after = daemon.notify.until("STOPPING=1")
         assert "WATCHDOG=1" in before_ready + after
-        output, _ = process.communicate(timeout=60)
+        output, _ = daemon.process.communicate(timeout=60)
+        process = daemon.process
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        daemon.ensure_dead()
     assert process.returncode == 0, output.decode()
     assert "openclaw:daemon:ready" in output.decode()
     state = json.loads((home / "data" / "gateway-state.json").read_text())

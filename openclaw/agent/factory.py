@@ -8,17 +8,11 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from openclaw.agent.anthropic import AnthropicBrain
 from openclaw.agent.base import Facts
-from openclaw.agent.failover import FailoverBrain
-from openclaw.agent.openai import OpenAIBrain
 from openclaw.agent.rules import RulesBrain
 from openclaw.agent.tools import Tool, ToolBox
 from openclaw.config import BrainConfig
 from openclaw.interfaces import IBrain
-
-KINDS = {"openai": OpenAIBrain, "anthropic": AnthropicBrain}
-
 
 def make_brain(
     config: BrainConfig,
@@ -35,9 +29,16 @@ def make_brain(
     """
     if not config.providers:
         return RulesBrain(facts)
+    # Model brains pull in treq and friends: only when configured, so the
+    # offline default starts lean (docs/benchmarks.md).
+    from openclaw.agent.anthropic import AnthropicBrain
+    from openclaw.agent.failover import FailoverBrain
+    from openclaw.agent.openai import OpenAIBrain
+
+    kinds = {"openai": OpenAIBrain, "anthropic": AnthropicBrain}
     toolbox = ToolBox(tools, config.tools)
     brains = [
-        KINDS[p.kind](p, reactor, toolbox, config.system_prompt, config.max_tool_rounds, config.history, environ)
+        kinds[p.kind](p, reactor, toolbox, config.system_prompt, config.max_tool_rounds, config.history, environ)
         for p in config.providers
     ]
     return FailoverBrain(brains, reactor)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import treq
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 
@@ -200,6 +199,8 @@ def http_check(reactor: IReactorTime, timeout: float) -> Tool:
         if urlsplit(url).scheme not in ("http", "https"):
             return "error: only http and https URLs can be checked"
         started = reactor.seconds()
+        import treq  # only when a model actually checks a URL
+
         d = treq.get(url.encode("utf-8"), reactor=reactor, persistent=False)
         d.addTimeout(timeout, reactor)
         response = yield d

@@ -61,6 +61,7 @@ class GatewayService(ListeningService):
         self._closed: Deferred | None = None
         self._drained: Deferred | None = None
         self._stopped_listening: Deferred = succeed(None)
+        self._hurried = False
         self.request_metrics = metrics.RequestMetrics("gateway", ["connect", "invalid", *methods])
         runtime.gateway = lambda: {"connections": len(self.connections), "inflight": self.inflight}
         metrics.gateway_connections.set_function(lambda: len(self.connections))
@@ -230,7 +231,7 @@ class GatewayService(ListeningService):
                        connections=len(self.connections), timeout=self.config.drain_timeout)
         with action.context():
             d = self._stopped_listening
-            if self.inflight:
+            if self.inflight and not self._hurried:
                 self._idle = Deferred()
                 self._drain_timer = self.clock.callLater(self.config.drain_timeout, self._give_up)
                 d.addCallback(lambda _: self._idle)
@@ -251,6 +252,8 @@ class GatewayService(ListeningService):
         d.callback(None)
 
     def hurry(self) -> None:
+        """Stop waiting now, or, if the drain has not begun, do not wait when it does."""
+        self._hurried = True
         self._give_up()
 
     def _close_all(self) -> Deferred:

@@ -12,9 +12,11 @@ openclaw.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
+import threading
 from typing import Any, Callable
 
 import orjson
@@ -207,6 +209,10 @@ class SQLiteStore(Service):
         #: Transactions committed since start: how well writes are batched.
         self.commits = 0
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="openclaw-store")
+        # A daemon thread: if the process ends without stopService (a crash
+        # path), exit is not held up; nothing unacknowledged is lost, since
+        # writes are acknowledged only after their commit.
+        self._pool.threadFactory = functools.partial(threading.Thread, daemon=True)
         self._db: sqlite3.Connection | None = None
         self._queue: list[tuple[Work, Deferred]] = []
         self._busy = False

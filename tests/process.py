@@ -1,0 +1,99 @@
+"""``twistd openclaw`` as a child process, for tests that need a real one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+OPENCLAW = os.path.join(os.path.dirname(sys.executable), "openclaw")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test's environment without any openclaw or systemd settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCLAW_", "NOTIFY_SOCKET", "WATCHDOG_"))}
+    env.pop("LOG_LEVEL", None)
+    env.update(extra)
+    return env
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(30)
+
+    def until(self, wanted: str) -> list[str]:
+        """Every line received up to and including the datagram containing ``wanted``."""
+        lines: list[str] = []
+        while True:
+            data = self.sock.recv(4096).decode()
+            lines.extend(data.splitlines())
+            if wanted in data.splitlines():
+                return lines
+
+    def close(self) -> None:
+        self.sock.close()
+        os.unlink(self.path)
+
+
+class DaemonProcess:
+    """
+    A daemon on fresh ephemeral ports; ``start()`` returns once it sent
+    READY=1 on its notify socket (no polling, no sleeping).
+    """
+
+    def __init__(self, tmp_path: os.PathLike, home: str, *args: str, **env: str) -> None:
+        self.tmp_path = str(tmp_path)
+        self.home = home
+        self.args = args
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self.notify: NotifySocket | None = None
+        self.starts = 0
+
+    def start(self) -> list[str]:
+        self.starts += 1
+        self.web, self.gateway = free_port(), free_port()
+        self.notify = NotifySocket(os.path.join(self.tmp_path, f"notify-{self.starts}.sock"))
+        env = clean_env(NOTIFY_SOCKET=self.notify.path, **self.env)
+        self.process = subprocess.Popen(
+            [TWISTD, "-n", "--pidfile=", "openclaw", "--home", self.home, *self.args,
+             "--web", f"tcp:{self.web}:interface=127.0.0.1", "--gateway", f"tcp:{self.gateway}:interface=127.0.0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd="/",
+        )
+        return self.notify.until("READY=1")
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.gateway}/"
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no goodbye."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+        self.notify.close()
+
+    def stop(self) -> tuple[int, bytes]:
+        """SIGTERM and wait: the exit status and everything it printed."""
+        self.process.send_signal(signal.SIGTERM)
+        output, _ = self.process.communicate(timeout=60)
+        self.notify.close()
+        return self.process.returncode, output
+
+    def ensure_dead(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
