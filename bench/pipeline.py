@@ -1,0 +1,555 @@
+"""
+Message pipeline throughput and latency: ``chat.send`` through the real daemon,
+on the SQLite store and on the Redis store.
+
+    .venv/bin/python bench/pipeline.py [--duration 5] [--warmup 1] [--stores sqlite,redis]
+                                       [--levels 1:1,100:10,1000:50] [--window 50]
+                                       [--redis redis://127.0.0.1:6379/0] [--grace 5]
+                                       [--no-pin] [--json FILE] [--profile FILE]
+
+For each store it starts the daemon (``twistd -n --pidfile= openclaw --home <tmp>
+--gateway ... --web ... --log-level info`` with ``OPENCLAW_CONFIG=<home>/c.yaml``,
+the same as ``--config``), and for each level ``SESSIONS:CONNECTIONS`` runs a load
+generator in its own process (``--client``: the same minimal WebSocket client
+idea as ``bench/gateway.py``) that authenticates every connection and then sends
+``{"method":"chat.send","params":{"text":"/status","session":"webchat:bench-<n>"}}``,
+the sessions spread round-robin over the connections:
+
+1. **acknowledged throughput**: every connection keeps ``--window`` sends
+   outstanding (sent, not yet acknowledged), sending the next on each ``res``;
+   acks/s and replies/s (``chat.reply`` events whose ``reply_to`` is an
+   acknowledged ``event_id``) counted in the measured window;
+2. **latency** (``half-acks``): a rate-limited sender at half the acks/s found
+   in 1, spread over the same connections; p50/p99 from a ``chat.send`` written
+   to the socket to its ``chat.reply`` received, for messages sent in the
+   measured window;
+3. **latency** (``half-replies``): the same at half the best replies/s seen in
+   1 and 2 (the end-to-end rate: when acks outrun replies, half the ack rate is
+   still an overload and its latency is queueing time).
+
+Every phase gets a fresh daemon, so one phase's backlog is not measured in the next.
+
+After each phase the generator stops sending and waits (at most ``--grace``
+seconds) until every acknowledged message has its reply; what is still missing
+then is reported. The config sets ``lanes.max_queue: 100000`` so that a session
+queue never overflows (``busy``) and the figures are throughput, not refusals.
+For Redis the keys live under a random ``bench-<hex>:`` prefix and are deleted
+afterwards. ``--profile FILE`` runs the daemon under ``python -m cProfile -o FILE``
+(main thread only: the SQLite worker thread is not in the profile; its CPU is
+reported separately from /proc per thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import gateway as gw
+from gateway import (
+    cpu_seconds,
+    percentile,
+    pin,
+    rss_kb,
+    start_openclaw,
+    stop,
+    versions,
+)
+
+# --------------------------------------------------------------------------
+# The load generator (runs in its own process: ``--client``)
+# --------------------------------------------------------------------------
+
+
+def _send_frame(req_id: int, session: bytes) -> bytes:
+    return gw._ws_frame(0x1, b'{"type":"req","id":"%d","method":"chat.send","params":{"text":"/status",'
+                             b'"session":"%s"}}' % (req_id, session))
+
+
+def client_main(args: argparse.Namespace) -> int:
+    """
+    Connect, ``connect`` each connection with the token, print ``ready``, read
+    the start time from stdin, run the phase (``--mode ack`` or ``--mode rate``),
+    wait for the replies, print one JSON line, exit.
+    """
+    import orjson
+    from twisted.internet import protocol, reactor, stdio, task
+    from twisted.protocols.basic import LineReceiver
+
+    perf = time.perf_counter
+    loads = orjson.loads
+    conns: list[Any] = []
+    st: dict[str, Any] = {"opened": 0, "m0": 0.0, "m1": 0.0, "t0": 0.0, "started": False, "sending": False,
+                          "sent": 0, "acked": 0, "acked_w": 0, "replied": 0, "replied_w": 0, "errors": 0,
+                          "error_codes": {}, "lagged": 0, "unmatched": 0, "wait_s": 0.0}
+    awaiting: dict[str, float] = {}   # event_id -> sent at, acknowledged but no reply yet
+    early: dict[str, float] = {}      # event_id -> reply received before its ack
+    latencies: list[int] = []
+    handshake = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+    def done_reply(sent_at: float, now: float) -> None:
+        st["replied"] += 1
+        if st["m0"] <= now < st["m1"]:
+            st["replied_w"] += 1
+        if st["m0"] <= sent_at < st["m1"]:
+            latencies.append(int((now - sent_at) * 1e6))
+
+    def finished() -> bool:
+        return not st["sending"] and not awaiting and not any(c.pending for c in conns)
+
+    class Conn(protocol.Protocol):
+        """Minimal RFC 6455 client: zero-key masked text frames out, unmasked frames in."""
+
+        def __init__(self, index: int) -> None:
+            self.index = index
+            self.buf = b""
+            self.upgraded = False
+            self.pending: dict[str, float] = {}  # request id -> sent at
+            self.n = 0
+            mine = range(index, args.sessions, args.conns)
+            self.sessions = [b"webchat:bench-%d" % s for s in mine]
+
+        def connectionMade(self) -> None:
+            self.transport.setTcpNoDelay(True)
+            self.transport.write(handshake)
+
+        def send_one(self) -> None:
+            self.n += 1
+            self.pending[str(self.n)] = perf()
+            st["sent"] += 1
+            self.transport.write(_send_frame(self.n, self.sessions[self.n % len(self.sessions)]))
+
+        def dataReceived(self, data: bytes) -> None:
+            buf = self.buf + data if self.buf else data
+            if not self.upgraded:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    self.buf = buf
+                    return
+                if not buf.startswith(b"HTTP/1.1 101"):
+                    sys.stderr.write(f"handshake refused: {buf[:200]!r}\n")
+                    reactor.stop()
+                    return
+                self.upgraded, buf = True, buf[end + 4:]
+                self.transport.write(gw._ws_frame(0x1, json.dumps({
+                    "type": "req", "id": "c", "method": "connect",
+                    "params": {"token": args.token, "client": f"bench-c{self.index}"}}).encode()))
+            pos, size = 0, len(buf)
+            while size - pos >= 2:
+                n, head = buf[pos + 1] & 0x7F, 2
+                if n >= 126:
+                    head = 4 if n == 126 else 10
+                    if size - pos < head:
+                        break
+                    n = int.from_bytes(buf[pos + 2:pos + head], "big")
+                if size - pos < head + n:
+                    break
+                opcode = buf[pos] & 0x0F
+                payload = buf[pos + head:pos + head + n]
+                pos += head + n
+                if opcode == 0x1:
+                    self.message(loads(payload), perf())
+                elif opcode == 0x8:
+                    self.transport.loseConnection()
+            self.buf = buf[pos:]
+
+        def message(self, msg: dict, now: float) -> None:
+            if msg.get("type") == "event":
+                if msg.get("event") == "chat.reply":
+                    eid = msg["payload"].get("reply_to")
+                    sent_at = awaiting.pop(eid, None)
+                    if sent_at is None:
+                        early[eid] = now
+                    else:
+                        done_reply(sent_at, now)
+                return
+            rid = msg.get("id")
+            if rid == "c":
+                if not msg.get("ok"):
+                    sys.stderr.write(f"connect refused: {msg}\n")
+                    reactor.stop()
+                    return
+                conns.append(self)
+                if len(conns) == args.conns:
+                    sys.stdout.write("ready\n")
+                    sys.stdout.flush()
+                return
+            sent_at = self.pending.pop(rid)
+            if msg.get("ok"):
+                st["acked"] += 1
+                if st["m0"] <= now < st["m1"]:
+                    st["acked_w"] += 1
+                eid = msg["payload"]["event_id"]
+                if eid in early:
+                    done_reply(sent_at, early.pop(eid))
+                else:
+                    awaiting[eid] = sent_at
+            else:
+                st["errors"] += 1
+                code = msg.get("error", {}).get("code", "?")
+                st["error_codes"][code] = st["error_codes"].get(code, 0) + 1
+            if args.mode == "ack" and st["sending"]:
+                self.send_one()
+
+    def stop_sending() -> None:
+        st["sending"] = False
+        stopped = perf()
+
+        def check() -> None:
+            if finished() or perf() - stopped > args.grace:
+                st["wait_s"] = perf() - stopped
+                reactor.stop()
+            else:
+                reactor.callLater(0.02, check)
+        check()
+
+    def tick() -> None:
+        """Rate mode: send what is due by now, round-robin, skipping connections at the cap."""
+        now = perf()
+        if now >= st["m1"]:
+            return
+        due = int(args.rate * (now - st["t0"])) - st["sent"]
+        i = st["sent"]
+        for k in range(due):
+            c = conns[(i + k) % len(conns)]
+            if len(c.pending) >= args.window * 20:
+                st["lagged"] += 1
+                st["sent"] += 1  # counted as due; not sent
+                continue
+            c.send_one()
+
+    def begin() -> None:
+        st["t0"] = perf()
+        st["sending"] = True
+        if args.mode == "ack":
+            for c in conns:
+                for _ in range(args.window):
+                    c.send_one()
+        else:
+            task.LoopingCall(tick).start(0.001)
+        reactor.callLater(max(0.0, st["m1"] - perf()), stop_sending)
+
+    class Control(LineReceiver):
+        delimiter = b"\n"
+
+        def lineReceived(self, line: bytes) -> None:
+            if st["started"]:
+                return
+            st["started"] = True
+            start_perf = perf() + (float(line) - time.time())
+            st["m0"] = start_perf + args.warmup
+            st["m1"] = st["m0"] + args.duration
+            reactor.callLater(max(0.0, start_perf - perf()), begin)
+
+    host, port = args.url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
+    for i in range(args.conns):
+        reactor.connectTCP(host, int(port), protocol.ClientFactory.forProtocol(lambda i=i: Conn(i)))
+    stdio.StandardIO(Control())
+    reactor.callLater(30 + args.warmup + args.duration + args.grace, reactor.stop)  # hard bound
+    reactor.run()
+    st["missing_replies"] = len(awaiting)
+    st["unacked"] = sum(len(c.pending) for c in conns)
+    st["lat_us"] = latencies
+    sys.stdout.write(json.dumps(st) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+# --------------------------------------------------------------------------
+# The orchestrator
+# --------------------------------------------------------------------------
+
+
+def thread_cpu(pid: int) -> tuple[float, float]:
+    """(main thread, all other threads) CPU seconds of ``pid``: the SQLite store
+    runs its transactions on a worker thread."""
+    main = other = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        secs = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if int(tid) == pid:
+            main = secs
+        else:
+            other += secs
+    return main, other
+
+
+def run_phase(url: str, token: str, sessions: int, conns: int, mode: str, rate: float,
+              args: argparse.Namespace, server_pid: int, client_cpus: set[int] | None,
+              redis_pid: int | None) -> dict[str, Any]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--client", "--url", url, "--token", token,
+           "--conns", str(conns), "--sessions", str(sessions), "--mode", mode, "--rate", str(rate),
+           "--window", str(args.window), "--warmup", str(args.warmup), "--duration", str(args.duration),
+           "--grace", str(args.grace)]
+    client = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=pin(client_cpus))  # noqa: PLW1509 (as gateway.py)
+    try:
+        line = client.stdout.readline()
+        if line.strip() != b"ready":
+            raise SystemExit(f"load generator failed to connect (got {line!r})")
+        start = time.time() + 0.2
+        client.stdin.write(b"%r\n" % start)
+        client.stdin.flush()
+        m0 = start + args.warmup
+        time.sleep(max(0.0, m0 - time.time()))
+        s0, c0 = thread_cpu(server_pid), cpu_seconds(client.pid)
+        r0 = cpu_seconds(redis_pid) if redis_pid else 0.0
+        time.sleep(max(0.0, m0 + args.duration - time.time()))
+        s1, c1 = thread_cpu(server_pid), cpu_seconds(client.pid)
+        r1 = cpu_seconds(redis_pid) if redis_pid else 0.0
+        out, _ = client.communicate(timeout=args.grace + 30)
+        r = json.loads(out.decode().strip().splitlines()[-1])
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    lat = sorted(r.pop("lat_us"))
+    d = args.duration
+    r.update({
+        "acks_s": r["acked_w"] / d, "replies_s": r["replied_w"] / d, "latency_samples": len(lat),
+        "p50_ms": percentile(lat, 50) / 1000, "p99_ms": percentile(lat, 99) / 1000,
+        "max_ms": (lat[-1] / 1000) if lat else float("nan"),
+        "server_cpu_main": (s1[0] - s0[0]) / d, "server_cpu_threads": (s1[1] - s0[1]) / d,
+        "client_cpu": (c1 - c0) / d, "redis_cpu": (r1 - r0) / d if redis_pid else None,
+        "target_rate": rate, "window": args.window,
+    })
+    return r
+
+
+def redis_command(url: str, *parts: str) -> Any:
+    """One command over RESP (no client library needed); returns int or bytes."""
+    host_port = url.split("//", 1)[1].split("/", 1)
+    host, port = host_port[0].rsplit(":", 1)
+    db = host_port[1] if len(host_port) > 1 and host_port[1] else "0"
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        def call(*args: str) -> bytes:
+            s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode())
+                                                     for a in args))
+            return s.recv(65536)
+        call("SELECT", db)
+        reply = call(*parts)
+    if reply.startswith(b":"):
+        return int(reply[1:].strip())
+    return reply.strip()
+
+
+_DELETE_PREFIX = ("local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do "
+                  "redis.call('DEL', k) n = n + 1 end return n")
+
+
+def redis_pid_of(url: str) -> int | None:
+    info = redis_command(url, "INFO", "server")
+    for line in info.split(b"\r\n"):
+        if line.startswith(b"process_id:"):
+            pid = int(line.split(b":")[1])
+            return pid if os.path.exists(f"/proc/{pid}/stat") else None
+    return None
+
+
+def start_daemon(home: str, cpus: set[int] | None, profile: str | None) -> tuple[subprocess.Popen, int, str, Any]:
+    """bench/gateway.py's ``start_openclaw``, optionally under ``python -m cProfile -o``.
+
+    ``start_openclaw`` builds its own argv; to profile, its ``subprocess``
+    module is swapped for one whose ``Popen`` prefixes the cProfile command.
+    (Better: an ``argv_prefix`` parameter on ``start_openclaw``.)"""
+    if not profile:
+        return start_openclaw(home, cpus)
+    real = gw.subprocess
+    gw.subprocess = types.SimpleNamespace(
+        STDOUT=real.STDOUT,
+        Popen=lambda cmd, **kw: real.Popen([sys.executable, "-m", "cProfile", "-o", profile, *cmd], **kw))
+    try:
+        return start_openclaw(home, cpus)
+    finally:
+        gw.subprocess = real
+
+
+def run_store(store: str, levels: list[tuple[int, int]], args: argparse.Namespace,
+              server_cpus: set[int] | None, client_cpus: set[int] | None) -> dict[str, Any]:
+    """Every phase gets a fresh daemon (fresh home; for Redis a fresh key prefix),
+    so no backlog of one phase is measured in the next."""
+    redis_pid = redis_pid_of(args.redis) if store == "redis" else None
+    out: dict[str, Any] = {"levels": {}, "exit_codes": [], "rss_kb": 0, "redis_keys_deleted": 0}
+    for sessions, conns in levels:
+        res: dict[str, Any] = {}
+        out["levels"][f"{sessions}:{conns}"] = res
+        phases = [("throughput", "ack", lambda: 0.0)]
+        if not args.profile:
+            phases += [("half-acks", "rate", lambda res=res: max(1.0, res["throughput"]["acks_s"] / 2)),
+                       ("half-replies", "rate",
+                        lambda res=res: max(1.0, max(res["throughput"]["replies_s"], res["half-acks"]["replies_s"]) / 2))]
+        for phase, mode, rate_of in phases:
+            rate = rate_of()
+            with daemon_for(store, args, server_cpus, out) as (pid, url, token):
+                res[phase] = run_phase(url, token, sessions, conns, mode, rate, args, pid, client_cpus, redis_pid)
+            show(store, sessions, conns, phase, res[phase])
+    return out
+
+
+@contextlib.contextmanager
+def daemon_for(store: str, args: argparse.Namespace, server_cpus: set[int] | None, out: dict[str, Any]) -> Any:
+    home = tempfile.mkdtemp(prefix=f"openclaw-bench-pipeline-{store}-")
+    prefix = f"bench-{secrets.token_hex(6)}:"
+    config = "lanes: {max_queue: 100000}\n"
+    if store == "redis":
+        config += f'store: {{url: "{args.redis}", prefix: "{prefix}"}}\n'
+    config_path = os.path.join(home, "c.yaml")
+    with open(config_path, "w") as f:
+        f.write(config)
+    if "config" not in out:
+        out["config"] = config
+        print(f"## store: {store}  config (OPENCLAW_CONFIG=<home>/c.yaml): {config.strip()!r}")
+    os.environ["OPENCLAW_CONFIG"] = config_path  # inherited by the daemon: same as --config
+    daemon = log = code = None
+    try:
+        daemon, gw_port, token, log = start_daemon(home, server_cpus, args.profile)
+        yield daemon.pid, f"ws://127.0.0.1:{gw_port}", token
+        out["rss_kb"] = max(out["rss_kb"], rss_kb(daemon.pid))
+    finally:
+        os.environ.pop("OPENCLAW_CONFIG", None)
+        if daemon is not None:
+            code = stop(daemon, timeout=args.stop_timeout)
+            out["exit_codes"].append(code)
+        if log is not None:
+            log.close()
+        if store == "redis":
+            out["redis_keys_deleted"] += redis_command(args.redis, "EVAL", _DELETE_PREFIX, "0", prefix)
+        if code == 0:
+            shutil.rmtree(home, ignore_errors=True)
+        else:
+            print(f"# openclaw exit code {code} (None: killed after --stop-timeout); home kept: {home}")
+
+
+def show(store: str, sessions: int, conns: int, phase: str, r: dict[str, Any]) -> None:
+    rate = f" at {r['target_rate']:.0f}/s" if r["target_rate"] else ""
+    print(f"  {store:6s} {sessions:5d} sess / {conns:3d} conns {phase:12s}{rate}: acks {r['acks_s']:7.0f}/s  "
+          f"replies {r['replies_s']:7.0f}/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
+          f"cpu server {r['server_cpu_main']:.0%}+{r['server_cpu_threads']:.0%} client {r['client_cpu']:.0%}"
+          + (f" redis {r['redis_cpu']:.0%}" if r["redis_cpu"] is not None else "")
+          + f"  missing {r['missing_replies']} unacked {r['unacked']} (waited {r['wait_s']:.1f} s)"
+          + (f"  ERRORS {r['error_codes']}" if r["errors"] else "")
+          + (f"  LAGGED {r['lagged']}" if r["lagged"] else ""))
+    sys.stdout.flush()
+
+
+def table(results: dict[str, Any], levels: list[tuple[int, int]]) -> None:
+    print("| store | sessions / conns | phase | offered/s | acks/s | replies/s | p50 ms | p99 ms | "
+          "server CPU main+threads | client CPU | no reply after grace |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for store, sr in results.items():
+        for sessions, conns in levels:
+            for phase, r in sr["levels"].get(f"{sessions}:{conns}", {}).items():
+                offered = f"{r['target_rate']:.0f}" if r["target_rate"] else f"window {r.get('window', '')}"
+                print(f"| {store} | {sessions} / {conns} | {phase} | {offered} | {r['acks_s']:.0f} | "
+                      f"{r['replies_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                      f"{r['server_cpu_main']:.0%}+{r['server_cpu_threads']:.0%} | {r['client_cpu']:.0%} | "
+                      f"{r['missing_replies'] + r['unacked']} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="openclaw message pipeline: acknowledged messages/s and latency")
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per phase (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds of load first (default 1)")
+    parser.add_argument("--stores", default="sqlite,redis", help="comma-separated: sqlite, redis (default both)")
+    parser.add_argument("--levels", default="1:1,100:10,1000:50",
+                        help="SESSIONS:CONNECTIONS pairs, comma-separated (default 1:1,100:10,1000:50)")
+    parser.add_argument("--window", type=int, default=50, help="outstanding sends per connection (default 50)")
+    parser.add_argument("--grace", type=float, default=5.0,
+                        help="seconds to wait for the replies after a phase (default 5)")
+    parser.add_argument("--stop-timeout", type=float, default=5.0,
+                        help="seconds after SIGTERM before the daemon is killed (default 5)")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL for the redis store")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the daemon to CPU 0 and the client to CPU 1")
+    parser.add_argument("--profile", help="run the daemon under cProfile, writing FILE (throughput phases only)")
+    parser.add_argument("--json", help="also write the results to this file")
+    # Internal: the load generator.
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--token", help=argparse.SUPPRESS)
+    parser.add_argument("--conns", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sessions", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=["ack", "rate"], help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.client:
+        return client_main(args)
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    levels = [tuple(int(x) for x in lv.split(":")) for lv in args.levels.split(",") if lv.strip()]
+    for sessions, conns in levels:
+        if conns > sessions:
+            raise SystemExit(f"level {sessions}:{conns}: more connections than sessions")
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    ncpu = os.cpu_count() or 1
+    server_cpus = client_cpus = None
+    if not args.no_pin and ncpu >= 2:
+        server_cpus, client_cpus = {0}, {1}
+
+    print("# command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    v = versions()
+    import orjson
+    v["orjson"] = orjson.__version__
+    if "redis" in stores:
+        v["redis_server"] = next((ln.split(b":")[1].decode() for ln in redis_command(args.redis, "INFO", "server")
+                                  .split(b"\r\n") if ln.startswith(b"redis_version:")), "?")
+    print(f"# date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}  host: {platform.node()}  nproc: {ncpu}")
+    print("# versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    print("# pinning: " + ("daemon (all its threads) on CPU 0, load generator on CPU 1, Redis unpinned"
+                           if server_cpus else "none (kernel decides)"))
+    print(f"# each phase: {args.warmup:g} s warm-up, {args.duration:g} s measured; window {args.window} "
+          f"outstanding sends per connection; replies waited for up to {args.grace:g} s")
+    sys.stdout.flush()
+
+    results = {store: run_store(store, levels, args, server_cpus, client_cpus) for store in stores}
+    print()
+    table(results, levels)
+    print()
+    if "sqlite" in results:
+        lvs = results["sqlite"]["levels"].values()
+        best = max(lv["throughput"]["acks_s"] for lv in lvs)
+        print(f"target: >= 2000 acknowledged messages/s on SQLite: best {best:.0f}/s -> "
+              f"{'MET' if best >= 2000 else 'MISSED'}")
+        for phase in ("half-acks", "half-replies"):
+            p99s = [lv[phase]["p99_ms"] for lv in lvs if phase in lv]
+            if p99s:
+                print(f"target: p99 < 50 ms at {phase} load on SQLite: worst {max(p99s):.1f} ms -> "
+                      f"{'MET' if max(p99s) < 50 else 'MISSED'}")
+    missing = sum(ph["missing_replies"] + ph["unacked"] for sr in results.values()
+                  for lv in sr["levels"].values() for ph in lv.values())
+    print(f"acknowledged messages without a reply after the grace period (all phases): {missing}")
+    saturated = [f"{s}@{k}/{p}" for s, sr in results.items() for k, lv in sr["levels"].items()
+                 for p, ph in lv.items() if ph["client_cpu"] >= 0.9]
+    if saturated:
+        print(f"note: the load generator was CPU-bound (>= 90% of its core) for: {', '.join(saturated)}")
+    for store, sr in results.items():
+        print(f"openclaw ({store}): max RSS at the end of a phase {sr['rss_kb'] / 1024:.1f} MB; exit codes after "
+              f"SIGTERM {sr['exit_codes']}" + (f"; Redis keys deleted: {sr['redis_keys_deleted']}"
+                                               if store == "redis" else ""))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"versions": v, "levels": levels, "results": results}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
