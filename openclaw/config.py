@@ -157,7 +157,7 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class LanesConfig:
-    max_concurrent: int = 8
+    max_concurrent: int = 32
     max_queue: int = 100
     idle_after: float = 24 * 3600.0
 

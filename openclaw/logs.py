@@ -12,6 +12,7 @@ keys and every known secret value are replaced by ``<redacted>``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -76,6 +77,7 @@ _FROM_TWISTED = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(name: str) -> bool:
     """Whether a field called ``name`` holds credentials (see SECRET_KEY_PARTS)."""
     lowered = name.lower()

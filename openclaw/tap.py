@@ -120,10 +120,11 @@ def build_service(
     gateway.close_listeners.append(hub.forget)
     connectors = ConnectorsService(runtime)
     runtime.connectors = connectors.health
+    static_secrets = config.secrets(environ)  # read once: the logger asks per record
     children = [
         ("logging", LoggingService(
             home, config.log.level, config.log.max_bytes, config.log.backups,
-            secrets=lambda: [*config.secrets(environ), gateway.token], console=console,
+            secrets=lambda: [*static_secrets, gateway.token], console=console,
         )),
         ("store", store),
         ("state", StateService(runtime, os.path.join(data, "gateway-state.json"), config.state.save_every)),
