@@ -21,17 +21,21 @@ from openclaw.config import default_home
 RECONNECT_DELAYS = (0.5, 1, 2, 5, 10)
 
 
-def _target(args: argparse.Namespace) -> tuple[str, str]:
+def _target(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The gateway URL and token, or None after saying why there is no token."""
     home = os.path.abspath(os.path.expanduser(args.home or default_home()))
-    return gateway_url(args.gateway, home), read_token(home)
+    try:
+        return gateway_url(args.gateway, home), read_token(home)
+    except OSError as e:
+        print(f"openclaw: no gateway token ({e.strerror}); is the daemon's home right (--home)?", file=sys.stderr)
+        return None
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    try:
-        url, token = _target(args)
-    except OSError as e:
-        print(f"openclaw: no gateway token ({e.strerror}); is the daemon's home right (--home)?", file=sys.stderr)
+    target = _target(args)
+    if target is None:
         return 1
+    url, token = target
     outcome: dict[str, Any] = {}
 
     def run(reactor: Any) -> Deferred:
@@ -137,11 +141,10 @@ class ChatSession:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    try:
-        url, token = _target(args)
-    except OSError as e:
-        print(f"openclaw: no gateway token ({e.strerror}); is the daemon's home right (--home)?", file=sys.stderr)
+    target = _target(args)
+    if target is None:
         return 1
+    url, token = target
     print(f"connected to {url}; /quit or Ctrl-D to leave")
     _react(lambda reactor: ChatSession(reactor, url, token, args.session).read_loop())
     return 0

@@ -100,6 +100,8 @@ class Pipeline(Service):
             self._tasks.pop(event.id, None)
             action.finish()
         else:
+            self.runtime.sessions.touch(event.session_id, event.source, self.runtime.clock.seconds(),
+                                        event.payload.get("sender_id"))
             metrics.requests_total.labels(event.source, event.type).inc()
             self._submit(event)
         return result
