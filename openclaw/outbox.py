@@ -11,8 +11,11 @@ crash in between sends it again on restart (at least once); deliverers pass
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from typing import Any, Callable
 
+from eliot import Action
+from eliot.twisted import DeferredContext, inline_callbacks
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -22,6 +25,9 @@ from openclaw import metrics
 from openclaw.eliotutil import log
 from openclaw.events import OutboxItem
 from openclaw.interfaces import IDrainable
+
+# Eliot task ids kept for replies not yet delivered (oldest dropped first).
+MAX_REMEMBERED_TASKS = 10_000
 
 # deliver(item) -> Deferred[bool]: True delivered, False nobody to deliver to yet.
 Deliverer = Callable[[OutboxItem], Any]
@@ -56,6 +62,7 @@ class OutboxService(Service):
         self._busy: Deferred | None = None
         self._again = False
         self._stopping = False
+        self._tasks: OrderedDict[str, str] = OrderedDict()
 
     def startService(self) -> None:
         Service.startService(self)
@@ -103,8 +110,29 @@ class OutboxService(Service):
             # Errors must not stop the loop: the next poll tries again.
             log("openclaw:outbox:pass-failed", level="error", error=repr(e))
 
-    @inlineCallbacks
-    def _deliver(self, item: OutboxItem) -> Any:
+    def remember_task(self, reply_to: str, task_id: str) -> None:
+        """
+        Tie a reply's delivery to the Eliot task of the message it answers,
+        so ``eliot-tree`` shows receive -> brain -> send as one tree.
+        """
+        self._tasks[reply_to] = task_id
+        while len(self._tasks) > MAX_REMEMBERED_TASKS:
+            self._tasks.popitem(last=False)
+
+    def _deliver(self, item: OutboxItem) -> Deferred:
+        task = self._tasks.pop(item.reply_to, None) if item.reply_to else None
+        if task is None:
+            return self._attempt(item)
+        action = Action.continue_task(task_id=task, action_type="openclaw:outbox:deliver", log_level="info",
+                                      outbox_id=item.id, channel=item.channel)
+        action.add_success_fields(log_level="info")
+        with action.context():
+            d = DeferredContext(self._attempt(item))
+            d.addActionFinish()
+        return d.result
+
+    @inline_callbacks
+    def _attempt(self, item: OutboxItem) -> Any:
         deliver = self.deliverers.get(item.channel)
         try:
             if deliver is None:

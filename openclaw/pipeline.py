@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eliot import Action, start_action
+from eliot import Action, current_action, start_action
 from eliot.twisted import inline_callbacks
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -139,6 +139,7 @@ class Pipeline(Service):
             except BrainError as e:
                 log("openclaw:message:brain-failed", level="error", error=str(e), retryable=e.retryable)
                 text = BRAIN_DOWN_REPLY
+            self.outbox.remember_task(event.id, current_action().serialize_task_id().decode())
             yield self._complete(event, text)
             metrics.response_duration.labels(event.source).observe(self.runtime.clock.seconds() - started)
 

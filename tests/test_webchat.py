@@ -118,3 +118,22 @@ def test_a_full_lane_answers_busy(tmp_path) -> None:
     assert second["error"]["code"] == "busy"
     yield client.close()
     yield daemon.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_one_eliot_tree_per_message_from_receive_to_send(tmp_path) -> None:
+    import json
+
+    daemon = RunningDaemon(str(tmp_path))
+    client = yield wsclient.connect(daemon.gateway_port, daemon.token)
+    ack = yield client.request("chat.send", {"text": "/help"})
+    yield reply_for(client, ack["payload"]["event_id"])
+    yield client.close()
+    yield daemon.stop()
+    lines = [json.loads(line) for line in (tmp_path / "logs" / "combined.log").read_text().splitlines()]
+    start = next(m for m in lines if m.get("action_type") == "openclaw:message" and m.get("action_status") == "started")
+    task = [m for m in lines if m["task_uuid"] == start["task_uuid"]]
+    kinds = {m.get("action_type") or m.get("message_type") for m in task}
+    assert {"openclaw:message", "openclaw:message:answered", "openclaw:outbox:deliver"} <= kinds
+    assert "/help" not in json.dumps(task)  # message bodies never at info
+    assert start["length"] == 5 and start["session_id"] == "webchat:test"
