@@ -17,7 +17,7 @@ from typing import Any, Callable
 from eliot import Action
 from eliot.twisted import DeferredContext, inline_callbacks
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
@@ -100,8 +100,12 @@ class OutboxService(Service):
     def _pass(self) -> Any:
         try:
             items = yield self.store.due_outbox(self.clock.seconds(), self.batch)
+            # Sessions in parallel (their store writes then share commits),
+            # each session's messages one after another, in order.
+            by_session: dict[str, list[OutboxItem]] = {}
             for item in items:
-                yield self._deliver(item)
+                by_session.setdefault(item.session_id, []).append(item)
+            yield gatherResults([self._deliver_in_order(queue) for queue in by_session.values()])
             counts = yield self.store.outbox_counts()
             self.counts.update(counts)
             metrics.outbox_pending.set(counts["pending"])
@@ -109,6 +113,11 @@ class OutboxService(Service):
         except Exception as e:
             # Errors must not stop the loop: the next poll tries again.
             log("openclaw:outbox:pass-failed", level="error", error=repr(e))
+
+    @inlineCallbacks
+    def _deliver_in_order(self, items: list[OutboxItem]) -> Any:
+        for item in items:
+            yield self._deliver(item)
 
     def remember_task(self, reply_to: str, task_id: str) -> None:
         """
