@@ -8,17 +8,32 @@ reconnects with backoff when the daemon restarts.
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet import task, threads
 from twisted.internet.defer import Deferred, inlineCallbacks
 
-from openclaw.client import GatewayClient, GatewayError, gateway_url, read_token, send_and_wait
+from openclaw.client import (
+    GatewayClient,
+    GatewayError,
+    gateway_url,
+    read_token,
+    send_and_wait,
+)
 from openclaw.config import default_home
 
 RECONNECT_DELAYS = (0.5, 1, 2, 5, 10)
+
+
+def cli_client_id() -> str:
+    """
+    The same client id on every run, so ``openclaw chat`` and ``openclaw
+    send`` keep one conversation (``webchat:cli-<user>``) across reconnects.
+    """
+    return f"cli-{getpass.getuser()}"[:64]
 
 
 def _target(args: argparse.Namespace) -> tuple[str, str] | None:
@@ -39,7 +54,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     outcome: dict[str, Any] = {}
 
     def run(reactor: Any) -> Deferred:
-        d = send_and_wait(reactor, url, token, args.text, args.timeout)
+        d = send_and_wait(reactor, url, token, args.text, args.timeout, client=cli_client_id())
         d.addCallback(lambda text: outcome.update(text=text))
         d.addErrback(lambda f: outcome.update(error=f.getErrorMessage()))
         return d
@@ -67,11 +82,15 @@ def _react(main: Any) -> None:
 class ChatSession:
     """The interactive loop: one reader thread, one (re)connecting client."""
 
-    def __init__(self, reactor: Any, url: str, token: str, session: str | None) -> None:
+    def __init__(
+        self, reactor: Any, url: str, token: str, session: str | None,
+        read_line: Callable[[], str] = lambda: input("> "),
+    ) -> None:
         self.reactor = reactor
         self.url = url
         self.token = token
         self.session = session
+        self.read_line = read_line
         self.client: GatewayClient | None = None
         self.done = Deferred()
 
@@ -89,10 +108,11 @@ class ChatSession:
     def connect(self) -> Any:
         attempt = 0
         while not self.done.called:
-            client = GatewayClient(self.url, self.token, self.on_event)
+            client = GatewayClient(self.url, self.token, self.on_event, client=cli_client_id())
             try:
                 yield client.connect(self.reactor)
-                yield client.request("subscribe", {"session": self.session} if self.session else {})
+                self.session = self.session or client.session
+                yield client.request("subscribe", {"session": self.session})
             except (ConnectionError, GatewayError, OSError) as e:
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
@@ -119,7 +139,7 @@ class ChatSession:
         yield self.connect()
         while True:
             try:
-                line = yield threads.deferToThread(input, "> ")
+                line = yield threads.deferToThread(self.read_line)
             except EOFError:
                 break
             line = line.strip()

@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any, Sequence
 
 from openclaw import __version__
+from openclaw.chat_cli import add_chat_parsers
 from openclaw.config import (
     EX_CONFIG,
     ConfigError,
@@ -24,7 +25,6 @@ from openclaw.config import (
     load_config,
     render_example,
 )
-from openclaw.chat_cli import add_chat_parsers
 from openclaw.system.install import add_service_parser, run_service
 
 

@@ -10,7 +10,11 @@ import os
 from typing import Any, Callable, Mapping
 
 import orjson
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+    connectWS,
+)
 from twisted.internet.defer import Deferred
 
 from openclaw.config import ConfigError, load_config
@@ -62,6 +66,12 @@ class _Protocol(WebSocketClientProtocol):
         self.factory.client._closed(code, reason)
 
 
+class _Factory(WebSocketClientFactory):
+    def clientConnectionFailed(self, connector: Any, reason: Any) -> None:
+        # No protocol was ever built, so onClose will not say it: say it here.
+        self.client._closed(None, reason.getErrorMessage())
+
+
 class GatewayClient:
     """One connection; ``on_event(name, payload)`` receives pushed events."""
 
@@ -79,7 +89,7 @@ class GatewayClient:
 
     def connect(self, reactor: Any) -> Deferred:
         """Open the connection and authenticate; fires with the ``connect`` payload."""
-        factory = WebSocketClientFactory(self.url)
+        factory = _Factory(self.url)
         factory.protocol = _Protocol
         factory.client = self
         self._connected = Deferred()
@@ -133,7 +143,9 @@ class GatewayClient:
             self.closed.callback(code)
 
 
-def send_and_wait(reactor: Any, url: str, token: str, text: str, timeout: float = 120.0) -> Deferred:
+def send_and_wait(
+    reactor: Any, url: str, token: str, text: str, timeout: float = 120.0, client: str | None = None,
+) -> Deferred:
     """Send one message and fire with the text of its ``chat.reply``."""
     reply: Deferred = Deferred()
     sent: dict[str, str] = {}
@@ -148,7 +160,7 @@ def send_and_wait(reactor: Any, url: str, token: str, text: str, timeout: float 
         else:
             early[str(payload.get("reply_to"))] = payload.get("text", "")
 
-    client = GatewayClient(url, token, on_event)
+    connection = GatewayClient(url, token, on_event, client=client)
 
     def acknowledged(payload: dict) -> Deferred:
         sent["event_id"] = payload["event_id"]
@@ -156,13 +168,13 @@ def send_and_wait(reactor: Any, url: str, token: str, text: str, timeout: float 
             reply.callback(early[payload["event_id"]])
         return reply
 
-    d = client.connect(reactor)
-    d.addCallback(lambda _: client.request("chat.send", {"text": text}))
+    d = connection.connect(reactor)
+    d.addCallback(lambda _: connection.request("chat.send", {"text": text}))
     d.addCallback(acknowledged)
     d.addTimeout(timeout, reactor)
 
     def done(result: Any) -> Any:
-        client.close()
+        connection.close()
         return result
 
     d.addBoth(done)

@@ -18,7 +18,12 @@ import pytest_twisted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import (
+    Deferred,
+    gatherResults,
+    inlineCallbacks,
+    maybeDeferred,
+)
 from twisted.internet.threads import blockingCallFromThread
 
 from openclaw.events import MESSAGE_RECEIVED, Event, OutboxItem

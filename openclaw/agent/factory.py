@@ -14,6 +14,7 @@ from openclaw.agent.tools import Tool, ToolBox
 from openclaw.config import BrainConfig
 from openclaw.interfaces import IBrain
 
+
 def make_brain(
     config: BrainConfig,
     reactor: Any,
