@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from eliot import Action, current_action, start_action
-from eliot.twisted import inline_callbacks
+from eliot import Action
+from eliot.twisted import DeferredContext, inline_callbacks
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.agent.base import BrainError, BrainRequest
-from openclaw.eliotutil import log
+from openclaw.eliotutil import begin, log
 from openclaw.events import Event, OutboxItem
 from openclaw.interfaces import IAdmission, IDrainable
 from openclaw.lanes import CHAT, HEARTBEAT, SYSTEM, Lanes
@@ -54,7 +54,9 @@ class Pipeline(Service):
         self.history = history
         self.lanes = Lanes(runtime.clock, self._handle, max_concurrent, max_queue, idle_after)
         self.draining = False
-        self._tasks: dict[str, str] = {}
+        # The Eliot action of each message in flight: it spans receive ->
+        # lane -> brain -> reply stored, and the delivery continues its task.
+        self._actions: dict[str, Action] = {}
 
     def startService(self) -> None:
         Service.startService(self)
@@ -82,10 +84,9 @@ class Pipeline(Service):
         if not self.lanes.has_room(event.session_id):
             metrics.lane_overflows.inc()
             raise Busy()
-        action = start_action(action_type="openclaw:message", log_level="info", event_id=event.id,
-                              session_id=event.session_id, source=event.source, type=event.type,
-                              length=len(event.text))
-        self._tasks[event.id] = action.serialize_task_id().decode()
+        action = begin("openclaw:message", event_id=event.id, session_id=event.session_id,
+                       source=event.source, type=event.type, length=len(event.text))
+        self._actions[event.id] = action
         with action.context():
             d = self.store.record_inbound(event)
         d.addCallback(self._recorded, event, action)
@@ -97,7 +98,8 @@ class Pipeline(Service):
         with action.context():
             log("openclaw:message:recorded", level="debug", event_id=event_id, duplicate=duplicate)
         if duplicate:
-            self._tasks.pop(event.id, None)
+            self._actions.pop(event.id, None)
+            action.add_success_fields(duplicate=True)
             action.finish()
         else:
             self.runtime.sessions.touch(event.session_id, event.source, self.runtime.clock.seconds(),
@@ -107,7 +109,7 @@ class Pipeline(Service):
         return result
 
     def _record_failed(self, failure: Any, event: Event, action: Action) -> Any:
-        self._tasks.pop(event.id, None)
+        self._actions.pop(event.id, None)
         action.finish(failure.value)
         return failure
 
@@ -117,31 +119,35 @@ class Pipeline(Service):
             # Lost the race for the last slot after recording: answer, never drop.
             self._complete(event, BUSY_REPLY)
 
+    def _handle(self, session_id: str, event: Event) -> Deferred:
+        action = self._actions.pop(event.id, None) or begin(
+            "openclaw:message:replayed", event_id=event.id, session_id=session_id, length=len(event.text))
+        with action.context():
+            d = DeferredContext(self._answer(session_id, event, action))
+            d.addActionFinish()
+        return d.result
+
     @inline_callbacks
-    def _handle(self, session_id: str, event: Event) -> Any:
-        task = self._tasks.pop(event.id, None)
-        with (Action.continue_task(task_id=task) if task else start_action(
-                action_type="openclaw:message:replayed", log_level="info", event_id=event.id,
-                session_id=session_id)):
-            started = self.runtime.clock.seconds()
-            history = yield self.store.history(session_id, self.history + 1)
-            request = BrainRequest(
-                session_id=session_id, text=event.text, event_id=event.id,
-                history=[{"role": m["role"], "text": m["text"]} for m in history if m["event_id"] != event.id][-self.history:],
-            )
-            try:
-                reply = yield self.brain.respond(request)
-                text = reply.text
-                log("openclaw:message:answered", provider=reply.provider, length=len(text),
-                    tool_calls=reply.tool_calls, **reply.usage)
-                for kind, count in reply.usage.items():
-                    metrics.brain_tokens.labels(reply.provider, kind).inc(count)
-            except BrainError as e:
-                log("openclaw:message:brain-failed", level="error", error=str(e), retryable=e.retryable)
-                text = BRAIN_DOWN_REPLY
-            self.outbox.remember_task(event.id, current_action().serialize_task_id().decode())
-            yield self._complete(event, text)
-            metrics.response_duration.labels(event.source).observe(self.runtime.clock.seconds() - started)
+    def _answer(self, session_id: str, event: Event, action: Action) -> Any:
+        started = self.runtime.clock.seconds()
+        history = yield self.store.history(session_id, self.history + 1)
+        request = BrainRequest(
+            session_id=session_id, text=event.text, event_id=event.id,
+            history=[{"role": m["role"], "text": m["text"]} for m in history if m["event_id"] != event.id][-self.history:],
+        )
+        try:
+            reply = yield self.brain.respond(request)
+            text = reply.text
+            action.add_success_fields(provider=reply.provider, reply_length=len(text),
+                                      tool_calls=reply.tool_calls, **reply.usage)
+            for kind, count in reply.usage.items():
+                metrics.brain_tokens.labels(reply.provider, kind).inc(count)
+        except BrainError as e:
+            log("openclaw:message:brain-failed", level="error", error=str(e), retryable=e.retryable)
+            text = BRAIN_DOWN_REPLY
+        self.outbox.remember_task(event.id, action.serialize_task_id().decode())
+        yield self._complete(event, text)
+        metrics.response_duration.labels(event.source).observe(self.runtime.clock.seconds() - started)
 
     def _complete(self, event: Event, text: str) -> Deferred:
         replies = [OutboxItem(
