@@ -46,6 +46,8 @@ import time
 import urllib.request
 from typing import Any
 
+from twisted.internet import protocol
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -70,6 +72,70 @@ def _ws_frame(opcode: int, payload: bytes) -> bytes:
     else:
         head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
     return head + b"\0\0\0\0" + payload
+
+
+HANDSHAKE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class RawWebSocket(protocol.Protocol):
+    """
+    Minimal RFC 6455 client shared by the benchmarks: zero-key masked frames
+    out, unmasked frames in, no per-frame library work.  Subclasses get
+    ``upgraded()`` once the handshake is done and ``text(payload)`` per
+    text frame; pings are answered, a close frame drops the connection.
+    """
+
+    buf = b""
+    is_upgraded = False
+
+    def connectionMade(self) -> None:
+        self.transport.setTcpNoDelay(True)
+        self.transport.write(HANDSHAKE)
+
+    def upgraded(self) -> None:
+        raise NotImplementedError
+
+    def text(self, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def dataReceived(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        if not self.is_upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                from twisted.internet import reactor
+
+                sys.stderr.write(f"handshake refused: {buf[:200]!r}\n")
+                reactor.stop()
+                return
+            self.is_upgraded, buf = True, buf[end + 4:]
+            self.upgraded()
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            n, head = buf[pos + 1] & 0x7F, 2
+            if n >= 126:
+                head = 4 if n == 126 else 10
+                if size - pos < head:
+                    break
+                n = int.from_bytes(buf[pos + 2:pos + head], "big")
+            if size - pos < head + n:
+                break
+            opcode = buf[pos] & 0x0F
+            payload = buf[pos + head:pos + head + n]
+            pos += head + n
+            if opcode == 0x1:
+                self.text(payload)
+            elif opcode == 0x9:
+                self.transport.write(_ws_frame(0xA, payload))
+            elif opcode == 0x8:
+                self.transport.loseConnection()
+        self.buf = buf[pos:]
 
 
 def client_main(args: argparse.Namespace) -> int:
@@ -170,24 +236,16 @@ def client_main(args: argparse.Namespace) -> int:
         for _ in range(args.conns):
             connectWS(factory)
     else:
-        host_port = args.url.split("//", 1)[1].rstrip("/")
-        host, port = host_port.rsplit(":", 1)
-        handshake = (
-            f"GET / HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
+        host, port = args.url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
         close_frame = _ws_frame(0x8, (1000).to_bytes(2, "big"))
 
-        class RawBench(protocol.Protocol):
+        class RawBench(RawWebSocket):
             def connectionMade(self) -> None:
-                self.buf = b""
-                self.upgraded = False
                 self.n = 0
                 self.sent_at = 0.0
                 self.frame_len = 0
                 self.authing = token is not None
-                self.transport.setTcpNoDelay(True)
-                self.transport.write(handshake)
+                super().connectionMade()
 
             def send_next(self) -> None:
                 self.n += 1
@@ -199,50 +257,17 @@ def client_main(args: argparse.Namespace) -> int:
             def finish(self) -> None:
                 self.transport.write(close_frame)
 
-            def dataReceived(self, data: bytes) -> None:
-                buf = self.buf + data if self.buf else data
-                if not self.upgraded:
-                    end = buf.find(b"\r\n\r\n")
-                    if end < 0:
-                        self.buf = buf
-                        return
-                    if not buf.startswith(b"HTTP/1.1 101"):
-                        sys.stderr.write(f"handshake refused: {buf[:200]!r}\n")
-                        reactor.stop()
-                        return
-                    self.upgraded = True
-                    buf = buf[end + 4:]
-                    if self.authing:
-                        self.transport.write(_ws_frame(0x1, connect_frame))
-                    else:
-                        opened(self)
-                pos, size = 0, len(buf)
-                while size - pos >= 2:
-                    b0, n = buf[pos], buf[pos + 1] & 0x7F
-                    head = 2
-                    if n == 126:
-                        if size - pos < 4:
-                            break
-                        n, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
-                    elif n == 127:
-                        if size - pos < 10:
-                            break
-                        n, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
-                    if size - pos < head + n:
-                        break
-                    payload = buf[pos + head:pos + head + n]
-                    pos += head + n
-                    opcode = b0 & 0x0F
-                    if opcode == 0x1:
-                        if reply(self, payload, perf()):
-                            self.send_next()
-                        elif not self.authing and state["started"]:
-                            self.finish()
-                    elif opcode == 0x9:
-                        self.transport.write(_ws_frame(0xA, payload))
-                    elif opcode == 0x8:
-                        self.transport.loseConnection()
-                self.buf = buf[pos:]
+            def upgraded(self) -> None:
+                if self.authing:
+                    self.transport.write(_ws_frame(0x1, connect_frame))
+                else:
+                    opened(self)
+
+            def text(self, payload: bytes) -> None:
+                if reply(self, payload, perf()):
+                    self.send_next()
+                elif not self.authing and state["started"]:
+                    self.finish()
 
             def connectionLost(self, reason: Any) -> None:
                 closed()

@@ -101,8 +101,6 @@ def client_main(args: argparse.Namespace) -> int:
     awaiting: dict[str, float] = {}   # event_id -> sent at, acknowledged but no reply yet
     early: dict[str, float] = {}      # event_id -> reply received before its ack
     latencies: list[int] = []
-    handshake = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 
     def done_reply(sent_at: float, now: float) -> None:
         st["replied"] += 1
@@ -114,21 +112,15 @@ def client_main(args: argparse.Namespace) -> int:
     def finished() -> bool:
         return not st["sending"] and not awaiting and not any(c.pending for c in conns)
 
-    class Conn(protocol.Protocol):
-        """Minimal RFC 6455 client: zero-key masked text frames out, unmasked frames in."""
+    class Conn(gw.RawWebSocket):
+        """One load connection: sends ``chat.send`` frames, matches acks and replies."""
 
         def __init__(self, index: int) -> None:
             self.index = index
-            self.buf = b""
-            self.upgraded = False
             self.pending: dict[str, float] = {}  # request id -> sent at
             self.n = 0
             mine = range(index, args.sessions, args.conns)
             self.sessions = [b"webchat:bench-%d" % s for s in mine]
-
-        def connectionMade(self) -> None:
-            self.transport.setTcpNoDelay(True)
-            self.transport.write(handshake)
 
         def send_one(self) -> None:
             self.n += 1
@@ -136,39 +128,13 @@ def client_main(args: argparse.Namespace) -> int:
             st["sent"] += 1
             self.transport.write(_send_frame(self.n, self.sessions[self.n % len(self.sessions)]))
 
-        def dataReceived(self, data: bytes) -> None:
-            buf = self.buf + data if self.buf else data
-            if not self.upgraded:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    self.buf = buf
-                    return
-                if not buf.startswith(b"HTTP/1.1 101"):
-                    sys.stderr.write(f"handshake refused: {buf[:200]!r}\n")
-                    reactor.stop()
-                    return
-                self.upgraded, buf = True, buf[end + 4:]
-                self.transport.write(gw._ws_frame(0x1, json.dumps({
-                    "type": "req", "id": "c", "method": "connect",
-                    "params": {"token": args.token, "client": f"bench-c{self.index}"}}).encode()))
-            pos, size = 0, len(buf)
-            while size - pos >= 2:
-                n, head = buf[pos + 1] & 0x7F, 2
-                if n >= 126:
-                    head = 4 if n == 126 else 10
-                    if size - pos < head:
-                        break
-                    n = int.from_bytes(buf[pos + 2:pos + head], "big")
-                if size - pos < head + n:
-                    break
-                opcode = buf[pos] & 0x0F
-                payload = buf[pos + head:pos + head + n]
-                pos += head + n
-                if opcode == 0x1:
-                    self.message(loads(payload), perf())
-                elif opcode == 0x8:
-                    self.transport.loseConnection()
-            self.buf = buf[pos:]
+        def upgraded(self) -> None:
+            self.transport.write(gw._ws_frame(0x1, json.dumps({
+                "type": "req", "id": "c", "method": "connect",
+                "params": {"token": args.token, "client": f"bench-c{self.index}"}}).encode()))
+
+        def text(self, payload: bytes) -> None:
+            self.message(loads(payload), perf())
 
         def message(self, msg: dict, now: float) -> None:
             if msg.get("type") == "event":
