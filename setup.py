@@ -32,6 +32,8 @@ setup(
         "pyyaml>=6",
         "orjson>=3.9",
         "psutil>=5.9",
+        "croniter>=2.0",
+        "tzdata",
     ],
     extras_require={
         "test": [

@@ -17,6 +17,21 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable, Mapping
 
+from openclaw.connectors.config import PLATFORMS, SECRET_FIELDS, ConnectorsConfig, parse_platform
+from openclaw.proactive.config import (
+    DEFAULT_CRON,
+    ActiveHours,
+    CheckConfig,
+    CronConfig,
+    MailConfig,
+    parse_active_hours,
+    parse_checks,
+    parse_cron,
+    parse_mail,
+    parse_target,
+    parse_timezone,
+)
+
 EX_CONFIG = 78
 
 LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
@@ -146,6 +161,9 @@ class StateConfig:
 @dataclass(frozen=True)
 class HeartbeatConfig:
     every: float = 30 * 60.0
+    active_hours: ActiveHours | None = None
+    timezone: str = ""
+    target: str = "last"
 
 
 @dataclass(frozen=True)
@@ -203,6 +221,10 @@ class Config:
     brain: BrainConfig = BrainConfig()
     lanes: LanesConfig = LanesConfig()
     outbox: OutboxConfig = OutboxConfig()
+    connectors: ConnectorsConfig = ConnectorsConfig()
+    checks: tuple[CheckConfig, ...] = ()
+    cron: tuple[CronConfig, ...] = DEFAULT_CRON
+    mail: tuple[MailConfig, ...] = ()
 
     def digest(self) -> str:
         """A short hash of the effective config, secrets left out."""
@@ -211,6 +233,12 @@ class Config:
             data[section][key] = bool(data[section][key])
         for provider in data["brain"]["providers"]:
             provider["api_key"] = bool(provider["api_key"])
+        for platform in data["connectors"].values():
+            for key in SECRET_FIELDS:
+                if key in platform:
+                    platform[key] = bool(platform[key])
+        for mailbox in data["mail"]:
+            mailbox["password"] = bool(mailbox["password"])
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -219,6 +247,9 @@ class Config:
         found = [v for s, k in SECRET_KEYS if (v := getattr(getattr(self, s), k))]
         for provider in self.brain.providers:
             found += [v for v in (provider.api_key, environ.get(provider.api_key_env, "")) if v]
+        found += self.connectors.secrets(environ)
+        for mailbox in self.mail:
+            found += [v for v in (mailbox.password, environ.get(mailbox.password_env, "")) if v]
         return found
 
 
@@ -314,6 +345,9 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("log", "backups"): (_positive_int, "rotated files kept per log"),
     ("state", "save_every"): (parse_duration, "how often gateway-state.json is written (also at shutdown)"),
     ("heartbeat", "every"): (parse_duration, "heartbeat interval; 0 disables; the first beat is one interval after start"),
+    ("heartbeat", "active_hours"): (parse_active_hours, "{start: \"08:00\", end: \"23:00\"}: beat only between these local times; null: always"),
+    ("heartbeat", "timezone"): (parse_timezone, "IANA zone for active hours, cron and reports (e.g. Europe/Berlin); empty: the host's"),
+    ("heartbeat", "target"): (parse_target, "where alerts and reports go: last (the owner's last active session) or a session id"),
     ("store", "url"): (parse_store_url, "sqlite:///<path> or redis://host:port/db; empty: SQLite in <home>/data/"),
     ("store", "prefix"): (_string, "Redis key prefix, so several daemons can share one Redis"),
     ("store", "history"): (_positive_int, "messages of history kept per session"),
@@ -326,6 +360,13 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("lanes", "max_queue"): (_positive_int, "messages waiting per session before senders are told to retry"),
     ("lanes", "idle_after"): (parse_duration, "an idle session's lane is dropped after this (re-created on demand)"),
     ("outbox", "max_attempts"): (_positive_int, "delivery attempts before an outbox message is marked failed"),
+    **{("connectors", name): (parse_platform(name), f"the {name} connector (docs/connectors.md)") for name in PLATFORMS},
+}
+# Sections that are lists of entries rather than mappings of keys.
+LIST_SECTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "checks": (parse_checks, "monitors with their own interval (docs/heartbeat.md)"),
+    "cron": (parse_cron, "scheduled jobs: report, message or heartbeat (docs/heartbeat.md)"),
+    "mail": (parse_mail, "IMAP mailboxes to watch (docs/heartbeat.md)"),
 }
 PARSERS = {k: v[0] for k, v in KEYS.items()}
 SECRET_KEYS = (("gateway", "token"),)
@@ -339,10 +380,19 @@ def env_name(section: str, key: str) -> str:
     return f"OPENCLAW_{section}_{key}".upper()
 
 
-def _apply(raw: dict[str, dict[str, Any]], where: Callable[[str, str], str]) -> dict:
-    """Parse every ``section.key`` of ``raw``; errors name the key via ``where``."""
-    parsed: dict[str, dict[str, Any]] = {}
+def _apply(raw: dict[str, Any], where: Callable[[str, str], str]) -> dict:
+    """
+    Parse every ``section.key`` (and list section) of ``raw``; errors name
+    the key via ``where``.
+    """
+    parsed: dict[str, Any] = {}
     for section, values in raw.items():
+        if section in LIST_SECTIONS:
+            try:
+                parsed[section] = LIST_SECTIONS[section][0](values)
+            except ValueError as e:
+                raise ConfigError(where(section, ""), str(e)) from None
+            continue
         for key, value in values.items():
             try:
                 parsed.setdefault(section, {})[key] = PARSERS[section, key](value)
@@ -360,11 +410,14 @@ def _from_yaml(document: Any, path: str) -> dict[str, dict[str, Any]]:
         return {}
     if not isinstance(document, dict):
         raise ConfigError(path, f"expected a mapping of sections, got {type(document).__name__}")
-    sections = sorted({s for s, _ in PARSERS})
+    sections = sorted({s for s, _ in PARSERS} | set(LIST_SECTIONS))
     raw: dict[str, dict[str, Any]] = {}
     for section, values in document.items():
         if section not in sections:
             raise ConfigError(str(section), f"unknown section (known: {', '.join(sections)})")
+        if section in LIST_SECTIONS:
+            raw[section] = values
+            continue
         if values is None:
             continue
         if not isinstance(values, dict):
@@ -378,9 +431,13 @@ def _from_yaml(document: Any, path: str) -> dict[str, dict[str, Any]]:
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     names = {env_name(s, k): (s, k) for s, k in PARSERS}
-    raw: dict[str, dict[str, Any]] = {}
+    raw: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith("OPENCLAW_") or name in RESERVED_ENV:
+            continue
+        section = name[len("OPENCLAW_"):].lower()
+        if section in LIST_SECTIONS:
+            raw[section] = value
             continue
         if name not in names:
             raise ConfigError(name, "unknown environment variable (config keys map to OPENCLAW_<SECTION>_<KEY>)")
@@ -417,8 +474,8 @@ def build_config(
     ``overrides`` (``{"gateway.listen": ...}``) into a validated Config.
     """
     layers = [
-        _apply(_from_yaml(document, path), lambda s, k: f"{s}.{k}"),
-        _apply(_from_env(environ), lambda s, k: f"{env_name(s, k)} ({s}.{k})"),
+        _apply(_from_yaml(document, path), lambda s, k: f"{s}.{k}" if k else s),
+        _apply(_from_env(environ), lambda s, k: f"{env_name(s, k)} ({s}.{k})" if k else f"OPENCLAW_{s.upper()} ({s})"),
     ]
     cli: dict[str, dict[str, Any]] = {}
     for dotted, value in overrides.items():
@@ -429,6 +486,9 @@ def build_config(
     config = Config()
     for layer in layers:
         for section, values in layer.items():
+            if section in LIST_SECTIONS:
+                config = replace(config, **{section: values})
+                continue
             config = replace(config, **{section: replace(getattr(config, section), **values)})
     return config
 
@@ -460,6 +520,10 @@ def render_example() -> str:
     for section_field in fields(Config):
         section = section_field.name
         lines.append("")
+        if section in LIST_SECTIONS:
+            lines.append(f"# {LIST_SECTIONS[section][1]} [OPENCLAW_{section.upper()} as JSON]")
+            lines.append(f"# {section}: {json.dumps([_plain(e) for e in section_field.default])}")
+            continue
         lines.append(f"{section}:")
         for key_field in fields(section_field.default):
             key = key_field.name
@@ -469,8 +533,16 @@ def render_example() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _plain(value: Any) -> Any:
+    """A dataclass entry as the mapping a YAML file would hold (defaults left out)."""
+    defaults = {f.name: f.default for f in fields(value)}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value).items() if v != defaults[k]}
+
+
 def _yaml_scalar(section: str, key: str, value: Any) -> str:
     parser = PARSERS[section, key]
+    if section == "connectors":
+        return json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value).items()})
     if parser is parse_duration:
         return f"{value:g}s"
     if parser is parse_size and value % (1024 * 1024) == 0:

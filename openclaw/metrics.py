@@ -144,3 +144,78 @@ class RequestMetrics:
     def count(self, request_type: str) -> None:
         """Count one request; types outside the known set count as ``unknown``."""
         self._counters.get(request_type, self._other).inc()
+
+# Connectors (docs/connectors.md)
+connector_up = Gauge(
+    "openclaw_connector_up",
+    "1 while the connector is connected to its platform.",
+    ["connector"],
+    registry=REGISTRY,
+)
+connector_messages = Counter(
+    "openclaw_connector_messages_total",
+    "Chat messages through a connector, by direction (in, out).",
+    ["connector", "direction"],
+    registry=REGISTRY,
+)
+connector_send_failures = Counter(
+    "openclaw_connector_send_failures_total",
+    "Sends a connector's platform refused or that failed (the outbox retries them).",
+    ["connector"],
+    registry=REGISTRY,
+)
+connector_reconnects = Counter(
+    "openclaw_connector_reconnects_total",
+    "Connections torn down and retried, by reason (error, stall, closed, server).",
+    ["connector", "reason"],
+    registry=REGISTRY,
+)
+connector_refused = Counter(
+    "openclaw_connector_refused_total",
+    "Inbound messages that did not reach a brain, by reason (not_allowed, rate_limited, malformed).",
+    ["connector", "reason"],
+    registry=REGISTRY,
+)
+
+# The proactive engine (docs/heartbeat.md)
+heartbeat_runs = Counter(
+    "openclaw_heartbeat_runs_total",
+    "Heartbeats run, by verdict (ok, acted, failed, skipped).",
+    ["verdict"],
+    registry=REGISTRY,
+)
+heartbeat_overdue = Gauge(
+    "openclaw_heartbeat_overdue",
+    "1 when no heartbeat has completed within twice the interval (the dead-man signal).",
+    registry=REGISTRY,
+)
+check_up = Gauge(
+    "openclaw_check_up",
+    "1 while the check passes, 0 while it fails.",
+    ["check"],
+    registry=REGISTRY,
+)
+check_latency = Gauge(
+    "openclaw_check_latency_seconds",
+    "How long the check's last probe took.",
+    ["check"],
+    registry=REGISTRY,
+)
+alerts_total = Counter(
+    "openclaw_alerts_total",
+    "Alerts and recoveries sent, by check (or connector) and kind.",
+    ["check", "kind"],
+    registry=REGISTRY,
+)
+cron_runs = Counter(
+    "openclaw_cron_runs_total",
+    "Cron job runs, by job and outcome (ok, failed, missed).",
+    ["job", "outcome"],
+    registry=REGISTRY,
+)
+mail_notified = Counter(
+    "openclaw_mail_notified_total",
+    "New mails seen, by mailbox and whether they were important enough to notify.",
+    ["mailbox", "important"],
+    registry=REGISTRY,
+)
