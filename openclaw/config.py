@@ -17,7 +17,12 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable, Mapping
 
-from openclaw.connectors.config import PLATFORMS, SECRET_FIELDS, ConnectorsConfig, parse_platform
+from openclaw.connectors.config import (
+    PLATFORMS,
+    SECRET_FIELDS,
+    ConnectorsConfig,
+    parse_platform,
+)
 from openclaw.proactive.config import (
     DEFAULT_CRON,
     ActiveHours,

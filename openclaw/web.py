@@ -1,6 +1,7 @@
 """
 The health and metrics web service (Klein): ``/health``, ``/livez``,
-``/readyz`` and ``/metrics``.  Unknown paths get a JSON 404.
+``/readyz``, ``/metrics`` and the chat platforms' ``/webhooks/<name>``.
+Unknown paths get a JSON 404.
 
 ``/livez`` answers 200 whenever the reactor runs (a chat platform outage must
 not get the process restarted); ``/readyz`` only while running; ``/health``
@@ -35,8 +36,11 @@ class HealthApp:
 
     app = Klein()
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, webhooks: dict[str, Any] | None = None) -> None:
         self.runtime = runtime
+        #: Platform webhooks by name (Telegram, WhatsApp): ``handler(request)``
+        #: returns the body (or a Deferred of it) and sets the code.
+        self.webhooks = webhooks if webhooks is not None else {}
 
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request: Any) -> bytes:
@@ -56,6 +60,13 @@ class HealthApp:
     def metrics(self, request: Any) -> bytes:
         request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode())
         return generate_latest(metrics.REGISTRY)
+
+    @app.route("/webhooks/<name>", methods=["GET", "POST"])
+    def webhook(self, request: Any, name: str) -> Any:
+        handler = self.webhooks.get(name)
+        if handler is None:
+            raise NotFound()
+        return handler(request)
 
     @app.handle_errors(NotFound)
     def not_found(self, request: Any, failure: Any) -> bytes:
@@ -81,6 +92,6 @@ class WebService(ListeningService):
     """Serves ``HealthApp`` on ``web.listen``."""
 
 
-    def __init__(self, reactor: Any, runtime: Runtime, description: str) -> None:
-        site = QuietSite(HealthApp(runtime).app.resource())
+    def __init__(self, reactor: Any, runtime: Runtime, description: str, webhooks: dict[str, Any] | None = None) -> None:
+        site = QuietSite(HealthApp(runtime, webhooks).app.resource())
         super().__init__(reactor, description, site, "web.listen")

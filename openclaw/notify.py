@@ -1,0 +1,82 @@
+"""
+Telling the owner something nobody asked about: alerts and recoveries from
+checks, a connector that failed for good, cron messages, reports, important
+mail.
+
+One call does three things: pushes an ``alert`` event to gateway clients
+subscribed to the target session (or to all), queues the same text in the
+outbox for the target session's channel (durable, retried; webchat targets
+get the event only), and appends an ``alert`` record to the store's journal
+for the morning report.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.defer import inlineCallbacks
+
+from openclaw import metrics
+from openclaw.eliotutil import log
+from openclaw.events import OutboxItem
+
+KINDS = ("alert", "recovery", "info")
+
+
+class Notifier:
+    """
+    :param target: ``last`` (the session the owner spoke in last) or a
+        session id such as ``telegram:12345``.
+    :param push: ``WebchatHub.push``: ``(session, event, payload) -> int``.
+    :param kick: wake the outbox after queueing.
+    """
+
+    def __init__(
+        self, clock: Any, store: Any, push: Callable[[str, str, dict], int],
+        kick: Callable[[], Any], target: str = "last",
+    ) -> None:
+        self.clock = clock
+        self.store = store
+        self.push = push
+        self.kick = kick
+        self.target = target
+
+    @inlineCallbacks
+    def resolve(self, target: str = "") -> Any:
+        """
+        The session to tell: ``target``, else the configured one; ``last`` is
+        the most recently active session the store knows (``None`` if none).
+        """
+        target = target or self.target
+        if target != "last":
+            return target
+        sessions = yield self.store.sessions()
+        if not sessions:
+            return None
+        return max(sessions, key=lambda s: s["last_active"])["session_id"]
+
+    @inlineCallbacks
+    def notify(self, kind: str, source: str, message: str, dedupe_key: str, target: str = "") -> Any:
+        """
+        Tell the owner ``message`` (``kind``: alert, recovery or info) about
+        ``source`` (a check, connector, job or mailbox name).  ``dedupe_key``
+        makes the outbox row idempotent, so a restart between deciding and
+        recording never sends one finding twice.
+
+        :return: a Deferred firing with the session told (or ``None``).
+        """
+        session = yield self.resolve(target)
+        payload = {"kind": kind, "check": source, "message": message, "session": session}
+        self.push(session or "", "alert", payload)
+        if session is not None and not session.startswith("webchat:"):
+            now = self.clock.seconds()
+            item = OutboxItem(session_id=session, channel=session.split(":", 1)[0], text=message,
+                              dedupe_key=f"notify:{dedupe_key}", created_at=now, next_attempt=now)
+            yield self.store.enqueue_outbox(item)
+            self.kick()
+        yield self.store.append_journal("alert", self.clock.seconds(), payload)
+        metrics.alerts_total.labels(source, kind).inc()
+        log("openclaw:notify", level="warn" if kind == "alert" else "info",
+            kind=kind, source=source, session=session, length=len(message))
+        return session
+
