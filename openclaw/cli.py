@@ -1,6 +1,7 @@
 """
 The ``openclaw`` command: ``status``, ``init``, ``version``, ``service``,
-``send`` and ``chat``.
+``send``, ``chat`` and the daemon controls (``pairing``, ``checks``,
+``heartbeat``, ``report``).
 
 It runs without a reactor: each subcommand is a short synchronous job.
 """
@@ -25,6 +26,7 @@ from openclaw.config import (
     load_config,
     render_example,
 )
+from openclaw.control_cli import add_control_parsers
 from openclaw.system.install import add_service_parser, run_service
 
 
@@ -123,6 +125,7 @@ def parser() -> argparse.ArgumentParser:
     init.set_defaults(func=cmd_init)
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     add_chat_parsers(sub)
+    add_control_parsers(sub)
     add_service_parser(sub)
     return top
 

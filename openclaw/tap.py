@@ -19,14 +19,16 @@ from twisted.python import usage
 from openclaw.agent.factory import make_brain
 from openclaw.agent.tools import all_tools
 from openclaw.config import EX_CONFIG, Config, ConfigError, default_home, load_config
-from openclaw.connectors.service import ConnectorsService
+from openclaw.connectors.service import ConnectorsService, make_connectors
 from openclaw.daemon import DaemonService
 from openclaw.events import OutboxItem, new_event_id
 from openclaw.facts import RuntimeFacts
 from openclaw.gateway.chat import WebchatHub, chat_methods
 from openclaw.gateway.methods import core_methods
+from openclaw.gateway.pairing import pairing_methods
 from openclaw.gateway.service import GatewayService
 from openclaw.logs import LoggingService
+from openclaw.notify import Notifier
 from openclaw.outbox import OutboxService
 from openclaw.pipeline import Pipeline
 from openclaw.proactive.heartbeat import HeartbeatService
@@ -118,8 +120,13 @@ def build_service(
     methods.update(chat_methods(pipeline, store, hub, outbox.kick))
     gateway = GatewayService(reactor, runtime, config.gateway, os.path.join(home, "gateway.token"), methods)
     gateway.close_listeners.append(hub.forget)
+    notifier = Notifier(reactor, store, hub.push, outbox.kick, config.heartbeat.target)
     connectors = ConnectorsService(runtime)
+    for connector in make_connectors(config.connectors, reactor, pipeline, store, notifier, environ):
+        connector.setServiceParent(connectors)
+        outbox.deliverers[connector.name] = connector.deliver
     runtime.connectors = connectors.health
+    methods.update(pairing_methods(store, reactor))
     static_secrets = config.secrets(environ)  # read once: the logger asks per record
     children = [
         ("logging", LoggingService(
