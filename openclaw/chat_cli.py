@@ -101,8 +101,10 @@ class ChatSession:
     def on_event(self, name: str, payload: dict) -> None:
         if name == "chat.reply":
             self.show(f"openclaw: {payload.get('text', '')}")
-        elif name in ("alert", "heartbeat"):
-            self.show(f"[{name}] {payload.get('text') or payload}")
+        elif name == "alert":
+            self.show(f"[{payload.get('kind', 'alert')}] {payload.get('message', '')}")
+        elif name == "heartbeat":
+            self.show(f"[heartbeat] {payload.get('verdict', '')} {payload.get('message') or ''}".rstrip())
 
     @inlineCallbacks
     def connect(self) -> Any:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import queue
 
 import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 
 from openclaw.chat_cli import ChatSession, cli_client_id
-from tests.daemon import RunningDaemon
+from tests.daemon import RunningDaemon, daemon_config
 
 
 class ScriptedChat(ChatSession):
@@ -49,3 +49,42 @@ def test_an_unreachable_daemon_is_retried_not_fatal(tmp_path) -> None:
     assert shown.startswith("(not connected:") and "retrying in 0.5s" in shown
     chat.done.callback(None)  # leave: the loop stops after its wait
     yield connecting
+
+
+@defer.inlineCallbacks
+def connected(chat: ScriptedChat, within: float = 10.0):
+    """Wait (without blocking the reactor) until the chat holds a connection."""
+    for _ in range(int(within / 0.01)):
+        if chat.client is not None:
+            return
+        yield task.deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError("the chat did not connect")
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_chat_reconnects_when_the_daemon_restarts(tmp_path) -> None:
+    first = RunningDaemon(str(tmp_path))
+    port = first.gateway_port
+    chat = ScriptedChat(reactor, f"ws://127.0.0.1:{port}/", first.token, None)
+    finished = chat.read_loop()
+    yield connected(chat)
+    yield first.stop()
+    assert (yield chat.shown.get()) == "(connection lost; reconnecting)"
+    # The same home (same token) on the same port: the client finds it again.
+    second = RunningDaemon(str(tmp_path), daemon_config(gateway={"listen": f"tcp:{port}:interface=127.0.0.1"}))
+    yield connected(chat)
+    while chat.shown.pending:  # retries shown while the daemon was away
+        assert chat.shown.pending.pop(0).startswith("(not connected:")
+    chat.lines.put("/help")
+    shown = yield chat.shown.get()
+    assert shown.startswith("openclaw: ") and "/status" in shown
+    chat.lines.put("/quit")
+    yield finished
+    yield second.stop()
+
+
+def test_alerts_and_heartbeats_are_shown_with_their_kind() -> None:
+    chat = ScriptedChat(reactor, "ws://127.0.0.1:1/", "token", None)
+    chat.on_event("alert", {"kind": "recovery", "check": "web", "message": "web is back up"})
+    chat.on_event("heartbeat", {"verdict": "ok"})
+    assert [chat.shown.pending.pop(0) for _ in range(2)] == ["[recovery] web is back up", "[heartbeat] ok"]
