@@ -154,6 +154,15 @@ class IStore(Interface):
             "failed": n}``.
         """
 
+    def message_counts(since, until):
+        """
+        :return: a Deferred firing with ``{channel: {"in": n, "out": n,
+            "failed": n}}`` for ``[since, until)``: inbound events recorded
+            by source (by event timestamp) and outbox rows now sent or
+            failed by channel (by the time they were queued).  Channels
+            with nothing in the range are left out.
+        """
+
     # Sessions and history
 
     def history(session_id, limit):

@@ -294,6 +294,31 @@ class StoreContract:
         ]
 
     @pytest_twisted.inlineCallbacks
+    def test_message_counts_by_channel_in_a_time_range(self, backend: Backend) -> Any:
+        store = yield backend.start()
+        inside = [message(source="telegram", timestamp=t, platform_id=n) for n, t in enumerate((100.0, 150.5, 199.9))]
+        outside = [message(source="telegram", timestamp=99.9), message(source="slack", timestamp=200.0)]
+        for event in inside + outside:
+            yield store.record_inbound(event)
+        yield store.record_inbound(message(source="telegram", timestamp=120.0, platform_id=0))  # duplicate
+        (sent,) = yield store.complete_inbound(inside[0].id, [reply(inside[0], created_at=120.0)])
+        rows = [alert(f"a{n}", created_at=t) for n, t in enumerate((110.0, 130.0, 140.0, 250.0))]
+        rows.append(OutboxItem(session_id="slack:1", channel="slack", text="x", dedupe_key="s", created_at=160.0))
+        ids = [i for i, _ in (yield gatherResults([store.enqueue_outbox(item) for item in rows]))]
+        for outbox_id in (sent, ids[0], ids[3], ids[4]):
+            yield store.mark_sent(outbox_id)
+        yield store.mark_failed(ids[1], "boom")  # ids[2] stays pending: not counted
+        assert (yield store.message_counts(100.0, 200.0)) == {
+            "telegram": {"in": 3, "out": 2, "failed": 1},
+            "slack": {"in": 0, "out": 1, "failed": 0},
+        }
+        assert (yield store.message_counts(200.0, 300.0)) == {
+            "slack": {"in": 1, "out": 0, "failed": 0},
+            "telegram": {"in": 0, "out": 1, "failed": 0},
+        }
+        assert (yield store.message_counts(300.0, 400.0)) == {}
+
+    @pytest_twisted.inlineCallbacks
     def test_journal_since(self, backend: Backend) -> Any:
         store = yield backend.start()
         yield store.append_journal("heartbeat", 10.0, {"ok": True})

@@ -69,6 +69,8 @@ elseif tonumber(redis.call('HGET', s, 'last_active')) < tonumber(ts) then
 end
 redis.call('HSET', s, 'channel', ARGV[8])
 if ARGV[9] ~= '' then redis.call('HSET', s, 'peer', ARGV[9]) end
+redis.call('SADD', p..'in:sources', ARGV[8])
+redis.call('ZADD', p..'in:at:'..ARGV[8], ts, id)
 return {id, '0'}
 """
 
@@ -147,9 +149,27 @@ if outcome == 'failed' then
 end
 redis.call('HSET', key, 'status', outcome)
 redis.call('ZREM', p..'out:due', id)
+local item = cjson.decode(redis.call('HGET', key, 'item'))
+redis.call('SADD', p..'out:channels', item.channel)
+redis.call('ZADD', p..'out:'..outcome..':'..item.channel, item.created_at, id)
 redis.call('HINCRBY', p..'out:counts', 'pending', -1)
 redis.call('HINCRBY', p..'out:counts', outcome, 1)
 return 1
+"""
+
+# Per channel: inbound events by timestamp (in:at:<source>), outbox rows
+# sent or failed by creation time (out:sent:<channel>, out:failed:<channel>).
+_MESSAGE_COUNTS = """
+local p, since, before = ARGV[1], ARGV[2], '('..ARGV[3]
+local rows = {}
+for _, source in ipairs(redis.call('SMEMBERS', p..'in:sources')) do
+  table.insert(rows, {source, 'in', redis.call('ZCOUNT', p..'in:at:'..source, since, before)})
+end
+for _, channel in ipairs(redis.call('SMEMBERS', p..'out:channels')) do
+  table.insert(rows, {channel, 'out', redis.call('ZCOUNT', p..'out:sent:'..channel, since, before)})
+  table.insert(rows, {channel, 'failed', redis.call('ZCOUNT', p..'out:failed:'..channel, since, before)})
+end
+return rows
 """
 
 _SESSIONS = """
@@ -363,6 +383,15 @@ class RedisStore(Service):
         raw = yield self._redis.hgetall(self.prefix + "out:counts")
         counts = {"pending": 0, "sent": 0, "failed": 0}
         counts.update({k: int(v) for k, v in raw.items()})
+        return counts
+
+    @inlineCallbacks
+    def message_counts(self, since: float, until: float) -> Any:
+        rows = yield self._eval(_MESSAGE_COUNTS, _number(since), _number(until))
+        counts: dict[str, dict[str, int]] = {}
+        for channel, field, n in rows:
+            if int(n):
+                counts.setdefault(channel, {"in": 0, "out": 0, "failed": 0})[field] = int(n)
         return counts
 
     # Sessions and history

@@ -455,6 +455,28 @@ class SQLiteStore(Service):
 
         return self._submit(counts)
 
+    def message_counts(self, since: float, until: float) -> Deferred:
+        def counts(db: sqlite3.Connection) -> dict[str, dict[str, int]]:
+            result: dict[str, dict[str, int]] = {}
+
+            def add(channel: str, field: str, n: int) -> None:
+                result.setdefault(channel, {"in": 0, "out": 0, "failed": 0})[field] = n
+
+            for source, n in db.execute(
+                "SELECT source, count(*) FROM inbound WHERE timestamp >= ? AND timestamp < ? GROUP BY source",
+                (since, until),
+            ):
+                add(source, "in", n)
+            for channel, status, n in db.execute(
+                "SELECT channel, status, count(*) FROM outbox WHERE status IN ('sent', 'failed') "
+                "AND created_at >= ? AND created_at < ? GROUP BY channel, status",
+                (since, until),
+            ):
+                add(channel, "out" if status == "sent" else "failed", n)
+            return result
+
+        return self._submit(counts)
+
     # Sessions and history
 
     def history(self, session_id: str, limit: int) -> Deferred:
