@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 
@@ -37,6 +37,8 @@ class DaemonService(OrderedMultiService):
         self._reactor = reactor
         self._owns_process = owns_process
         self._draining = False
+        #: Called once the daemon is ready (e.g. to journal the restart).
+        self.when_ready: list[Callable[[], Any]] = []
 
     def privilegedStartService(self) -> None:
         self._make_home()
@@ -85,6 +87,8 @@ class DaemonService(OrderedMultiService):
             return
         self.runtime.mark_ready()
         log("openclaw:daemon:ready", services=list(self.runtime.services), nofile=self.runtime.nofile)
+        for hook in self.when_ready:
+            hook()
 
     def _failed_to_start(self, failure: Any) -> None:
         error = getattr(failure.value, "subFailure", failure).value

@@ -34,14 +34,17 @@ def memory() -> dict[str, int]:
 def report(runtime: Runtime, mem: dict[str, int]) -> tuple[int, dict[str, Any]]:
     """
     :return: ``(http_status, body)``: 200 while running with every connector
-        connected; 503 while starting, draining, or with a connector down.
+        connected and the heartbeat on time; 503 while starting, draining,
+        with a connector down or the heartbeat overdue (the dead-man signal).
     """
     connectors = runtime.connectors()
     connections = {name: bool(detail.get("connected")) for name, detail in connectors.items()}
     down = sorted(name for name, up in connections.items() if not up)
+    overdue = runtime.heartbeat_overdue()
+    mail = runtime.mail()
     if runtime.phase != RUNNING:
         status = runtime.phase
-    elif down:
+    elif down or overdue or any(m.get("state") == "failed" for m in mail.values()):
         status = "degraded"
     else:
         status = "ok"
@@ -54,6 +57,9 @@ def report(runtime: Runtime, mem: dict[str, int]) -> tuple[int, dict[str, Any]]:
         "memory": mem,
         "services": dict(runtime.services),
         "last_heartbeat": _iso(runtime.last_heartbeat),
+        "heartbeat": {"overdue": overdue, "next": _iso(runtime.next_heartbeat())},
+        "checks": {c["name"]: c for c in runtime.checks()},
+        "mail": mail,
         "sessions": len(runtime.sessions),
         "gateway": runtime.gateway(),
         "outbox": dict(runtime.outbox),

@@ -12,6 +12,7 @@ keys and every known secret value are replaced by ``<redacted>``.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -229,6 +230,8 @@ class LoggingService(Service):
         self._console = console
         self._combined: _JsonLinesFile | None = None
         self._errors: _JsonLinesFile | None = None
+        # When recent errors were written, for the heartbeat's snapshot.
+        self._error_times: collections.deque[float] = collections.deque(maxlen=10_000)
 
     def startService(self) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -259,6 +262,7 @@ class LoggingService(Service):
         self._combined.write(clean)
         if level == "error":
             self._errors.write(clean)
+            self._error_times.append(clean.get("timestamp", time.time()))
         # Twisted's own observers already show the original of a twisted:log.
         if self._console and clean.get("message_type") != "twisted:log":
             globalLogPublisher(
@@ -272,6 +276,13 @@ class LoggingService(Service):
                     CONSOLE_MARKER: True,
                 }
             )
+
+    def recent_errors(self, within: float = 3600.0) -> int:
+        """Error records written in the last ``within`` seconds."""
+        since = time.time() - within
+        while self._error_times and self._error_times[0] < since:
+            self._error_times.popleft()
+        return len(self._error_times)
 
     def _bridge(self, event: dict[str, Any]) -> None:
         """twisted.logger observer: re-log Twisted's events as ``twisted:log``."""

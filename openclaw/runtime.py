@@ -28,6 +28,9 @@ class Runtime:
         self.sessions = Sessions()
         self.last_heartbeat: float | None = None
         self.next_heartbeat: Callable[[], float | None] = lambda: None
+        self.heartbeat_overdue: Callable[[], bool] = lambda: False
+        self.checks: Callable[[], list[dict[str, Any]]] = list
+        self.mail: Callable[[], dict[str, dict[str, Any]]] = dict
         self.connectors: Callable[[], dict[str, dict[str, Any]]] = dict
         self.gateway: Callable[[], dict[str, int]] = dict
         self.nofile: tuple[int, int] | None = None

@@ -4,7 +4,7 @@
 ``makeService`` only builds objects; services do their I/O when started.
 The order of ``build_service`` is the start order (docs/recovery.md):
 logging, store, state, gateway, web, connectors, pipeline (lanes), outbox,
-heartbeat, systemd notify.  Stopping drains and then stops the same list
+the proactive engine (checks, heartbeat, cron, mail), systemd notify.  Stopping drains and then stops the same list
 backwards.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.python import usage
 
+from openclaw import __version__
 from openclaw.agent.factory import make_brain
 from openclaw.agent.tools import all_tools
 from openclaw.config import EX_CONFIG, Config, ConfigError, default_home, load_config
@@ -31,7 +32,7 @@ from openclaw.logs import LoggingService
 from openclaw.notify import Notifier
 from openclaw.outbox import OutboxService
 from openclaw.pipeline import Pipeline
-from openclaw.proactive.heartbeat import HeartbeatService
+from openclaw.proactive.engine import build_engine
 from openclaw.runtime import Runtime
 from openclaw.state import StateService
 from openclaw.store import make_store
@@ -128,19 +129,26 @@ def build_service(
     runtime.connectors = connectors.health
     methods.update(pairing_methods(store, reactor))
     static_secrets = config.secrets(environ)  # read once: the logger asks per record
+    logging = LoggingService(
+        home, config.log.level, config.log.max_bytes, config.log.backups,
+        secrets=lambda: [*static_secrets, gateway.token], console=console,
+    )
+    engine = build_engine(config, home, reactor, runtime, store, brain, notifier, hub.push,
+                          logging.recent_errors, environ)
+    methods.update(engine.methods)
+    root.when_ready.append(lambda: store.append_journal(
+        "startup", reactor.seconds(), {"version": __version__, "pid": os.getpid()}))
     children = [
-        ("logging", LoggingService(
-            home, config.log.level, config.log.max_bytes, config.log.backups,
-            secrets=lambda: [*static_secrets, gateway.token], console=console,
-        )),
+        ("logging", logging),
         ("store", store),
         ("state", StateService(runtime, os.path.join(data, "gateway-state.json"), config.state.save_every)),
         ("gateway", gateway),
-        ("web", WebService(reactor, runtime, config.web.listen)),
+        ("web", WebService(reactor, runtime, config.web.listen, home=home,
+                           webhooks={c.name: c.webhook for c in connectors if hasattr(c, "webhook")})),
         ("connectors", connectors),
         ("pipeline", pipeline),
         ("outbox", outbox),
-        ("heartbeat", HeartbeatService(runtime, config.heartbeat.every)),
+        *engine.children,
         ("systemd", SystemdService(SDNotifier.from_environ(environ), reactor, lambda: status_line(runtime), environ)),
     ]
     for name, child in children:

@@ -1,6 +1,7 @@
 """
 The health and metrics web service (Klein): ``/health``, ``/livez``,
-``/readyz``, ``/metrics`` and the chat platforms' ``/webhooks/<name>``.
+``/readyz``, ``/metrics``, the chat platforms' ``/webhooks/<name>`` and the
+morning reports at ``/reports/YYYY-MM-DD``.
 Unknown paths get a JSON 404.
 
 ``/livez`` answers 200 whenever the reactor runs (a chat platform outage must
@@ -21,6 +22,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from openclaw import health, metrics
 from openclaw.eliotutil import enabled, log
 from openclaw.listening import ListeningService
+from openclaw.proactive.report import report_html
 from openclaw.runtime import RUNNING, Runtime
 
 
@@ -36,8 +38,9 @@ class HealthApp:
 
     app = Klein()
 
-    def __init__(self, runtime: Runtime, webhooks: dict[str, Any] | None = None) -> None:
+    def __init__(self, runtime: Runtime, webhooks: dict[str, Any] | None = None, home: str | None = None) -> None:
         self.runtime = runtime
+        self.home = home
         #: Platform webhooks by name (Telegram, WhatsApp): ``handler(request)``
         #: returns the body (or a Deferred of it) and sets the code.
         self.webhooks = webhooks if webhooks is not None else {}
@@ -68,6 +71,15 @@ class HealthApp:
             raise NotFound()
         return handler(request)
 
+    @app.route("/reports/<day>", methods=["GET", "HEAD"])
+    def report(self, request: Any, day: str) -> bytes:
+        page = report_html(self.home, day) if self.home else None  # real dates only: no path traversal
+        if page is None:
+            raise NotFound()
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        request.setHeader(b"Content-Security-Policy", b"default-src 'none'; style-src 'unsafe-inline'")
+        return page
+
     @app.handle_errors(NotFound)
     def not_found(self, request: Any, failure: Any) -> bytes:
         return _json(request, 404, {"error": {"code": "not_found", "path": request.path.decode("utf-8", "replace")}})
@@ -92,6 +104,9 @@ class WebService(ListeningService):
     """Serves ``HealthApp`` on ``web.listen``."""
 
 
-    def __init__(self, reactor: Any, runtime: Runtime, description: str, webhooks: dict[str, Any] | None = None) -> None:
-        site = QuietSite(HealthApp(runtime, webhooks).app.resource())
+    def __init__(
+        self, reactor: Any, runtime: Runtime, description: str,
+        webhooks: dict[str, Any] | None = None, home: str | None = None,
+    ) -> None:
+        site = QuietSite(HealthApp(runtime, webhooks, home).app.resource())
         super().__init__(reactor, description, site, "web.listen")

@@ -1,70 +1,453 @@
 """
-The heartbeat service: wakes every ``heartbeat.every`` and records the beat.
+The heartbeat: every ``heartbeat.every`` (within the active hours) the
+daemon looks at itself, reads ``<home>/HEARTBEAT.md`` afresh and asks the
+brain whether anything needs the owner's attention.
 
-Never at boot: the first beat comes one interval after start, so a restart
-loop cannot turn into an alert loop.  The checklist, snapshot and brain come
-with the proactive engine; this is the loop they will hang on.
+Timing rules (docs/heartbeat.md):
+
+- never at boot: the first beat is due one interval after start, so a
+  restart loop cannot become an alert loop;
+- never two at once: the next beat is due one interval after the previous
+  one *finished*, so a slow beat delays the next instead of overlapping it;
+- wakes (``heartbeat.run``, ``openclaw heartbeat now``, a finished check, a
+  cron job) coalesce: any number arriving while a beat is pending or running
+  cause one more beat, which carries all their instructions;
+- outside the active hours the timer waits for the window to open; a wake
+  that is not forced is recorded as ``skipped``;
+- dead-man: a beat that was due and has not completed successfully one
+  interval later (twice the interval after the previous one, not counting
+  time outside the active hours) sets ``overdue``.
+
+With the offline rules brain there is no model to ask: failing checks become
+one alert (each finding at most once per ``REMIND_AFTER``) and otherwise the
+beat stays silent.  A model gets the snapshot, the checklist and what it
+already said recently, and answers ``HEARTBEAT_OK`` or a message for the
+owner; the token is never delivered.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from datetime import datetime, time, timedelta, tzinfo
+from typing import Any, Callable
+
+from eliot.twisted import DeferredContext, inline_callbacks
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.interfaces import IDelayedCall
 from zope.interface import implementer
 
-from openclaw.eliotutil import log
+from openclaw import health, metrics
+from openclaw.agent.base import BrainRequest
+from openclaw.config import HeartbeatConfig
+from openclaw.eliotutil import begin, log
+from openclaw.gateway import frames
+from openclaw.gateway.frames import FrameError
 from openclaw.interfaces import IDrainable
+from openclaw.proactive.config import ActiveHours
+from openclaw.proactive.schedule import instant, wall, zone
+from openclaw.proactive.snapshot import Snapshotter, digest, local_time
+from openclaw.proactive.verdict import TOKEN, is_heartbeat_ok, strip_token
 from openclaw.runtime import Runtime
+
+SESSION = "system:heartbeat"
+VERDICTS = ("ok", "acted", "failed", "skipped")
+# The same finding is told again only after this long.
+REMIND_AFTER = 24 * 3600.0
+REPORTED_KEY = "heartbeat:reported"
+MAX_INSTRUCTION = 2000
+
+INSTRUCTION = f"""\
+This is a heartbeat: nobody wrote to you; you are checking on your owner's machine.
+Below are a snapshot of the system, what you already told the owner recently,
+and the owner's checklist (HEARTBEAT.md). Go through the checklist against the snapshot.
+- If something needs the owner's attention, use your tools if that helps, then reply
+  with a short message for the owner; it will be delivered to them. Do not include {TOKEN}.
+- If nothing needs attention, reply with exactly {TOKEN} and nothing else.
+Do not repeat what you already told the owner unless it got worse."""
+
+
+def _minutes(clock_time: str) -> int:
+    hours, minutes = clock_time.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def in_active_hours(when: float, hours: ActiveHours | None, tz: tzinfo) -> bool:
+    """Whether ``when`` falls in the window (``start > end`` spans midnight; ``start == end``: all day)."""
+    if hours is None:
+        return True
+    start, end = _minutes(hours.start), _minutes(hours.end)
+    local = wall(when, tz)
+    now = local.hour * 60 + local.minute + local.second / 60
+    if start < end:
+        return start <= now < end
+    if start > end:
+        return now >= start or now < end
+    return True
+
+
+def next_active(when: float, hours: ActiveHours | None, tz: tzinfo) -> float:
+    """
+    The earliest time at or after ``when`` inside the active hours (an
+    opening inside a DST gap is the jump itself, as for cron).
+    """
+    if in_active_hours(when, hours, tz):
+        return when
+    assert hours is not None
+    opening = datetime.combine(wall(when, tz).date(), time()) + timedelta(minutes=_minutes(hours.start))
+    if instant(opening, tz) <= when:
+        opening += timedelta(days=1)
+    return instant(opening, tz)
+
+
+def _text_key(text: str) -> str:
+    return "msg:" + hashlib.sha256(" ".join(text.lower().split()).encode()).hexdigest()[:16]
+
+
+def fresh(reported: dict[str, dict], now: float) -> dict[str, dict]:
+    """The reported findings still within ``REMIND_AFTER`` (older ones may be told again)."""
+    return {k: v for k, v in reported.items() if now - v.get("at", 0) < REMIND_AFTER}
+
+
+def build_prompt(snapshot: dict, checklist: str, reported: dict[str, dict], instruction: str,
+                 tz: tzinfo) -> str:
+    """The heartbeat's request text for a model brain."""
+    parts = [INSTRUCTION]
+    if instruction:
+        parts.append(f"## This beat's extra instruction\n{instruction}")
+    parts.append("## Snapshot\n```json\n" + json.dumps(snapshot, indent=1, sort_keys=True, default=str) + "\n```")
+    told = sorted(reported.values(), key=lambda v: v["at"])
+    parts.append("## Already told the owner\n" + ("\n".join(
+        f"- {local_time(v['at'], tz).isoformat(timespec='minutes')}: {v['text']}" for v in told) or "(nothing)"))
+    parts.append("## HEARTBEAT.md\n" + (checklist.strip() or "(empty: use your judgement, stay quiet if unsure)"))
+    return "\n\n".join(parts)
+
+
+def failing_checks(snapshot: dict) -> list[dict]:
+    return [c for c in snapshot.get("checks", []) if c.get("ok") is False]
+
+
+def _finding(check: dict) -> str:
+    return f"{check.get('name')}: {check.get('detail') or 'failing'}"
 
 
 @implementer(IDrainable)
 class HeartbeatService(Service):
-    """A LoopingCall on the runtime's clock; ``every=0`` disables it."""
+    """
+    :param config: the ``heartbeat:`` section (``every=0``: no timer; explicit
+        runs still work).
+    :param brain: an ``IBrain``; ``rules`` takes the deterministic path.
+    :param store: an ``IStore`` (journal and ``heartbeat:reported`` state).
+    :param notifier: ``openclaw.notify.Notifier``: delivers to the target.
+    :param snapshotter: builds the snapshot (default: runtime and psutil only).
+    :param push: ``WebchatHub.push``, for the ``heartbeat`` gateway event.
+    """
 
-
-    def __init__(self, runtime: Runtime, every: float) -> None:
+    def __init__(
+        self, runtime: Runtime, config: HeartbeatConfig, home: str, brain: Any, store: Any, notifier: Any,
+        snapshotter: Snapshotter | None = None, push: Callable[[str, str, dict], int] = lambda s, e, p: 0,
+    ) -> None:
         self.runtime = runtime
-        self.every = every
-        self._loop: LoopingCall | None = None
-        self._started_at: float | None = None
+        self.clock = runtime.clock
+        self.config = config
+        self.every = config.every
+        self.tz = zone(config.timezone)
+        self.checklist_path = os.path.join(home, "HEARTBEAT.md")
+        self.brain = brain
+        self.store = store
+        self.notifier = notifier
+        self.snapshotter = snapshotter or Snapshotter(runtime, home, config.timezone)
+        self.push = push
+        self.last: dict[str, Any] | None = None
+        self.deadline: float | None = None
+        self._timer: IDelayedCall | None = None
+        self._watchdog: IDelayedCall | None = None
+        self._kick: IDelayedCall | None = None
+        self._running: Deferred | None = None
+        self._waiters: list[Deferred] = []
+        self._instructions: list[str] = []
+        self._reasons: list[str] = []
+        self._force = False
+        self._stopping = False
+        self._drained: Deferred | None = None
+        self._flagged = False
+        for verdict in VERDICTS:
+            metrics.heartbeat_runs.labels(verdict)
+
+    # Lifecycle
 
     def startService(self) -> None:
         Service.startService(self)
-        if self.every > 0:
-            self._loop = LoopingCall(self.beat)
-            self._loop.clock = self.runtime.clock
-            self._started_at = self.runtime.clock.seconds()
-            self._loop.start(self.every, now=False)
+        self._stopping = False
         self.runtime.next_heartbeat = self.next_beat
-
-    def next_beat(self) -> float | None:
-        """When the next beat is due, or None when the loop is not running."""
-        if self._loop is None or not self._loop.running or self._started_at is None:
-            return None
-        now = self.runtime.clock.seconds()
-        done = int((now - self._started_at) // self.every)
-        return self._started_at + (done + 1) * self.every
-
-    def beat(self) -> None:
-        # Errors must not escape: an exception would stop the LoopingCall.
-        try:
-            now = self.runtime.clock.seconds()
-            self.runtime.heartbeat(now)
-            log("openclaw:heartbeat:beat", sessions=len(self.runtime.sessions))
-        except Exception as e:
-            log("openclaw:heartbeat:error", level="error", error=repr(e))
+        self.runtime.heartbeat_overdue = self.overdue
+        if self.every > 0:
+            self._arm(self.clock.seconds())
+            self._set_deadline()
 
     def drain(self) -> Deferred:
-        """No new proactive work once shutdown begins."""
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        return succeed(None)
+        """No new beats once shutdown begins; wait for the one in flight (``hurry`` stops waiting)."""
+        self._stopping = True
+        for call in (self._timer, self._kick, self._watchdog):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._kick = self._watchdog = None
+        self._flagged = False
+        metrics.heartbeat_overdue.set(0)
+        self._release(self._take_waiters(), {"verdict": "skipped", "reason": "shutting down"})
+        if self._running is None:
+            return succeed(None)
+        if self._drained is None or self._drained.called:
+            self._drained = Deferred()
+        return self._drained
 
     def hurry(self) -> None:
-        pass
+        if self._drained is not None and not self._drained.called:
+            self._drained.callback(None)
 
     def stopService(self) -> Deferred:
         self.drain()
         Service.stopService(self)
         return succeed(None)
+
+    # Scheduling
+
+    def next_beat(self) -> float | None:
+        """When the next timed beat is due; ``None`` while one runs, or when disabled or stopped."""
+        if self._timer is None or not self._timer.active():
+            return None
+        return self._timer.getTime()
+
+    def overdue(self) -> bool:
+        """The dead-man signal: a due beat has not completed successfully within one more interval."""
+        return self.deadline is not None and not self._stopping and self.clock.seconds() >= self.deadline
+
+    def _arm(self, after: float) -> None:
+        """Due one interval after ``after``, moved into the active hours."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        due = next_active(after + self.every, self.config.active_hours, self.tz)
+        self._timer = self.clock.callLater(max(0.0, due - self.clock.seconds()), self._request, "interval")
+
+    def _set_deadline(self) -> None:
+        """After a success (or at start): the next due beat must complete within one more interval."""
+        assert self._timer is not None
+        self.deadline = self._timer.getTime() + self.every
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = self.clock.callLater(self.deadline - self.clock.seconds(), self._watch)
+        if self._flagged:
+            self._flagged = False
+            metrics.heartbeat_overdue.set(0)
+            log("openclaw:heartbeat:recovered", level="warn")
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if self.overdue():
+            self._flagged = True
+            metrics.heartbeat_overdue.set(1)
+            log("openclaw:heartbeat:overdue", level="error", every=self.every,
+                last=self.runtime.last_heartbeat, running=self._running is not None)
+
+    def wake(self, reason: str = "wake", force: bool = False) -> Deferred:
+        """
+        Ask for a beat as soon as possible (coalescing with one pending or
+        running).  Unforced wakes outside the active hours are skipped.
+
+        :return: a Deferred firing with the record of the beat that served it.
+        """
+        return self._request(reason, force=force)
+
+    def beat_now(self, instruction: str = "") -> Deferred:
+        """A beat now whatever the hours (the owner asked): ``heartbeat.run``."""
+        return self._request("run", instruction, force=True)
+
+    def run_instruction(self, instruction: str) -> Deferred:
+        """A beat carrying an extra instruction, for cron jobs with ``action: heartbeat``."""
+        return self._request("cron", instruction, force=True)
+
+    def _request(self, reason: str, instruction: str = "", force: bool = False) -> Deferred:
+        if self._stopping:
+            return succeed({"verdict": "skipped", "reason": "shutting down"})
+        d = Deferred()
+        self._waiters.append(d)
+        self._reasons.append(reason)
+        if instruction and instruction not in self._instructions:
+            self._instructions.append(instruction)
+        self._force = self._force or force
+        # A callLater(0) lets wakes of the same reactor turn share one beat.
+        if self._running is None and self._kick is None:
+            self._kick = self.clock.callLater(0, self._start)
+        return d
+
+    def _take_waiters(self) -> list[Deferred]:
+        waiters, self._waiters = self._waiters, []
+        return waiters
+
+    @staticmethod
+    def _release(waiters: list[Deferred], record: dict) -> None:
+        for d in waiters:
+            d.callback(dict(record))
+
+    def _start(self) -> None:
+        self._kick = None
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        waiters = self._take_waiters()
+        reasons, instructions, force = sorted(set(self._reasons)), self._instructions, self._force
+        self._reasons, self._instructions, self._force = [], [], False
+        record: dict[str, Any] = {"verdict": "skipped", "reason": ",".join(reasons), "actions": [], "tool_calls": 0}
+        if instructions:
+            record["instruction"] = "\n".join(instructions)
+        action = begin("openclaw:heartbeat:beat", reason=record["reason"], forced=force)
+        with action.context():
+            d = DeferredContext(self._beat(record, force))
+            d.addCallback(lambda _: record)
+            d.addActionFinish()
+        self._running = d.result
+        self._running.addBoth(self._finished, waiters)
+
+    def _finished(self, record: Any, waiters: list[Deferred]) -> None:
+        self._running = None
+        if not isinstance(record, dict):  # a bug in the beat itself: keep the loop alive
+            log("openclaw:heartbeat:error", level="error", error=record.getErrorMessage())
+            record = {"verdict": "failed", "error": record.getErrorMessage()}
+        if self._stopping:
+            self.hurry()
+        else:
+            if self.every > 0:
+                self._arm(self.clock.seconds())
+                if record["verdict"] in ("ok", "acted"):
+                    self._set_deadline()
+            if self._waiters and self._kick is None:
+                self._kick = self.clock.callLater(0, self._start)
+        self._release(waiters, record)
+
+    # One beat
+
+    @inline_callbacks
+    def _beat(self, record: dict[str, Any], force: bool) -> Any:
+        """Run one beat, filling in ``record`` (eliot's generators drop return values)."""
+        started = self.clock.seconds()
+        try:
+            if not force and not in_active_hours(started, self.config.active_hours, self.tz):
+                record["skipped"] = "outside active hours"
+            else:
+                snapshot = yield self.snapshotter.take()
+                record["digest"] = digest(snapshot)
+                reported = fresh((yield self.store.get_state(REPORTED_KEY)) or {}, started)
+                if self.brain.name == "rules":
+                    yield self._rules(snapshot, reported, record)
+                else:
+                    yield self._ask_model(snapshot, reported, record.get("instruction", ""), record)
+        except Exception as e:  # noqa: BLE001 - a failed beat is recorded; the owner hears nothing
+            record["verdict"] = "failed"
+            record["error"] = f"{type(e).__name__}: {e}"[:500]
+            log("openclaw:heartbeat:failed", level="error", error=record["error"])
+        finished = self.clock.seconds()
+        record["duration"] = round(finished - started, 3)
+        metrics.heartbeat_runs.labels(record["verdict"]).inc()
+        if record["verdict"] in ("ok", "acted"):
+            self.runtime.heartbeat(finished)
+        try:
+            yield self.store.append_journal("heartbeat", started, record)
+        except Exception as e:  # noqa: BLE001 - the beat happened even if its record did not stick
+            log("openclaw:heartbeat:journal-failed", level="error", error=repr(e))
+        record["timestamp"] = started
+        self.last = record
+        event = {"verdict": record["verdict"], "timestamp": started, "actions": record["actions"]}
+        if "message" in record:
+            event["text"] = record["message"]
+        self.push(SESSION, "heartbeat", event)
+
+    def _read_checklist(self) -> str:
+        try:
+            with open(self.checklist_path, encoding="utf-8") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    @inlineCallbacks
+    def _rules(self, snapshot: dict, reported: dict[str, dict], record: dict) -> Any:
+        """No model: failing checks not yet told become one alert; recovered ones are forgotten."""
+        now = self.clock.seconds()
+        failing = failing_checks(snapshot)
+        failing_keys = {f"check:{c.get('name')}" for c in failing}
+        kept = {k: v for k, v in reported.items() if not k.startswith("check:") or k in failing_keys}
+        new = [c for c in failing if f"check:{c.get('name')}" not in kept]
+        record["verdict"] = "ok"
+        if new:
+            message = "Heartbeat: " + ("a check is failing" if len(new) == 1 else f"{len(new)} checks are failing")
+            message += ":\n" + "\n".join(f"- {_finding(c)}" for c in new)
+            yield self._deliver(message, record)
+            for c in new:
+                kept[f"check:{c.get('name')}"] = {"at": now, "text": _finding(c)}
+        record["repeated"] = len(failing) - len(new)
+        if kept != reported:
+            yield self.store.set_state(REPORTED_KEY, kept)
+
+    @inlineCallbacks
+    def _ask_model(self, snapshot: dict, reported: dict[str, dict], instruction: str, record: dict) -> Any:
+        prompt = build_prompt(snapshot, self._read_checklist(), reported, instruction, self.tz)
+        reply = yield self.brain.respond(BrainRequest(session_id=SESSION, text=prompt))
+        for kind, count in reply.usage.items():
+            metrics.brain_tokens.labels(reply.provider, kind).inc(count)
+        record["provider"] = reply.provider
+        record["tool_calls"] = reply.tool_calls
+        if reply.tool_calls:
+            record["actions"].append(f"tool_calls:{reply.tool_calls}")
+        record["verdict"] = "acted" if reply.tool_calls else "ok"
+        message = "" if is_heartbeat_ok(reply.text) else strip_token(reply.text)
+        if not message:
+            return
+        key = _text_key(message)
+        if key in reported:
+            record["repeated"] = 1
+            return
+        yield self._deliver(message, record)
+        reported[key] = {"at": self.clock.seconds(), "text": message[:200]}
+        yield self.store.set_state(REPORTED_KEY, reported)
+
+    @inlineCallbacks
+    def _deliver(self, message: str, record: dict) -> Any:
+        """Tell the owner; the dedupe key makes a retry after a crash in the same window a no-op."""
+        window = int(self.clock.seconds() // REMIND_AFTER)
+        session = yield self.notifier.notify(
+            "info", "heartbeat", message, dedupe_key=f"heartbeat:{_text_key(message)}:{window}",
+            target=self.config.target)
+        record["verdict"] = "acted"
+        record["message"] = message
+        record["actions"].append(f"notify:{session}")
+
+    # Gateway
+
+    def status(self) -> dict[str, Any]:
+        """The ``heartbeat.status`` payload."""
+        times = health.status(self.runtime)
+        hours = self.config.active_hours
+        return {
+            "last": times["last_heartbeat"],
+            "next": times["next_heartbeat"],
+            "overdue": self.overdue(),
+            "running": self._running is not None,
+            "last_verdict": self.last["verdict"] if self.last else None,
+            "every": self.every,
+            "active_hours": {"start": hours.start, "end": hours.end} if hours else None,
+            "timezone": self.config.timezone or local_time(self.clock.seconds(), self.tz).tzname() or "",
+        }
+
+
+def heartbeat_methods(service: HeartbeatService) -> dict[str, Callable[[Any, dict], Any]]:
+    """``heartbeat.run`` ({instruction?} -> the beat's record) and ``heartbeat.status``."""
+
+    def run(conn: Any, params: dict) -> Deferred:
+        instruction = params.get("instruction", "")
+        if not isinstance(instruction, str) or len(instruction) > MAX_INSTRUCTION:
+            raise FrameError(frames.INVALID_FIELD,
+                             f"field 'instruction' must be a string of at most {MAX_INSTRUCTION} characters")
+        return service.beat_now(instruction)
+
+    return {"heartbeat.run": run, "heartbeat.status": lambda conn, params: service.status()}

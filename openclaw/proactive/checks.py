@@ -1,0 +1,266 @@
+"""
+The checks service: runs every configured check on its own interval, turns
+results into alerts and recoveries through the policy, and remembers enough
+to answer ``openclaw checks``, ``/health`` and the morning report.
+
+Per result: metrics (``check_up``, ``check_latency``), a ``check`` journal
+record (uptime and p95 latency for the report), and a policy step.  A
+decision is sent through the notifier before the new policy state is
+saved: a crash in between decides again after restart with the same
+incident id, so the notifier's dedupe key drops the repeat, while a failed
+send leaves the state as it was and the next result decides again.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Callable, Sequence
+from zoneinfo import ZoneInfo
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
+from twisted.internet.task import LoopingCall
+from zope.interface import implementer
+
+from openclaw import metrics
+from openclaw.eliotutil import log
+from openclaw.gateway import frames
+from openclaw.gateway.frames import FrameError
+from openclaw.interfaces import IDrainable
+from openclaw.proactive.config import CheckConfig
+from openclaw.proactive.policy import CheckState, Decision, flapping, step
+from openclaw.proactive.probes import Probe, ProbeResult, make_probe
+
+# Checks of a service that can be down; the others watch this host's resources.
+SERVICE_TYPES = ("http", "tcp", "dns", "process")
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``4m``, ``2h 5m``, ``3d 4h``."""
+    s = int(max(0, seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def message(
+    decision: Decision, check: CheckConfig, state: CheckState, detail: str, now: float,
+    at: Callable[[float], str],
+) -> str:
+    """The owner-facing text of a decision; ``at`` formats a time of day."""
+    down = "DOWN" if check.type in SERVICE_TYPES else "failing"
+    started = state.down_since if state.down_since is not None else now
+    if decision == "alert":
+        n = state.failures
+        return f"{check.name} is {down}: {detail} ({n} failure{'' if n == 1 else 's'} since {at(state.since or now)})"
+    if decision == "realert":
+        return f"{check.name} is still {down}: {detail} (for {duration(now - started)}, since {at(started)})"
+    back = "back up" if check.type in SERVICE_TYPES else "OK again"
+    return f"{check.name} is {back} after {duration(now - started)}"
+
+
+def shown_target(target: str) -> str:
+    """The target without URL credentials (``https://user:pw@host`` -> ``https://host``)."""
+    return re.sub(r"^([a-z]+://)[^/@]*@", r"\1", target)
+
+
+def format_states(states: list[dict[str, Any]], now: float) -> str:
+    """``checks.list`` as lines for ``openclaw checks``: name, type, status and for how long, latency, detail."""
+    if not states:
+        return "no checks configured"
+    rows = []
+    for s in states:
+        status = "pending" if s["ok"] is None else "up" if s["ok"] else "DOWN"
+        if s["since"] is not None:
+            status += f" {duration(now - s['since'])}"
+        if s["alerting"]:
+            status += ", alerted"
+        if s["flapping"]:
+            status += ", flapping"
+        latency = "" if s["last_latency"] is None else f"{s['last_latency']:.3f}s"
+        rows.append((s["name"], s["type"], status, latency, s["last_detail"] or ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[4]]).rstrip() for row in rows)
+
+
+def _shared(d: Deferred) -> Deferred:
+    """A Deferred with ``d``'s result that leaves ``d``'s own chain untouched."""
+    copy: Deferred = Deferred()
+    d.addBoth(lambda result: (copy.callback(result), result)[1])
+    return copy
+
+
+@implementer(IDrainable)
+class ChecksService(Service):
+    """
+    One LoopingCall per check on ``clock``; a check's runs never overlap.
+
+    :param probes: check name -> probe; default: ``make_probe`` for each.
+    :param reactor: for the default probes' network and threads (default: ``clock``).
+    :param timezone: IANA zone for times in messages (default: the host's).
+    """
+
+    def __init__(
+        self, checks: Sequence[CheckConfig], store: Any, notifier: Any, clock: Any,
+        probes: dict[str, Probe] | None = None, reactor: Any = None, timezone: str = "",
+    ) -> None:
+        self.checks = {c.name: c for c in checks}
+        self.store = store
+        self.notifier = notifier
+        self.clock = clock
+        self.probes = probes if probes is not None else {c.name: make_probe(c, reactor or clock) for c in checks}
+        self.zone = ZoneInfo(timezone) if timezone else None
+        self.ready: Deferred = succeed(None)
+        self._states = {name: CheckState() for name in self.checks}
+        self._saved: dict[str, dict] = {}
+        self._last: dict[str, ProbeResult] = {}
+        self._loops: dict[str, LoopingCall] = {}
+        self._running: dict[str, Deferred] = {}
+        self._draining = False
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._draining = False
+        self.ready = self._load()
+        self.ready.addCallback(lambda _: self._start_loops())
+
+    @inlineCallbacks
+    def _load(self) -> Any:
+        """Policy states from before a restart: an ongoing incident stays one incident."""
+        for name in self.checks:
+            try:
+                data = yield self.store.get_state(f"check:{name}")
+            except Exception as e:
+                log("openclaw:check:load-failed", level="error", check=name, error=repr(e))
+                continue
+            if data is not None:
+                self._states[name] = CheckState.from_json(data)
+                self._saved[name] = self._states[name].to_json()
+
+    def _start_loops(self) -> None:
+        if self._draining or not self.running:
+            return
+        for name, check in self.checks.items():
+            loop = LoopingCall(self.run, name)
+            loop.clock = self.clock
+            loop.start(check.every, now=True)
+            self._loops[name] = loop
+        log("openclaw:check:started", checks=len(self.checks))
+
+    def run(self, name: str) -> Deferred:
+        """
+        Probe ``name`` now, or join the run in progress (so runs never
+        overlap); fires with the check's state.  Each caller gets its own
+        Deferred, so one caller's callbacks never change another's result.
+        """
+        if name not in self._running:
+            d = self._run(name)
+            if d.called:
+                return d
+            self._running[name] = d
+            d.addBoth(lambda result: (self._running.pop(name, None), result)[1])
+        return _shared(self._running[name])
+
+    @inlineCallbacks
+    def _run(self, name: str) -> Any:
+        check = self.checks[name]
+        try:
+            result = yield self.probes[name]()
+        except Exception as e:  # probes report failures as results; this is a bug
+            result = ProbeResult(False, 0.0, f"probe error: {e!r}")
+        now = self.clock.seconds()
+        self._last[name] = result
+        metrics.check_up.labels(name).set(1 if result.ok else 0)
+        metrics.check_latency.labels(name).set(result.latency)
+        log("openclaw:check:result", level="debug", check=name, ok=result.ok,
+            latency=round(result.latency, 4), detail=result.detail)
+        try:
+            yield self.store.append_journal(
+                "check", now, {"check": name, "ok": result.ok, "latency": result.latency, "detail": result.detail})
+        except Exception as e:
+            log("openclaw:check:journal-failed", level="error", check=name, error=repr(e))
+        state, decision = step(self._states[name], result.ok, now, check)
+        try:
+            if decision is not None:
+                yield self._notify(check, state, decision, result.detail, now)
+            self._states[name] = state
+            yield self._save(name, state)
+        except Exception as e:
+            log("openclaw:check:decide-failed", level="error", check=name, decision=decision, error=repr(e))
+        return self.state_of(name)
+
+    def _notify(self, check: CheckConfig, state: CheckState, decision: Decision, detail: str, now: float) -> Deferred:
+        kind = "recovery" if decision == "recovery" else "alert"
+        key = f"check:{check.name}:{state.incident}:{kind}"
+        if decision == "realert":
+            key = f"check:{check.name}:{state.incident}:realert-{state.realerts}"
+        log("openclaw:check:decision", level="warn" if kind == "alert" else "info", check=check.name,
+            decision=decision, incident=state.incident, failures=state.failures)
+        return self.notifier.notify(kind, check.name, message(decision, check, state, detail, now, self._at),
+                                    dedupe_key=key)
+
+    def _save(self, name: str, state: CheckState) -> Any:
+        data = state.to_json()
+        if self._saved.get(name) == data:
+            return None
+        d = self.store.set_state(f"check:{name}", data)
+        return d.addCallback(lambda _: self._saved.__setitem__(name, data))
+
+    def _at(self, when: float) -> str:
+        moment = datetime.fromtimestamp(when, self.zone)
+        return moment.strftime("%H:%M" if self.clock.seconds() - when < 86400 else "%b %d %H:%M")
+
+    # Status
+
+    def state_of(self, name: str) -> dict[str, Any]:
+        check, state, last = self.checks[name], self._states[name], self._last.get(name)
+        return {
+            "name": name, "type": check.type, "target": shown_target(check.target),
+            "ok": state.ok, "since": state.since,
+            "last_latency": None if last is None else round(last.latency, 6),
+            "last_detail": None if last is None else last.detail,
+            "failures": state.failures, "alerting": state.alerting, "flapping": flapping(state.changes),
+        }
+
+    def states(self) -> list[dict[str, Any]]:
+        """Every check's status, in config order: ``openclaw checks``, ``/health``, heartbeat."""
+        return [self.state_of(name) for name in self.checks]
+
+    # Shutdown
+
+    def drain(self) -> Deferred:
+        """No new probes; wait for those in flight (each bounded by its timeout)."""
+        self._draining = True
+        for loop in self._loops.values():
+            if loop.running:
+                loop.stop()
+        self._loops.clear()
+        return DeferredList([_shared(d) for d in self._running.values()]).addCallback(lambda _: None)
+
+    def hurry(self) -> None:
+        """Nothing to cut short: in-flight probes end by their own timeout."""
+
+    def stopService(self) -> Deferred:
+        d = self.drain()
+        Service.stopService(self)
+        return d
+
+
+def checks_methods(service: ChecksService) -> dict[str, Callable[[Any, dict], Any]]:
+    """Gateway methods: ``checks.list`` (every state) and ``checks.run`` (probe one now)."""
+
+    def list_checks(conn: Any, params: dict) -> dict:
+        return {"checks": service.states()}
+
+    def run_check(conn: Any, params: dict) -> Deferred:
+        name = params.get("name")
+        if not isinstance(name, str) or name not in service.checks:
+            raise FrameError(frames.INVALID_FIELD, f"field 'name' must be one of: {', '.join(service.checks)}")
+        return service.run(name).addCallback(lambda state: {"check": state})
+
+    return {"checks.list": list_checks, "checks.run": run_check}

@@ -1,0 +1,92 @@
+"""
+The proactive part of the tree: checks, the heartbeat, cron (with the
+morning report) and the mail watch, with their gateway methods.
+
+Checks and the mail watch pull in HTTP and IMAP clients, so they are
+imported only when configured; the heartbeat and cron always run (the
+default cron job is the morning report).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from openclaw.config import Config
+from openclaw.gateway import frames
+from openclaw.gateway.frames import FrameError
+from openclaw.proactive.cron import CronService
+from openclaw.proactive.heartbeat import HeartbeatService, heartbeat_methods
+from openclaw.proactive.report import Reporter, brain_summarizer
+from openclaw.proactive.snapshot import Snapshotter
+from openclaw.runtime import Runtime
+
+
+@dataclass
+class Engine:
+    """The services in start order and the gateway methods they add."""
+
+    children: list[tuple[str, Any]] = field(default_factory=list)
+    methods: dict[str, Callable[[Any, dict], Any]] = field(default_factory=dict)
+    reporter: Any = None
+
+
+def build_engine(
+    config: Config, home: str, reactor: Any, runtime: Runtime, store: Any, brain: Any, notifier: Any,
+    push: Callable[[str, str, dict], int], recent_errors: Callable[[], int],
+    environ: Mapping[str, str] = os.environ,
+) -> Engine:
+    """Build (not start) the proactive services for ``config``."""
+    engine = Engine()
+    checks_states: Callable[[], list] = list
+    if config.checks:
+        from openclaw.proactive.checks import ChecksService, checks_methods
+
+        checks = ChecksService(config.checks, store, notifier, reactor, reactor=reactor,
+                               timezone=config.heartbeat.timezone)
+        checks_states = checks.states
+        runtime.checks = checks.states
+        engine.children.append(("checks", checks))
+        engine.methods.update(checks_methods(checks))
+    else:
+        engine.methods["checks.list"] = lambda conn, params: {"checks": []}
+
+    cron: CronService | None = None
+    snapshotter = Snapshotter(
+        runtime, home, config.heartbeat.timezone, recent_errors=recent_errors, checks=checks_states,
+        cron_due=lambda: [j["name"] for j in cron.states()
+                          if j.get("next_due") is not None and j["next_due"] <= reactor.seconds()],
+    )
+    heartbeat = HeartbeatService(runtime, config.heartbeat, home, brain, store, notifier, snapshotter, push=push)
+    engine.children.append(("heartbeat", heartbeat))
+    engine.methods.update(heartbeat_methods(heartbeat))
+
+    reporter = Reporter(reactor, store, notifier, home, config.heartbeat.timezone, summarize=brain_summarizer(brain))
+    engine.reporter = reporter
+    cron = CronService(reactor, store, config.cron, notifier, run_report=reporter.run,
+                       run_heartbeat=heartbeat.run_instruction, timezone=config.heartbeat.timezone)
+    engine.children.append(("cron", cron))
+    engine.methods["cron.list"] = lambda conn, params: {"jobs": cron.states()}
+    engine.methods["reports.get"] = _reports_get(reporter)
+
+    if config.mail:
+        from openclaw.proactive.mail import MailWatchService
+
+        mail = MailWatchService(reactor, store, notifier, config.mail, environ=environ)
+        runtime.mail = mail.health
+        engine.children.append(("mail", mail))
+    return engine
+
+
+def _reports_get(reporter: Reporter) -> Callable[[Any, dict], Any]:
+    def get(conn: Any, params: dict) -> dict:
+        day = params.get("date")
+        if day is not None and not isinstance(day, str):
+            raise FrameError(frames.INVALID_FIELD, "field 'date' must be YYYY-MM-DD")
+        text = reporter.get(day)
+        if text is None:
+            raise FrameError(frames.INVALID_FIELD, f"no report for {day or 'any day yet'}")
+        return {"date": day, "markdown": text}
+
+    return get

@@ -1,0 +1,321 @@
+"""The cron service on a Clock: restarts, grace, failures, overlap, actions."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+
+from openclaw.interfaces import IDrainable
+from openclaw.metrics import REGISTRY
+from openclaw.proactive.config import CronConfig
+from openclaw.proactive.cron import CronService
+from openclaw.store.sqlite import SQLiteStore
+
+
+def at(*fields: int, tz: Any = timezone.utc) -> float:
+    return datetime(*fields, tzinfo=tz).timestamp()
+
+
+class MemoryStore:
+    """The store methods cron uses; values go through JSON like a real store's."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, str] = {}
+        self.journal_rows: list[tuple[str, float, dict]] = []
+        self.refuse_writes = False
+
+    def get_state(self, key: str) -> Deferred:
+        value = self.state.get(key)
+        return succeed(None if value is None else json.loads(value))
+
+    def set_state(self, key: str, value: Any) -> Deferred:
+        if self.refuse_writes:
+            return fail(OSError("disk full"))
+        self.state[key] = json.dumps(value)
+        return succeed(None)
+
+    def append_journal(self, kind: str, timestamp: float, payload: Any) -> Deferred:
+        self.journal_rows.append((kind, timestamp, json.loads(json.dumps(payload))))
+        return succeed(None)
+
+    def record(self, name: str) -> dict:
+        return json.loads(self.state[f"cron:{name}"])
+
+    def cron(self) -> list[dict]:
+        return [payload for kind, _, payload in self.journal_rows if kind == "cron"]
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+
+    def notify(self, kind: str, source: str, message: str, dedupe_key: str, target: str = "") -> Deferred:
+        self.sent.append((kind, source, message, dedupe_key, target))
+        return succeed("telegram:1")
+
+
+class Harness:
+    """One store and clock shared by successive service instances (restarts)."""
+
+    def __init__(self, start: float) -> None:
+        self.clock = Clock()
+        self.clock.advance(start)
+        self.store = MemoryStore()
+        self.notifier = Notifier()
+        self.reports: list[date] = []
+        self.beats: list[str] = []
+        self.pending: list[Deferred] = []  # actions not finished yet
+        self.mode = "ok"  # ok, fail, hang
+        self.service: CronService | None = None
+
+    def action(self, record: list, value: Any) -> Any:
+        record.append(value)
+        if self.mode == "fail":
+            raise RuntimeError("the action broke")
+        if self.mode == "hang":
+            d: Deferred = Deferred()
+            self.pending.append(d)
+            return d
+        return None
+
+    def start(self, *jobs: CronConfig, tz: str = "UTC") -> CronService:
+        self.service = CronService(
+            self.clock, self.store, jobs, self.notifier,
+            run_report=lambda day: self.action(self.reports, day),
+            run_heartbeat=lambda instruction: self.action(self.beats, instruction), timezone=tz)
+        self.service.startService()
+        return self.service
+
+    def restart(self, when: float, *jobs: CronConfig) -> CronService:
+        assert self.service is not None
+        self.service.stopService()
+        self.advance_to(when)
+        return self.start(*jobs)
+
+    def advance_to(self, when: float) -> None:
+        assert when >= self.clock.seconds()
+        self.clock.advance(when - self.clock.seconds())
+
+
+def runs(job: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("openclaw_cron_runs_total", {"job": job, "outcome": outcome}) or 0.0
+
+
+def daily(name: str, action: str = "heartbeat", **kw: Any) -> CronConfig:
+    return CronConfig(name=name, schedule="0 9 * * *", action=action, instruction="look around", **kw)
+
+
+def test_the_first_boot_waits_for_the_next_due_time() -> None:
+    h = Harness(at(2024, 5, 2, 9, 0))
+    service = h.start(daily("first"))
+    assert IDrainable.providedBy(service)
+    assert h.beats == [] and h.store.record("first")["first_seen"] == at(2024, 5, 2, 9)
+    assert service.states()[0]["next_due"] == at(2024, 5, 3, 9)
+    h.advance_to(at(2024, 5, 3, 9))
+    assert h.beats == ["look around"]
+    assert h.store.cron() == [{"job": "first", "action": "heartbeat", "due": at(2024, 5, 3, 9), "outcome": "ok",
+                               "error": None, "duration": 0.0}]
+    record = h.store.record("first")
+    assert (record["due"], record["outcome"], record["started"]) == (at(2024, 5, 3, 9), "ok", at(2024, 5, 3, 9))
+    h.advance_to(at(2024, 5, 4, 9))
+    assert len(h.beats) == 2
+
+
+def test_the_record_is_written_before_the_action_starts() -> None:
+    h = Harness(at(2024, 5, 2, 8))
+    seen = []
+
+    def report(day: date) -> None:
+        seen.append((day, h.store.record("rep")["outcome"], h.store.record("rep")["due"]))
+
+    h.start(daily("rep", action="report"))
+    h.service.run_report = report
+    h.advance_to(at(2024, 5, 2, 9))
+    assert seen == [(date(2024, 5, 1), "started", at(2024, 5, 2, 9))]
+
+
+def test_a_restart_during_a_run_never_runs_that_due_time_again() -> None:
+    h = Harness(at(2024, 5, 2, 8))
+    job = daily("cut")
+    h.start(job)
+    h.mode = "hang"
+    h.advance_to(at(2024, 5, 2, 9))
+    assert h.beats == ["look around"] and h.store.record("cut")["outcome"] == "started"
+    before = runs("cut", "interrupted")
+    # The daemon dies mid-run (nothing finishes the action) and comes back within the grace.
+    h.restart(at(2024, 5, 2, 9, 5), job)
+    assert h.beats == ["look around"]
+    assert h.store.record("cut")["outcome"] == "interrupted"
+    assert [r["outcome"] for r in h.store.cron()] == ["interrupted"]
+    assert runs("cut", "interrupted") == before + 1
+    assert h.notifier.sent[-1][:2] == ("info", "cut") and "interrupted" in h.notifier.sent[-1][2]
+    # Another restart changes nothing; the next day runs as usual.
+    h.mode = "ok"
+    h.restart(at(2024, 5, 2, 9, 6), job)
+    assert h.beats == ["look around"] and len(h.store.cron()) == 1
+    h.advance_to(at(2024, 5, 3, 9))
+    assert h.beats == ["look around"] * 2
+
+
+def test_a_run_missed_while_down_runs_once_within_the_grace() -> None:
+    h = Harness(at(2024, 5, 1, 12))
+    job = daily("late", grace=3600)
+    h.start(job)
+    h.restart(at(2024, 5, 2, 9, 40), job)  # down over 09:00, back 40 minutes later
+    assert h.beats == ["look around"]
+    assert h.store.record("late")["due"] == at(2024, 5, 2, 9)
+    h.restart(at(2024, 5, 2, 9, 50), job)
+    assert h.beats == ["look around"]
+    assert [r["outcome"] for r in h.store.cron()] == ["ok"]
+
+
+def test_a_run_missed_beyond_the_grace_is_recorded_not_run() -> None:
+    h = Harness(at(2024, 5, 1, 12))
+    job = daily("gone", grace=3600)
+    h.start(job)
+    before = runs("gone", "missed")
+    service = h.restart(at(2024, 5, 4, 10, 30), job)  # three due times passed, the last 90 minutes ago
+    assert h.beats == []
+    assert h.store.cron() == [{"job": "gone", "action": "heartbeat", "due": at(2024, 5, 2, 9), "outcome": "missed",
+                               "count": 3, "last": at(2024, 5, 4, 9), "more": False}]
+    assert runs("gone", "missed") == before + 3
+    assert [c.getTime() for c in h.clock.getDelayedCalls()] == [at(2024, 5, 5, 9)]
+    assert service.states()[0]["next_due"] == at(2024, 5, 5, 9)
+    h.restart(at(2024, 5, 4, 11), job)
+    assert len(h.store.cron()) == 1  # recorded once, not at every start
+
+
+def test_a_failed_run_is_recorded_and_told() -> None:
+    h = Harness(at(2024, 5, 2, 8))
+    h.start(daily("broken", target="telegram:7"))
+    h.mode = "fail"
+    before = runs("broken", "failed")
+    h.advance_to(at(2024, 5, 2, 9))
+    (row,) = h.store.cron()
+    assert (row["outcome"], row["error"]) == ("failed", "the action broke")
+    assert h.store.record("broken")["outcome"] == "failed"
+    assert runs("broken", "failed") == before + 1
+    assert h.notifier.sent == [("info", "broken", "Cron job broken failed: the action broke",
+                                f"cron-failed:broken:{at(2024, 5, 2, 9):.0f}", "telegram:7")]
+    h.mode = "ok"
+    h.advance_to(at(2024, 5, 3, 9))  # the schedule goes on
+    assert [r["outcome"] for r in h.store.cron()] == ["failed", "ok"]
+
+
+def test_a_heartbeat_that_failed_is_a_failed_run() -> None:
+    h = Harness(at(2024, 5, 2, 8))
+    h.start(daily("beat"))
+    h.service.run_heartbeat = lambda instruction: succeed({"verdict": "failed", "error": "model down"})
+    h.advance_to(at(2024, 5, 2, 9))
+    assert [(r["outcome"], r["error"]) for r in h.store.cron()] == [("failed", "model down")]
+    h.service.run_heartbeat = lambda instruction: succeed({"verdict": "acted"})
+    h.advance_to(at(2024, 5, 3, 9))
+    assert h.store.cron()[-1]["outcome"] == "ok"
+
+
+def test_no_action_runs_when_its_start_cannot_be_recorded() -> None:
+    h = Harness(at(2024, 5, 2, 8))
+    h.start(daily("nodisk"))
+    h.store.refuse_writes = True
+    h.advance_to(at(2024, 5, 2, 9))
+    assert h.beats == []
+    (row,) = h.store.cron()
+    assert row["outcome"] == "failed" and "could not record the start: disk full" in row["error"]
+    assert h.notifier.sent[0][1] == "nodisk"
+
+
+def test_a_long_run_does_not_overlap_itself() -> None:
+    h = Harness(at(2024, 5, 2, 8, 0, 30))
+    h.start(CronConfig(name="slow", schedule="* * * * *", action="heartbeat", instruction="x"))
+    h.mode = "hang"
+    h.advance_to(at(2024, 5, 2, 8, 1))
+    assert h.service.states()[0]["running"] is True
+    h.advance_to(at(2024, 5, 2, 8, 2))
+    h.advance_to(at(2024, 5, 2, 8, 3))
+    assert h.beats == ["x"]
+    assert [(r["outcome"], r["due"]) for r in h.store.cron()] == [
+        ("skipped", at(2024, 5, 2, 8, 2)), ("skipped", at(2024, 5, 2, 8, 3))]
+    h.mode = "ok"
+    h.pending.pop().callback(None)
+    assert h.store.cron()[-1]["outcome"] == "ok" and h.store.record("slow")["due"] == at(2024, 5, 2, 8, 1)
+    h.advance_to(at(2024, 5, 2, 8, 4))
+    assert h.beats == ["x", "x"]
+
+
+def test_actions() -> None:
+    berlin = "Europe/Berlin"
+    h = Harness(at(2024, 5, 1, 22))
+    h.start(
+        CronConfig(name="morning", schedule="30 0 * * *", action="report"),
+        CronConfig(name="remind", schedule="30 0 * * *", action="message", text="water the plants",
+                   target="telegram:9", timezone="UTC"),
+        tz=berlin)
+    h.advance_to(at(2024, 5, 2, 0, 30, tz=ZoneInfo(berlin)))  # 22:30 UTC on May 1st
+    assert h.reports == [date(2024, 5, 1)]
+    h.advance_to(at(2024, 5, 2, 0, 30))
+    due = at(2024, 5, 2, 0, 30)
+    assert h.notifier.sent == [("info", "remind", "water the plants", f"cron:remind:{due:.0f}", "telegram:9")]
+    assert [(s["name"], s["timezone"], s["outcome"]) for s in h.service.states()] == [
+        ("morning", berlin, "ok"), ("remind", "UTC", "ok")]
+
+
+def test_drain_waits_for_a_run_and_hurry_stops_waiting() -> None:
+    h = Harness(at(2024, 5, 2, 8))
+    service = h.start(daily("draining"))
+    h.mode = "hang"
+    h.advance_to(at(2024, 5, 2, 9))
+    drained = service.drain()
+    assert not drained.called and h.clock.getDelayedCalls() == []
+    h.pending[0].callback(None)
+    assert drained.called
+    h.advance_to(at(2024, 5, 3, 9))
+    assert len(h.beats) == 1  # no new runs once draining
+
+    h2 = Harness(at(2024, 5, 2, 8))
+    service = h2.start(daily("hurried"))
+    h2.mode = "hang"
+    h2.advance_to(at(2024, 5, 2, 9))
+    drained = service.drain()
+    service.hurry()
+    assert drained.called
+
+
+@pytest_twisted.inlineCallbacks
+def test_records_survive_a_restart_in_a_sqlite_store(tmp_path) -> Any:
+    store = SQLiteStore(reactor, str(tmp_path / "openclaw.sqlite3"))
+    store.startService()
+    clock = Clock()
+    clock.advance(at(2024, 5, 2, 8))
+    beats: list[str] = []
+
+    def start() -> CronService:
+        service = CronService(clock, store, (daily("real"),), Notifier(), run_report=lambda day: None,
+                              run_heartbeat=beats.append, timezone="UTC")
+        service.startService()
+        return service
+
+    try:
+        service = start()
+        yield service.settled
+        clock.advance(3600)
+        yield service.drain()  # the run in progress ends
+        service.stopService()
+        clock.advance(300)
+        service = start()
+        yield service.settled
+        service.stopService()
+        assert beats == ["look around"]
+        record = yield store.get_state("cron:real")
+        assert (record["due"], record["outcome"], record["settled"]) == (
+            at(2024, 5, 2, 9), "ok", at(2024, 5, 2, 9, 5))
+        rows = yield store.journal("cron", 0)
+        assert [r["payload"]["outcome"] for r in rows] == ["ok"]
+    finally:
+        yield store.stopService()

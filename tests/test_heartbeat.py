@@ -1,0 +1,489 @@
+"""The heartbeat on a fake clock: timing, coalescing, verdicts, memory of findings, the dead-man."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytest_twisted
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+
+from openclaw import metrics
+from openclaw.agent.base import BrainError, BrainReply
+from openclaw.agent.rules import RulesBrain
+from openclaw.config import HeartbeatConfig
+from openclaw.gateway.frames import FrameError
+from openclaw.notify import Notifier
+from openclaw.proactive.config import ActiveHours
+from openclaw.proactive.heartbeat import (
+    REMIND_AFTER,
+    SESSION,
+    HeartbeatService,
+    heartbeat_methods,
+    in_active_hours,
+    next_active,
+)
+from openclaw.proactive.snapshot import Snapshotter, digest, mount_of
+from openclaw.proactive.verdict import TOKEN
+from openclaw.runtime import Runtime
+from openclaw.store.sqlite import SQLiteStore
+from tests.llm_servers import FakeFacts
+from tests.test_verdict import dressed
+
+EVERY = 1800.0
+BERLIN = ZoneInfo("Europe/Berlin")
+HOST = {"cpu_percent": 3.0, "load": [0.1, 0.1, 0.1], "cpu_count": 2, "memory_percent": 40.0,
+        "disks": {"/": {"used_percent": 50.0, "free_gb": 10.0}}}
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {}
+        self.journal: list[tuple[str, float, dict]] = []
+
+    def get_state(self, key: str) -> Deferred:
+        return succeed(self.state.get(key))
+
+    def set_state(self, key: str, value: Any) -> Deferred:
+        self.state[key] = value
+        return succeed(None)
+
+    def append_journal(self, kind: str, timestamp: float, payload: dict) -> Deferred:
+        self.journal.append((kind, timestamp, dict(payload)))
+        return succeed(None)
+
+    def verdicts(self) -> list[str]:
+        return [p["verdict"] for _, _, p in self.journal]
+
+
+class FakeNotifier:
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def notify(self, kind: str, source: str, message: str, dedupe_key: str, target: str = "") -> Deferred:
+        self.sent.append({"kind": kind, "source": source, "message": message, "dedupe_key": dedupe_key,
+                          "target": target})
+        return succeed("telegram:1")
+
+
+class FakeBrain:
+    """Answers with the next of ``replies`` (a text, an exception, or a Deferred) and keeps the prompts."""
+
+    name = "openai:test"
+
+    def __init__(self, *replies: Any) -> None:
+        self.replies = list(replies)
+        self.prompts: list[str] = []
+
+    def respond(self, request: Any) -> Deferred:
+        assert request.session_id == SESSION
+        self.prompts.append(request.text)
+        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        if isinstance(reply, Deferred):
+            return reply
+        if isinstance(reply, Exception):
+            return fail(reply)
+        return succeed(BrainReply(text=reply, provider=self.name))
+
+
+class Rig:
+    """A heartbeat service with fakes around it, on a fake clock."""
+
+    def __init__(self, tmp_path: Any, brain: Any, every: float = EVERY, start: float = 1_736_935_200.0,
+                 checks: list[dict] | None = None, **config: Any) -> None:
+        self.clock = Clock()
+        self.clock.advance(start)
+        self.runtime = Runtime(self.clock)
+        self.store = FakeStore()
+        self.notifier = FakeNotifier()
+        self.checks = checks if checks is not None else []
+        self.pushed: list[tuple[str, str, dict]] = []
+        self.home = tmp_path
+        (tmp_path / "HEARTBEAT.md").write_text("- Is the disk full?\n")
+        snap = Snapshotter(self.runtime, str(tmp_path), config.get("timezone", ""),
+                           checks=lambda: list(self.checks), host=lambda mounts: HOST)
+        self.brain = brain
+        self.service = HeartbeatService(
+            self.runtime, HeartbeatConfig(every=every, **config), str(tmp_path), brain, self.store, self.notifier,
+            snap, push=lambda s, e, p: self.pushed.append((s, e, p)) or 0)
+        self.service.startService()
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+
+def runs(verdict: str) -> float:
+    return metrics.REGISTRY.get_sample_value("openclaw_heartbeat_runs_total", {"verdict": verdict}) or 0.0
+
+
+def overdue_gauge() -> float:
+    return metrics.REGISTRY.get_sample_value("openclaw_heartbeat_overdue")
+
+
+# Timing
+
+
+def test_first_beat_one_interval_after_start_not_at_boot(tmp_path) -> None:
+    rig = Rig(tmp_path, FakeBrain(TOKEN))
+    start = rig.clock.seconds()
+    assert rig.service.next_beat() == start + EVERY
+    rig.advance(0)
+    rig.advance(EVERY - 1)
+    assert rig.store.journal == [] and rig.runtime.last_heartbeat is None
+    rig.advance(1)
+    assert rig.store.verdicts() == ["ok"] and rig.runtime.last_heartbeat == start + EVERY
+    assert rig.service.next_beat() == start + 2 * EVERY
+    rig.advance(EVERY)
+    assert rig.store.verdicts() == ["ok", "ok"]
+
+
+def test_disabled_has_no_timer_but_runs_on_request(tmp_path) -> None:
+    rig = Rig(tmp_path, FakeBrain(TOKEN), every=0)
+    rig.advance(10 * 86400)
+    assert rig.store.journal == [] and rig.service.next_beat() is None and not rig.service.overdue()
+    done = rig.service.beat_now()
+    rig.advance(0)
+    assert done.result["verdict"] == "ok" and rig.service.next_beat() is None
+
+
+def test_a_slow_beat_delays_the_next_instead_of_overlapping(tmp_path) -> None:
+    slow: Deferred = Deferred()
+    rig = Rig(tmp_path, FakeBrain(slow, TOKEN))
+    rig.advance(EVERY)
+    assert len(rig.brain.prompts) == 1
+    rig.advance(5 * EVERY)
+    assert len(rig.brain.prompts) == 1 and rig.service.next_beat() is None
+    slow.callback(BrainReply(text=TOKEN, provider="x"))
+    finished = rig.clock.seconds()
+    assert rig.store.verdicts() == ["ok"] and rig.store.journal[0][2]["duration"] == 5 * EVERY
+    assert rig.service.next_beat() == finished + EVERY
+    rig.advance(EVERY)
+    assert len(rig.brain.prompts) == 2
+
+
+def test_wakes_coalesce_into_one_more_beat_with_all_instructions(tmp_path) -> None:
+    slow: Deferred = Deferred()
+    rig = Rig(tmp_path, FakeBrain(slow, TOKEN))
+    first = rig.service.wake("check")
+    rig.advance(0)
+    assert len(rig.brain.prompts) == 1
+    waiting = [rig.service.wake("check"), rig.service.beat_now("say hi"), rig.service.run_instruction("the report"),
+               rig.service.wake()]
+    rig.advance(60)
+    assert len(rig.brain.prompts) == 1 and not any(d.called for d in waiting)
+    slow.callback(BrainReply(text=TOKEN, provider="x"))
+    assert first.result["reason"] == "check"
+    rig.advance(0)
+    assert len(rig.brain.prompts) == 2
+    assert "say hi" in rig.brain.prompts[1] and "the report" in rig.brain.prompts[1]
+    records = [d.result for d in waiting]
+    assert all(r == records[0] for r in records) and records[0]["reason"] == "check,cron,run,wake"
+    rig.advance(10 * 60)
+    assert len(rig.brain.prompts) == 2
+
+
+def test_wakes_in_one_turn_share_a_beat(tmp_path) -> None:
+    rig = Rig(tmp_path, FakeBrain(TOKEN))
+    ds = [rig.service.wake() for _ in range(5)]
+    rig.advance(0)
+    assert len(rig.brain.prompts) == 1 and all(d.called for d in ds)
+    assert rig.service.next_beat() == rig.clock.seconds() + EVERY
+
+
+# Verdicts
+
+
+@settings(max_examples=60, deadline=None)
+@given(dressed(), st.sampled_from(["", "All good.", " nothing to report", "\n\n_Everything is fine._"]),
+       st.booleans())
+def test_heartbeat_ok_in_any_dressing_is_never_delivered(tmp_path_factory, token: str, ack: str, first: bool) -> None:
+    rig = Rig(tmp_path_factory.mktemp("hb"), FakeBrain(token + ack if first else ack + " " + token))
+    rig.advance(EVERY)
+    assert rig.notifier.sent == [] and rig.store.verdicts() == ["ok"]
+    assert all("text" not in p for _, _, p in rig.pushed)
+
+
+def test_a_message_is_delivered_without_the_token_and_recorded(tmp_path) -> None:
+    rig = Rig(tmp_path, FakeBrain("**Disk / is 96% full.** Clean /var/log soon.\n\n" + "Details follow. " * 30 + TOKEN),
+              target="telegram:1")
+    rig.advance(EVERY)
+    [sent] = rig.notifier.sent
+    assert sent["message"].startswith("**Disk / is 96% full.**") and TOKEN not in sent["message"]
+    assert sent["target"] == "telegram:1" and sent["source"] == "heartbeat"
+    [(kind, when, record)] = rig.store.journal
+    assert kind == "heartbeat" and when == rig.clock.seconds()
+    assert record["verdict"] == "acted" and record["actions"] == ["notify:telegram:1"] and record["digest"]
+    assert rig.pushed == [(SESSION, "heartbeat", {"verdict": "acted", "timestamp": when,
+                                                   "actions": ["notify:telegram:1"], "text": sent["message"]})]
+
+
+def test_the_prompt_has_snapshot_and_the_checklist_read_afresh(tmp_path) -> None:
+    rig = Rig(tmp_path, FakeBrain(TOKEN), timezone="Europe/Berlin")
+    rig.advance(EVERY)
+    (tmp_path / "HEARTBEAT.md").write_text("- Water the plants on Wednesdays\n")
+    rig.advance(EVERY)
+    first, second = rig.brain.prompts
+    assert "Is the disk full?" in first and "Water the plants" in second and "Is the disk full?" not in second
+    assert '"weekday": "Wednesday"' in second and '"timezone": "Europe/Berlin"' in second
+    assert '"memory_percent": 40.0' in second and f"exactly {TOKEN}" in second
+
+
+def test_tool_calls_count_as_actions(tmp_path) -> None:
+    brain = FakeBrain(TOKEN)
+    brain.respond = lambda request: succeed(BrainReply(text=TOKEN, provider="p", tool_calls=2))
+    rig = Rig(tmp_path, brain)
+    rig.advance(EVERY)
+    [(_, _, record)] = rig.store.journal
+    assert record["verdict"] == "acted" and record["actions"] == ["tool_calls:2"] and rig.notifier.sent == []
+
+
+@pytest.mark.parametrize("error", [BrainError("all providers failed: 503", retryable=True), RuntimeError("boom")])
+def test_brain_failure_sends_nothing_and_is_recorded_and_counted(tmp_path, error: Exception) -> None:
+    before = runs("failed")
+    rig = Rig(tmp_path, FakeBrain(error))
+    rig.advance(EVERY)
+    assert rig.notifier.sent == [] and rig.runtime.last_heartbeat is None
+    [(_, _, record)] = rig.store.journal
+    assert record["verdict"] == "failed" and str(error) in record["error"]
+    assert runs("failed") == before + 1
+    assert rig.service.next_beat() == rig.clock.seconds() + EVERY
+
+
+def test_a_failing_snapshot_source_fails_the_beat_quietly(tmp_path) -> None:
+    rig = Rig(tmp_path, RulesBrain(FakeFacts()))
+    rig.service.snapshotter.checks = lambda: fail(OSError("checks store unreachable"))
+    rig.advance(EVERY)
+    [(_, _, record)] = rig.store.journal
+    assert record["verdict"] == "failed" and "checks store unreachable" in record["error"]
+    assert rig.notifier.sent == [] and rig.pushed[-1][2]["verdict"] == "failed"
+
+
+def test_the_same_model_finding_is_not_resent_within_the_reminder_window(tmp_path) -> None:
+    rig = Rig(tmp_path, FakeBrain("Disk / is 96% full."))
+    rig.advance(EVERY)
+    rig.advance(EVERY)
+    rig.advance(EVERY)
+    assert len(rig.notifier.sent) == 1 and rig.store.journal[1][2].get("repeated") == 1
+    assert "Disk / is 96% full." in rig.brain.prompts[1].split("## Already told the owner")[1]
+    rig.advance(REMIND_AFTER)
+    assert len(rig.notifier.sent) == 2
+
+
+def test_rules_brain_alerts_new_failing_checks_once_and_is_otherwise_silent(tmp_path) -> None:
+    rig = Rig(tmp_path, RulesBrain(FakeFacts()))
+    rig.advance(EVERY)
+    assert rig.notifier.sent == [] and rig.store.verdicts() == ["ok"]
+    rig.checks[:] = [{"name": "disk", "ok": False, "detail": "/ 96% used"}, {"name": "web", "ok": True}]
+    rig.advance(EVERY)
+    rig.advance(EVERY)
+    assert [s["message"] for s in rig.notifier.sent] == ["Heartbeat: a check is failing:\n- disk: / 96% used"]
+    assert rig.store.verdicts() == ["ok", "acted", "ok"]
+    rig.checks.append({"name": "nas", "ok": False, "detail": "timeout"})
+    rig.advance(EVERY)
+    assert rig.notifier.sent[-1]["message"] == "Heartbeat: a check is failing:\n- nas: timeout"
+    rig.checks[:] = [{"name": "nas", "ok": False, "detail": "timeout"}]  # disk recovered
+    rig.advance(EVERY)
+    rig.checks.append({"name": "disk", "ok": False, "detail": "/ 97% used"})
+    rig.advance(EVERY)
+    assert len(rig.notifier.sent) == 3 and rig.notifier.sent[-1]["message"].endswith("disk: / 97% used")
+    rig.advance(REMIND_AFTER)
+    assert rig.notifier.sent[-1]["message"].startswith("Heartbeat: 2 checks are failing")
+
+
+def test_rules_brain_reads_check_service_states_and_ignores_unprobed_checks(tmp_path) -> None:
+    rig = Rig(tmp_path, RulesBrain(FakeFacts()), checks=[
+        {"name": "web", "type": "http", "ok": None, "last_detail": None, "last_latency": None, "failures": 0},
+        {"name": "nas", "type": "tcp", "ok": False, "last_detail": "connection refused", "last_latency": 0.01},
+    ])
+    rig.advance(EVERY)
+    assert [s["message"] for s in rig.notifier.sent] == ["Heartbeat: a check is failing:\n- nas: connection refused"]
+
+
+# Dead-man
+
+
+def test_dead_man_after_twice_the_interval_and_cleared_by_a_beat(tmp_path) -> None:
+    hung: Deferred = Deferred()
+    rig = Rig(tmp_path, FakeBrain(hung, TOKEN))
+    start = rig.clock.seconds()
+    rig.advance(2 * EVERY - 1)
+    assert not rig.service.overdue() and overdue_gauge() == 0
+    rig.advance(1)
+    assert rig.service.overdue() and overdue_gauge() == 1 and rig.service.status()["overdue"]
+    hung.callback(BrainReply(text=TOKEN, provider="x"))
+    assert not rig.service.overdue() and overdue_gauge() == 0
+    assert rig.runtime.last_heartbeat == start + 2 * EVERY
+
+
+def test_beats_that_keep_failing_trip_the_dead_man(tmp_path) -> None:
+    rig = Rig(tmp_path, FakeBrain(TOKEN, BrainError("down", retryable=True)))
+    rig.advance(EVERY)
+    rig.advance(EVERY)
+    assert not rig.service.overdue()
+    rig.advance(EVERY)
+    assert rig.service.overdue() and rig.store.verdicts() == ["ok", "failed", "failed"]
+
+
+def test_regular_beats_never_trip_the_dead_man(tmp_path) -> None:
+    rig = Rig(tmp_path, FakeBrain(TOKEN))
+    for _ in range(20):
+        rig.advance(EVERY / 2)
+        assert not rig.service.overdue()
+    assert len(rig.store.journal) == 10
+
+
+# Active hours
+
+
+def at(text: str, tz: ZoneInfo = BERLIN) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=tz).timestamp()
+
+
+@pytest.mark.parametrize("hours,local,inside", [
+    (ActiveHours("08:00", "22:00"), "2025-01-15T08:00", True),
+    (ActiveHours("08:00", "22:00"), "2025-01-15T21:59", True),
+    (ActiveHours("08:00", "22:00"), "2025-01-15T22:00", False),
+    (ActiveHours("08:00", "22:00"), "2025-01-15T07:59", False),
+    (ActiveHours("22:00", "06:00"), "2025-01-15T23:30", True),
+    (ActiveHours("22:00", "06:00"), "2025-01-15T05:00", True),
+    (ActiveHours("22:00", "06:00"), "2025-01-15T12:00", False),
+    (ActiveHours("00:00", "24:00"), "2025-01-15T23:59", True),
+    (ActiveHours("09:00", "09:00"), "2025-01-15T03:00", True),
+])
+def test_in_active_hours_local_to_the_zone(hours: ActiveHours, local: str, inside: bool) -> None:
+    assert in_active_hours(at(local), hours, BERLIN) is inside
+
+
+def test_the_window_is_read_on_the_zone_s_clock() -> None:
+    morning = at("2025-01-15T07:30")  # 15:30 in Tokyo, 06:30 UTC
+    hours = ActiveHours("08:00", "22:00")
+    assert not in_active_hours(morning, hours, BERLIN)
+    assert in_active_hours(morning, hours, ZoneInfo("Asia/Tokyo"))
+    assert not in_active_hours(morning, hours, ZoneInfo("UTC"))
+
+
+@pytest.mark.parametrize("hours,local,expected", [
+    (ActiveHours("08:00", "22:00"), "2025-01-15T22:20", "2025-01-16T08:00"),
+    (ActiveHours("08:00", "22:00"), "2025-01-15T03:00", "2025-01-15T08:00"),
+    (ActiveHours("08:00", "22:00"), "2025-01-15T09:00", "2025-01-15T09:00"),
+    (ActiveHours("22:00", "06:00"), "2025-01-15T12:00", "2025-01-15T22:00"),
+    (ActiveHours("08:00", "22:00"), "2025-03-29T23:00", "2025-03-30T08:00"),  # across the DST change
+    (ActiveHours("02:30", "06:00"), "2025-03-30T01:00", "2025-03-30T03:00"),  # opening in the gap: the jump
+])
+def test_next_active_in_the_zone(hours: ActiveHours, local: str, expected: str) -> None:
+    assert next_active(at(local), hours, BERLIN) == at(expected)
+
+
+def test_timer_waits_for_the_window_and_the_dead_man_ignores_the_night(tmp_path) -> None:
+    rig = Rig(tmp_path, FakeBrain(TOKEN), start=at("2025-01-15T21:40"), timezone="Europe/Berlin",
+              active_hours=ActiveHours("08:00", "22:00"))
+    assert rig.service.next_beat() == at("2025-01-16T08:00")
+    rig.advance(at("2025-01-16T08:00") - rig.clock.seconds() - 1)
+    assert rig.store.journal == [] and not rig.service.overdue()
+    rig.advance(1)
+    assert rig.store.verdicts() == ["ok"] and rig.service.next_beat() == at("2025-01-16T08:30")
+    assert rig.service.status()["active_hours"] == {"start": "08:00", "end": "22:00"}
+
+
+def test_outside_hours_a_wake_is_skipped_but_an_explicit_run_is_not(tmp_path) -> None:
+    rig = Rig(tmp_path, FakeBrain(TOKEN), start=at("2025-01-15T23:00"), timezone="Europe/Berlin",
+              active_hours=ActiveHours("08:00", "22:00"))
+    skipped = rig.service.wake("check")
+    rig.advance(0)
+    assert skipped.result["verdict"] == "skipped" and rig.brain.prompts == []
+    ran = rig.service.beat_now()
+    rig.advance(0)
+    assert ran.result["verdict"] == "ok" and len(rig.brain.prompts) == 1
+    assert rig.service.next_beat() == at("2025-01-16T08:00")
+
+
+# Gateway methods, drain
+
+
+def test_gateway_methods(tmp_path) -> None:
+    rig = Rig(tmp_path, FakeBrain(TOKEN))
+    methods = heartbeat_methods(rig.service)
+    with pytest.raises(FrameError):
+        methods["heartbeat.run"](None, {"instruction": 5})
+    d = methods["heartbeat.run"](None, {"instruction": "look at the NAS"})
+    rig.advance(0)
+    assert d.result["verdict"] == "ok" and d.result["instruction"] == "look at the NAS"
+    assert "look at the NAS" in rig.brain.prompts[0]
+    status = methods["heartbeat.status"](None, {})
+    assert status["last_verdict"] == "ok" and status["overdue"] is False and status["every"] == EVERY
+    assert status["last"] is not None and status["next"] is not None and status["active_hours"] is None
+
+
+def test_drain_waits_for_the_running_beat_and_then_takes_none(tmp_path) -> None:
+    slow: Deferred = Deferred()
+    rig = Rig(tmp_path, FakeBrain(slow))
+    rig.advance(EVERY)
+    pending = rig.service.wake()
+    drained = rig.service.drain()
+    assert not drained.called and pending.result["verdict"] == "skipped"
+    slow.callback(BrainReply(text=TOKEN, provider="x"))
+    assert drained.called and rig.service.next_beat() is None
+    rig.advance(10 * EVERY)
+    assert len(rig.brain.prompts) == 1 and rig.service.wake().result["verdict"] == "skipped"
+
+
+# Snapshot
+
+
+def test_snapshot_fields_and_a_digest_blind_to_the_clock(tmp_path) -> None:
+    rig = Rig(tmp_path, FakeBrain(TOKEN), checks=[{"name": "disk", "ok": True, "detail": ""}])
+    rig.runtime.connectors = lambda: {"telegram": {"connected": False, "last_error": "401", "last_receive": "x"}}
+    rig.runtime.sessions.touch("telegram:1", "telegram", rig.clock.seconds())
+    snap = Snapshotter(rig.runtime, str(tmp_path), "Europe/Berlin", recent_errors=lambda: 3,
+                       checks=lambda: succeed([{"name": "disk", "ok": True}]), cron_due=lambda: ["morning-report"],
+                       host=lambda mounts: {"mounts": mounts})
+    first = snap.take().result
+    assert first["connectors"] == {"telegram": {"connected": False, "last_error": "401"}}
+    assert first["sessions"] == {"known": 1, "active_last_hour": 1} and first["errors_last_hour"] == 3
+    assert first["cron_due"] == ["morning-report"] and first["host"]["mounts"][0] == "/"
+    assert first["now"]["timezone"] == "Europe/Berlin" and first["now"]["time"].endswith("+01:00")
+    rig.advance(7200)
+    second = snap.take().result
+    assert second["now"] != first["now"] and second["sessions"]["active_last_hour"] == 0
+    assert digest(second) != digest(first)
+    rig.runtime.sessions.touch("telegram:1", "telegram", rig.clock.seconds())
+    assert digest(snap.take().result) == digest(first)
+
+
+def test_mount_of_home() -> None:
+    assert mount_of("/") == "/"
+    assert mount_of("/proc/self") == "/proc"
+
+
+# End to end with the real store and notifier
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_failing_check_reaches_the_outbox_and_the_journal(tmp_path) -> Any:
+    runtime = Runtime(reactor)
+    store = SQLiteStore(reactor, str(tmp_path / "s.sqlite3"), 50)
+    store.startService()
+    kicks: list[int] = []
+    notifier = Notifier(reactor, store, lambda s, e, p: 0, lambda: kicks.append(1), target="telegram:7")
+    snap = Snapshotter(runtime, str(tmp_path), checks=lambda: [{"name": "nas", "ok": False, "detail": "down"}])
+    service = HeartbeatService(runtime, HeartbeatConfig(every=EVERY, target="telegram:7"), str(tmp_path),
+                               RulesBrain(FakeFacts()), store, notifier, snap)
+    service.startService()
+    try:
+        record = yield service.beat_now()
+        again = yield service.beat_now()
+        assert record["verdict"] == "acted" and record["actions"] == ["notify:telegram:7"]
+        assert again["verdict"] == "ok" and again["repeated"] == 1
+        due = yield store.due_outbox(reactor.seconds() + 1, 10)
+        assert [(i.session_id, i.text) for i in due] == [("telegram:7", "Heartbeat: a check is failing:\n- nas: down")]
+        journal = yield store.journal("heartbeat", 0)
+        assert [r["payload"]["verdict"] for r in journal] == ["acted", "ok"] and kicks == [1]
+    finally:
+        yield service.stopService()
+        yield store.stopService()
