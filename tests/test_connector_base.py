@@ -8,7 +8,15 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from openclaw import metrics
-from openclaw.connectors.base import BACKOFF, CONNECTED, FAILED, STOPPED, ConnectorService, NotConnected, Terminal
+from openclaw.connectors.base import (
+    BACKOFF,
+    CONNECTED,
+    FAILED,
+    STOPPED,
+    ConnectorService,
+    NotConnected,
+    Terminal,
+)
 from openclaw.connectors.config import TelegramConfig
 from openclaw.events import OutboxItem
 
