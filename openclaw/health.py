@@ -13,7 +13,8 @@ from typing import Any
 from openclaw.runtime import RUNNING, Runtime
 
 
-def _iso(when: float | None) -> str | None:
+def iso(when: float | None) -> str | None:
+    """Unix time as ISO 8601 UTC (``...Z``), or None."""
     if when is None:
         return None
     return datetime.fromtimestamp(when, timezone.utc).isoformat().replace("+00:00", "Z")
@@ -51,13 +52,13 @@ def report(runtime: Runtime, mem: dict[str, int]) -> tuple[int, dict[str, Any]]:
     body = {
         "status": status,
         "uptime": round(runtime.uptime(), 3),
-        "timestamp": _iso(runtime.clock.seconds()),
+        "timestamp": iso(runtime.clock.seconds()),
         "connections": connections,
         "connectors": connectors,
         "memory": mem,
         "services": dict(runtime.services),
-        "last_heartbeat": _iso(runtime.last_heartbeat),
-        "heartbeat": {"overdue": overdue, "next": _iso(runtime.next_heartbeat())},
+        "last_heartbeat": iso(runtime.last_heartbeat),
+        "heartbeat": {"overdue": overdue, "next": iso(runtime.next_heartbeat())},
         "checks": {c["name"]: c for c in runtime.checks()},
         "mail": mail,
         "sessions": len(runtime.sessions),
@@ -76,6 +77,6 @@ def status(runtime: Runtime) -> dict[str, Any]:
         "uptime": round(runtime.uptime(), 3),
         "services": dict(runtime.services),
         "sessions": runtime.sessions.snapshot(),
-        "last_heartbeat": _iso(runtime.last_heartbeat),
-        "next_heartbeat": _iso(runtime.next_heartbeat()),
+        "last_heartbeat": iso(runtime.last_heartbeat),
+        "next_heartbeat": iso(runtime.next_heartbeat()),
     }

@@ -187,6 +187,7 @@ def test_an_alert_for_an_smtp_target_is_mailed_over_starttls_with_auth(tmp_path)
         assert message["Message-ID"] == message_id("notify:disk:1", SENDER)
         assert message["Date"] is not None and message["Auto-Submitted"] == "auto-generated"
         assert message.get_content().strip() == text
+        yield until(lambda: connector.sent)  # the server may see the mail before the client hears "250"
         health = connector.health()
         assert health["sent"] == 1 and health["last_sent"] is not None and health["last_error"] is None
     finally:

@@ -13,7 +13,6 @@ connection that looks alive but has stopped receiving.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 from twisted.application.service import Service
@@ -25,6 +24,7 @@ from openclaw.agent.http import backoff_delay
 from openclaw.connectors.access import Access
 from openclaw.eliotutil import begin, log
 from openclaw.events import MESSAGE_RECEIVED, USER_COMMAND, Event, OutboxItem
+from openclaw.health import iso
 from openclaw.interfaces import IConnector, IDrainable
 from openclaw.pipeline import BUSY_REPLY, Busy
 
@@ -43,12 +43,6 @@ class Stalled(Exception):
 
 class NotConnected(Exception):
     """A send was attempted while the connector cannot send (the outbox retries)."""
-
-
-def _iso(when: float | None) -> str | None:
-    if when is None:
-        return None
-    return datetime.fromtimestamp(when, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class Watchdog:
@@ -80,7 +74,9 @@ class ConnectorService(Service):
     :param notifier: told when the connector fails for good.
     """
 
-    chat_kind = "chat"
+    #: False for connectors that receive nothing on a connection of their
+    #: own (webhooks, SMTP): silence is normal there, so no watchdog.
+    watches_stalls = True
 
     def __init__(
         self, name: str, clock: Any, config: Any, pipeline: Any, store: Any, notifier: Any = None,
@@ -105,7 +101,7 @@ class ConnectorService(Service):
         self._timer: Any = None
         self._stopping = False
         self._stall_reason: str | None = None
-        self.watchdog = Watchdog(clock, config.stall_timeout, self._stalled)
+        self.watchdog = Watchdog(clock, config.stall_timeout if self.watches_stalls else 0, self._stalled)
 
     # What a platform implements
 
@@ -154,10 +150,16 @@ class ConnectorService(Service):
         self.watchdog.poke()
 
     def _stalled(self) -> None:
+        self.stall(f"no data for {self.config.stall_timeout:g}s")
+
+    def stall(self, detail: str) -> None:
+        """
+        Tear the connection down as a zombie (nothing arrives, or a heartbeat
+        went unacknowledged); it is reconnected and counted as a stall.
+        """
         if self._current is not None and not self._current.called:
-            self._stall_reason = "stall"
-            log("openclaw:connector:stalled", level="warn", connector=self.name,
-                timeout=self.config.stall_timeout)
+            self._stall_reason = detail
+            log("openclaw:connector:stalled", level="warn", connector=self.name, detail=detail)
             self._current.cancel()
 
     def _ended(self, _: Any, action: Any) -> None:
@@ -172,7 +174,7 @@ class ConnectorService(Service):
             self._fail(str(failure.value))
             return
         if failure.check(CancelledError) and self._stall_reason:
-            self._after(self._stall_reason, f"no data for {self.config.stall_timeout:g}s")
+            self._after("stall", self._stall_reason)
             return
         self._after("error", f"{type(failure.value).__name__}: {failure.value}")
 
@@ -290,7 +292,7 @@ class ConnectorService(Service):
         return {
             "connected": self.is_connected(),
             "state": self.state,
-            "last_receive": _iso(self.last_receive),
+            "last_receive": iso(self.last_receive),
             "last_error": self.last_error,
             "reconnects": self.reconnects,
         }

@@ -343,12 +343,11 @@ class DiscordConnector(ConnectorService):
 
     def zombie(self, connection: Deferred, interval: float) -> None:
         """
-        A heartbeat fell due unacknowledged.  Counted as a stall: the base
-        counts a cancelled connection with a stall reason under "stall".
+        A heartbeat fell due unacknowledged: a zombie connection, torn down
+        and counted as a stall.
         """
         log("openclaw:discord:zombie", level="warn", heartbeat_interval=interval)
-        self._stall_reason = "stall"
-        connection.cancel()
+        self.stall(f"heartbeat not acknowledged within {interval:g}s")
 
     def dispatched(self, kind: Any, d: Any) -> None:
         if kind == "READY":

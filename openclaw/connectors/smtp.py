@@ -27,9 +27,10 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.mail.smtp import ESMTPSenderFactory, SMTPClientError
 
-from openclaw.connectors.base import ConnectorService, Terminal, _iso
+from openclaw.connectors.base import ConnectorService, Terminal
 from openclaw.connectors.config import SmtpConfig, credential
 from openclaw.eliotutil import log
+from openclaw.health import iso
 
 SUBJECT_LIMIT = 78
 _ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+")
@@ -87,6 +88,8 @@ class SmtpConnector(ConnectorService):
         (``None``: the platform's trust store); tests pass their own.
     """
 
+    watches_stalls = False  # nothing is received, so nothing can stall
+
     def __init__(
         self, reactor: Any, config: SmtpConfig, pipeline: Any, store: Any, notifier: Any = None,
         environ: Mapping[str, str] = os.environ, trust_root: Any = None,
@@ -94,7 +97,6 @@ class SmtpConnector(ConnectorService):
         super().__init__("smtp", reactor, config, pipeline, store, notifier)
         self.password = credential(config, "password", environ)
         self.trust_root = trust_root
-        self.watchdog.timeout = 0  # nothing is received, so nothing can stall
         self.sent = 0
         self.last_sent: float | None = None
         self.last_failed: float | None = None
@@ -154,5 +156,5 @@ class SmtpConnector(ConnectorService):
 
     def health(self) -> dict[str, Any]:
         """The base detail (``last_error`` is the last failed send's) and when mail last went out or failed."""
-        return {**super().health(), "sent": self.sent, "last_sent": _iso(self.last_sent),
-                "last_failed": _iso(self.last_failed)}
+        return {**super().health(), "sent": self.sent, "last_sent": iso(self.last_sent),
+                "last_failed": iso(self.last_failed)}

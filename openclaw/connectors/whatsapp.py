@@ -192,6 +192,8 @@ class WhatsAppConnector(ConnectorService):
     ``webhook`` is the handler to serve at ``/webhooks/whatsapp``.
     """
 
+    watches_stalls = False  # webhooks only: silence is normal
+
     def __init__(
         self, reactor: Any, config: WhatsAppConfig, pipeline: Any, store: Any, notifier: Any = None,
         environ: Mapping[str, str] = os.environ, rng: Callable[[], float] = random.random,
@@ -199,7 +201,6 @@ class WhatsAppConnector(ConnectorService):
         super().__init__("whatsapp", reactor, config, pipeline, store, notifier, rng)
         self.token = credential(config, "token", environ)
         self.app_secret = credential(config, "app_secret", environ)
-        self.watchdog.timeout = 0  # webhooks only: silence is normal, there is no connection to stall
         self._waiting: Deferred | None = None
         self._partial: OrderedDict[str, int] = OrderedDict()
 
