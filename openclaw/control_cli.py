@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from datetime import datetime
 from typing import Any, Callable
 
@@ -56,8 +57,47 @@ def render_pairing(payload: dict) -> str:
     return "\n".join(lines)
 
 
+def render_checks(payload: dict) -> str:
+    from openclaw.proactive.checks import format_states
+
+    return format_states(payload["checks"], time.time())
+
+
+def render_beat(payload: dict) -> str:
+    fields = [f"verdict: {payload.get('verdict')}"]
+    fields += [f"{k}: {payload[k]}" for k in ("reason", "duration", "actions", "error", "skipped") if payload.get(k)]
+    return "\n".join(fields)
+
+
+def render_heartbeat_status(payload: dict) -> str:
+    hours = payload.get("active_hours")
+    return "\n".join([
+        f"last: {payload.get('last') or 'never'} ({payload.get('last_verdict') or 'no verdict yet'})",
+        f"next: {payload.get('next') or 'not scheduled'}",
+        f"every: {payload.get('every'):g}s" + (f", active {hours['start']}-{hours['end']}" if hours else ""),
+        f"timezone: {payload.get('timezone')}",
+        "OVERDUE: no heartbeat completed within twice the interval" if payload.get("overdue") else "on time",
+    ])
+
+
+# The answers that make the command exit 1 (for scripts and monitoring).
+FAILED: dict[str, Callable[[Any], bool]] = {
+    "checks.list": lambda p: any(c.get("alerting") for c in p["checks"]),
+    "heartbeat.run": lambda p: p.get("verdict") == "failed",
+    "heartbeat.status": lambda p: bool(p.get("overdue")),
+}
+
+
 def _method(args: argparse.Namespace) -> tuple[str, dict, Callable[[Any], str]]:
     """The gateway method, its params and how to print the answer, for ``args``."""
+    if args.command == "checks":
+        return "checks.list", {}, render_checks
+    if args.command == "heartbeat":
+        if args.action == "now":
+            return "heartbeat.run", {"instruction": args.instruction or ""}, render_beat
+        return "heartbeat.status", {}, render_heartbeat_status
+    if args.command == "report":
+        return "reports.get", {"date": args.date} if args.date else {}, lambda p: p["markdown"].rstrip()
     if args.command == "pairing":
         if args.action == "approve":
             return "pairing.approve", {"code": args.arg}, lambda p: f"approved {p['sender']}"
@@ -79,13 +119,13 @@ def cmd_control(args: argparse.Namespace) -> int:
         print(f"openclaw: {error}", file=sys.stderr)
         return 1
     print(json.dumps(payload, indent=2) if args.json else render(payload))
-    return 0
+    return 1 if FAILED.get(method, lambda p: False)(payload) else 0
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, timeout: float = 30.0) -> None:
     parser.add_argument("--gateway", help="ws://host:port/ (default: $OPENCLAW_GATEWAY_URL, else the home's config)")
     parser.add_argument("--home", help="the daemon's home, for its token (default: $OPENCLAW_HOME, else ~/.openclaw)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the daemon")
+    parser.add_argument("--timeout", type=float, default=timeout, help=f"seconds to wait for the daemon (default {timeout:g})")
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
     parser.set_defaults(func=cmd_control)
 
@@ -96,3 +136,12 @@ def add_control_parsers(sub: Any) -> None:
     pairing.add_argument("action", choices=("list", "approve", "revoke"))
     pairing.add_argument("arg", nargs="?", help="approve: the 6-digit code; revoke: channel:sender-id")
     _common(pairing)
+    checks = sub.add_parser("checks", help="the checks and their state (exit 1 while one is alerting)")
+    _common(checks)
+    heartbeat = sub.add_parser("heartbeat", help="run a heartbeat now, or show when the last and next are")
+    heartbeat.add_argument("action", choices=("now", "status"))
+    heartbeat.add_argument("--instruction", help="now: an extra instruction for this beat")
+    _common(heartbeat, timeout=300.0)  # a beat with a model can take minutes
+    report = sub.add_parser("report", help="print a morning report (default: the latest)")
+    report.add_argument("date", nargs="?", help="YYYY-MM-DD")
+    _common(report)

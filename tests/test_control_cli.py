@@ -1,0 +1,47 @@
+"""``openclaw checks``, ``heartbeat`` and ``report`` against a running daemon."""
+
+from __future__ import annotations
+
+import os
+
+import pytest_twisted
+from twisted.internet import protocol, reactor, task
+
+from openclaw.config import build_config
+from tests.daemon import RunningDaemon
+from tests.test_pairing import cli
+
+
+@pytest_twisted.inlineCallbacks
+def test_checks_heartbeat_and_report_commands(tmp_path) -> None:
+    # A port nothing listens on: the check fails at once and alerts.
+    closed = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
+    port = closed.getHost().port
+    yield closed.stopListening()
+    config = build_config({
+        "gateway": {"listen": "tcp:0:interface=127.0.0.1"}, "web": {"listen": "tcp:0:interface=127.0.0.1"},
+        "checks": [{"name": "db", "type": "tcp", "target": f"127.0.0.1:{port}", "every": "0.05s", "fail_after": 1}],
+    })
+    daemon = RunningDaemon(str(tmp_path), config)
+    checks = daemon.service.getServiceNamed("checks")
+    for _ in range(500):
+        if any(s["alerting"] for s in checks.states()):
+            break
+        yield task.deferLater(reactor, 0.01, lambda: None)
+    listed = yield cli(daemon, "checks")
+    assert listed.returncode == 1, listed.stderr
+    assert listed.stdout.startswith("db") and "DOWN" in listed.stdout and "alerted" in listed.stdout
+
+    status = yield cli(daemon, "heartbeat", "status")
+    assert status.returncode == 0 and "on time" in status.stdout and "every: 1800s" in status.stdout
+    beat = yield cli(daemon, "heartbeat", "now")
+    assert beat.returncode == 0, beat.stdout + beat.stderr
+    assert beat.stdout.startswith("verdict: ")
+
+    missing = yield cli(daemon, "report")
+    assert missing.returncode == 1 and "no report for any day yet" in missing.stderr
+    os.makedirs(tmp_path / "reports")
+    (tmp_path / "reports" / "2026-11-23.md").write_text("# Report for 2026-11-23\n\nAll quiet.\n")
+    report = yield cli(daemon, "report", "2026-11-23")
+    assert report.returncode == 0 and report.stdout == "# Report for 2026-11-23\n\nAll quiet.\n"
+    yield daemon.stop()
