@@ -80,6 +80,15 @@ def parse_duration(value: Any) -> float:
     raise ValueError(f"expected a duration like 30s, got {_got(value)}")
 
 
+def format_duration(seconds: float) -> str:
+    """The largest whole unit: ``30d``, ``24h``, ``5m``, ``30s``, ``0.5s``."""
+    for unit in ("d", "h", "m"):
+        size = _DURATION_UNITS[unit]
+        if seconds and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 _SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?")
 _SIZE_UNITS = {
     None: 1, "B": 1, "KB": 10**3, "KiB": 2**10,
@@ -176,6 +185,7 @@ class StoreConfig:
     url: str = ""
     prefix: str = "openclaw:"
     history: int = 200
+    retention: float = 30 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -356,6 +366,7 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("store", "url"): (parse_store_url, "sqlite:///<path> or redis://host:port/db; empty: SQLite in <home>/data/"),
     ("store", "prefix"): (_string, "Redis key prefix, so several daemons can share one Redis"),
     ("store", "history"): (_positive_int, "messages of history kept per session"),
+    ("store", "retention"): (parse_duration, "sent messages, finished events and journal records older than this are pruned; 0 keeps all"),
     ("brain", "providers"): (parse_providers, "model providers in failover order; none: the offline rules brain"),
     ("brain", "max_tool_rounds"): (_count, "tool-call rounds a model may take for one message"),
     ("brain", "history"): (_positive_int, "past messages of the session sent to the model"),
@@ -549,7 +560,7 @@ def _yaml_scalar(section: str, key: str, value: Any) -> str:
     if section == "connectors":
         return json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value).items()})
     if parser is parse_duration:
-        return f"{value:g}s"
+        return format_duration(value)
     if parser is parse_size and value % (1024 * 1024) == 0:
         return f"{value // (1024 * 1024)}MiB"
     if isinstance(value, tuple):

@@ -163,6 +163,19 @@ class IStore(Interface):
             with nothing in the range are left out.
         """
 
+    def prune(before, limit):
+        """
+        Delete what only history needs, older than ``before``: sent outbox
+        rows (by creation time), inbound events that are done or failed
+        (a platform redelivering one of those afterwards would be answered
+        again) and journal records.  Pending rows, failed outbox rows and
+        events not yet done are kept.  At most ``limit`` rows of each kind
+        go per call.
+
+        :return: a Deferred firing with ``{"outbox": n, "inbound": n,
+            "journal": n}``, the rows removed.
+        """
+
     # Sessions and history
 
     def history(session_id, limit):

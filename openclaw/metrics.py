@@ -219,3 +219,9 @@ mail_notified = Counter(
     ["mailbox", "important"],
     registry=REGISTRY,
 )
+store_pruned = Counter(
+    "openclaw_store_pruned_total",
+    "Rows deleted by pruning (sent outbox rows, finished inbound events, journal records) past store.retention.",
+    ["kind"],
+    registry=REGISTRY,
+)

@@ -36,6 +36,7 @@ from openclaw.proactive.engine import build_engine
 from openclaw.runtime import Runtime
 from openclaw.state import StateService
 from openclaw.store import make_store
+from openclaw.store.pruning import PruneService
 from openclaw.system.sdnotify import SDNotifier
 from openclaw.system.systemd_service import SystemdService
 from openclaw.web import WebService
@@ -148,6 +149,7 @@ def build_service(
         ("connectors", connectors),
         ("pipeline", pipeline),
         ("outbox", outbox),
+        ("prune", PruneService(reactor, store, config.store.retention)),
         *engine.children,
         ("systemd", SystemdService(SDNotifier.from_environ(environ), reactor, lambda: status_line(runtime), environ)),
     ]

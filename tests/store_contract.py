@@ -319,6 +319,44 @@ class StoreContract:
         assert (yield store.message_counts(300.0, 400.0)) == {}
 
     @pytest_twisted.inlineCallbacks
+    def test_prune_removes_only_finished_rows_older_than_the_cutoff(self, backend: Backend) -> Any:
+        store = yield backend.start()
+        old_done, old_waiting, new_done = (message(timestamp=t, platform_id=n) for n, t in enumerate((10.0, 20.0, 500.0)))
+        for event in (old_done, old_waiting, new_done):
+            yield store.record_inbound(event)
+        (old_sent,) = yield store.complete_inbound(old_done.id, [reply(old_done, created_at=15.0)])
+        (new_sent,) = yield store.complete_inbound(new_done.id, [reply(new_done, created_at=510.0)])
+        (old_failed, _), (old_pending, _) = yield gatherResults([
+            store.enqueue_outbox(alert("f", created_at=12.0)), store.enqueue_outbox(alert("p", created_at=13.0))])
+        for outbox_id in (old_sent, new_sent):
+            yield store.mark_sent(outbox_id)
+        yield store.mark_failed(old_failed, "boom")
+        yield store.append_journal("heartbeat", 30.0, {"n": 1})
+        yield store.append_journal("heartbeat", 600.0, {"n": 2})
+        yield store.append_journal("alert", 40.0, {"n": 3})
+        assert (yield store.prune(100.0, 1000)) == {"outbox": 1, "inbound": 1, "journal": 2}
+        assert (yield store.outbox_counts()) == {"pending": 1, "sent": 1, "failed": 1}
+        assert (yield store.inbound_state(old_done.id)) is None
+        assert (yield store.inbound_state(old_waiting.id)) == "received"
+        assert [e.id for e in (yield store.pending_inbound())] == [old_waiting.id]
+        assert [r["payload"] for r in (yield store.journal("heartbeat", 0.0))] == [{"n": 2}]
+        assert (yield store.journal("alert", 0.0)) == []
+        assert (yield store.prune(100.0, 1000)) == {"outbox": 0, "inbound": 0, "journal": 0}
+        due = yield store.due_outbox(float("inf"), 10)
+        assert [i.id for i in due] == [old_pending]
+
+    @pytest_twisted.inlineCallbacks
+    def test_prune_takes_at_most_limit_rows_of_a_kind_per_call(self, backend: Backend) -> Any:
+        store = yield backend.start()
+        events = [message(timestamp=float(t), platform_id=t) for t in range(5)]
+        for event in events:
+            yield store.record_inbound(event)
+            yield store.complete_inbound(event.id, [])
+        assert (yield store.prune(100.0, 2))["inbound"] == 2
+        assert (yield store.prune(100.0, 2))["inbound"] == 2
+        assert (yield store.prune(100.0, 2))["inbound"] == 1
+
+    @pytest_twisted.inlineCallbacks
     def test_journal_since(self, backend: Backend) -> Any:
         store = yield backend.start()
         yield store.append_journal("heartbeat", 10.0, {"ok": True})

@@ -58,7 +58,7 @@ if dedupe ~= '' then
   redis.call('HSET', p..'in:dedupe', dedupe, id)
 end
 local seq = redis.call('INCR', p..'in:seq')
-redis.call('HSET', p..'in:'..id, 'event', ARGV[5], 'state', 'received', 'session', session)
+redis.call('HSET', p..'in:'..id, 'event', ARGV[5], 'state', 'received', 'session', session, 'dedupe', dedupe)
 redis.call('ZADD', p..'in:pending', seq, id)
 if ARGV[6] ~= '' then append_history(p, session, ARGV[6], tonumber(ARGV[7])) end
 local s, ts = p..'sess:'..session, ARGV[10]
@@ -185,9 +185,47 @@ return rows
 # Members are "<zero-padded seq>:<payload>" so equal timestamps keep their
 # append order and equal payloads stay distinct.
 _JOURNAL = """
+redis.call('SADD', ARGV[1]..'journal:kinds', ARGV[2])
 local seq = redis.call('INCR', ARGV[1]..'journal:seq')
 redis.call('ZADD', ARGV[1]..'journal:'..ARGV[2], ARGV[3], string.format('%015d', seq)..':'..ARGV[4])
 return 1
+"""
+
+
+# ARGV: prefix, before, limit.  Sent outbox rows and finished inbound events
+# (with their dedupe entries) and journal records older than ``before``.
+_PRUNE = """
+local p, before, limit = ARGV[1], '('..ARGV[2], tonumber(ARGV[3])
+local outbox, inbound, journal = 0, 0, 0
+for _, channel in ipairs(redis.call('SMEMBERS', p..'out:channels')) do
+  local zkey = p..'out:sent:'..channel
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', zkey, '-inf', before)) do
+    if outbox >= limit then break end
+    local item = redis.call('HGET', p..'out:'..id, 'item')
+    if item then redis.call('HDEL', p..'out:dedupe', cjson.decode(item).dedupe_key) end
+    redis.call('DEL', p..'out:'..id)
+    redis.call('ZREM', zkey, id)
+    redis.call('HINCRBY', p..'out:counts', 'sent', -1)
+    outbox = outbox + 1
+  end
+end
+for _, source in ipairs(redis.call('SMEMBERS', p..'in:sources')) do
+  local zkey = p..'in:at:'..source
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', zkey, '-inf', before)) do
+    if inbound >= limit then break end
+    local r = redis.call('HMGET', p..'in:'..id, 'state', 'dedupe')
+    if r[1] ~= 'received' then
+      if r[2] and r[2] ~= '' then redis.call('HDEL', p..'in:dedupe', r[2]) end
+      redis.call('DEL', p..'in:'..id)
+      redis.call('ZREM', zkey, id)
+      inbound = inbound + 1
+    end
+  end
+end
+for _, kind in ipairs(redis.call('SMEMBERS', p..'journal:kinds')) do
+  journal = journal + redis.call('ZREMRANGEBYSCORE', p..'journal:'..kind, '-inf', before)
+end
+return {outbox, inbound, journal}
 """
 
 
@@ -393,6 +431,11 @@ class RedisStore(Service):
             if int(n):
                 counts.setdefault(channel, {"in": 0, "out": 0, "failed": 0})[field] = int(n)
         return counts
+
+    @inlineCallbacks
+    def prune(self, before: float, limit: int) -> Any:
+        outbox, inbound, journal = yield self._eval(_PRUNE, _number(before), limit)
+        return {"outbox": int(outbox), "inbound": int(inbound), "journal": int(journal)}
 
     # Sessions and history
 

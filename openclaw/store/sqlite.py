@@ -477,6 +477,22 @@ class SQLiteStore(Service):
 
         return self._submit(counts)
 
+    def prune(self, before: float, limit: int) -> Deferred:
+        def prune(db: sqlite3.Connection) -> dict[str, int]:
+            def delete(table: str, where: str) -> int:
+                return db.execute(
+                    f"DELETE FROM {table} WHERE seq IN (SELECT seq FROM {table} WHERE {where} ORDER BY seq LIMIT ?)",
+                    (before, limit),
+                ).rowcount
+
+            return {
+                "outbox": delete("outbox", "status = 'sent' AND created_at < ?"),
+                "inbound": delete("inbound", "state != 'received' AND timestamp < ?"),
+                "journal": delete("journal", "timestamp < ?"),
+            }
+
+        return self._submit(prune)
+
     # Sessions and history
 
     def history(self, session_id: str, limit: int) -> Deferred:
