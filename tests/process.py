@@ -69,12 +69,21 @@ class DaemonProcess:
         self.web, self.gateway = free_port(), free_port()
         self.notify = NotifySocket(os.path.join(self.tmp_path, f"notify-{self.starts}.sock"))
         env = clean_env(NOTIFY_SOCKET=self.notify.path, **self.env)
-        self.process = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "openclaw", "--home", self.home, *self.args,
-             "--web", f"tcp:{self.web}:interface=127.0.0.1", "--gateway", f"tcp:{self.gateway}:interface=127.0.0.1"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd="/",
-        )
+        # A file, not a pipe: nobody reads a pipe while the test runs, and a
+        # daemon that fills one blocks in its console logger.
+        self.output_path = os.path.join(self.tmp_path, f"output-{self.starts}.log")
+        with open(self.output_path, "wb") as output:
+            self.process = subprocess.Popen(
+                [TWISTD, "-n", "--pidfile=", "openclaw", "--home", self.home, *self.args,
+                 "--web", f"tcp:{self.web}:interface=127.0.0.1", "--gateway", f"tcp:{self.gateway}:interface=127.0.0.1"],
+                stdout=output, stderr=subprocess.STDOUT, env=env, cwd="/",
+            )
         return self.notify.until("READY=1")
+
+    def output(self) -> bytes:
+        """Everything the current run printed so far."""
+        with open(self.output_path, "rb") as f:
+            return f.read()
 
     @property
     def url(self) -> str:
@@ -89,9 +98,9 @@ class DaemonProcess:
     def stop(self) -> tuple[int, bytes]:
         """SIGTERM and wait: the exit status and everything it printed."""
         self.process.send_signal(signal.SIGTERM)
-        output, _ = self.process.communicate(timeout=60)
+        self.process.wait(60)
         self.notify.close()
-        return self.process.returncode, output
+        return self.process.returncode, self.output()
 
     def ensure_dead(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -120,7 +120,8 @@ def test_run_notify_health_sigterm_drain_exit_0(tmp_path) -> None:
         daemon.process.send_signal(signal.SIGTERM)
         after = daemon.notify.until("STOPPING=1")
         assert "WATCHDOG=1" in before_ready + after
-        output, _ = daemon.process.communicate(timeout=60)
+        daemon.process.wait(60)
+        output = daemon.output()
         process = daemon.process
     finally:
         daemon.ensure_dead()
@@ -134,5 +135,5 @@ def test_run_notify_health_sigterm_drain_exit_0(tmp_path) -> None:
     assert all("log_level" in line for line in lines)
     stops = [line["service"] for line in lines
              if line.get("action_type") == "openclaw:service:stop" and line.get("action_status") == "started"]
-    assert stops == ["systemd", "cron", "heartbeat", "outbox", "pipeline", "connectors", "web", "gateway", "state",
+    assert stops == ["systemd", "cron", "heartbeat", "prune", "outbox", "pipeline", "connectors", "web", "gateway", "state",
                      "store", "logging"]
