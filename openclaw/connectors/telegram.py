@@ -21,13 +21,16 @@ import os
 import random
 import re
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import treq
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
-from twisted.web.client import HTTPConnectionPool, readBody
+from twisted.web.client import HTTPConnectionPool, ResponseDone, ResponseNeverReceived
+from twisted.web.http import PotentialDataLoss
 
 from openclaw import metrics
 from openclaw.connectors.base import ConnectorService, Terminal
@@ -103,14 +106,15 @@ def _retry_after(data: dict) -> float | None:
 def parse_reply(method: str, status: int, body: bytes) -> Any:
     """
     The ``result`` of a Bot API answer.  :raise ApiError: for an error answer
-    (with the ``retry_after`` a 429 asks for); ``BadReply`` when not JSON.
+    (with the ``retry_after`` a 429 asks for); ``BadReply`` for a 200 that is
+    not the Bot API's JSON (a proxy's HTML error page is just an error).
     """
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        raise BadReply(method, status, "response is not JSON") from None
+        data = None
     if not isinstance(data, dict):
-        raise BadReply(method, status, "response is not a JSON object")
+        raise (BadReply if status == 200 else ApiError)(method, status, "response is not a JSON object")
     if status == 200 and data.get("ok") is True and "result" in data:
         return data["result"]
     code = data.get("error_code")
@@ -175,6 +179,44 @@ def parse_update(update: Any, username: str | None) -> Incoming | None:
 def _seconds(value: float) -> float | int:
     """Telegram's ``timeout`` is whole seconds; fractions only occur in tests against a local server."""
     return int(value) if float(value).is_integer() else value
+
+
+class _Body(Protocol):
+    """Collects a response body into ``done``."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.done: Deferred = Deferred(lambda _: self.transport.stopProducing())
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if reason is None or reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self.chunks))
+        else:
+            self.done.errback(reason)
+
+
+def read_body(response: Any) -> Deferred:
+    """
+    The body of ``response``; cancelling drops the connection (treq's
+    ``content`` cannot be cancelled, and ``readBody`` cannot abort an
+    HTTP/1.1 response), so a server stalling mid-body is left too.
+    """
+    body = _Body()
+    response.deliverBody(body)
+    return body.done
+
+
+def _cancelled_as_such(failure: Any) -> Any:
+    """
+    A request cancelled before its answer fails with ``ResponseNeverReceived``;
+    it was a cancel (the watchdog's, a timeout's), and must read as one.
+    """
+    if failure.check(ResponseNeverReceived) and any(r.check(CancelledError) for r in failure.value.reasons):
+        raise CancelledError()
+    return failure
 
 
 def _shielded(d: Deferred) -> Deferred:
@@ -304,8 +346,8 @@ class TelegramConnector(ConnectorService):
     def _post(self, method: str, params: dict, timeout: float) -> Deferred:
         d = treq.post(f"{self.config.api_url}/bot{self.token}/{method}", json=params, pool=self.pool,
                       reactor=self.reactor, unbuffered=True)
-        # readBody, unlike treq.content, aborts the connection when cancelled.
-        d.addCallback(lambda response: readBody(response).addCallback(lambda body: (response.code, body)))
+        d.addCallbacks(lambda response: read_body(response).addCallback(lambda body: (response.code, body)),
+                       _cancelled_as_such)
         return d.addTimeout(timeout, self.clock)
 
     @inlineCallbacks
@@ -346,8 +388,12 @@ class TelegramConnector(ConnectorService):
         """
         ``/webhooks/telegram``: 401 without the secret token; 200 once the
         update is durable, or when it is unusable (a retry would not help);
-        503 while draining, so Telegram delivers it again later.
+        503 while draining, so Telegram delivers it again later.  404 in
+        polling mode: updates come one way only.
         """
+        if self.config.mode != "webhook":
+            request.setResponseCode(404)
+            return b""
         given = request.getHeader(SECRET_HEADER) or b""
         secret = self.config.webhook_secret.encode()
         if not secret or not hmac.compare_digest(given, secret):
@@ -372,6 +418,8 @@ class TelegramConnector(ConnectorService):
         return d
 
     def _webhook_failed(self, failure: Any, request: Any) -> bytes:
+        if failure.check(CancelledError):
+            return b""  # Telegram hung up; the update is recorded anyway and redelivered
         if not failure.check(ShuttingDown):
             log("openclaw:connector:webhook-failed", level="error", connector=self.name, error=repr(failure.value))
         request.setResponseCode(503 if failure.check(ShuttingDown) else 500)

@@ -1,0 +1,206 @@
+"""
+A local Telegram Bot API for the connector tests: a real HTTP server on
+127.0.0.1 speaking ``/bot<token>/<method>`` with JSON bodies.
+
+``getUpdates`` long-polls (held until an update is queued or ``timeout``
+passes) with Telegram's offset semantics: a call with ``offset`` confirms,
+and forgets, every update below it.  ``sendMessage`` records texts and
+refuses ones over 4,096 UTF-16 units as Telegram does.  Failures are
+scripted per method (``script``), or global: ``reject`` (every call gets
+that status), ``stall`` (accept and never answer); ``restart`` drops every
+connection and listens again on the same port.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.protocols.policies import WrappingFactory
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+from openclaw.connectors.split import utf16_length
+
+TOKEN = "123456:TEST-token-SECRET"
+USERNAME = "openclaw_test_bot"
+
+
+def error(status: int, description: str, retry_after: float | None = None) -> tuple[int, bytes]:
+    """An error answer as the Bot API spells it."""
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if retry_after is not None:
+        body["parameters"] = {"retry_after": retry_after}
+    return status, json.dumps(body).encode()
+
+
+def ok(result: Any) -> tuple[int, bytes]:
+    return 200, json.dumps({"ok": True, "result": result}).encode()
+
+
+def text_update(chat_id: int, text: str, sender_id: int | None = None, first_name: str = "Ann") -> dict:
+    """The ``message`` of an update (the server adds ``update_id`` and ``message_id``)."""
+    sender_id = chat_id if sender_id is None else sender_id
+    return {"message": {
+        "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+        "from": {"id": sender_id, "is_bot": False, "first_name": first_name, "username": f"user{sender_id}"},
+        "date": 1700000000, "text": text,
+    }}
+
+
+class BotAPI(Resource):
+    isLeaf = True
+
+    def __init__(self, token: str = TOKEN, username: str = USERNAME) -> None:
+        super().__init__()
+        self.token = token
+        self.username = username
+        self.queue: list[dict] = []
+        self.next_update = 1000
+        self.next_message = 1
+        self.calls: Counter[str] = Counter()
+        self.offsets: list[int | None] = []
+        self.sent: list[dict] = []
+        self.script: dict[str, list[tuple[int, bytes] | None]] = {}
+        self.reject: int | None = None
+        self.stall = False
+        self._polls: list[tuple[Any, Any]] = []
+        site = Site(self)
+        site.noisy = False
+        self._factory = WrappingFactory(site)  # tracks connections, so a restart can drop them
+        self._port: Any = None
+        self.port_number = 0
+
+    # Running
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port_number}"
+
+    def start(self) -> BotAPI:
+        self._port = reactor.listenTCP(self.port_number, self._factory, interface="127.0.0.1")
+        self.port_number = self._port.getHost().port
+        return self
+
+    @inlineCallbacks
+    def stop(self) -> Any:
+        """Stop listening and drop every connection (held polls included)."""
+        port, self._port = self._port, None
+        if port is not None:
+            yield port.stopListening()
+        for connection in list(self._factory.protocols):
+            connection.transport.abortConnection()
+
+    @inlineCallbacks
+    def restart(self) -> Any:
+        yield self.stop()
+        self.start()
+
+    # Scripting
+
+    def push(self, update: dict) -> int:
+        """Queue an update (``update_id`` and ``message_id`` filled in); :return: its ``update_id``."""
+        update = {**update, "update_id": self.next_update}
+        message = update.get("message")
+        if isinstance(message, dict) and "message_id" not in message:
+            update["message"] = {**message, "message_id": self.next_message}
+            self.next_message += 1
+        self.next_update += 1
+        self.queue.append(update)
+        self._answer_polls()
+        return update["update_id"]
+
+    def fail_next(self, method: str, *answers: tuple[int, bytes] | None) -> None:
+        """The next calls of ``method`` get these answers, in order (``None``: the normal answer)."""
+        self.script.setdefault(method, []).extend(answers)
+
+    def texts(self, chat_id: int | None = None) -> list[str]:
+        return [m["text"] for m in self.sent if chat_id is None or m["chat_id"] == chat_id]
+
+    # Serving
+
+    def render_POST(self, request: Any) -> Any:
+        parts = request.path.decode().split("/")
+        method = parts[-1]
+        self.calls[method] += 1
+        if self.stall:
+            return NOT_DONE_YET
+        if len(parts) != 3 or parts[1] != f"bot{self.token}":
+            return self._send(request, *error(401, "Unauthorized"))
+        if self.reject is not None:
+            return self._send(request, *error(self.reject, "Unauthorized" if self.reject == 401 else "Not Found"))
+        answer = self.script[method].pop(0) if self.script.get(method) else None
+        if answer is not None:
+            return self._send(request, *answer)
+        try:
+            params = json.loads(request.content.read() or b"{}")
+        except ValueError:
+            return self._send(request, *error(400, "Bad Request: invalid JSON"))
+        handler: Callable[[Any, dict], Any] | None = getattr(self, f"_{method}", None)
+        if handler is None:
+            return self._send(request, *error(404, "Not Found"))
+        return handler(request, params)
+
+    def _send(self, request: Any, status: int, body: bytes) -> bytes:
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", b"application/json")
+        return body
+
+    def _getMe(self, request: Any, params: dict) -> bytes:
+        return self._send(request, *ok({"id": 123456, "is_bot": True, "first_name": "openclaw",
+                                        "username": self.username}))
+
+    def _getUpdates(self, request: Any, params: dict) -> Any:
+        offset = params.get("offset")
+        self.offsets.append(offset)
+        if isinstance(offset, int):
+            self.queue = [u for u in self.queue if u["update_id"] >= offset]
+        if self.queue or not params.get("timeout"):
+            return self._send(request, *ok(self.queue[:100]))
+        timer = reactor.callLater(params["timeout"], self._answer_poll, request)
+        self._polls.append((request, timer))
+        request.notifyFinish().addErrback(lambda _: self._forget_poll(request))
+        return NOT_DONE_YET
+
+    def _answer_polls(self) -> None:
+        for request, _ in list(self._polls):
+            self._answer_poll(request)
+
+    def _answer_poll(self, request: Any) -> None:
+        self._forget_poll(request)
+        request.write(self._send(request, *ok(self.queue[:100])))
+        request.finish()
+
+    def _forget_poll(self, request: Any) -> None:
+        for entry in [p for p in self._polls if p[0] is request]:
+            self._polls.remove(entry)
+            if entry[1].active():
+                entry[1].cancel()
+
+    def _sendMessage(self, request: Any, params: dict) -> bytes:
+        text, chat_id = params.get("text"), params.get("chat_id")
+        if not isinstance(text, str) or not text.strip():
+            return self._send(request, *error(400, "Bad Request: message text is empty"))
+        if chat_id is None:
+            return self._send(request, *error(400, "Bad Request: chat not found"))
+        if utf16_length(text) > 4096:
+            return self._send(request, *error(400, "Bad Request: message is too long"))
+        self.sent.append({"chat_id": chat_id, "text": text})
+        self.next_message += 1
+        return self._send(request, *ok({"message_id": self.next_message, "date": 1700000000,
+                                        "chat": {"id": chat_id}, "text": text}))
+
+
+@inlineCallbacks
+def until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` every 10 ms until it holds; fail after ``timeout`` seconds."""
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"{what} not met within {timeout:g}s")
+        yield deferLater(reactor, 0.01, lambda: None)
