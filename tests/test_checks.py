@@ -89,10 +89,13 @@ def service(probe: Script, store: FakeStore | None = None, notifier: FakeNotifie
 def test_alert_once_after_fail_after_then_recovery() -> None:
     probe = Script(True, False, False, False, False, True, True)
     checks = service(probe)
+    woken: list[str] = []
+    checks.on_change = woken.append  # the heartbeat's wake in the tree
     checks.startService()  # the first probe runs at once
     checks.clock.pump([60] * 6)
     kinds = [(kind, key) for kind, _, _, key in checks.notifier.sent]
     assert kinds == [("alert", "check:web:1-60:alert"), ("recovery", "check:web:1-60:recovery")]
+    assert woken == ["web", "web"]
     assert checks.notifier.sent[0][2] == "web is DOWN: HTTP 503 (3 failures since 00:01)"
     assert checks.notifier.sent[1][2] == "web is back up after 4m"
     journal = checks.store.journal
@@ -250,7 +253,7 @@ def test_a_server_going_down_and_back_gives_one_alert_and_one_recovery_on_the_ga
     assert reply["payload"] == {"subscribed": "*"}
 
     checks.startService()  # probes once at start: up
-    yield checks.ready
+    yield checks.loaded
     up = yield checks.run("website")
     assert up["ok"] is True
     yield server.stopListening()

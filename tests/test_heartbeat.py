@@ -300,6 +300,8 @@ def test_rules_brain_reads_check_service_states_and_ignores_unprobed_checks(tmp_
     rig = Rig(tmp_path, RulesBrain(FakeFacts()), checks=[
         {"name": "web", "type": "http", "ok": None, "last_detail": None, "last_latency": None, "failures": 0},
         {"name": "nas", "type": "tcp", "ok": False, "last_detail": "connection refused", "last_latency": 0.01},
+        # Its own alert policy already told the owner: the heartbeat does not repeat it.
+        {"name": "db", "type": "tcp", "ok": False, "last_detail": "timeout", "alerting": True},
     ])
     rig.advance(EVERY)
     assert [s["message"] for s in rig.notifier.sent] == ["Heartbeat: a check is failing:\n- nas: connection refused"]

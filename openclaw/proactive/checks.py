@@ -115,7 +115,10 @@ class ChecksService(Service):
         self.clock = clock
         self.probes = probes if probes is not None else {c.name: make_probe(c, reactor or clock) for c in checks}
         self.zone = ZoneInfo(timezone) if timezone else None
-        self.ready: Deferred = succeed(None)
+        #: Fires once saved states are loaded and loops run (not ``ready``: must not gate readiness).
+        self.loaded: Deferred = succeed(None)
+        #: Called with the check's name after each alert or recovery (the heartbeat's wake).
+        self.on_change: Callable[[str], Any] = lambda name: None
         self._states = {name: CheckState() for name in self.checks}
         self._saved: dict[str, dict] = {}
         self._last: dict[str, ProbeResult] = {}
@@ -126,8 +129,8 @@ class ChecksService(Service):
     def startService(self) -> None:
         Service.startService(self)
         self._draining = False
-        self.ready = self._load()
-        self.ready.addCallback(lambda _: self._start_loops())
+        self.loaded = self._load()
+        self.loaded.addCallback(lambda _: self._start_loops())
 
     @inlineCallbacks
     def _load(self) -> Any:
@@ -201,8 +204,10 @@ class ChecksService(Service):
             key = f"check:{check.name}:{state.incident}:realert-{state.realerts}"
         log("openclaw:check:decision", level="warn" if kind == "alert" else "info", check=check.name,
             decision=decision, incident=state.incident, failures=state.failures)
-        return self.notifier.notify(kind, check.name, message(decision, check, state, detail, now, self._at),
-                                    dedupe_key=key)
+        d = self.notifier.notify(kind, check.name, message(decision, check, state, detail, now, self._at),
+                                 dedupe_key=key)
+        d.addCallback(lambda result: (self.on_change(check.name), result)[1])
+        return d
 
     def _save(self, name: str, state: CheckState) -> Any:
         data = state.to_json()

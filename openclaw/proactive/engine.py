@@ -59,6 +59,8 @@ def build_engine(
                           if j.get("next_due") is not None and j["next_due"] <= reactor.seconds()],
     )
     heartbeat = HeartbeatService(runtime, config.heartbeat, home, brain, store, notifier, snapshotter, push=push)
+    if config.checks:
+        checks.on_change = lambda name: heartbeat.wake("check")  # a model may want to act on it
     engine.children.append(("heartbeat", heartbeat))
     engine.methods.update(heartbeat_methods(heartbeat))
 

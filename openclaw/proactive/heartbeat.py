@@ -126,7 +126,13 @@ def build_prompt(snapshot: dict, checklist: str, reported: dict[str, dict], inst
 
 
 def failing_checks(snapshot: dict) -> list[dict]:
-    return [c for c in snapshot.get("checks", []) if c.get("ok") is False]
+    """
+    Failing checks the heartbeat must tell about.  Checks that carry
+    ``alerting`` have an alert policy of their own (``ChecksService``): it
+    already tells the owner once per incident, so the heartbeat does not
+    tell again.
+    """
+    return [c for c in snapshot.get("checks", []) if c.get("ok") is False and "alerting" not in c]
 
 
 def _finding(check: dict) -> str:
