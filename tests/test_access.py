@@ -48,6 +48,19 @@ def test_an_empty_allowlist_refuses_everyone(store) -> None:
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_refused_sender_hears_why_once_per_quiet_period(store) -> None:
+    clock = Clock()
+    gate = Access("telegram", (), False, 10, store, clock)
+    replies = []
+    for _ in range(3):
+        replies.append((yield gate.decide("99", "99")).reply)
+    assert replies == [access.NOT_ALLOWED_REPLY, None, None]
+    clock.advance(access.REFUSAL_QUIET)
+    assert (yield gate.decide("99", "99")).reply == access.NOT_ALLOWED_REPLY
+    assert (yield gate.decide("98", "98")).verdict == "not_allowed"
+
+
+@pytest_twisted.inlineCallbacks
 def test_listed_senders_and_the_wildcard_pass(store) -> None:
     assert (yield Access("telegram", ("42",), False, 10, store, Clock()).decide("42", "1")).verdict == "allowed"
     assert (yield Access("telegram", ("42",), False, 10, store, Clock()).decide("43", "1")).verdict == "not_allowed"
@@ -59,8 +72,11 @@ def test_pairing_gives_one_code_per_sender_until_approved(store) -> None:
     clock = Clock()
     gate = Access("discord", (), True, 10, store, clock, rng=random.Random(7))
     first = yield gate.decide("u1", "c1", "Ann")
+    quiet = yield gate.decide("u1", "c1", "Ann")
+    clock.advance(access.REFUSAL_QUIET)
     again = yield gate.decide("u1", "c1", "Ann")
-    assert first.verdict == "pairing" and first.reply == again.reply
+    assert first.verdict == quiet.verdict == "pairing" and quiet.reply is None
+    assert first.reply == again.reply  # the same live code, not a new one
     code = first.reply.split("approve ")[1].split()[0]
     assert len(code) == 6 and code.isdigit()
     pending = yield access.pending_pairings(store, clock.seconds())

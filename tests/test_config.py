@@ -157,3 +157,60 @@ def test_any_document_loads_or_fails_with_one_config_error_line(document) -> Non
         assert text.startswith("config error: ") and "\n" not in text
     else:
         assert c.gateway.max_bad_frames > 0 and c.gateway.drain_timeout >= 0
+
+
+# Connectors, checks, cron, mail
+
+
+def test_connectors_parse_per_platform_and_name_a_bad_key() -> None:
+    config = build_config({"connectors": {"telegram": {"enabled": True, "allow_from": [42, "7"], "stall_timeout": "2m"}}})
+    assert [name for name, _ in config.connectors.enabled()] == ["telegram"]
+    assert config.connectors.telegram.allow_from == ("42", "7") and config.connectors.telegram.stall_timeout == 120
+    with pytest.raises(ConfigError) as e:
+        build_config({"connectors": {"discord": {"tokn": "x"}}})
+    assert str(e.value).startswith("config error: connectors.discord: unknown key 'tokn'")
+    with pytest.raises(ConfigError) as e:
+        build_config({"connectors": {"telegram": {"enabled": True, "mode": "webhook"}}})
+    assert "webhook_secret" in str(e.value)
+
+
+def test_connector_credentials_are_secrets_and_stay_out_of_the_digest() -> None:
+    document = {"connectors": {"slack": {"bot_token": "xoxb-in-the-file-123"}},
+                "mail": [{"name": "w", "host": "imap.example.org", "user": "me", "password_env": "W_PW"}]}
+    env = {"SLACK_APP_TOKEN": "xapp-from-the-env-456", "W_PW": "mail-password-789"}
+    config = build_config(document)
+    assert {"xoxb-in-the-file-123", "xapp-from-the-env-456", "mail-password-789"} <= set(config.secrets(env))
+    changed = build_config({**document, "connectors": {"slack": {"bot_token": "xoxb-another-one-000"}}})
+    assert config.digest() == changed.digest()  # only "is a token set" counts
+
+
+def test_list_sections_name_the_entry_and_field() -> None:
+    cases = {
+        "checks": ([{"name": "db", "type": "tcp", "target": "nohost"}], "checks: [0].target: expected host:port"),
+        "cron": ([{"name": "r", "schedule": "0 9 * *", "action": "report"}], "cron: [0].schedule:"),
+        "mail": ([{"name": "w", "host": "h", "user": "u"}], "mail: [0].password_env:"),
+    }
+    for section, (entries, message) in cases.items():
+        with pytest.raises(ConfigError) as e:
+            build_config({section: entries})
+        assert str(e.value).startswith(f"config error: {message}"), str(e.value)
+    with pytest.raises(ConfigError) as e:
+        build_config({"checks": [{"name": "a", "type": "disk", "target": "/"}, {"name": "a", "type": "memory"}]})
+    assert "'a' is used twice" in str(e.value)
+
+
+def test_list_sections_from_the_environment_are_json() -> None:
+    config = build_config(environ={"OPENCLAW_CRON": '[{"name": "w", "schedule": "0 9 * * 1", "action": "heartbeat"}]'})
+    assert [job.name for job in config.cron] == ["w"]
+    assert [job.name for job in build_config().cron] == ["morning-report"]  # the default job
+    with pytest.raises(ConfigError) as e:
+        build_config(environ={"OPENCLAW_CHECKS": "[{"})
+    assert str(e.value).startswith("config error: OPENCLAW_CHECKS (checks): expected a JSON list")
+
+
+@given(st.lists(st.sampled_from(["http", "tcp", "disk", "memory", "load", "process"]), max_size=6, unique=True))
+def test_any_valid_checks_list_round_trips_its_names(types: list[str]) -> None:
+    targets = {"http": "https://example.org/", "tcp": "127.0.0.1:5432", "disk": "/", "process": "sshd"}
+    entries = [{"name": f"c-{t}", "type": t, **({"target": targets[t]} if t in targets else {})} for t in types]
+    config = build_config({"checks": entries})
+    assert [(c.name, c.type) for c in config.checks] == [(e["name"], e["type"]) for e in entries]

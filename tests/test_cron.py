@@ -88,7 +88,7 @@ class Harness:
     def start(self, *jobs: CronConfig, tz: str = "UTC") -> CronService:
         self.service = CronService(
             self.clock, self.store, jobs, self.notifier,
-            run_report=lambda day: self.action(self.reports, day),
+            run_report=lambda day, target: self.action(self.reports, (day, target) if target else day),
             run_heartbeat=lambda instruction: self.action(self.beats, instruction), timezone=tz)
         self.service.startService()
         return self.service
@@ -132,13 +132,13 @@ def test_the_record_is_written_before_the_action_starts() -> None:
     h = Harness(at(2024, 5, 2, 8))
     seen = []
 
-    def report(day: date) -> None:
-        seen.append((day, h.store.record("rep")["outcome"], h.store.record("rep")["due"]))
+    def report(day: date, target: str) -> None:
+        seen.append((day, target, h.store.record("rep")["outcome"], h.store.record("rep")["due"]))
 
-    h.start(daily("rep", action="report"))
+    h.start(daily("rep", action="report", target="telegram:7"))
     h.service.run_report = report
     h.advance_to(at(2024, 5, 2, 9))
-    assert seen == [(date(2024, 5, 1), "started", at(2024, 5, 2, 9))]
+    assert seen == [(date(2024, 5, 1), "telegram:7", "started", at(2024, 5, 2, 9))]
 
 
 def test_a_restart_during_a_run_never_runs_that_due_time_again() -> None:
@@ -296,7 +296,7 @@ def test_records_survive_a_restart_in_a_sqlite_store(tmp_path) -> Any:
     beats: list[str] = []
 
     def start() -> CronService:
-        service = CronService(clock, store, (daily("real"),), Notifier(), run_report=lambda day: None,
+        service = CronService(clock, store, (daily("real"),), Notifier(), run_report=lambda day, target: None,
                               run_heartbeat=beats.append, timezone="UTC")
         service.startService()
         return service

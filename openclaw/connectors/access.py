@@ -29,6 +29,9 @@ PAIRING_REPLY = (
     "openclaw pairing approve {code}  (the code is valid for 15 minutes)"
 )
 RATE_LIMITED_REPLY = "You're sending messages faster than I can read them; please wait a minute and try again."
+# A refused sender hears why at most this often: refusals must not become a
+# way to make the bot talk (or hit the platform's rate limits).
+REFUSAL_QUIET = 10 * 60.0
 
 
 class TokenBucket:
@@ -94,6 +97,7 @@ class Access:
         self.rng = rng or random.SystemRandom()
         self._buckets: dict[str, TokenBucket] = {}
         self._told_to_slow_down: set[str] = set()
+        self._refused_at: dict[str, float] = {}
 
     @inlineCallbacks
     def decide(self, sender_id: str, chat_id: str, sender_name: str = "") -> Any:
@@ -102,11 +106,24 @@ class Access:
         if not allowed:
             allowed = (yield self.store.get_state(allow_key(self.connector, sender_id))) is not None
         if not allowed:
+            verdict = "pairing" if self.pairing else "not_allowed"
+            if not self._may_tell(sender_id):
+                return Decision(verdict)
             if not self.pairing:
-                return Decision("not_allowed", NOT_ALLOWED_REPLY)
+                return Decision(verdict, NOT_ALLOWED_REPLY)
             code = yield self._pairing_code(sender_id, chat_id, sender_name)
-            return Decision("pairing", PAIRING_REPLY.format(code=code))
+            return Decision(verdict, PAIRING_REPLY.format(code=code))
         return self._rate(sender_id)
+
+    def _may_tell(self, sender_id: str) -> bool:
+        """Whether a refused sender may hear why now (once per ``REFUSAL_QUIET``)."""
+        now = self.clock.seconds()
+        if now - self._refused_at.get(sender_id, float("-inf")) < REFUSAL_QUIET:
+            return False
+        if len(self._refused_at) >= self.MAX_BUCKETS:
+            self._refused_at = {k: t for k, t in self._refused_at.items() if now - t < REFUSAL_QUIET}
+        self._refused_at[sender_id] = now
+        return True
 
     def _rate(self, sender_id: str) -> Decision:
         if self.rate_per_minute == 0:

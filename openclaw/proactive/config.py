@@ -221,8 +221,17 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _entries(cls: type, required: tuple[str, ...], check: Callable[[Any], None]) -> Callable[[Any], tuple]:
+def _session_target(value: Any) -> str:
+    """Where a job or mailbox tells the owner: empty (``heartbeat.target``), ``last`` or a session id."""
+    return "" if value == "" else parse_target(value)
+
+
+def _entries(
+    cls: type, required: tuple[str, ...], check: Callable[[Any], None],
+    parsers: dict[str, Callable[[Any], Any]] | None = None,
+) -> Callable[[Any], tuple]:
     known = {f.name for f in fields(cls)}
+    parsers = {**_PARSERS, **(parsers or {})}
 
     def parse(value: Any) -> tuple:
         if isinstance(value, str):
@@ -246,7 +255,7 @@ def _entries(cls: type, required: tuple[str, ...], check: Callable[[Any], None])
                 if key not in known:
                     raise ValueError(f"[{n}]: unknown key {key!r} (known: {', '.join(sorted(known))})")
                 try:
-                    parsed[key] = _PARSERS.get(key, _str)(item)
+                    parsed[key] = parsers.get(key, _str)(item)
                 except ValueError as e:
                     raise ValueError(f"[{n}].{key}: {e}") from None
             entry = cls(**parsed)
@@ -288,7 +297,7 @@ def _mail_entry(mail: MailConfig) -> None:
 
 
 parse_checks = _entries(CheckConfig, ("name", "type"), _check_entry)
-parse_cron = _entries(CronConfig, ("name", "schedule", "action"), _cron_entry)
-parse_mail = _entries(MailConfig, ("name", "host", "user"), _mail_entry)
+parse_cron = _entries(CronConfig, ("name", "schedule", "action"), _cron_entry, {"target": _session_target})
+parse_mail = _entries(MailConfig, ("name", "host", "user"), _mail_entry, {"target": _session_target})
 
 DEFAULT_CRON = (CronConfig(name="morning-report", schedule="0 9 * * *", action="report"),)

@@ -195,7 +195,7 @@ class CronService(Service):
 
     def _action(self, job: CronConfig, due: float, tz: tzinfo) -> Any:
         if job.action == "report":
-            return self.run_report(report_day(due, tz))
+            return self.run_report(report_day(due, tz), job.target)
         if job.action == "message":
             return self.notifier.notify("info", job.name, job.text, dedupe_key=f"cron:{job.name}:{due:.0f}",
                                         target=job.target)

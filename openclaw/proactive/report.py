@@ -351,8 +351,11 @@ class Reporter:
         self.summary_timeout = summary_timeout
 
     @inlineCallbacks
-    def run(self, day: date) -> Any:
-        """Write and send the report of ``day``: a Deferred firing with the markdown file's path."""
+    def run(self, day: date, target: str = "") -> Any:
+        """
+        Write and send the report of ``day`` (to ``target``, else the
+        notifier's): a Deferred firing with the markdown file's path.
+        """
         name = _day_name(day)
         if name is None:
             raise ValueError(f"not a day: {day!r}")
@@ -365,7 +368,7 @@ class Reporter:
         path = os.path.join(folder, name + ".md")
         _write(os.path.join(folder, name + ".html"), render_html(data, summary))
         _write(path, text)
-        yield self.notifier.notify("info", "report", text, dedupe_key=f"report:{name}")
+        yield self.notifier.notify("info", "report", text, dedupe_key=f"report:{name}", target=target)
         log("openclaw:report:written", day=name, path=path, summary=bool(summary))
         return path
 
