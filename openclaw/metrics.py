@@ -166,13 +166,14 @@ connector_send_failures = Counter(
 )
 connector_reconnects = Counter(
     "openclaw_connector_reconnects_total",
-    "Connections torn down and retried, by reason (error, stall, closed, server).",
+    "Connections torn down and retried, by reason (error, stall, closed).",
     ["connector", "reason"],
     registry=REGISTRY,
 )
 connector_refused = Counter(
     "openclaw_connector_refused_total",
-    "Inbound messages that did not reach a brain, by reason (not_allowed, rate_limited, malformed).",
+    "Inbound messages that did not reach a brain, by reason (not_allowed, pairing, rate_limited, malformed, "
+    "bad_signature, unauthorized).",
     ["connector", "reason"],
     registry=REGISTRY,
 )
@@ -209,7 +210,7 @@ alerts_total = Counter(
 )
 cron_runs = Counter(
     "openclaw_cron_runs_total",
-    "Cron job runs, by job and outcome (ok, failed, missed).",
+    "Cron job runs, by job and outcome (ok, failed, interrupted, missed, skipped).",
     ["job", "outcome"],
     registry=REGISTRY,
 )

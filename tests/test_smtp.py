@@ -291,7 +291,7 @@ def test_only_configured_addresses_are_mailed(tmp_path) -> None:
     server = MailServer().start()
     harness, connector = start(tmp_path, config(server.port))
     try:
-        assert "not in smtp.to" in (yield send_fails(connector, "stranger@example.net"))
+        assert "not in connectors.smtp.to" in (yield send_fails(connector, "stranger@example.net"))
         assert "not an email address" in (yield send_fails(connector, "owner@example.com\r\nBcc: x@y.z"))
         assert server.protocols == []  # refused before connecting
     finally:

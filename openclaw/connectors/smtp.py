@@ -104,7 +104,7 @@ class SmtpConnector(ConnectorService):
     def run_once(self) -> Deferred:
         """Ready once the configuration can work; then wait, there is no connection to keep."""
         if not is_address(self.config.sender):
-            return fail(Terminal("smtp.sender is not an email address"))
+            return fail(Terminal("connectors.smtp.sender is not an email address"))
         if self.config.user and not self.password:
             return fail(Terminal(f"smtp.user is set but no password (set {self.config.password_env})"))
         self.up()
@@ -115,7 +115,7 @@ class SmtpConnector(ConnectorService):
         if not is_address(chat_id):
             return fail(SmtpError(f"not an email address: {chat_id!r}"))
         if self.config.to and chat_id not in self.config.to:
-            return fail(SmtpError(f"{chat_id} is not in smtp.to"))
+            return fail(SmtpError(f"{chat_id} is not in connectors.smtp.to"))
         message = build_message(self.config.sender, chat_id, text, dedupe_key, self.clock.seconds())
         d = self._transmit(chat_id, message.as_bytes())
         d.addCallbacks(self._sent, self._failed, callbackArgs=(chat_id, dedupe_key))
