@@ -294,6 +294,8 @@ def _cron_entry(job: CronConfig) -> None:
 def _mail_entry(mail: MailConfig) -> None:
     if not mail.password and not mail.password_env:
         raise ValueError("password_env: name the variable that holds the password")
+    if mail.tls == "none" and mail.host not in ("127.0.0.1", "::1", "localhost"):
+        raise ValueError("tls: none (a password in clear text) is only allowed to 127.0.0.1 or localhost")
 
 
 parse_checks = _entries(CheckConfig, ("name", "type"), _check_entry)

@@ -66,6 +66,7 @@ def build_engine(
 
     reporter = Reporter(reactor, store, notifier, home, config.heartbeat.timezone, summarize=brain_summarizer(brain))
     engine.reporter = reporter
+    runtime.report = reporter.get
     cron = CronService(reactor, store, config.cron, notifier, run_report=reporter.run,
                        run_heartbeat=heartbeat.run_instruction, timezone=config.heartbeat.timezone)
     engine.children.append(("cron", cron))
@@ -75,10 +76,27 @@ def build_engine(
     if config.mail:
         from openclaw.proactive.mail import MailWatchService
 
-        mail = MailWatchService(reactor, store, notifier, config.mail, environ=environ)
+        mail = MailWatchService(reactor, store, notifier, config.mail, environ=environ,
+                                ask_model=_mail_judge(config, reactor, runtime, environ))
         runtime.mail = mail.health
         engine.children.append(("mail", mail))
     return engine
+
+
+def _mail_judge(config: Config, reactor: Any, runtime: Runtime, environ: Mapping[str, str]) -> Any:
+    """
+    A model that may promote mail the rules skipped: a brain of its own
+    without tools, since mail text is untrusted input.  None without a model.
+    """
+    if not config.brain.providers:
+        return None
+    from dataclasses import replace
+
+    from openclaw.agent.factory import make_brain
+    from openclaw.facts import RuntimeFacts
+    from openclaw.proactive.importance import model_judge
+
+    return model_judge(make_brain(replace(config.brain, tools=()), reactor, RuntimeFacts(runtime), (), environ))
 
 
 def _reports_get(reporter: Reporter) -> Callable[[Any, dict], Any]:

@@ -96,7 +96,9 @@ def _trim(text: str, limit: int) -> str:
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
-    cut = text[: limit - 1].rsplit(" ", 1)[0] or text[: limit - 1]
+    cut = text[: limit - 1]
+    if text[limit - 1] != " " and " " in cut:  # do not end on half a word
+        cut = cut.rsplit(" ", 1)[0]
     return cut.rstrip(" ,;:-") + "…"
 
 

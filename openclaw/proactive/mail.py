@@ -52,7 +52,7 @@ from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.eliotutil import begin, log
-from openclaw.health import _iso
+from openclaw.health import iso
 from openclaw.interfaces import IDrainable
 from openclaw.outbox import retry_delay
 from openclaw.proactive.config import MailConfig
@@ -108,7 +108,8 @@ def _text_of(part: EmailMessage) -> str:
         return ""
     if part.get_content_subtype() == "html":
         text = re.sub(r"(?is)<(script|style)\b.*?(</\1>|$)", " ", text)
-        text = html.unescape(re.sub(r"(?s)<[^>]*>?", " ", text))
+        text = re.sub(r"(?i)</?(br|p|div|li|tr|td|th|h[1-6]|table|ul|ol)\b[^>]*>", " ", text)
+        text = html.unescape(re.sub(r"(?s)<[^>]*>?", "", text))  # inline tags join words
     return text
 
 
@@ -316,7 +317,7 @@ class MailboxWatcher:
     def health(self) -> dict[str, Any]:
         return {
             "state": self.state, "mode": self.mode, "last_error": self.last_error,
-            "last_check": _iso(self.last_check), "last_uid": self.last_uid, "attempts": self.attempts,
+            "last_check": iso(self.last_check), "last_uid": self.last_uid, "attempts": self.attempts,
         }
 
     def wait_for(self, predicate: Callable[[MailboxWatcher], bool]) -> Deferred:
@@ -367,18 +368,19 @@ class MailboxWatcher:
                 yield self._session()
                 continue
             except LoginRefused as e:
-                delay = FAILED_RETRY
-                self._changed("failed", str(e))
-                log("openclaw:mail:failed", level="error", mailbox=self.config.name, error=str(e), retry_in=delay)
+                delay, state, error = FAILED_RETRY, "failed", str(e)
+                log("openclaw:mail:failed", level="error", mailbox=self.config.name, error=error, retry_in=delay)
             except Exception as e:
                 if self._stopping:
                     break
                 self.failures += 1
                 delay = retry_delay(self.failures, RETRY_BASE, RETRY_CAP, self.rand)
-                self._changed("backoff", _describe(e))
+                state, error = "backoff", _describe(e)
                 log("openclaw:mail:disconnected", level="warn", mailbox=self.config.name,
-                    error=self.last_error, retry_in=round(delay, 1))
-            yield self._sleep(delay)
+                    error=error, retry_in=round(delay, 1))
+            wait = self._sleep(delay)  # scheduled before anyone hears of the new state
+            self._changed(state, error)
+            yield wait
         self._changed("stopped")
 
     def _sleep(self, seconds: float) -> Deferred:
@@ -404,15 +406,15 @@ class MailboxWatcher:
             with action.context():
                 d = DeferredContext(maybeDeferred(self._open, action))
                 d.addActionFinish()
-            proto, idle = yield d.result
-            self.failures = 0
-            self.mode = "idle" if idle else "poll"
+            yield d.result
+            proto = self.proto
             self._changed("watching")
             while not self._stopping:
                 yield self._check(proto)
+                self.failures = 0  # only a connection that works resets the backoff
                 if self._stopping:
                     break
-                if idle:
+                if self.mode == "idle":
                     yield self._idle(proto)
                 else:
                     yield self._sleep(self.config.poll_every)
@@ -443,6 +445,7 @@ class MailboxWatcher:
 
     @inline_callbacks
     def _open(self, action: Any) -> Any:
+        """Connect, log in, EXAMINE and load the saved position; sets ``proto`` and ``mode``."""
         config = self.config
         password = self._password()
         endpoint: Any = HostnameEndpoint(self.reactor, config.host, config.port, timeout=COMMAND_TIMEOUT)
@@ -470,9 +473,8 @@ class MailboxWatcher:
         caps = yield self._timed(proto.getCapabilities(useCache=False))
         info = yield self._timed(proto.examine(config.mailbox))
         yield self._sync(info)
-        idle = config.idle and b"IDLE" in caps
-        action.add_success_fields(idle=idle, uidvalidity=self.uidvalidity, last_uid=self.last_uid)
-        return proto, idle
+        self.mode = "idle" if config.idle and b"IDLE" in caps else "poll"
+        action.add_success_fields(mode=self.mode, uidvalidity=self.uidvalidity, last_uid=self.last_uid)
 
     @inlineCallbacks
     def _sync(self, info: dict) -> Any:
@@ -493,7 +495,8 @@ class MailboxWatcher:
 
     @inlineCallbacks
     def _check(self, proto: WatchClient) -> Any:
-        action = begin("openclaw:mail:fetch", mailbox=self.config.name, after_uid=self.last_uid)
+        # Debug: every poll or IDLE wake-up has one; each mail seen gets an info line.
+        action = begin("openclaw:mail:fetch", level="debug", mailbox=self.config.name, after_uid=self.last_uid)
         with action.context():
             d = DeferredContext(maybeDeferred(self._fetch_new, proto, action))
             d.addActionFinish()
