@@ -1,13 +1,18 @@
 """
 ``Facts`` from the running daemon: what the rules brain and the
-``get_status`` tool can say about it.  Checks and reports are hooks the
-proactive engine fills in.
+``get_status`` tool can say about it.  Checks and reports come from the
+proactive engine through the runtime.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from openclaw import health
 from openclaw.runtime import Runtime
+
+# Reading this process's memory costs a file read; /status may be asked often.
+MEMORY_FRESH_FOR = 1.0
 
 
 class RuntimeFacts:
@@ -15,9 +20,16 @@ class RuntimeFacts:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._memory: tuple[float, dict[str, Any]] | None = None
+
+    def _current_memory(self) -> dict[str, Any]:
+        now = self.runtime.clock.seconds()
+        if self._memory is None or now - self._memory[0] >= MEMORY_FRESH_FOR:
+            self._memory = (now, health.memory())
+        return self._memory[1]
 
     def health_summary(self) -> str:
-        code, body = health.report(self.runtime, health.memory())
+        code, body = health.report(self.runtime, self._current_memory())
         down = [name for name, up in body["connections"].items() if not up]
         lines = [
             f"status: {body['status']}, up {body['uptime']:.0f}s, "
@@ -35,7 +47,15 @@ class RuntimeFacts:
         return {"last": status["last_heartbeat"], "next": status["next_heartbeat"]}
 
     def checks(self) -> str:
-        return "No checks are configured yet."
+        states = self.runtime.checks()
+        if not states:
+            return "No checks are configured (see `checks:` in the config)."
+        from openclaw.proactive.checks import format_states
+
+        return format_states(states, self.runtime.clock.seconds())
 
     def report(self) -> str:
-        return f"{self.health_summary()}\nNo report sections are configured yet."
+        latest = self.runtime.report()
+        if latest is None:
+            return f"{self.health_summary()}\nNo morning report has been written yet."
+        return latest

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable
 
+import orjson
 from eliot import add_destinations, remove_destination
 from twisted.application.service import Service
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
@@ -61,6 +62,12 @@ _CONSOLE_HIDDEN = frozenset(
 
 _CONSOLE_VALUE_LIMIT = 300
 
+#: Actions that happen once per chat message: at info and below they are
+#: written to combined.log (eliot-tree) but not to the console (journald),
+#: where a line per message would cost more than the message itself.
+FILE_ONLY_ACTIONS = frozenset({"openclaw:message", "openclaw:message:replayed", "openclaw:outbox:deliver"})
+_QUIET_LEVELS = frozenset({"info", "debug", "trace"})
+
 _TO_TWISTED = {
     "error": LogLevel.error,
     "warn": LogLevel.warn,
@@ -85,6 +92,51 @@ def is_secret_key(name: str) -> bool:
     return any(part in lowered for part in SECRET_KEY_PARTS)
 
 
+def known_secrets(secrets: Iterable[str]) -> tuple[str, ...]:
+    """The secrets long enough to scrub from text."""
+    return _known(tuple(secrets))
+
+
+@functools.lru_cache(maxsize=8)
+def _known(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple({s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH})
+
+
+_SECRET_KEY_BYTES = tuple(part.encode() for part in SECRET_KEY_PARTS)
+
+
+def _has_secret_key(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(is_secret_key(str(key)) or _has_secret_key(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_secret_key(item) for item in value)
+    return False
+
+
+def serialize_redacted(message: dict[str, Any], known: tuple[str, ...]) -> tuple[dict[str, Any], bytes]:
+    """
+    ``message`` made safe (``redact``) and as one JSON line.  Most records
+    hold no secret: they are serialized once and checked, and only those
+    that need it pay for the full ``redact`` walk.
+    """
+    line = _dumps(message)
+    lowered = line.lower()
+    # Keys are in the line too, so a line naming no secret-looking word has no
+    # secret key; inside JSON a secret appears escaped (quotes, backslashes).
+    maybe_key = any(part in lowered for part in _SECRET_KEY_BYTES)
+    if (maybe_key and _has_secret_key(message)) or any(orjson.dumps(s)[1:-1] in line for s in known):
+        message = _redact(message, known, False)
+        line = _dumps(message)
+    return message, line
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # what orjson cannot encode (integers past 64 bits): the slow path
+        return (json.dumps(value, ensure_ascii=False, default=str) + "\n").encode("utf-8", "backslashreplace")
+
+
 def redact(value: Any, secrets: Iterable[str]) -> Any:
     """
     Return a JSON-ready copy of ``value`` that is safe to write to a log.
@@ -98,8 +150,7 @@ def redact(value: Any, secrets: Iterable[str]) -> Any:
     sets become lists, bytes are decoded, and any other object is rendered
     with ``str()`` first, so a secret inside a repr is caught too.
     """
-    known = tuple({s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH})
-    return _redact(value, known, False)
+    return _redact(value, known_secrets(secrets), False)
 
 
 def _redact(value: Any, known: tuple[str, ...], hide: bool) -> Any:
@@ -184,8 +235,8 @@ class _JsonLinesFile:
         # Eliot calls destinations from whichever thread logged.
         self._lock = threading.Lock()
 
-    def write(self, message: dict[str, Any]) -> None:
-        line = (json.dumps(message, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    def write(self, line: bytes) -> None:
+        """Append one serialized JSON line (ending in a newline)."""
         with self._lock:
             self._file.write(line)
 
@@ -257,14 +308,18 @@ class LoggingService(Service):
         level = level_of(message)
         if LEVELS[level] < LEVELS[self.level] or self._combined is None or self._errors is None:
             return  # below the threshold, or a message racing stopService
-        clean = redact({k: v for k, v in message.items() if k != "__eliot_logger__"}, self._secrets())
-        clean["log_level"] = level
-        self._combined.write(clean)
+        raw = {k: v for k, v in message.items() if k != "__eliot_logger__"}
+        raw["log_level"] = level
+        clean, line = serialize_redacted(raw, known_secrets(self._secrets()))
+        self._combined.write(line)
         if level == "error":
-            self._errors.write(clean)
+            self._errors.write(line)
             self._error_times.append(clean.get("timestamp", time.time()))
-        # Twisted's own observers already show the original of a twisted:log.
-        if self._console and clean.get("message_type") != "twisted:log":
+        # Twisted's own observers already show the original of a twisted:log;
+        # per-message records at info and below go to the files only.
+        if self._console and clean.get("message_type") != "twisted:log" and not (
+            level in _QUIET_LEVELS and clean.get("action_type") in FILE_ONLY_ACTIONS
+        ):
             globalLogPublisher(
                 {
                     "log_format": "{openclaw_line}",

@@ -31,6 +31,7 @@ class Runtime:
         self.heartbeat_overdue: Callable[[], bool] = lambda: False
         self.checks: Callable[[], list[dict[str, Any]]] = list
         self.mail: Callable[[], dict[str, dict[str, Any]]] = dict
+        self.report: Callable[[], str | None] = lambda: None
         self.connectors: Callable[[], dict[str, dict[str, Any]]] = dict
         self.gateway: Callable[[], dict[str, int]] = dict
         self.nofile: tuple[int, int] | None = None

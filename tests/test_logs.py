@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+import orjson
 import pytest
 from eliot import log_message, start_action, write_traceback
 from hypothesis import assume, given
@@ -26,9 +27,11 @@ from openclaw.logs import (
     REDACTED,
     LoggingService,
     is_secret_key,
+    known_secrets,
     level_of,
     redact,
     render,
+    serialize_redacted,
 )
 
 TOKEN = "gw-token-0123456789abcdef"
@@ -446,3 +449,26 @@ def test_redaction_without_matches_is_the_identity(value: Any, secrets: list[str
     assume(not any(secret in text for secret in secrets for text in strings_in(value)))
     assume(not any(is_secret_key(text) for text in strings_in(value)))
     assert redact(value, secrets) == value
+
+
+@given(values_with_planted_secrets() | json_values(st.text(max_size=10), st.text(max_size=10)).map(lambda v: (v, ["k" * 8])))
+def test_the_written_line_never_holds_a_secret_and_matches_redact(case: tuple[Any, list[str]]) -> None:
+    value, secrets = case
+    message = {"message_type": "test:x", "value": value}
+    known = known_secrets(secrets)
+    clean, line = serialize_redacted(message, known)
+    assert clean == redact(message, secrets)
+    assert line.endswith(b"\n") and json.loads(line)["message_type"] == "test:x"
+    for secret in known:
+        assert secret.encode() not in line and orjson.dumps(secret)[1:-1] not in line
+
+
+def test_per_message_actions_reach_the_file_but_not_the_console(tmp_path: Path, captured: list[dict[str, Any]]) -> None:
+    service = start(tmp_path, "info")
+    with begin("openclaw:message", "info", event_id="e1"):
+        log("openclaw:message:brain-failed", "error", error="model down")
+    service.stopService()
+    texts = [formatEvent(e) for e in captured if e.get(CONSOLE_MARKER)]
+    assert [t.split()[1] for t in texts] == ["openclaw:message:brain-failed"]
+    written = [m for m in lines(tmp_path / "logs" / "combined.log") if m.get("action_type") == "openclaw:message"]
+    assert [m["action_status"] for m in written] == ["started", "succeeded"]
