@@ -190,7 +190,7 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class LanesConfig:
-    max_concurrent: int = 32
+    max_concurrent: int = 128
     max_queue: int = 100
     idle_after: float = 24 * 3600.0
 
