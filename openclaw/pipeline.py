@@ -15,7 +15,7 @@ from typing import Any
 from eliot import Action
 from eliot.twisted import DeferredContext, inline_callbacks
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from zope.interface import implementer
 
 from openclaw import metrics
@@ -28,6 +28,7 @@ from openclaw.runtime import Runtime
 
 BUSY_REPLY = "I'm busy with your earlier messages; please send this one again in a moment."
 BRAIN_DOWN_REPLY = "Sorry, I could not reach my language model just now; please try again later."
+USAGE_PREFIX = "usage:"
 PRIORITY = {"message.received": CHAT, "user.command": CHAT, "system.heartbeat": HEARTBEAT}
 
 
@@ -142,12 +143,28 @@ class Pipeline(Service):
                                       tool_calls=reply.tool_calls, **reply.usage)
             for kind, count in reply.usage.items():
                 metrics.brain_tokens.labels(reply.provider, kind).inc(count)
+            if any(reply.usage.values()):
+                yield self._add_usage(session_id, reply.usage)
         except BrainError as e:
             log("openclaw:message:brain-failed", level="error", error=str(e), retryable=e.retryable)
             text = BRAIN_DOWN_REPLY
         self.outbox.remember_task(event.id, action.serialize_task_id().decode())
         yield self._complete(event, text)
         metrics.response_duration.labels(event.source).observe(self.runtime.clock.seconds() - started)
+
+    @inlineCallbacks
+    def _add_usage(self, session_id: str, usage: dict[str, int]) -> Any:
+        """
+        Add a reply's token counts to the session's running total (state key
+        ``usage:<session>``).  A lane runs one message at a time, so this
+        read-modify-write never races within its session.
+        """
+        key = USAGE_PREFIX + session_id
+        total = (yield self.store.get_state(key)) or {}
+        for kind, count in usage.items():
+            total[kind] = total.get(kind, 0) + count
+        total["replies"] = total.get("replies", 0) + 1
+        yield self.store.set_state(key, total)
 
     def _complete(self, event: Event, text: str) -> Deferred:
         replies = [OutboxItem(

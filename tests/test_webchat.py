@@ -6,7 +6,7 @@ import pytest_twisted
 from twisted.internet import defer
 
 from openclaw.events import MESSAGE_RECEIVED, Event
-from tests import wsclient
+from tests import llm_servers, wsclient
 from tests.daemon import RunningDaemon, daemon_config
 
 
@@ -139,3 +139,23 @@ def test_one_eliot_tree_per_message_from_receive_to_send(tmp_path) -> None:
     assert end["provider"] == "rules" and end["reply_length"] > 0 and end["log_level"] == "info"
     assert "/help" not in json.dumps(task)  # message bodies never at info
     assert start["length"] == 5 and start["session_id"] == "webchat:test"
+
+
+@pytest_twisted.inlineCallbacks
+def test_token_usage_is_kept_per_session(tmp_path) -> None:
+    llm = llm_servers.FakeLLM().start()
+    llm.answer(llm_servers.openai_text("one", prompt_tokens=11, completion_tokens=7),
+               llm_servers.openai_text("two", prompt_tokens=20, completion_tokens=3))
+    config = daemon_config(brain={"providers": [{"kind": "openai", "model": "m", "base_url": llm.url + "/v1",
+                                                 "api_key_env": "TEST_KEY", "max_retries": 0}]})
+    daemon = RunningDaemon(str(tmp_path), config, environ={"TEST_KEY": llm_servers.KEY})
+    client = yield wsclient.connect(daemon.gateway_port, daemon.token)
+    for text in ("first", "second"):
+        ack = yield client.request("chat.send", {"text": text})
+        yield reply_for(client, ack["payload"]["event_id"])
+    listed = yield client.request("sessions.list")
+    [session] = [s for s in listed["payload"]["sessions"] if s["session_id"] == "webchat:test"]
+    assert session["usage"] == {"input_tokens": 31, "output_tokens": 10, "replies": 2}
+    yield client.close()
+    yield daemon.stop()
+    yield llm.stop()

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, inlineCallbacks
 
 from openclaw.events import MESSAGE_RECEIVED, Event, OutboxItem
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
-from openclaw.pipeline import Busy, ShuttingDown
+from openclaw.pipeline import USAGE_PREFIX, Busy, ShuttingDown
 
 MAX_TEXT = 32_000
 MAX_HISTORY = 500
@@ -101,8 +101,12 @@ def chat_methods(pipeline: Any, store: Any, hub: WebchatHub, outbox_kick: Callab
         ]})
         return d
 
-    def sessions(conn: Any, params: dict) -> Deferred:
-        return store.sessions().addCallback(lambda rows: {"sessions": rows})
+    @inlineCallbacks
+    def sessions(conn: Any, params: dict) -> Any:
+        rows = yield store.sessions()
+        for row in rows:
+            row["usage"] = (yield store.get_state(USAGE_PREFIX + row["session_id"])) or {}
+        return {"sessions": rows}
 
     def subscribe(conn: Any, params: dict) -> dict:
         session = params.get("session", ALL)
