@@ -23,6 +23,15 @@ from openclaw.connectors.config import (
     ConnectorsConfig,
     parse_platform,
 )
+from openclaw.parsing import (
+    count,
+    format_duration,
+    got,
+    parse_duration,
+    parse_size,
+    positive,
+    string,
+)
 from openclaw.proactive.config import (
     DEFAULT_CRON,
     ActiveHours,
@@ -51,80 +60,10 @@ class ConfigError(Exception):
         self.reason = reason
 
 
-def _got(value: Any) -> str:
-    return json.dumps(value, default=str)
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: Any) -> float:
-    """
-    Seconds from ``30s``, ``5m``, ``1h30m``, ``250ms``, ``2d`` or a bare
-    non-negative number of seconds.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 30s, got {_got(value)}")
-    if isinstance(value, (int, float)):
-        if value < 0 or value != value or value == float("inf"):
-            raise ValueError(f"expected a duration like 30s, got {_got(value)}")
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            return float(text)
-        parts = _DURATION_PART.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
-    raise ValueError(f"expected a duration like 30s, got {_got(value)}")
-
-
-def format_duration(seconds: float) -> str:
-    """The largest whole unit: ``30d``, ``24h``, ``5m``, ``30s``, ``0.5s``."""
-    for unit in ("d", "h", "m"):
-        size = _DURATION_UNITS[unit]
-        if seconds and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
-
-
-_SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?")
-_SIZE_UNITS = {
-    None: 1, "B": 1, "KB": 10**3, "KiB": 2**10,
-    "MB": 10**6, "MiB": 2**20, "GB": 10**9, "GiB": 2**30,
-}
-
-
-def parse_size(value: Any) -> int:
-    """Bytes from ``1MiB``, ``512KiB``, ``10MB`` or a bare integer."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
-        match = _SIZE.fullmatch(value.strip())
-        if match:
-            return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-    raise ValueError(f"expected a size like 1MiB, got {_got(value)}")
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    raise ValueError(f"expected a positive whole number, got {_got(value)}")
-
-
-def _string(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    raise ValueError(f"expected a string, got {_got(value)}")
-
-
 def _level(value: Any) -> str:
     if isinstance(value, str) and value.strip().lower() in LOG_LEVELS:
         return value.strip().lower()
-    raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {_got(value)}")
+    raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {got(value)}")
 
 
 def parse_endpoint(value: Any) -> str:
@@ -133,7 +72,7 @@ def parse_endpoint(value: Any) -> str:
     ``unix:/run/openclaw.sock``); parsed now so a typo fails before binding.
     """
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected an endpoint like tcp:8080:interface=127.0.0.1, got {_got(value)}")
+        raise ValueError(f"expected an endpoint like tcp:8080:interface=127.0.0.1, got {got(value)}")
     from twisted.internet import reactor
     from twisted.internet.endpoints import serverFromString
 
@@ -141,7 +80,7 @@ def parse_endpoint(value: Any) -> str:
         serverFromString(reactor, value)
     except Exception as e:
         raise ValueError(
-            f"expected an endpoint like tcp:8080:interface=127.0.0.1, got {_got(value)} ({e})"
+            f"expected an endpoint like tcp:8080:interface=127.0.0.1, got {got(value)} ({e})"
         ) from None
     return value
 
@@ -274,7 +213,7 @@ def parse_store_url(value: Any) -> str:
         value == "" or re.fullmatch(r"sqlite:///.+", value) or re.fullmatch(r"redis://[^/\s]+(/\d+)?", value)
     ):
         return value
-    raise ValueError(f"expected sqlite:///<path> or redis://host:port/db, got {_got(value)}")
+    raise ValueError(f"expected sqlite:///<path> or redis://host:port/db, got {got(value)}")
 
 
 PROVIDER_DEFAULTS = {
@@ -293,34 +232,34 @@ def parse_providers(value: Any) -> tuple[ProviderConfig, ...]:
         try:
             value = json.loads(value) if value.strip() else []
         except ValueError:
-            raise ValueError(f"expected a JSON list of providers, got {_got(value)}") from None
+            raise ValueError(f"expected a JSON list of providers, got {got(value)}") from None
     if not isinstance(value, list):
-        raise ValueError(f"expected a list of providers, got {_got(value)}")
+        raise ValueError(f"expected a list of providers, got {got(value)}")
     providers = []
     for n, raw in enumerate(value):
         where = f"[{n}]"
         if not isinstance(raw, dict):
-            raise ValueError(f"{where}: expected a mapping, got {_got(raw)}")
+            raise ValueError(f"{where}: expected a mapping, got {got(raw)}")
         unknown = set(raw) - _PROVIDER_KEYS
         if unknown:
             raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(_PROVIDER_KEYS))})")
         kind = raw.get("kind")
         if kind not in PROVIDER_DEFAULTS:
-            raise ValueError(f"{where}.kind: expected openai or anthropic, got {_got(kind)}")
+            raise ValueError(f"{where}.kind: expected openai or anthropic, got {got(kind)}")
         model = raw.get("model")
         if not isinstance(model, str) or not model:
-            raise ValueError(f"{where}.model: expected a model name, got {_got(model)}")
+            raise ValueError(f"{where}.model: expected a model name, got {got(model)}")
         base_url, key_env = PROVIDER_DEFAULTS[kind]
         base_url = raw.get("base_url", base_url)
         if not isinstance(base_url, str) or not re.match(r"https?://[^\s]+$", base_url):
-            raise ValueError(f"{where}.base_url: expected an http(s) URL, got {_got(base_url)}")
+            raise ValueError(f"{where}.base_url: expected an http(s) URL, got {got(base_url)}")
         try:
             providers.append(ProviderConfig(
                 kind=kind, model=model, base_url=base_url.rstrip("/"),
-                api_key_env=_string(raw.get("api_key_env", key_env)),
-                api_key=_string(raw.get("api_key", "")),
+                api_key_env=string(raw.get("api_key_env", key_env)),
+                api_key=string(raw.get("api_key", "")),
                 timeout=parse_duration(raw.get("timeout", 60)),
-                max_retries=_count(raw.get("max_retries", 2)),
+                max_retries=count(raw.get("max_retries", 2)),
             ))
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
@@ -336,46 +275,40 @@ def parse_tools(value: Any) -> tuple[str, ...]:
         value = [t.strip() for t in value.split(",") if t.strip()]
     if isinstance(value, list) and all(t in TOOL_NAMES for t in value):
         return tuple(value)
-    raise ValueError(f"expected a list drawn from {', '.join(TOOL_NAMES)}, got {_got(value)}")
+    raise ValueError(f"expected a list drawn from {', '.join(TOOL_NAMES)}, got {got(value)}")
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ValueError(f"expected a whole number >= 0, got {_got(value)}")
 
 
 # (section, key) -> (parser, what it is for); the dataclasses hold the defaults.
 KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("gateway", "listen"): (parse_endpoint, "WebSocket gateway endpoint (Twisted strports); keep 127.0.0.1 unless a proxy fronts it"),
-    ("gateway", "token"): (_string, "shared secret clients send in `connect`; empty: generated into <home>/gateway.token (0600)"),
+    ("gateway", "token"): (string, "shared secret clients send in `connect`; empty: generated into <home>/gateway.token (0600)"),
     ("gateway", "max_frame_bytes"): (parse_size, "largest request frame answered; larger ones get `frame_too_large`"),
     ("gateway", "drain_timeout"): (parse_duration, "how long shutdown waits for in-flight requests (keep TimeoutStopSec above it)"),
-    ("gateway", "max_bad_frames"): (_positive_int, "malformed frames from one connection before it is closed (1008/1009)"),
+    ("gateway", "max_bad_frames"): (positive, "malformed frames from one connection before it is closed (1008/1009)"),
     ("web", "listen"): (parse_endpoint, "health/metrics HTTP endpoint: /health /livez /readyz /metrics"),
     ("log", "level"): (_level, "error | warn | info | debug | trace (also LOG_LEVEL, --log-level)"),
     ("log", "max_bytes"): (parse_size, "rotate combined.log / error.log past this size"),
-    ("log", "backups"): (_positive_int, "rotated files kept per log"),
+    ("log", "backups"): (positive, "rotated files kept per log"),
     ("state", "save_every"): (parse_duration, "how often gateway-state.json is written (also at shutdown)"),
     ("heartbeat", "every"): (parse_duration, "heartbeat interval; 0 disables; the first beat is one interval after start"),
     ("heartbeat", "active_hours"): (parse_active_hours, "{start: \"08:00\", end: \"23:00\"}: beat only between these local times; null: always"),
     ("heartbeat", "timezone"): (parse_timezone, "IANA zone for active hours, cron and reports (e.g. Europe/Berlin); empty: the host's"),
     ("heartbeat", "target"): (parse_target, "where alerts and reports go: last (the owner's last active session) or a session id"),
     ("store", "url"): (parse_store_url, "sqlite:///<path> or redis://host:port/db; empty: SQLite in <home>/data/"),
-    ("store", "prefix"): (_string, "Redis key prefix, so several daemons can share one Redis"),
-    ("store", "history"): (_positive_int, "messages of history kept per session"),
+    ("store", "prefix"): (string, "Redis key prefix, so several daemons can share one Redis"),
+    ("store", "history"): (positive, "messages of history kept per session"),
     ("store", "retention"): (parse_duration, "sent messages, finished events and journal records older than this are pruned; 0 keeps all"),
     ("brain", "providers"): (parse_providers, "model providers in failover order; none: the offline rules brain"),
-    ("brain", "max_tool_rounds"): (_count, "tool-call rounds a model may take for one message"),
-    ("brain", "history"): (_positive_int, "past messages of the session sent to the model"),
+    ("brain", "max_tool_rounds"): (count, "tool-call rounds a model may take for one message"),
+    ("brain", "history"): (positive, "past messages of the session sent to the model"),
     ("brain", "tools"): (parse_tools, "tools model brains may call"),
-    ("brain", "system_prompt"): (_string, "the system prompt of model brains"),
-    ("lanes", "max_concurrent"): (_positive_int, "sessions handled at the same time (one message at a time within a session)"),
-    ("lanes", "max_queue"): (_positive_int, "messages waiting per session before senders are told to retry"),
+    ("brain", "system_prompt"): (string, "the system prompt of model brains"),
+    ("lanes", "max_concurrent"): (positive, "sessions handled at the same time (one message at a time within a session)"),
+    ("lanes", "max_queue"): (positive, "messages waiting per session before senders are told to retry"),
     ("lanes", "idle_after"): (parse_duration, "an idle session's lane is dropped after this (re-created on demand)"),
-    ("outbox", "max_attempts"): (_positive_int, "delivery attempts before an outbox message is marked failed"),
+    ("outbox", "max_attempts"): (positive, "delivery attempts before an outbox message is marked failed"),
     **{("connectors", name): (parse_platform(name), f"the {name} connector (docs/connectors.md)") for name in PLATFORMS},
 }
 # Sections that are lists of entries rather than mappings of keys.
@@ -437,7 +370,7 @@ def _from_yaml(document: Any, path: str) -> dict[str, dict[str, Any]]:
         if values is None:
             continue
         if not isinstance(values, dict):
-            raise ConfigError(section, f"expected a mapping, got {_got(values)}")
+            raise ConfigError(section, f"expected a mapping, got {got(values)}")
         for key, value in values.items():
             if (section, key) not in PARSERS:
                 raise ConfigError(f"{section}.{key}", f"unknown key (known: {_known(section)})")

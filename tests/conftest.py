@@ -3,8 +3,10 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import pytest_twisted
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -25,3 +27,16 @@ def path_socket() -> Iterator[tuple[socket.socket, str]]:
     yield sock, path
     sock.close()
     shutil.rmtree(directory)
+
+
+@pytest_twisted.async_yield_fixture
+async def store(tmp_path) -> Any:
+    """A started SQLite store in the test's directory, stopped afterwards."""
+    from twisted.internet import reactor
+
+    from openclaw.store.sqlite import SQLiteStore
+
+    s = SQLiteStore(reactor, str(tmp_path / "openclaw.sqlite3"))
+    s.startService()
+    yield s
+    await s.stopService()

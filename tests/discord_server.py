@@ -16,26 +16,20 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.web import resource, server
+
+from tests.waiting import until  # noqa: F401 (the tests import it from here)
 
 BOT_ID = "900"
 TOKEN = "test-token"
 _MESSAGES = re.compile(r"^/api/v10/channels/(\d+)/messages$")
 
 
-@defer.inlineCallbacks
-def until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll ``predicate`` every 10 ms until true; fail after ``timeout`` seconds."""
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return
-        yield task.deferLater(reactor, 0.01, lambda: None)
-    raise AssertionError(f"timed out waiting for {predicate}")
 
 
 class _Gateway(WebSocketServerProtocol):

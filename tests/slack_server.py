@@ -10,17 +10,16 @@ the unacknowledged ones again on each new connection, after the hello.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from itertools import count
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import defer, reactor
-from twisted.internet.task import deferLater
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from openclaw.connectors.config import SlackConfig
+from tests.waiting import until  # noqa: F401 (the tests import it from here)
 
 APP_TOKEN = "xapp-1-A1-SECRET-app-token"
 BOT_TOKEN = "xoxb-1-SECRET-bot-token"
@@ -31,14 +30,6 @@ NORMAL, STALL, SILENT, DISCONNECT = "normal", "stall", "silent", "disconnect"
 nothing; hello then ``disconnect`` (refresh_requested) at once."""
 
 
-@defer.inlineCallbacks
-def until(predicate: Callable[[], bool], timeout: float = 5.0) -> Any:
-    """Wait (in reactor turns of 10 ms, never a fixed sleep) until ``predicate()`` holds."""
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return
-        yield deferLater(reactor, 0.01)
-    raise AssertionError(f"condition not met within {timeout:g}s")
 
 
 def config(server: SlackServer, **overrides: Any) -> SlackConfig:

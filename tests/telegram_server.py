@@ -20,12 +20,12 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from openclaw.connectors.split import utf16_length
+from tests.waiting import until  # noqa: F401 (the tests import it from here)
 
 TOKEN = "123456:TEST-token-SECRET"
 USERNAME = "openclaw_test_bot"
@@ -195,12 +195,3 @@ class BotAPI(Resource):
         return self._send(request, *ok({"message_id": self.next_message, "date": 1700000000,
                                         "chat": {"id": chat_id}, "text": text}))
 
-
-@inlineCallbacks
-def until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` every 10 ms until it holds; fail after ``timeout`` seconds."""
-    deadline = reactor.seconds() + timeout
-    while not predicate():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"{what} not met within {timeout:g}s")
-        yield deferLater(reactor, 0.01, lambda: None)

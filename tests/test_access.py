@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import pytest_twisted
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.internet import reactor
 from twisted.internet.task import Clock
 
 from openclaw.connectors import access
 from openclaw.connectors.access import Access, TokenBucket
-from openclaw.store.sqlite import SQLiteStore
 
 
 @given(st.integers(min_value=1, max_value=60), st.lists(st.floats(min_value=0, max_value=30), max_size=200))
@@ -31,13 +28,6 @@ def test_a_bucket_refills_over_time() -> None:
     assert [bucket.take(0.0) for _ in range(3)] == [True, True, False]
     assert bucket.take(29.0) is False and bucket.take(31.0) is True
 
-
-@pytest_twisted.async_yield_fixture
-async def store(tmp_path) -> Any:
-    s = SQLiteStore(reactor, str(tmp_path / "store.sqlite3"))
-    s.startService()
-    yield s
-    await s.stopService()
 
 
 @pytest_twisted.inlineCallbacks

@@ -31,23 +31,7 @@ from openclaw.proactive.probes import ProbeResult
 from openclaw.runtime import Runtime
 from openclaw.store.sqlite import SQLiteStore
 from tests import wsclient
-
-
-class FakeStore:
-    def __init__(self) -> None:
-        self.state: dict[str, Any] = {}
-        self.journal: list[tuple[str, float, dict]] = []
-
-    def get_state(self, key: str) -> Deferred:
-        return succeed(self.state.get(key))
-
-    def set_state(self, key: str, value: Any) -> Deferred:
-        self.state[key] = value
-        return succeed(None)
-
-    def append_journal(self, kind: str, timestamp: float, payload: dict) -> Deferred:
-        self.journal.append((kind, timestamp, payload))
-        return succeed(None)
+from tests.fakes import StateStore
 
 
 class FakeNotifier:
@@ -80,9 +64,9 @@ WEB = CheckConfig(name="web", type="http", target="https://user:secret@example.o
                   fail_after=3)
 
 
-def service(probe: Script, store: FakeStore | None = None, notifier: FakeNotifier | None = None,
+def service(probe: Script, store: StateStore | None = None, notifier: FakeNotifier | None = None,
             check: CheckConfig = WEB, clock: Clock | None = None) -> ChecksService:
-    return ChecksService([check], store or FakeStore(), notifier or FakeNotifier(), clock or Clock(),
+    return ChecksService([check], store or StateStore(), notifier or FakeNotifier(), clock or Clock(),
                          probes={check.name: probe}, timezone="UTC")
 
 
@@ -136,7 +120,7 @@ def test_runs_of_one_check_never_overlap() -> None:
 
 
 def test_an_ongoing_incident_is_not_alerted_again_after_a_restart() -> None:
-    store, notifier = FakeStore(), FakeNotifier()
+    store, notifier = StateStore(), FakeNotifier()
     first = service(Script(False, False, False), store, notifier)
     first.startService()
     first.clock.pump([60] * 2)

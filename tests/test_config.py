@@ -7,7 +7,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openclaw import config
+from openclaw import config, parsing
 from openclaw.config import ConfigError, build_config, parse_duration, parse_size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,13 +128,13 @@ durations = st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(["ms", "s"
 @given(durations)
 def test_durations_parse_to_the_sum_of_their_parts(parts) -> None:
     text = "".join(f"{n}{u}" for n, u in parts)
-    expected = sum(n * config._DURATION_UNITS[u] for n, u in parts)
+    expected = sum(n * parsing.DURATION_UNITS[u] for n, u in parts)
     assert parse_duration(text) == pytest.approx(expected)
 
 
 @given(st.integers(0, 2**40), st.sampled_from(["", "B", "KB", "KiB", "MB", "MiB", "GB", "GiB"]))
 def test_sizes_parse(number, unit) -> None:
-    assert parse_size(f"{number}{unit}") == number * config._SIZE_UNITS[unit or None]
+    assert parse_size(f"{number}{unit}") == number * parsing._SIZE_UNITS[unit or None]
 
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30)

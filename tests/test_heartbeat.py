@@ -33,6 +33,7 @@ from openclaw.proactive.snapshot import Snapshotter, digest, mount_of
 from openclaw.proactive.verdict import TOKEN
 from openclaw.runtime import Runtime
 from openclaw.store.sqlite import SQLiteStore
+from tests.fakes import StateStore
 from tests.llm_servers import FakeFacts
 from tests.test_verdict import dressed
 
@@ -42,22 +43,7 @@ HOST = {"cpu_percent": 3.0, "load": [0.1, 0.1, 0.1], "cpu_count": 2, "memory_per
         "disks": {"/": {"used_percent": 50.0, "free_gb": 10.0}}}
 
 
-class FakeStore:
-    def __init__(self) -> None:
-        self.state: dict[str, Any] = {}
-        self.journal: list[tuple[str, float, dict]] = []
-
-    def get_state(self, key: str) -> Deferred:
-        return succeed(self.state.get(key))
-
-    def set_state(self, key: str, value: Any) -> Deferred:
-        self.state[key] = value
-        return succeed(None)
-
-    def append_journal(self, kind: str, timestamp: float, payload: dict) -> Deferred:
-        self.journal.append((kind, timestamp, dict(payload)))
-        return succeed(None)
-
+class Journal(StateStore):
     def verdicts(self) -> list[str]:
         return [p["verdict"] for _, _, p in self.journal]
 
@@ -100,7 +86,7 @@ class Rig:
         self.clock = Clock()
         self.clock.advance(start)
         self.runtime = Runtime(self.clock)
-        self.store = FakeStore()
+        self.store = Journal()
         self.notifier = FakeNotifier()
         self.checks = checks if checks is not None else []
         self.pushed: list[tuple[str, str, dict]] = []

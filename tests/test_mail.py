@@ -39,7 +39,6 @@ from openclaw.proactive.mail import (
     parse_fetched,
     uid_set,
 )
-from openclaw.store.sqlite import SQLiteStore
 from tests.imap_server import PASSWORD, USER, message, running_dovecot
 from tests.llm_servers import eliot_messages
 
@@ -232,13 +231,6 @@ def imap_tls() -> Any:
     with running_dovecot(tls=True) as server:
         yield server
 
-
-@pytest_twisted.async_yield_fixture
-async def store(tmp_path) -> Any:
-    s = SQLiteStore(reactor, str(tmp_path / "openclaw.sqlite3"))
-    s.startService()
-    yield s
-    await s.stopService()
 
 
 def within(d: Deferred, seconds: float = 15) -> Deferred:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest_twisted
-from twisted.internet import reactor
 from twisted.internet.task import Clock
 
 from openclaw import metrics
 from openclaw.store import pruning
 from openclaw.store.pruning import PruneService
-from openclaw.store.sqlite import SQLiteStore
 from tests.store_contract import message
 
 DAY = 86400.0
@@ -20,13 +16,6 @@ DAY = 86400.0
 def pruned(kind: str) -> float:
     return metrics.REGISTRY.get_sample_value("openclaw_store_pruned_total", {"kind": kind}) or 0.0
 
-
-@pytest_twisted.async_yield_fixture
-async def store(tmp_path) -> Any:
-    s = SQLiteStore(reactor, str(tmp_path / "store.sqlite3"))
-    s.startService()
-    yield s
-    await s.stopService()
 
 
 @pytest_twisted.inlineCallbacks

@@ -16,13 +16,14 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.task import deferLater
+from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import Site
+
+from tests.waiting import until  # noqa: F401 (the tests import it from here)
 
 
 @dataclass
@@ -153,12 +154,3 @@ def statuses(phone_number_id: str, *items: tuple[str, str, str]) -> dict:
          **({"errors": [{"code": 131047, "title": "Re-engagement message"}]} if status == "failed" else {})}
         for wamid, status, recipient in items]}, phone_number_id)
 
-
-@inlineCallbacks
-def until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Fires once ``predicate()`` is true; fails after ``timeout`` seconds."""
-    deadline = reactor.seconds() + timeout
-    while not predicate():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"not true within {timeout:g}s: {predicate}")
-        yield deferLater(reactor, 0.01, lambda: None)

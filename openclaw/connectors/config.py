@@ -8,34 +8,18 @@ service and is how tests point a connector at a local server.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
-
-def _got(value: Any) -> str:
-    return json.dumps(value, default=str)
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-        return value.strip().lower() in ("true", "yes", "1", "on")
-    raise ValueError(f"expected true or false, got {_got(value)}")
-
-
-def _str(value: Any) -> str:
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
-        return str(value)
-    raise ValueError(f"expected a string, got {_got(value)}")
+from openclaw.parsing import boolean, count, got, json_text, parse_duration
+from openclaw.parsing import fields as fields_of
 
 
 def _url(value: Any) -> str:
     if isinstance(value, str) and re.match(r"(https?|wss?)://[^\s]+$", value):
         return value.rstrip("/")
-    raise ValueError(f"expected an http(s) or ws(s) URL, got {_got(value)}")
+    raise ValueError(f"expected an http(s) or ws(s) URL, got {got(value)}")
 
 
 def _senders(value: Any) -> tuple[str, ...]:
@@ -44,27 +28,13 @@ def _senders(value: Any) -> tuple[str, ...]:
         value = [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
         return tuple(str(v) for v in value)
-    raise ValueError(f"expected a list of sender ids, got {_got(value)}")
+    raise ValueError(f"expected a list of sender ids, got {got(value)}")
 
 
 def _mode(value: Any) -> str:
     if value in ("polling", "webhook"):
         return value
-    raise ValueError(f"expected polling or webhook, got {_got(value)}")
-
-
-def _duration(value: Any) -> float:
-    from openclaw.config import parse_duration
-
-    return parse_duration(value)
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ValueError(f"expected a whole number >= 0, got {_got(value)}")
+    raise ValueError(f"expected polling or webhook, got {got(value)}")
 
 
 @dataclass(frozen=True)
@@ -140,10 +110,10 @@ PLATFORMS: dict[str, type] = {
 }
 
 _FIELD_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "enabled": _bool, "allow_from": _senders, "pairing": _bool, "rate_per_minute": _count,
-    "stall_timeout": _duration, "backoff_max": _duration, "stable_after": _duration,
-    "api_url": _url, "gateway_url": _url, "mode": _mode, "poll_timeout": _duration,
-    "port": _count, "starttls": _bool, "to": _senders, "timeout": _duration,
+    "enabled": boolean, "allow_from": _senders, "pairing": boolean, "rate_per_minute": count,
+    "stall_timeout": parse_duration, "backoff_max": parse_duration, "stable_after": parse_duration,
+    "api_url": _url, "gateway_url": _url, "mode": _mode, "poll_timeout": parse_duration,
+    "port": count, "starttls": boolean, "to": _senders, "timeout": parse_duration,
 }
 
 SECRET_FIELDS = ("token", "app_token", "bot_token", "app_secret", "password", "webhook_secret", "verify_token")
@@ -185,22 +155,7 @@ def parse_platform(platform: str) -> Callable[[Any], Any]:
     known = {f.name for f in fields(cls)}
 
     def parse(value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise ValueError(f"expected a JSON mapping, got {_got(value)}") from None
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a mapping, got {_got(value)}")
-        parsed = {}
-        for key, raw in value.items():
-            if key not in known:
-                raise ValueError(f"unknown key {key!r} (known: {', '.join(sorted(known))})")
-            try:
-                parsed[key] = _FIELD_PARSERS.get(key, _str)(raw)
-            except ValueError as e:
-                raise ValueError(f"{key}: {e}") from None
-        config = cls(**parsed)
+        config = cls(**fields_of(json_text(value, "mapping"), known, _FIELD_PARSERS))
         if platform == "telegram" and config.mode == "webhook" and config.enabled and not config.webhook_secret:
             raise ValueError("webhook_secret: webhook mode needs a secret token (Telegram sends it back in a header)")
         return config

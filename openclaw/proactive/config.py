@@ -11,67 +11,47 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
+from openclaw.parsing import (
+    boolean,
+    count,
+    got,
+    json_text,
+    parse_duration,
+    positive,
+    text,
+)
+from openclaw.parsing import fields as fields_of
+
 CHECK_TYPES = ("http", "tcp", "dns", "disk", "memory", "load", "cpu", "process", "logfile")
 CRON_ACTIONS = ("report", "message", "heartbeat")
 
 
-def _got(value: Any) -> str:
-    return json.dumps(value, default=str)
-
-
-def _duration(value: Any) -> float:
-    from openclaw.config import parse_duration
-
-    return parse_duration(value)
 
 
 def _optional_duration(value: Any) -> float:
-    return 0.0 if value in (None, "", 0, "0") else _duration(value)
+    return 0.0 if value in (None, "", 0, "0") else parse_duration(value)
 
-
-def _str(value: Any) -> str:
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
-        return str(value)
-    raise ValueError(f"expected a string, got {_got(value)}")
 
 
 def _name(value: Any) -> str:
     if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
         return value
-    raise ValueError(f"expected a name of letters, digits, '_', '.', '-', got {_got(value)}")
+    raise ValueError(f"expected a name of letters, digits, '_', '.', '-', got {got(value)}")
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ValueError(f"expected a whole number >= 0, got {_got(value)}")
-
-
-def _positive(value: Any) -> int:
-    n = _count(value)
-    if n == 0:
-        raise ValueError(f"expected a whole number >= 1, got {_got(value)}")
-    return n
 
 
 def _percent(value: Any) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 100:
         return float(value)
-    raise ValueError(f"expected a percentage from 0 to 100, got {_got(value)}")
+    raise ValueError(f"expected a percentage from 0 to 100, got {got(value)}")
 
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f"expected true or false, got {_got(value)}")
 
 
 def _strings(value: Any) -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise ValueError(f"expected a list of strings, got {_got(value)}")
+    raise ValueError(f"expected a list of strings, got {got(value)}")
 
 
 def parse_timezone(value: Any) -> str:
@@ -86,13 +66,13 @@ def parse_timezone(value: Any) -> str:
             return value
         except Exception:
             pass
-    raise ValueError(f"expected an IANA time zone like Europe/Berlin, got {_got(value)}")
+    raise ValueError(f"expected an IANA time zone like Europe/Berlin, got {got(value)}")
 
 
 def _clock_time(value: Any) -> str:
     if isinstance(value, str) and re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d|24:00", value):
         return value
-    raise ValueError(f"expected a time of day like 08:00, got {_got(value)}")
+    raise ValueError(f"expected a time of day like 08:00, got {got(value)}")
 
 
 @dataclass(frozen=True)
@@ -110,9 +90,9 @@ def parse_active_hours(value: Any) -> ActiveHours | None:
         try:
             value = json.loads(value)
         except ValueError:
-            raise ValueError(f"expected {{start, end}}, got {_got(value)}") from None
+            raise ValueError(f"expected {{start, end}}, got {got(value)}") from None
     if not isinstance(value, dict) or set(value) - {"start", "end"}:
-        raise ValueError(f"expected a mapping {{start: \"08:00\", end: \"23:00\"}}, got {_got(value)}")
+        raise ValueError(f"expected a mapping {{start: \"08:00\", end: \"23:00\"}}, got {got(value)}")
     try:
         return ActiveHours(start=_clock_time(value.get("start", "00:00")), end=_clock_time(value.get("end", "24:00")))
     except ValueError as e:
@@ -123,7 +103,7 @@ def parse_target(value: Any) -> str:
     """``last`` (the owner's last active session) or a session id like ``telegram:123``."""
     if value == "last" or (isinstance(value, str) and re.fullmatch(r"[a-z]+:\S+", value)):
         return value
-    raise ValueError(f"expected last or a session id like telegram:12345, got {_got(value)}")
+    raise ValueError(f"expected last or a session id like telegram:12345, got {got(value)}")
 
 
 @dataclass(frozen=True)
@@ -178,16 +158,16 @@ class MailConfig:
 def _tls(value: Any) -> str:
     if value in ("tls", "starttls", "none"):
         return value
-    raise ValueError(f"expected tls, starttls or none, got {_got(value)}")
+    raise ValueError(f"expected tls, starttls or none, got {got(value)}")
 
 
 def _regex(value: Any) -> str:
-    text = _str(value)
+    pattern = text(value)
     try:
-        re.compile(text)
+        re.compile(pattern)
     except re.error as e:
         raise ValueError(f"not a valid regular expression ({e})") from None
-    return text
+    return pattern
 
 
 def _schedule(value: Any) -> str:
@@ -195,29 +175,29 @@ def _schedule(value: Any) -> str:
 
     if isinstance(value, str) and croniter.is_valid(value):
         return value
-    raise ValueError(f"expected a cron expression like \"0 9 * * *\", got {_got(value)}")
+    raise ValueError(f"expected a cron expression like \"0 9 * * *\", got {got(value)}")
 
 
 def _check_type(value: Any) -> str:
     if value in CHECK_TYPES:
         return value
-    raise ValueError(f"expected one of {', '.join(CHECK_TYPES)}, got {_got(value)}")
+    raise ValueError(f"expected one of {', '.join(CHECK_TYPES)}, got {got(value)}")
 
 
 def _action(value: Any) -> str:
     if value in CRON_ACTIONS:
         return value
-    raise ValueError(f"expected one of {', '.join(CRON_ACTIONS)}, got {_got(value)}")
+    raise ValueError(f"expected one of {', '.join(CRON_ACTIONS)}, got {got(value)}")
 
 
 _PARSERS: dict[str, Callable[[Any], Any]] = {
-    "name": _name, "type": _check_type, "every": _duration, "timeout": _duration, "fail_after": _positive,
-    "latency_max": _optional_duration, "expect_status": _count, "cert_days_min": _count,
+    "name": _name, "type": _check_type, "every": parse_duration, "timeout": parse_duration, "fail_after": positive,
+    "latency_max": _optional_duration, "expect_status": count, "cert_days_min": count,
     "min_free_percent": _percent, "max_percent": _percent, "pattern": _regex, "body_match": _regex,
     "realert_every": _optional_duration, "flap_window": _optional_duration,
-    "schedule": _schedule, "action": _action, "timezone": parse_timezone, "grace": _duration,
-    "target": _str, "port": _positive, "tls": _tls, "vip": _strings, "keywords": _strings,
-    "poll_every": _duration, "idle": _bool,
+    "schedule": _schedule, "action": _action, "timezone": parse_timezone, "grace": parse_duration,
+    "target": text, "port": positive, "tls": _tls, "vip": _strings, "keywords": _strings,
+    "poll_every": parse_duration, "idle": boolean,
 }
 
 
@@ -234,30 +214,23 @@ def _entries(
     parsers = {**_PARSERS, **(parsers or {})}
 
     def parse(value: Any) -> tuple:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else []
-            except ValueError:
-                raise ValueError(f"expected a JSON list, got {_got(value)}") from None
+        value = json_text(value, "list")
         if value is None:
             return ()
         if not isinstance(value, list):
-            raise ValueError(f"expected a list, got {_got(value)}")
+            raise ValueError(f"expected a list, got {got(value)}")
         entries, names = [], set()
         for n, raw in enumerate(value):
             if not isinstance(raw, dict):
-                raise ValueError(f"[{n}]: expected a mapping, got {_got(raw)}")
+                raise ValueError(f"[{n}]: expected a mapping, got {got(raw)}")
             for key in required:
                 if key not in raw:
                     raise ValueError(f"[{n}].{key}: missing")
-            parsed = {}
-            for key, item in raw.items():
-                if key not in known:
-                    raise ValueError(f"[{n}]: unknown key {key!r} (known: {', '.join(sorted(known))})")
-                try:
-                    parsed[key] = parsers.get(key, _str)(item)
-                except ValueError as e:
-                    raise ValueError(f"[{n}].{key}: {e}") from None
+            try:
+                parsed = fields_of(raw, known, parsers)
+            except ValueError as e:
+                joiner = ": " if str(e).startswith("unknown key") else "."
+                raise ValueError(f"[{n}]{joiner}{e}") from None
             entry = cls(**parsed)
             if entry.name in names:
                 raise ValueError(f"[{n}].name: {entry.name!r} is used twice")
@@ -277,9 +250,9 @@ def _check_entry(check: CheckConfig) -> None:
     if check.type in needs_target and not check.target:
         raise ValueError(f"target: a {check.type} check needs a target")
     if check.type == "http" and not re.match(r"https?://\S+$", check.target):
-        raise ValueError(f"target: expected an http(s) URL, got {_got(check.target)}")
+        raise ValueError(f"target: expected an http(s) URL, got {got(check.target)}")
     if check.type == "tcp" and not re.fullmatch(r"\S+:\d{1,5}", check.target):
-        raise ValueError(f"target: expected host:port, got {_got(check.target)}")
+        raise ValueError(f"target: expected host:port, got {got(check.target)}")
     if check.type == "logfile" and not check.pattern:
         raise ValueError("pattern: a logfile check needs a pattern")
     if check.every <= 0:

@@ -1,0 +1,26 @@
+"""Small in-memory stand-ins for the store parts that clock-driven tests touch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+
+
+class StateStore:
+    """Key/value state and the journal, answered at once."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {}
+        self.journal: list[tuple[str, float, dict]] = []
+
+    def get_state(self, key: str) -> Deferred:
+        return succeed(self.state.get(key))
+
+    def set_state(self, key: str, value: Any) -> Deferred:
+        self.state[key] = value
+        return succeed(None)
+
+    def append_journal(self, kind: str, timestamp: float, payload: dict) -> Deferred:
+        self.journal.append((kind, timestamp, dict(payload)))
+        return succeed(None)

@@ -1,0 +1,21 @@
+"""Waiting for an event in tests without sleeping a fixed time."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
+
+#: A ceiling, not a wait: on a loaded 2-core CI machine a reconnect can take seconds.
+TIMEOUT = 15.0
+
+
+@defer.inlineCallbacks
+def until(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "") -> Any:
+    """Fire once ``predicate()`` holds (checked every 10 ms); fail after ``timeout`` seconds."""
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"{what or predicate} not met within {timeout:g}s")
+        yield deferLater(reactor, 0.01, lambda: None)
