@@ -92,8 +92,9 @@ class Rig:
         self.pushed: list[tuple[str, str, dict]] = []
         self.home = tmp_path
         (tmp_path / "HEARTBEAT.md").write_text("- Is the disk full?\n")
+        self.host = dict(HOST)
         snap = Snapshotter(self.runtime, str(tmp_path), config.get("timezone", ""),
-                           checks=lambda: list(self.checks), host=lambda mounts: HOST)
+                           checks=lambda: list(self.checks), host=lambda mounts: self.host)
         self.brain = brain
         self.service = HeartbeatService(
             self.runtime, HeartbeatConfig(every=every, **config), str(tmp_path), brain, self.store, self.notifier,
@@ -280,6 +281,23 @@ def test_rules_brain_alerts_new_failing_checks_once_and_is_otherwise_silent(tmp_
     assert len(rig.notifier.sent) == 3 and rig.notifier.sent[-1]["message"].endswith("disk: / 97% used")
     rig.advance(REMIND_AFTER)
     assert rig.notifier.sent[-1]["message"].startswith("Heartbeat: 2 checks are failing")
+
+
+def test_rules_brain_watches_this_host_with_no_configuration(tmp_path) -> None:
+    rig = Rig(tmp_path, RulesBrain(FakeFacts()))
+    rig.advance(EVERY)
+    assert rig.notifier.sent == []  # 50% disk, 40% memory: nothing to say
+    rig.host = {**HOST, "memory_percent": 97.5, "disks": {"/": {"used_percent": 93.0, "free_gb": 1.2}}}
+    rig.advance(EVERY)
+    assert [s["message"] for s in rig.notifier.sent] == [
+        "Heartbeat: 2 things need your attention:\n- disk /: 93% used, 1.2 GB free\n- memory: 97.5% used"]
+    rig.advance(EVERY)
+    assert len(rig.notifier.sent) == 1  # told once, not every beat
+    rig.host = dict(HOST)
+    rig.advance(EVERY)
+    rig.host = {**HOST, "memory_percent": 99.0}
+    rig.advance(EVERY)
+    assert rig.notifier.sent[-1]["message"] == "Heartbeat: this needs your attention:\n- memory: 99% used"
 
 
 def test_rules_brain_reads_check_service_states_and_ignores_unprobed_checks(tmp_path) -> None:

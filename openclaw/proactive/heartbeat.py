@@ -139,6 +139,35 @@ def _finding(check: dict) -> str:
     return f"{check.get('name')}: {check.get('detail') or 'failing'}"
 
 
+# The host itself, watched with no configuration at all (the rules brain).
+DISK_USED_PERCENT = 90.0
+MEMORY_USED_PERCENT = 95.0
+FINDING_PREFIXES = ("check:", "host:")
+
+
+def findings(snapshot: dict) -> dict[str, str]:
+    """What the rules heartbeat tells about, by a stable key: failing checks and a full disk or memory."""
+    found = {f"check:{c.get('name')}": _finding(c) for c in failing_checks(snapshot)}
+    host = snapshot.get("host") or {}
+    for mount, disk in sorted((host.get("disks") or {}).items()):
+        used = disk.get("used_percent")
+        if isinstance(used, (int, float)) and used >= DISK_USED_PERCENT:
+            found[f"host:disk:{mount}"] = f"disk {mount}: {used:g}% used, {disk.get('free_gb', '?')} GB free"
+    memory = host.get("memory_percent")
+    if isinstance(memory, (int, float)) and memory >= MEMORY_USED_PERCENT:
+        found["host:memory"] = f"memory: {memory:g}% used"
+    return found
+
+
+def finding_message(new: dict[str, str]) -> str:
+    """One message for the findings not told yet."""
+    if all(k.startswith("check:") for k in new):
+        head = "a check is failing" if len(new) == 1 else f"{len(new)} checks are failing"
+    else:
+        head = "this needs your attention" if len(new) == 1 else f"{len(new)} things need your attention"
+    return f"Heartbeat: {head}:\n" + "\n".join(f"- {text}" for text in new.values())
+
+
 @implementer(IDrainable)
 class HeartbeatService(Service):
     """
@@ -378,20 +407,16 @@ class HeartbeatService(Service):
 
     @inlineCallbacks
     def _rules(self, snapshot: dict, reported: dict[str, dict], record: dict) -> Any:
-        """No model: failing checks not yet told become one alert; recovered ones are forgotten."""
+        """No model: findings not yet told become one alert; cleared ones are forgotten."""
         now = self.clock.seconds()
-        failing = failing_checks(snapshot)
-        failing_keys = {f"check:{c.get('name')}" for c in failing}
-        kept = {k: v for k, v in reported.items() if not k.startswith("check:") or k in failing_keys}
-        new = [c for c in failing if f"check:{c.get('name')}" not in kept]
+        found = findings(snapshot)
+        kept = {k: v for k, v in reported.items() if not k.startswith(FINDING_PREFIXES) or k in found}
+        new = {k: text for k, text in found.items() if k not in kept}
         record["verdict"] = "ok"
         if new:
-            message = "Heartbeat: " + ("a check is failing" if len(new) == 1 else f"{len(new)} checks are failing")
-            message += ":\n" + "\n".join(f"- {_finding(c)}" for c in new)
-            yield self._deliver(message, record)
-            for c in new:
-                kept[f"check:{c.get('name')}"] = {"at": now, "text": _finding(c)}
-        record["repeated"] = len(failing) - len(new)
+            yield self._deliver(finding_message(new), record)
+            kept.update({k: {"at": now, "text": text} for k, text in new.items()})
+        record["repeated"] = len(found) - len(new)
         if kept != reported:
             yield self.store.set_state(REPORTED_KEY, kept)
 
