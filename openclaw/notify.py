@@ -42,30 +42,35 @@ class Notifier:
         self.target = target
 
     @inlineCallbacks
-    def resolve(self, target: str = "") -> Any:
+    def resolve(self, target: str = "", avoid: str = "") -> Any:
         """
         The session to tell: ``target``, else the configured one; ``last`` is
         the most recently active session the store knows (``None`` if none).
+        A target on the ``avoid`` channel (a connector that just failed)
+        gives way to the last session on another channel.
         """
         target = target or self.target
-        if target != "last":
+        if target != "last" and not (avoid and target.startswith(avoid + ":")):
             return target
-        sessions = yield self.store.sessions()
+        sessions = [s for s in (yield self.store.sessions()) if not (avoid and s["channel"] == avoid)]
         if not sessions:
             return None
         return max(sessions, key=lambda s: s["last_active"])["session_id"]
 
     @inlineCallbacks
-    def notify(self, kind: str, source: str, message: str, dedupe_key: str, target: str = "") -> Any:
+    def notify(
+        self, kind: str, source: str, message: str, dedupe_key: str, target: str = "", avoid: str = "",
+    ) -> Any:
         """
         Tell the owner ``message`` (``kind``: alert, recovery or info) about
         ``source`` (a check, connector, job or mailbox name).  ``dedupe_key``
         makes the outbox row idempotent, so a restart between deciding and
-        recording never sends one finding twice.
+        recording never sends one finding twice.  ``avoid``: a channel that
+        cannot deliver (see ``resolve``).
 
         :return: a Deferred firing with the session told (or ``None``).
         """
-        session = yield self.resolve(target)
+        session = yield self.resolve(target, avoid)
         payload = {"kind": kind, "check": source, "message": message, "session": session}
         self.push(session or "", "alert", payload)
         if session is not None and not session.startswith("webchat:"):

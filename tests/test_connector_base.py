@@ -45,8 +45,9 @@ class Notes:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
 
-    def notify(self, kind: str, source: str, message: str, dedupe_key: str, target: str = "") -> Deferred:
-        self.calls.append((kind, source, message))
+    def notify(self, kind: str, source: str, message: str, dedupe_key: str, target: str = "",
+               avoid: str = "") -> Deferred:
+        self.calls.append((kind, source, message, avoid))
         return succeed(None)
 
 
@@ -119,7 +120,7 @@ def test_a_terminal_error_stops_retrying_and_alerts_once() -> None:
     assert len(c.connections) == 1 and c.state == FAILED
     assert c.health() == {"connected": False, "state": "failed", "last_receive": None,
                           "last_error": "token revoked (401)", "reconnects": 0}
-    assert [(k, s) for k, s, _ in notes.calls] == [("alert", "scripted")]
+    assert [(k, s, avoid) for k, s, _, avoid in notes.calls] == [("alert", "scripted", "scripted")]
     try:
         c.deliver(OutboxItem(session_id="scripted:1", channel="scripted", text="hi", dedupe_key="k"))
     except NotConnected as e:

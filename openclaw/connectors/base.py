@@ -208,7 +208,7 @@ class ConnectorService(Service):
         if self.notifier is not None:
             self.notifier.notify(
                 "alert", self.name, f"The {self.name} connector stopped: {reason}. Fix its credentials and restart.",
-                dedupe_key=f"connector:{self.name}:failed:{self.clock.seconds():.0f}",
+                dedupe_key=f"connector:{self.name}:failed:{self.clock.seconds():.0f}", avoid=self.name,
             ).addErrback(lambda f: log("openclaw:connector:alert-failed", level="error", error=repr(f.value)))
 
     # Inbound
