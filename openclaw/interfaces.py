@@ -224,10 +224,27 @@ class IBrain(Interface):
 
 class IConnector(Interface):
     """
-    A chat platform connection, a child of the connectors service.
+    A chat platform connection, a child of the connectors service (started
+    and stopped by it).  ``openclaw.connectors.base.ConnectorService`` gives
+    every platform the reconnect loop, the stall watchdog and access control.
     """
 
-    name = Attribute("The connector's name, e.g. ``telegram``.")
+    name = Attribute("The connector's name, e.g. ``telegram``; sessions are ``<name>:<chat id>``.")
+
+    def send_text(chat_id, text, dedupe_key):
+        """
+        Send ``text`` to ``chat_id``, split as the platform requires.
+
+        :return: a Deferred firing once the platform accepted every part;
+            failing otherwise (the outbox retries with the same
+            ``dedupe_key``, which platforms that can use to drop repeats).
+        """
+
+    def deliver(item):
+        """
+        The outbox deliverer for this connector's channel: send one
+        ``OutboxItem``.  :return: a Deferred firing with ``True`` once sent.
+        """
 
     def is_connected():
         """

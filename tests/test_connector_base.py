@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from zope.interface.verify import verifyObject
 
 from openclaw import metrics
 from openclaw.connectors.base import (
@@ -17,8 +20,10 @@ from openclaw.connectors.base import (
     NotConnected,
     Terminal,
 )
-from openclaw.connectors.config import TelegramConfig
+from openclaw.connectors.config import ConnectorsConfig, TelegramConfig
+from openclaw.connectors.service import CLASSES, make_connectors
 from openclaw.events import OutboxItem
+from openclaw.interfaces import IConnector
 
 
 class Scripted(ConnectorService):
@@ -139,3 +144,12 @@ def test_stopping_cancels_the_connection_and_schedules_nothing() -> None:
     assert c.cancelled == 1 and c.state == STOPPED
     assert clock.getDelayedCalls() == []
     assert metrics.REGISTRY.get_sample_value("openclaw_connector_up", {"connector": "scripted"}) == 0.0
+
+
+@pytest.mark.parametrize("name", sorted(CLASSES))
+def test_every_platform_provides_the_connector_interface(name: str) -> None:
+    config = ConnectorsConfig()
+    [connector] = make_connectors(replace(config, **{name: replace(getattr(config, name), enabled=True)}),
+                                  Clock(), pipeline=None, store=None, notifier=None, environ={})
+    assert connector.name == name and verifyObject(IConnector, connector)
+    assert connector.health()["state"] == "starting"
