@@ -153,3 +153,16 @@ def test_every_platform_provides_the_connector_interface(name: str) -> None:
                                   Clock(), pipeline=None, store=None, notifier=None, environ={})
     assert connector.name == name and verifyObject(IConnector, connector)
     assert connector.health()["state"] == "starting"
+
+
+def test_credentials_refused_on_a_send_end_the_connection_for_good() -> None:
+    clock = Clock()
+    notes = Notes()
+    c = Scripted(clock, TelegramConfig(stall_timeout=30.0), notifier=notes)
+    c.startService()
+    c.up()
+    c.credentials_refused("sendMessage: 401 Unauthorized")
+    clock.advance(3600)
+    assert c.state == FAILED and len(c.connections) == 1 and c.cancelled == 1
+    assert c.health()["last_error"] == "sendMessage: 401 Unauthorized" and len(notes.calls) == 1
+    c.stopService()

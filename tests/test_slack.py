@@ -381,3 +381,20 @@ def test_a_message_refused_while_draining_is_not_acknowledged(harness, server) -
     server.start()
     yield until(lambda: envelope in server.acks and len(server.texts("D1")) == 2)
     assert (yield user_texts(harness, "slack:D1")) == ["/status", "/help"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_bot_token_revoked_while_running_stops_the_connector(harness, server) -> None:
+    connector = start(harness, server, backoff_max=0.001)
+    yield until(lambda: connected(connector))
+    server.errors["chat.postMessage"] = "token_revoked"
+    try:
+        yield connector.send_text("D1", "hello", "k1")
+    except Exception as e:  # noqa: BLE001 - the send fails, and so does the connector
+        assert "token_revoked" in str(e)
+    else:
+        raise AssertionError("the send should have failed")
+    yield until(lambda: connector.state == FAILED)
+    opened = server.count("apps.connections.open")
+    assert "token_revoked" in connector.health()["last_error"] and connector._timer is None
+    assert server.count("apps.connections.open") == opened  # no reconnect storm

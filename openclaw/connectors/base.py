@@ -101,6 +101,7 @@ class ConnectorService(Service):
         self._timer: Any = None
         self._stopping = False
         self._stall_reason: str | None = None
+        self._refused: str | None = None
         self.watchdog = Watchdog(clock, config.stall_timeout if self.watches_stalls else 0, self._stalled)
 
     # What a platform implements
@@ -130,7 +131,7 @@ class ConnectorService(Service):
         if self._stopping:
             return
         self.state = CONNECTING
-        self._stall_reason = None
+        self._stall_reason = self._refused = None
         self.watchdog.poke()
         action = begin("openclaw:connector:connection", connector=self.name, attempt=self.attempt)
         with action.context():
@@ -162,6 +163,18 @@ class ConnectorService(Service):
             log("openclaw:connector:stalled", level="warn", connector=self.name, detail=detail)
             self._current.cancel()
 
+    def credentials_refused(self, reason: str) -> None:
+        """
+        The platform refused our credentials outside the connection (a send
+        answered ``invalid_auth``): end the connection and fail for good, as
+        if it had been refused at connect.
+        """
+        if self._current is not None and not self._current.called:
+            self._refused = reason
+            self._current.cancel()
+        elif self.state != FAILED:
+            self._fail(reason)
+
     def _ended(self, _: Any, action: Any) -> None:
         action.finish()
         self._after("closed", "connection closed")
@@ -172,6 +185,9 @@ class ConnectorService(Service):
             return
         if failure.check(Terminal):
             self._fail(str(failure.value))
+            return
+        if failure.check(CancelledError) and self._refused:
+            self._fail(self._refused)
             return
         if failure.check(CancelledError) and self._stall_reason:
             self._after("stall", self._stall_reason)

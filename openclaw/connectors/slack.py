@@ -358,9 +358,11 @@ class SlackConnector(ConnectorService):
         for number in range(done, len(parts)):
             try:
                 yield self.call("chat.postMessage", self.bot_token, {"channel": chat_id, "text": escape(parts[number])})
-            except Exception:
+            except Exception as e:
                 if number:
                     self._remember(dedupe_key, number)
+                if isinstance(e, SlackError) and e.error in TERMINAL_ERRORS:
+                    self.credentials_refused(f"chat.postMessage: {e}")  # a bot token revoked while running
                 raise
 
     def _remember(self, dedupe_key: str, parts: int) -> None:
