@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 
 from openclaw.chat_cli import _react, _target, cli_client_id
 from openclaw.client import GatewayClient
+from openclaw.parsing import format_duration
 
 
 def call(args: argparse.Namespace, method: str, params: dict) -> tuple[Any, str | None]:
@@ -74,7 +75,7 @@ def render_heartbeat_status(payload: dict) -> str:
     return "\n".join([
         f"last: {payload.get('last') or 'never'} ({payload.get('last_verdict') or 'no verdict yet'})",
         f"next: {payload.get('next') or 'not scheduled'}",
-        f"every: {payload.get('every'):g}s" + (f", active {hours['start']}-{hours['end']}" if hours else ""),
+        f"every: {format_duration(payload.get('every') or 0)}" + (f", active {hours['start']}-{hours['end']}" if hours else ""),
         f"timezone: {payload.get('timezone')}",
         "OVERDUE: no heartbeat completed within twice the interval" if payload.get("overdue") else "on time",
     ])

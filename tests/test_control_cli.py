@@ -33,7 +33,7 @@ def test_checks_heartbeat_and_report_commands(tmp_path) -> None:
     assert listed.stdout.startswith("db") and "DOWN" in listed.stdout and "alerted" in listed.stdout
 
     status = yield cli(daemon, "heartbeat", "status")
-    assert status.returncode == 0 and "on time" in status.stdout and "every: 1800s" in status.stdout
+    assert status.returncode == 0 and "on time" in status.stdout and "every: 30m" in status.stdout
     beat = yield cli(daemon, "heartbeat", "now")
     assert beat.returncode == 0, beat.stdout + beat.stderr
     assert beat.stdout.startswith("verdict: ")
