@@ -211,6 +211,8 @@ class IBrain(Interface):
     """
 
     name = Attribute("The brain's name, e.g. ``rules`` or ``openai:gpt-4o-mini``.")
+    uses_history = Attribute(
+        "Whether requests need the session's history (the pipeline skips the store read when not).")
 
     def respond(request):
         """

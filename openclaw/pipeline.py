@@ -131,7 +131,8 @@ class Pipeline(Service):
     @inline_callbacks
     def _answer(self, session_id: str, event: Event, action: Action) -> Any:
         started = self.runtime.clock.seconds()
-        history = yield self.store.history(session_id, self.history + 1)
+        # The rules brain answers from the facts alone: no store round trip for it.
+        history = (yield self.store.history(session_id, self.history + 1)) if self.brain.uses_history else []
         request = BrainRequest(
             session_id=session_id, text=event.text, event_id=event.id,
             history=[{"role": m["role"], "text": m["text"]} for m in history if m["event_id"] != event.id][-self.history:],

@@ -156,6 +156,9 @@ def test_token_usage_is_kept_per_session(tmp_path) -> None:
     listed = yield client.request("sessions.list")
     [session] = [s for s in listed["payload"]["sessions"] if s["session_id"] == "webchat:test"]
     assert session["usage"] == {"input_tokens": 31, "output_tokens": 10, "replies": 2}
+    # A model brain gets the session's history (the rules brain needs none and skips the read).
+    texts = [m["content"] for m in llm.requests[1].body["messages"]]
+    assert texts[-3:] == ["first", "one", "second"]
     yield client.close()
     yield daemon.stop()
     yield llm.stop()

@@ -75,6 +75,8 @@ class Circuit:
 class FailoverBrain:
     """Asks ``brains`` in order and answers with the first that replies."""
 
+    uses_history = True
+
     def __init__(
         self,
         brains: Sequence[IBrain],

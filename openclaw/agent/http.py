@@ -259,6 +259,8 @@ class ModelBrain(ABC):
 
     path = ""
 
+    uses_history = True
+
     def __init__(
         self,
         provider: ProviderConfig,

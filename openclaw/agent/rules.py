@@ -74,6 +74,7 @@ class RulesBrain:
     """Answers slash commands from the runtime's facts; needs no network."""
 
     name = "rules"
+    uses_history = False
 
     def __init__(self, facts: Facts) -> None:
         self._answers: dict[str, Callable[[], str]] = {
