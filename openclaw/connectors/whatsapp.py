@@ -201,7 +201,6 @@ class WhatsAppConnector(ConnectorService):
         super().__init__("whatsapp", reactor, config, pipeline, store, notifier, rng)
         self.token = credential(config, "token", environ)
         self.app_secret = credential(config, "app_secret", environ)
-        self._waiting: Deferred | None = None
         self._partial: OrderedDict[str, int] = OrderedDict()
 
     # The "connection": a credentials check, then nothing to do but wait.
@@ -221,16 +220,7 @@ class WhatsAppConnector(ConnectorService):
                 raise Terminal(f"Graph API refused the token or phone_number_id (HTTP {status}, code {code}): {message}")
             raise GraphError(status, code, message)
         self.up()
-        self._waiting = Deferred()
-        try:
-            yield self._waiting
-        finally:
-            self._waiting = None
-
-    def _token_rejected(self, reason: str) -> None:
-        """A send was refused for the token: the connector fails (and alerts) as at start."""
-        if self._waiting is not None and not self._waiting.called:
-            self._waiting.errback(Terminal(reason))
+        yield Deferred()  # nothing to read: waits until cancelled (stop, or credentials refused on a send)
 
     def _request(self, method: str, path: str, body: dict | None = None) -> Deferred:
         """:return: a Deferred firing with ``(status, lower-case headers, body)``."""
@@ -275,7 +265,7 @@ class WhatsAppConnector(ConnectorService):
             code, message = graph_error(body)
             error = GraphError(status, code, message)
             if code in AUTH_CODES:
-                self._token_rejected(f"Graph API refused the token on send ({error})")
+                self.credentials_refused(f"Graph API refused the token on send ({error})")
                 raise error
             if (status == 429 or code in RATE_LIMIT_CODES) and attempt < RATE_RETRIES:
                 asked = retry_after(headers.get("retry-after"))
