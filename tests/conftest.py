@@ -40,3 +40,13 @@ async def store(tmp_path) -> Any:
     s.startService()
     yield s
     await s.stopService()
+
+
+@pytest_twisted.async_yield_fixture
+async def llm() -> Any:
+    """A started fake model API (``tests.llm_servers.FakeLLM``), stopped after the test."""
+    from tests.llm_servers import FakeLLM
+
+    server = FakeLLM().start()
+    yield server
+    await server.stop()

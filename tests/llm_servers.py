@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest_twisted
 from eliot import add_destinations, remove_destination
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
@@ -232,14 +231,6 @@ def eliot_messages() -> Iterator[list[dict]]:
     finally:
         remove_destination(messages.append)
         eliotutil._threshold = previous
-
-
-@pytest_twisted.async_yield_fixture
-async def server() -> Any:
-    """A started ``FakeLLM``, stopped after the test (import this fixture into a test module)."""
-    llm = FakeLLM().start()
-    yield llm
-    await llm.stop()
 
 
 def model_brain(cls: type, url: str, store: MemoryStore | None = None, rounds: int = 4, history: int = 20,

@@ -1,5 +1,5 @@
 """
-The Anthropic Messages brain against a local fake Messages API server.
+The Anthropic Messages brain against a local fake Messages API llm.
 """
 
 import json
@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from openclaw.agent.anthropic import API_VERSION, MAX_TOKENS, AnthropicBrain, alternate
 from openclaw.agent.base import BrainError
-from tests import llm_servers
 from tests.llm_servers import (
     KEY,
     MemoryStore,
@@ -25,22 +24,20 @@ from tests.llm_servers import (
     request,
 )
 
-server = llm_servers.server  # the fake API fixture
-
 
 def make(url, **kw):
     return model_brain(AnthropicBrain, url, jitter=0.5, **kw)
 
 
 @pytest_twisted.ensureDeferred
-async def test_plain_reply_with_usage_and_request_shape(server):
-    server.answer(anthropic_text("hi there", 13, 4))
+async def test_plain_reply_with_usage_and_request_shape(llm):
+    llm.answer(anthropic_text("hi there", 13, 4))
     history = [{"role": "assistant", "text": "proactive hello"}, {"role": "user", "text": "a"},
                {"role": "assistant", "text": "b"}, {"role": "user", "text": "unanswered"}]
-    reply = await make(server.url).respond(request("hello", history))
+    reply = await make(llm.url).respond(request("hello", history))
     assert (reply.text, reply.provider, reply.tool_calls) == ("hi there", "anthropic:test-model", 0)
     assert reply.usage == {"input_tokens": 13, "output_tokens": 4}
-    [sent] = server.requests
+    [sent] = llm.requests
     assert sent.path == "/v1/messages"
     assert sent.headers["x-api-key"] == KEY
     assert sent.headers["anthropic-version"] == API_VERSION
@@ -63,16 +60,16 @@ async def test_plain_reply_with_usage_and_request_shape(server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_tool_use_round_trip(server):
+async def test_tool_use_round_trip(llm):
     store = MemoryStore()
     store.state["memory:door code"] = "4711"
-    server.answer(anthropic_tool_use("recall", {"key": "door code"}, "toolu_7", text="Let me look."),
+    llm.answer(anthropic_tool_use("recall", {"key": "door code"}, "toolu_7", text="Let me look."),
                   anthropic_text("The code is 4711."))
-    reply = await make(server.url, store=store).respond(request("door code?"))
+    reply = await make(llm.url, store=store).respond(request("door code?"))
     assert reply.text == "The code is 4711."
     assert reply.tool_calls == 1
     assert reply.usage == {"input_tokens": 43, "output_tokens": 13}
-    follow = server.requests[1].body["messages"]
+    follow = llm.requests[1].body["messages"]
     assert follow[-2] == {"role": "assistant", "content": [
         {"type": "text", "text": "Let me look."},
         {"type": "tool_use", "id": "toolu_7", "name": "recall", "input": {"key": "door code"}},
@@ -83,40 +80,40 @@ async def test_tool_use_round_trip(server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_tool_errors_are_flagged(server):
-    server.answer(anthropic_tool_use("recall", {"nope": 1}), anthropic_text("hm"))
-    await make(server.url).respond(request())
-    [result] = server.requests[1].body["messages"][-1]["content"]
+async def test_tool_errors_are_flagged(llm):
+    llm.answer(anthropic_tool_use("recall", {"nope": 1}), anthropic_text("hm"))
+    await make(llm.url).respond(request())
+    [result] = llm.requests[1].body["messages"][-1]["content"]
     assert result["is_error"] is True
     assert result["content"].startswith("error: missing required argument 'key'")
 
 
 @pytest_twisted.ensureDeferred
-async def test_max_tool_rounds_then_one_answer_without_tools(server):
-    server.answer(anthropic_tool_use("recall", {"key": "a"}, "t1"), anthropic_tool_use("recall", {"key": "b"}, "t2", "partial"))
-    reply = await make(server.url, rounds=1).respond(request())
-    assert len(server.requests) == 2
-    assert [r.body.get("tool_choice") for r in server.requests] == [None, {"type": "none"}]
-    assert "tools" in server.requests[1].body
+async def test_max_tool_rounds_then_one_answer_without_tools(llm):
+    llm.answer(anthropic_tool_use("recall", {"key": "a"}, "t1"), anthropic_tool_use("recall", {"key": "b"}, "t2", "partial"))
+    reply = await make(llm.url, rounds=1).respond(request())
+    assert len(llm.requests) == 2
+    assert [r.body.get("tool_choice") for r in llm.requests] == [None, {"type": "none"}]
+    assert "tools" in llm.requests[1].body
     assert (reply.text, reply.tool_calls) == ("partial", 1)
 
 
 @pytest_twisted.ensureDeferred
-async def test_tool_use_blocks_without_tool_use_stop_are_not_run(server):
+async def test_tool_use_blocks_without_tool_use_stop_are_not_run(llm):
     canned = anthropic_tool_use("recall", {"key": "a"}, text="done")
     canned.body["stop_reason"] = "end_turn"
-    server.answer(canned)
-    reply = await make(server.url).respond(request())
-    assert (reply.text, reply.tool_calls, len(server.requests)) == ("done", 0, 1)
+    llm.answer(canned)
+    reply = await make(llm.url).respond(request())
+    assert (reply.text, reply.tool_calls, len(llm.requests)) == ("done", 0, 1)
 
 
 @pytest_twisted.ensureDeferred
-async def test_overloaded_529_and_429_retry(server):
+async def test_overloaded_529_and_429_retry(llm):
     sleep = RecordingSleep()
-    server.answer(anthropic_error(529, "overloaded_error", "Overloaded"),
+    llm.answer(anthropic_error(529, "overloaded_error", "Overloaded"),
                   anthropic_error(429, "rate_limit_error", "slow", {"retry-after": "4"}),
                   anthropic_text("ok"))
-    reply = await make(server.url, sleep=sleep).respond(request())
+    reply = await make(llm.url, sleep=sleep).respond(request())
     assert reply.text == "ok"
     assert sleep.delays == [0.375, 4.0]
 
@@ -124,21 +121,21 @@ async def test_overloaded_529_and_429_retry(server):
 @pytest.mark.parametrize("status,kind", [(400, "invalid_request_error"), (401, "authentication_error"),
                                          (403, "permission_error"), (404, "not_found_error")])
 @pytest_twisted.ensureDeferred
-async def test_client_errors_are_final(server, status, kind):
-    server.answer(anthropic_error(status, kind, f"nope {KEY}"))
+async def test_client_errors_are_final(llm, status, kind):
+    llm.answer(anthropic_error(status, kind, f"nope {KEY}"))
     with eliot_messages() as messages, pytest.raises(BrainError) as e:
-        await make(server.url).respond(request("private words"))
-    assert (e.value.status, e.value.retryable, len(server.requests)) == (status, False, 1)
+        await make(llm.url).respond(request("private words"))
+    assert (e.value.status, e.value.retryable, len(llm.requests)) == (status, False, 1)
     assert kind in str(e.value) and KEY not in str(e.value)
     logged = json.dumps(messages, default=str)
     assert KEY not in logged and "private words" not in logged
 
 
 @pytest_twisted.ensureDeferred
-async def test_garbled_answer_is_retryable(server):
-    server.answer(anthropic_error(200, "x", "y"))
+async def test_garbled_answer_is_retryable(llm):
+    llm.answer(anthropic_error(200, "x", "y"))
     with pytest.raises(BrainError) as e:
-        await make(server.url, max_retries=0).respond(request())
+        await make(llm.url, max_retries=0).respond(request())
     assert e.value.retryable and "unexpected response shape" in str(e.value)
 
 

@@ -1,5 +1,5 @@
 """
-The OpenAI-compatible brain against a local fake Chat Completions server,
+The OpenAI-compatible brain against a local fake Chat Completions llm,
 and the shared HTTP plumbing (backoff, Retry-After, keys, error bodies).
 """
 
@@ -25,7 +25,6 @@ from openclaw.agent.http import (
 )
 from openclaw.agent.openai import OpenAIBrain, parse_arguments
 from openclaw.agent.tools import ToolBox
-from tests import llm_servers
 from tests.llm_servers import (
     KEY,
     Canned,
@@ -40,21 +39,19 @@ from tests.llm_servers import (
     request,
 )
 
-server = llm_servers.server  # the fake API fixture
-
 
 def make(url, **kw):
     return model_brain(OpenAIBrain, url, jitter=0.0, **kw)
 
 
 @pytest_twisted.ensureDeferred
-async def test_plain_reply_with_usage_and_request_shape(server):
-    server.answer(openai_text("hi there", 11, 7))
+async def test_plain_reply_with_usage_and_request_shape(llm):
+    llm.answer(openai_text("hi there", 11, 7))
     history = [{"role": "user", "text": f"m{n}"} for n in range(5)]
-    reply = await make(server.url, history=2).respond(request("hello", history))
+    reply = await make(llm.url, history=2).respond(request("hello", history))
     assert (reply.text, reply.provider, reply.tool_calls) == ("hi there", "openai:test-model", 0)
     assert reply.usage == {"input_tokens": 11, "output_tokens": 7}
-    [sent] = server.requests
+    [sent] = llm.requests
     assert sent.path == "/chat/completions"
     assert sent.headers["authorization"] == f"Bearer {KEY}"
     assert sent.headers["content-type"] == "application/json"
@@ -71,15 +68,15 @@ async def test_plain_reply_with_usage_and_request_shape(server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_tool_call_round_trip(server):
+async def test_tool_call_round_trip(llm):
     store = MemoryStore()
     store.state["memory:wifi"] = "hunter2-network"
-    server.answer(openai_tool_call("recall", {"key": "wifi"}, "call_9"), openai_text("It is hunter2-network."))
-    reply = await make(server.url, store=store).respond(request("what is the wifi?"))
+    llm.answer(openai_tool_call("recall", {"key": "wifi"}, "call_9"), openai_text("It is hunter2-network."))
+    reply = await make(llm.url, store=store).respond(request("what is the wifi?"))
     assert reply.text == "It is hunter2-network."
     assert reply.tool_calls == 1
     assert reply.usage == {"input_tokens": 31, "output_tokens": 12}
-    follow = server.requests[1].body["messages"]
+    follow = llm.requests[1].body["messages"]
     assert follow[-2]["role"] == "assistant"
     assert follow[-2]["tool_calls"][0]["id"] == "call_9"
     assert json.loads(follow[-2]["tool_calls"][0]["function"]["arguments"]) == {"key": "wifi"}
@@ -87,83 +84,83 @@ async def test_tool_call_round_trip(server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_bad_tool_arguments_go_back_to_the_model(server):
-    server.answer(openai_tool_call("recall", "{not json"), openai_tool_call("launch", {}), openai_text("sorry"))
-    reply = await make(server.url).respond(request())
+async def test_bad_tool_arguments_go_back_to_the_model(llm):
+    llm.answer(openai_tool_call("recall", "{not json"), openai_tool_call("launch", {}), openai_text("sorry"))
+    reply = await make(llm.url).respond(request())
     assert reply.text == "sorry"
-    assert server.requests[1].body["messages"][-1]["content"].startswith("error: arguments must be a JSON object")
-    assert server.requests[2].body["messages"][-1]["content"].startswith("error: unknown tool 'launch'")
+    assert llm.requests[1].body["messages"][-1]["content"].startswith("error: arguments must be a JSON object")
+    assert llm.requests[2].body["messages"][-1]["content"].startswith("error: unknown tool 'launch'")
 
 
 @pytest_twisted.ensureDeferred
-async def test_max_tool_rounds_then_one_answer_without_tools(server):
-    server.answer(*[openai_tool_call("recall", {"key": "x"}, f"c{n}") for n in range(3)])
-    reply = await make(server.url, rounds=2).respond(request())
-    assert len(server.requests) == 3
-    assert [r.body.get("tool_choice") for r in server.requests] == [None, None, "none"]
+async def test_max_tool_rounds_then_one_answer_without_tools(llm):
+    llm.answer(*[openai_tool_call("recall", {"key": "x"}, f"c{n}") for n in range(3)])
+    reply = await make(llm.url, rounds=2).respond(request())
+    assert len(llm.requests) == 3
+    assert [r.body.get("tool_choice") for r in llm.requests] == [None, None, "none"]
     assert reply.tool_calls == 2
     assert reply.text == ""
 
 
 @pytest_twisted.ensureDeferred
-async def test_no_tools_offered_when_rounds_are_zero(server):
-    server.answer(openai_text("ok"))
-    await make(server.url, rounds=0).respond(request())
-    assert "tools" not in server.requests[0].body
+async def test_no_tools_offered_when_rounds_are_zero(llm):
+    llm.answer(openai_text("ok"))
+    await make(llm.url, rounds=0).respond(request())
+    assert "tools" not in llm.requests[0].body
 
 
 @pytest_twisted.ensureDeferred
-async def test_429_honours_retry_after(server):
+async def test_429_honours_retry_after(llm):
     sleep = RecordingSleep()
-    server.answer(openai_error(429, "rate_limit_exceeded", "slow down", {"Retry-After": "7"}), openai_text("ok"))
-    reply = await make(server.url, sleep=sleep).respond(request())
+    llm.answer(openai_error(429, "rate_limit_exceeded", "slow down", {"Retry-After": "7"}), openai_text("ok"))
+    reply = await make(llm.url, sleep=sleep).respond(request())
     assert reply.text == "ok"
     assert sleep.delays == [7.0]
 
 
 @pytest_twisted.ensureDeferred
-async def test_retry_after_beyond_the_limit_gives_up_at_once(server):
+async def test_retry_after_beyond_the_limit_gives_up_at_once(llm):
     sleep = RecordingSleep()
-    server.answer(openai_error(429, "rate_limit_exceeded", "later", {"Retry-After": str(MAX_WAIT + 1)}))
+    llm.answer(openai_error(429, "rate_limit_exceeded", "later", {"Retry-After": str(MAX_WAIT + 1)}))
     with pytest.raises(BrainError) as e:
-        await make(server.url, sleep=sleep).respond(request())
+        await make(llm.url, sleep=sleep).respond(request())
     assert (e.value.status, e.value.retryable, sleep.delays) == (429, True, [])
 
 
 @pytest_twisted.ensureDeferred
-async def test_500_then_success_backs_off(server):
+async def test_500_then_success_backs_off(llm):
     sleep = RecordingSleep()
-    server.answer(Canned(500, b"oops"), Canned(502, b"bad gateway"), openai_text("ok"))
-    reply = await make(server.url, sleep=sleep).respond(request())
+    llm.answer(Canned(500, b"oops"), Canned(502, b"bad gateway"), openai_text("ok"))
+    reply = await make(llm.url, sleep=sleep).respond(request())
     assert reply.text == "ok"
     assert sleep.delays == [backoff_delay(0, 0.0), backoff_delay(1, 0.0)]
 
 
 @pytest_twisted.ensureDeferred
-async def test_retries_run_out(server):
-    server.answer(*[Canned(503, b"")] * 3)
+async def test_retries_run_out(llm):
+    llm.answer(*[Canned(503, b"")] * 3)
     with pytest.raises(BrainError) as e:
-        await make(server.url, max_retries=2).respond(request())
-    assert (e.value.status, e.value.retryable, len(server.requests)) == (503, True, 3)
+        await make(llm.url, max_retries=2).respond(request())
+    assert (e.value.status, e.value.retryable, len(llm.requests)) == (503, True, 3)
 
 
 @pytest_twisted.ensureDeferred
-async def test_401_is_not_retried_and_keeps_the_key_out(server):
+async def test_401_is_not_retried_and_keeps_the_key_out(llm):
     sleep = RecordingSleep()
-    server.answer(openai_error(401, "invalid_request_error", f"Incorrect API key provided: {KEY}"))
+    llm.answer(openai_error(401, "invalid_request_error", f"Incorrect API key provided: {KEY}"))
     with pytest.raises(BrainError) as e:
-        await make(server.url, sleep=sleep).respond(request())
-    assert (e.value.status, e.value.retryable, len(server.requests), sleep.delays) == (401, False, 1, [])
+        await make(llm.url, sleep=sleep).respond(request())
+    assert (e.value.status, e.value.retryable, len(llm.requests), sleep.delays) == (401, False, 1, [])
     assert KEY not in str(e.value)
     assert "invalid_request_error" in str(e.value)
 
 
 @pytest_twisted.ensureDeferred
-async def test_timeout_is_retryable(server):
+async def test_timeout_is_retryable(llm):
     clock = Clock()
-    server.answer(Canned(hang=True))
-    d = make(server.url, clock=clock, timeout=3.0, max_retries=0).respond(request())
-    await server.received(1)
+    llm.answer(Canned(hang=True))
+    d = make(llm.url, clock=clock, timeout=3.0, max_retries=0).respond(request())
+    await llm.received(1)
     clock.advance(3.0)
     with pytest.raises(BrainError) as e:
         await d
@@ -172,14 +169,14 @@ async def test_timeout_is_retryable(server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_connection_refused_is_retried(server):
-    url = server.url
-    await server.stop()
+async def test_connection_refused_is_retried(llm):
+    url = llm.url
+    await llm.stop()
     sleep = RecordingSleep()
     with pytest.raises(BrainError) as e:
         await make(url, sleep=sleep, max_retries=1).respond(request())
     assert e.value.retryable and len(sleep.delays) == 1
-    server.start()  # the fixture stops it again
+    llm.start()  # the fixture stops it again
 
 
 @pytest.mark.parametrize("canned", [
@@ -189,10 +186,10 @@ async def test_connection_refused_is_retried(server):
     Canned(200, {"choices": [{"message": {"content": 5}}]}),
 ])
 @pytest_twisted.ensureDeferred
-async def test_malformed_responses_are_retryable_errors(server, canned):
-    server.answer(canned)
+async def test_malformed_responses_are_retryable_errors(llm, canned):
+    llm.answer(canned)
     with pytest.raises(BrainError) as e:
-        await make(server.url, max_retries=0).respond(request())
+        await make(llm.url, max_retries=0).respond(request())
     assert e.value.retryable
 
 
@@ -208,22 +205,22 @@ async def test_missing_key_fails_before_any_request():
 
 
 @pytest_twisted.ensureDeferred
-async def test_loopback_server_needs_no_key(server):
-    server.answer(openai_text("local"))
-    reply = await make(server.url, api_key="").respond(request())
+async def test_loopback_server_needs_no_key(llm):
+    llm.answer(openai_text("local"))
+    reply = await make(llm.url, api_key="").respond(request())
     assert reply.text == "local"
-    assert "authorization" not in server.requests[0].headers
+    assert "authorization" not in llm.requests[0].headers
 
 
 @pytest_twisted.ensureDeferred
-async def test_key_and_text_never_logged(server):
+async def test_key_and_text_never_logged(llm):
     secret_text = "my bank password is swordfish"
-    server.answer(openai_tool_call("remember", {"key": "bank", "value": secret_text}), openai_text("noted"),
+    llm.answer(openai_tool_call("remember", {"key": "bank", "value": secret_text}), openai_text("noted"),
                   openai_error(401, "invalid_api_key", f"bad key {KEY}"))
     with eliot_messages() as messages:
-        await make(server.url).respond(request(secret_text))
+        await make(llm.url).respond(request(secret_text))
         with pytest.raises(BrainError):
-            await make(server.url, max_retries=0).respond(request(secret_text))
+            await make(llm.url, max_retries=0).respond(request(secret_text))
     logged = json.dumps(messages, default=str)
     assert "openai:test-model" in logged and "openclaw:brain:tool" in logged
     assert KEY not in logged
