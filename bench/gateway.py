@@ -138,6 +138,34 @@ class RawWebSocket(protocol.Protocol):
         self.buf = buf[pos:]
 
 
+
+def await_start(state: dict[str, Any], warmup: float, duration: float, begin: Any) -> None:
+    """
+    A load generator's start line: the parent writes one wall-clock time on
+    stdin, shared by every generator of a run.  The first line sets the
+    measured window ``state["m0"]``..``state["m1"]`` (after ``warmup``) on
+    this process's perf clock and calls ``begin`` at that time.
+    """
+    from twisted.internet import reactor, stdio
+    from twisted.protocols.basic import LineReceiver
+
+    perf = time.perf_counter
+
+    class Control(LineReceiver):
+        delimiter = b"\n"
+
+        def lineReceived(self, line: bytes) -> None:
+            if state["started"]:
+                return
+            state["started"] = True
+            start_perf = perf() + (float(line) - time.time())
+            state["m0"] = start_perf + warmup
+            state["m1"] = state["m0"] + duration
+            reactor.callLater(max(0.0, start_perf - perf()), begin)
+
+    stdio.StandardIO(Control())
+
+
 def client_main(args: argparse.Namespace) -> int:
     """
     Open ``--conns`` connections, authenticate if a token is given, print
@@ -151,8 +179,7 @@ def client_main(args: argparse.Namespace) -> int:
     so it spends far less CPU per round trip than the servers it loads.
     ``--impl autobahn`` uses Autobahn's ``WebSocketClientProtocol`` instead.
     """
-    from twisted.internet import protocol, reactor, stdio
-    from twisted.protocols.basic import LineReceiver
+    from twisted.internet import protocol, reactor
 
     perf = time.perf_counter
     state = {"opened": 0, "closed": 0, "m0": 0.0, "m1": 0.0, "count": 0, "errors": 0, "started": False}
@@ -276,21 +303,7 @@ def client_main(args: argparse.Namespace) -> int:
         for _ in range(args.conns):
             reactor.connectTCP(host, int(port), factory)
 
-    class Control(LineReceiver):
-        delimiter = b"\n"
-
-        def lineReceived(self, line: bytes) -> None:
-            if state["started"]:
-                return
-            state["started"] = True
-            start_wall = float(line)
-            start_perf = perf() + (start_wall - time.time())
-            state["m0"] = start_perf + args.warmup
-            state["m1"] = state["m0"] + args.duration
-            delay = max(0.0, start_perf - perf())
-            reactor.callLater(delay, lambda: [p.send_next() for p in protocols])
-
-    stdio.StandardIO(Control())
+    await_start(state, args.warmup, args.duration, lambda: [p.send_next() for p in protocols])
     # Hard bound: connecting + waiting for the start + the run + closing.
     reactor.callLater(30 + args.warmup + args.duration, reactor.stop)
     reactor.run()

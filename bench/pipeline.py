@@ -91,8 +91,7 @@ def client_main(args: argparse.Namespace) -> int:
     wait for the replies, print one JSON line, exit.
     """
     import orjson
-    from twisted.internet import protocol, reactor, stdio, task
-    from twisted.protocols.basic import LineReceiver
+    from twisted.internet import protocol, reactor, task
 
     perf = time.perf_counter
     loads = orjson.loads
@@ -214,22 +213,10 @@ def client_main(args: argparse.Namespace) -> int:
             task.LoopingCall(tick).start(0.001)
         reactor.callLater(max(0.0, st["m1"] - perf()), stop_sending)
 
-    class Control(LineReceiver):
-        delimiter = b"\n"
-
-        def lineReceived(self, line: bytes) -> None:
-            if st["started"]:
-                return
-            st["started"] = True
-            start_perf = perf() + (float(line) - time.time())
-            st["m0"] = start_perf + args.warmup
-            st["m1"] = st["m0"] + args.duration
-            reactor.callLater(max(0.0, start_perf - perf()), begin)
-
     host, port = args.url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
     for i in range(args.conns):
         reactor.connectTCP(host, int(port), protocol.ClientFactory.forProtocol(lambda i=i: Conn(i)))
-    stdio.StandardIO(Control())
+    gw.await_start(st, args.warmup, args.duration, begin)
     reactor.callLater(30 + args.warmup + args.duration + args.grace, reactor.stop)  # hard bound
     reactor.run()
     st["missing_replies"] = len(awaiting)
