@@ -139,6 +139,18 @@ class RawWebSocket(protocol.Protocol):
 
 
 
+def cpu_sets(no_pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """The server on CPU 0 and the load generator on CPU 1 (where there are two), unless told not to pin."""
+    if no_pin or (os.cpu_count() or 1) < 2:
+        return None, None
+    return {0}, {1}
+
+
+def print_command() -> None:
+    """The first line of a benchmark's output: the command that reproduces it."""
+    print("# command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+
+
 def await_start(state: dict[str, Any], warmup: float, duration: float, begin: Any) -> None:
     """
     A load generator's start line: the parent writes one wall-clock time on
@@ -494,11 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     ncpu = os.cpu_count() or 1
-    server_cpus = client_cpus = None
-    if not args.no_pin and ncpu >= 2:
-        server_cpus, client_cpus = {0}, {1}
-
-    print("# command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    server_cpus, client_cpus = cpu_sets(args.no_pin)
+    print_command()
     v = versions()
     print(f"# date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}  host: {platform.node()}  nproc: {ncpu}")
     print(f"# Python {v['python']}, Autobahn {v['autobahn']}, Twisted {v['twisted']}; NVX built={v['nvx_built']} "

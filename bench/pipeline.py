@@ -49,7 +49,6 @@ import json
 import os
 import platform
 import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -459,11 +458,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"level {sessions}:{conns}: more connections than sessions")
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     ncpu = os.cpu_count() or 1
-    server_cpus = client_cpus = None
-    if not args.no_pin and ncpu >= 2:
-        server_cpus, client_cpus = {0}, {1}
-
-    print("# command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    server_cpus, client_cpus = gw.cpu_sets(args.no_pin)
+    gw.print_command()
     v = versions()
     import orjson
     v["orjson"] = orjson.__version__
