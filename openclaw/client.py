@@ -59,9 +59,15 @@ def endpoint_url(scheme: str, listen: str, default_port: str) -> str:
 
 
 def read_token(home: str, environ: Mapping[str, str] = os.environ) -> str:
-    """``OPENCLAW_GATEWAY_TOKEN``, else ``<home>/gateway.token``."""
+    """
+    ``OPENCLAW_GATEWAY_TOKEN``, else ``gateway.token`` of the config found
+    the daemon's way, else ``<home>/gateway.token`` (``OSError`` if missing).
+    """
     if environ.get("OPENCLAW_GATEWAY_TOKEN"):
         return environ["OPENCLAW_GATEWAY_TOKEN"]
+    configured = load_config(config_path(None, home, environ), environ).gateway.token
+    if configured:
+        return configured
     with open(os.path.join(home, "gateway.token"), encoding="utf-8") as f:
         return f.read().strip()
 

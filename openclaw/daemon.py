@@ -63,6 +63,7 @@ class DaemonService(OrderedMultiService):
         self._notify = notify
         self._runfile_facts = runfile_facts
         self._lock_fd: int | None = None
+        self._runfile_written = False
         self._hurried = False
         self._reloading: Deferred = succeed(None)
         self._stop_failures = 0
@@ -74,6 +75,16 @@ class DaemonService(OrderedMultiService):
     def privilegedStartService(self) -> None:
         self._exit_on_startup_error(self._lock_home)
         self._exit_on_startup_error(super().privilegedStartService)
+        self._write_runfile()  # the ports are bound: before READY=1, CLI commands can find them
+
+    def _write_runfile(self) -> None:
+        if self.home is not None and not self._runfile_written:
+            runfile.write(self.home, self._runfile_facts())
+            self._runfile_written = True
+
+    def hold_lock(self, fd: int) -> None:
+        """The home's lock, already taken (by ``makeService``, before twistd's own start)."""
+        self._lock_fd = fd
 
     def _lock_home(self) -> None:
         if self.home is None or self._lock_fd is not None:
@@ -108,6 +119,7 @@ class DaemonService(OrderedMultiService):
         if self._owns_process:
             self.runtime.nofile = raise_nofile()
         super().startService()
+        self._write_runfile()
         # Children that connect in the background (a Redis store) expose
         # ``ready``; the daemon is ready when all of them are.
         waiting = [child.ready for child in self if isinstance(getattr(child, "ready", None), Deferred)]
@@ -120,8 +132,6 @@ class DaemonService(OrderedMultiService):
         if self.runtime.phase != STARTING:
             return
         self.runtime.mark_ready()
-        if self.home is not None:
-            runfile.write(self.home, self._runfile_facts())
         log("openclaw:daemon:ready", services=list(self.runtime.services), nofile=self.runtime.nofile)
         for hook in self.when_ready:
             hook()
@@ -212,8 +222,9 @@ class DaemonService(OrderedMultiService):
         self.runtime.mark_stopped()
         action.add_success_fields(failures=failures, overrun=round(max(0.0, self._reactor.seconds() - deadline), 3))
         action.finish()
-        if self.home is not None:
+        if self._runfile_written:
             runfile.remove(self.home)
+            self._runfile_written = False
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

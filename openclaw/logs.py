@@ -308,8 +308,18 @@ class LoggingService(Service):
         add_destinations(self._deliver)
         globalLogPublisher.addObserver(self._bridge)
         super().startService()
+        self._log_banner()
+
+    def privilegedStartService(self) -> None:
+        # First of all children: Eliot holds messages until a destination is
+        # added, so this opens the log even though ports bind before startService.
+        super().privilegedStartService()
+        self._log_banner()
+
+    def _log_banner(self) -> None:
         if self._banner is not None:
             log("openclaw:daemon:starting", **self._banner)
+            self._banner = None
 
     def reconfigure(self, config: Any) -> None:
         """A reload's ``log`` section: the level at once, rotation from the next write."""

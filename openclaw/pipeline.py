@@ -152,8 +152,6 @@ class Pipeline(Service):
                 reply = yield thinking
             finally:
                 self._thinking.pop(event.id, None)
-            if self.abandoned:
-                return  # hurried: the event stays received and is answered after restart
             text = reply.text
             action.add_success_fields(provider=reply.provider, reply_length=len(text),
                                       tool_calls=reply.tool_calls, **reply.usage)
@@ -161,13 +159,15 @@ class Pipeline(Service):
                 metrics.brain_tokens.labels(reply.provider, kind).inc(count)
             if any(reply.usage.values()):
                 yield self._add_usage(session_id, reply.usage)
-        except CancelledError:
+        except (BrainError, CancelledError) as e:
             if self.abandoned:
-                return
-            raise
-        except BrainError as e:
+                return  # hurried: the event stays received and is answered after the next start
+            if isinstance(e, CancelledError):
+                raise
             log("openclaw:message:brain-failed", level="error", error=str(e), retryable=e.retryable)
             text = BRAIN_DOWN_REPLY
+        if self.abandoned:
+            return
         self.outbox.remember_task(event.id, action.serialize_task_id().decode())
         yield self._complete(event, text)
         metrics.response_duration.labels(event.source).observe(self.runtime.clock.seconds() - started)

@@ -39,6 +39,8 @@ from openclaw.runtime import Runtime
 from openclaw.state import StateService
 from openclaw.store import make_store
 from openclaw.store.pruning import PruneService
+from openclaw.system import homelock
+from openclaw.system.homelock import HomeLocked
 from openclaw.system.sdnotify import SDNotifier
 from openclaw.system.systemd_service import SystemdService
 from openclaw.web import WebService
@@ -204,4 +206,13 @@ def listening_facts(gateway: GatewayService, web: WebService, runtime: Runtime) 
 def makeService(options: Options) -> DaemonService:
     from twisted.internet import reactor
 
-    return build_service(options.config, options.home, reactor, owns_process=True, source=options.source)
+    # The one piece of I/O here: a second daemon on this home must stop
+    # before twistd opens its log or anything is bound, with one line.
+    try:
+        lock = homelock.acquire(options.home)
+    except (HomeLocked, OSError) as e:
+        sys.stderr.write(f"openclaw: {e}\n")
+        raise SystemExit(homelock.EX_LOCKED if isinstance(e, HomeLocked) else 1)
+    root = build_service(options.config, options.home, reactor, owns_process=True, source=options.source)
+    root.hold_lock(lock)
+    return root

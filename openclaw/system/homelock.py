@@ -37,6 +37,7 @@ def acquire(home: str) -> int:
     open).  :raise HomeLocked: naming the holder's PID.
     """
     path = lock_path(home)
+    os.makedirs(home, mode=0o700, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
