@@ -22,14 +22,9 @@ from openclaw.config.connectors import (
     ConnectorsConfig,
     parse_platform,
 )
-from openclaw.config.parsing import (
-    count,
-    got,
-    parse_duration,
-    parse_size,
-    positive,
-    string,
-)
+from openclaw.config.parsing import duration, got, size, string, whole
+
+MiB = 2**20
 from openclaw.config.proactive import (
     DEFAULT_CRON,
     ActiveHours,
@@ -64,11 +59,14 @@ def parse_endpoint(value: Any) -> str:
     from twisted.internet.endpoints import serverFromString
 
     try:
-        serverFromString(reactor, value)
+        endpoint = serverFromString(reactor, value)
     except Exception as e:
         raise ValueError(
             f"expected an endpoint like tcp:8080:interface=127.0.0.1, got {got(value)} ({e})"
         ) from None
+    port = getattr(endpoint, "_port", None)  # TCP, TCP6 and SSL endpoints; UNIX ones have none
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise ValueError(f"the port must be from 1 to 65535 (or 0: any free port), got {port} in {got(value)}")
     return value
 
 
@@ -215,6 +213,9 @@ PROVIDER_DEFAULTS = {
 _PROVIDER_KEYS = {"kind", "model", "base_url", "api_key_env", "api_key", "timeout", "max_retries"}
 
 
+_provider_timeout, _provider_retries = duration(1, 600), whole(0, 10)
+
+
 def parse_providers(value: Any) -> tuple[ProviderConfig, ...]:
     """
     A list of ``{kind, model, base_url?, api_key_env?, api_key?, timeout?,
@@ -250,8 +251,8 @@ def parse_providers(value: Any) -> tuple[ProviderConfig, ...]:
                 kind=kind, model=model, base_url=base_url.rstrip("/"),
                 api_key_env=string(raw.get("api_key_env", key_env)),
                 api_key=string(raw.get("api_key", "")),
-                timeout=parse_duration(raw.get("timeout", 60)),
-                max_retries=count(raw.get("max_retries", 2)),
+                timeout=_provider_timeout(raw.get("timeout", 60)),
+                max_retries=_provider_retries(raw.get("max_retries", 2)),
             ))
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
@@ -274,33 +275,33 @@ def parse_tools(value: Any) -> tuple[str, ...]:
 
 # (section, key) -> (parser, what it is for); the dataclasses hold the defaults.
 KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
-    ("daemon", "drain_timeout"): (parse_duration, "shutdown budget for the whole tree: in-flight replies, outbox flush, connections (keep TimeoutStopSec above it)"),
+    ("daemon", "drain_timeout"): (duration(0, 3600), "shutdown budget for the whole tree: in-flight replies, outbox flush, connections (keep TimeoutStopSec above it)"),
     ("gateway", "listen"): (parse_endpoint, "WebSocket gateway endpoint (Twisted strports); keep 127.0.0.1 unless a proxy fronts it"),
     ("gateway", "token"): (string, "shared secret clients send in `connect`; empty: generated into <home>/gateway.token (0600)"),
-    ("gateway", "max_frame_bytes"): (parse_size, "largest request frame answered; larger ones get `frame_too_large`"),
-    ("gateway", "max_bad_frames"): (positive, "malformed frames from one connection before it is closed (1008/1009)"),
+    ("gateway", "max_frame_bytes"): (size(256, 64 * MiB), "largest request frame answered; larger ones get `frame_too_large`"),
+    ("gateway", "max_bad_frames"): (whole(1, 1000), "malformed frames from one connection before it is closed (1008/1009)"),
     ("web", "listen"): (parse_endpoint, "health/metrics HTTP endpoint: /health /livez /readyz /metrics"),
     ("log", "level"): (_level, "error | warn | info | debug | trace (also LOG_LEVEL, --log-level)"),
-    ("log", "max_bytes"): (parse_size, "rotate combined.log / error.log past this size"),
-    ("log", "backups"): (positive, "rotated files kept per log"),
-    ("state", "save_every"): (parse_duration, "how often gateway-state.json is written (also at shutdown)"),
-    ("heartbeat", "every"): (parse_duration, "heartbeat interval; 0 disables; the first beat is one interval after start"),
+    ("log", "max_bytes"): (size(64 * 1024, 1024 * MiB), "rotate combined.log / error.log past this size"),
+    ("log", "backups"): (whole(1, 100), "rotated files kept per log"),
+    ("state", "save_every"): (duration(1, 86400, off=True), "how often gateway-state.json is written (also at shutdown)"),
+    ("heartbeat", "every"): (duration(1, 7 * 86400, off=True), "heartbeat interval; 0 disables; the first beat is one interval after start"),
     ("heartbeat", "active_hours"): (parse_active_hours, "{start: \"08:00\", end: \"23:00\"}: beat only between these local times; null: always"),
     ("heartbeat", "timezone"): (parse_timezone, "IANA zone for active hours, cron and reports (e.g. Europe/Berlin); empty: the host's"),
     ("heartbeat", "target"): (parse_target, "where alerts and reports go: last (the owner's last active session) or a session id"),
     ("store", "url"): (parse_store_url, "sqlite:///<path> or redis://host:port/db; empty: SQLite in <home>/data/"),
     ("store", "prefix"): (string, "Redis key prefix, so several daemons can share one Redis"),
-    ("store", "history"): (positive, "messages of history kept per session"),
-    ("store", "retention"): (parse_duration, "sent messages, finished events and journal records older than this are pruned; 0 keeps all"),
+    ("store", "history"): (whole(1, 100_000), "messages of history kept per session"),
+    ("store", "retention"): (duration(3600, 10 * 365 * 86400, off=True), "sent messages, finished events and journal records older than this are pruned; 0 keeps all"),
     ("brain", "providers"): (parse_providers, "model providers in failover order; none: the offline rules brain"),
-    ("brain", "max_tool_rounds"): (count, "tool-call rounds a model may take for one message"),
-    ("brain", "history"): (positive, "past messages of the session sent to the model"),
+    ("brain", "max_tool_rounds"): (whole(0, 32), "tool-call rounds a model may take for one message"),
+    ("brain", "history"): (whole(1, 1000), "past messages of the session sent to the model"),
     ("brain", "tools"): (parse_tools, "tools model brains may call"),
     ("brain", "system_prompt"): (string, "the system prompt of model brains"),
-    ("lanes", "max_concurrent"): (positive, "sessions handled at the same time (one message at a time within a session)"),
-    ("lanes", "max_queue"): (positive, "messages waiting per session before senders are told to retry"),
-    ("lanes", "idle_after"): (parse_duration, "an idle session's lane is dropped after this (re-created on demand)"),
-    ("outbox", "max_attempts"): (positive, "delivery attempts before an outbox message is marked failed"),
+    ("lanes", "max_concurrent"): (whole(1, 100_000), "sessions handled at the same time (one message at a time within a session)"),
+    ("lanes", "max_queue"): (whole(1, 1_000_000), "messages waiting per session before senders are told to retry"),
+    ("lanes", "idle_after"): (duration(60, 30 * 86400), "an idle session's lane is dropped after this (re-created on demand)"),
+    ("outbox", "max_attempts"): (whole(1, 1000), "delivery attempts before an outbox message is marked failed"),
     **{("connectors", name): (parse_platform(name), f"the {name} connector (docs/connectors.md)") for name in PLATFORMS},
 }
 # Sections that are lists of entries rather than mappings of keys.
