@@ -33,6 +33,7 @@ from openclaw.logs import (
     render,
     serialize_redacted,
 )
+from openclaw.pipeline import MESSAGE, MESSAGE_BRAIN_FAILED
 
 TOKEN = "gw-token-0123456789abcdef"
 API_KEY = "sk-live-ZYXWVUTSRQ987654"
@@ -118,7 +119,7 @@ def test_level_filtering(tmp_path: Path, configured: str) -> None:
     assert all(LEVELS[m["log_level"]] >= LEVELS[configured] for m in messages)
 
 
-def test_error_log_holds_only_errors(tmp_path: Path) -> None:
+def test_error_log_holds_only_errors(tmp_path: Path, eliot_logger: Any) -> None:
     service = start(tmp_path, "trace")
     for level in LEVELS:
         log(f"test:msg:{level}", level)
@@ -128,6 +129,7 @@ def test_error_log_holds_only_errors(tmp_path: Path) -> None:
     except ZeroDivisionError:
         write_traceback()
     service.stopService()
+    assert len(eliot_logger.flush_tracebacks(ZeroDivisionError)) == 1
 
     errors = lines(tmp_path / "logs" / "error.log")
     assert errors and all(m["log_level"] == "error" for m in errors)
@@ -465,8 +467,9 @@ def test_the_written_line_never_holds_a_secret_and_matches_redact(case: tuple[An
 
 def test_per_message_actions_reach_the_file_but_not_the_console(tmp_path: Path, captured: list[dict[str, Any]]) -> None:
     service = start(tmp_path, "info")
-    with begin("openclaw:message", "info", event_id="e1"):
-        log("openclaw:message:brain-failed", "error", error="model down")
+    with begin(MESSAGE, "info", event_id="e1", session_id="webchat:1", source="webchat", type="message.received",
+               length=2):
+        log(MESSAGE_BRAIN_FAILED, "error", error="model down", retryable=True)
     service.stopService()
     texts = [formatEvent(e) for e in captured if e.get(CONSOLE_MARKER)]
     assert [t.split()[1] for t in texts] == ["openclaw:message:brain-failed"]
