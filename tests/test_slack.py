@@ -26,6 +26,7 @@ from openclaw.connectors.slack import (
 )
 from openclaw.connectors.split import split_text
 from tests.connector_harness import Harness
+from tests.eliot_tasks import answered, assert_one_task_per_message
 from tests.slack_server import (
     APP_TOKEN,
     BOT_TOKEN,
@@ -152,6 +153,16 @@ def test_a_direct_message_is_recorded_acknowledged_and_answered(harness, server)
     yield until(lambda: server.texts("C9") and mention in server.acks)
     assert (yield user_texts(harness, "slack:C9")) == ["/help"]
     assert connector.health()["connected"] and connector.health()["last_receive"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_each_message_is_its_own_eliot_task_from_receive_to_sent(harness, server, eliot_logger) -> None:
+    connector = start(harness, server)
+    yield until(lambda: connected(connector))
+    server.message("/help")
+    server.message("/status")
+    yield until(lambda: answered(eliot_logger.messages, "slack", 2), what="two answered tasks")
+    assert_one_task_per_message(eliot_logger.messages, "slack", 2)
 
 
 @pytest_twisted.inlineCallbacks

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,8 +37,10 @@ from openclaw.connectors.telegram import (
     parse_reply,
     parse_update,
 )
+from openclaw.logs import LoggingService
 from openclaw.web import WebService
 from tests.connector_harness import Harness
+from tests.eliot_tasks import answered, assert_one_task_per_message, one_task
 from tests.telegram_server import TOKEN, USERNAME, BotAPI, error, ok, text_update, until
 
 SECRET = "webhook-SECRET-42"
@@ -259,6 +264,45 @@ def test_a_message_is_answered_and_its_offset_confirmed_and_stored(api: BotAPI, 
     api.push(text_update(42, "what's up?"))
     yield until(lambda: len(api.texts(42)) == 2, what="a second reply")
     assert api.texts(42)[1] == NO_MODEL
+
+
+@pytest_twisted.inlineCallbacks
+def test_each_message_is_its_own_eliot_task_from_receive_to_sent(api: BotAPI, harnesses, eliot_logger) -> None:
+    h = harnesses()
+    start(h, api)
+    api.push(text_update(42, "/help"))
+    api.push(text_update(42, "/status"))
+    yield until(lambda: answered(eliot_logger.messages, "telegram", 2), what="two answered tasks")
+    assert_one_task_per_message(eliot_logger.messages, "telegram", 2)
+
+
+@pytest_twisted.inlineCallbacks
+def test_eliot_tree_draws_a_telegram_message_as_its_own_tree_from_receive_to_sent(
+    api: BotAPI, harnesses, tmp_path: Path, eliot_logger,
+) -> None:
+    logging = LoggingService(str(tmp_path), "info")
+    logging.startService()
+    try:
+        start(harnesses(), api)
+        api.push(text_update(42, "/help"))
+        yield until(lambda: answered(eliot_logger.messages, "telegram", 1), what="an answered task")
+    finally:
+        logging.stopService()
+    task = one_task(eliot_logger.messages, "telegram")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "eliot-tree"), "--color", "never", "-u", task,
+         str(tmp_path / "logs" / "combined.log")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line and line[0].isalnum()] == [task]  # one tree, this message's
+    drawn = [next((i for i, line in enumerate(lines) if node in line), -1) for node in (
+        "openclaw:connector:inbound/1 ⇒ started", "openclaw:message/2/1 ⇒ started",
+        "openclaw:outbox:deliver/", "openclaw:connector:send/", "openclaw:connector:send/")]
+    assert -1 not in drawn and drawn == sorted(drawn), result.stdout
+    assert "connection_task:" in result.stdout and "verdict: accepted" in result.stdout
+    assert sum("openclaw:connector:send/" in line and "⇒ succeeded" in line for line in lines) == 1
 
 
 @pytest_twisted.inlineCallbacks
