@@ -137,3 +137,48 @@ def log(message_type: MessageType | str, level: str = "info", **fields: Any) -> 
             log_message(message_type=message_type, log_level=level, **fields)
         else:
             message_type.log(log_level=level, **fields)
+
+
+_TABLE_START = "<!-- declared-types:start (generated: python -m openclaw.eliotutil docs/logging.md) -->"
+_TABLE_END = "<!-- declared-types:end -->"
+_IMPLIED = {"log_level", "action_type", "action_status", "message_type"}
+
+
+def _fields(serializer: Any) -> str:
+    return ", ".join(f"`{k}`" for k in serializer.fields if k not in _IMPLIED)
+
+
+def types_table() -> str:
+    """The Markdown table of every declared type (docs/logging.md holds a copy, kept equal by a test)."""
+    rows = ["| Type | Kind | Level | Fields | Meaning |", "| --- | --- | --- | --- | --- |"]
+    for name, declared in sorted(load_declared().items()):
+        if isinstance(declared, ActionType):
+            kind = "action"
+            fields = _fields(declared._serializers.start)
+            success = _fields(declared._serializers.success)
+            if success:
+                fields += f"; on success {success}"
+        else:
+            kind, fields = "message", _fields(declared._serializer)
+        rows.append(f"| `{name}` | {kind} | {DEFAULT_LEVELS[name]} | {fields} | {declared.description} |")
+    return "\n".join(rows)
+
+
+def with_types_table(markdown: str) -> str:
+    """``markdown`` with the text between the table's markers replaced by ``types_table()``."""
+    before, rest = markdown.split(_TABLE_START, 1)
+    _, after = rest.split(_TABLE_END, 1)
+    return f"{before}{_TABLE_START}\n{types_table()}\n{_TABLE_END}{after}"
+
+
+if __name__ == "__main__":
+    import sys
+
+    # Run as a script this module is __main__: the declarations register in openclaw.eliotutil.
+    from openclaw.eliotutil import with_types_table  # noqa: F811
+
+    for path in sys.argv[1:]:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(with_types_table(text))

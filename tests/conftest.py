@@ -52,6 +52,14 @@ async def llm() -> Any:
     await server.stop()
 
 
+def _not_json(value: Any) -> Any:
+    """
+    Strict where Eliot is lenient (it falls back to ``repr``): a field must
+    be JSON as it stands, or the line in the log is a repr nobody can query.
+    """
+    raise TypeError(f"{type(value).__name__} is not JSON: {value!r:.80}")
+
+
 def _declared_serializer(message: dict) -> Any:
     """
     The declared type's serializer for a message logged by its name as a
@@ -82,7 +90,7 @@ class ValidatingLogger:
     def __init__(self, forward: Any) -> None:
         from eliot import MemoryLogger
 
-        self.memory = MemoryLogger()
+        self.memory = MemoryLogger(json_default=_not_json)
         self.forward = forward
 
     def write(self, dictionary: dict, serializer: Any = None) -> None:
