@@ -38,6 +38,7 @@ from tests.slack_server import (
     config,
     until,
 )
+from tests.strategies import slack_events, slack_values
 
 
 @pytest.fixture
@@ -106,20 +107,7 @@ def test_direct_messages_and_mentions_are_answered_other_events_are_not() -> Non
             inbound_message(bad, BOT_USER)
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=12,
-)
-event_fields = st.fixed_dictionaries({}, optional={
-    "type": st.sampled_from(["message", "app_mention", "other"]) | json_values,
-    "channel": st.text(max_size=5) | json_values, "user": st.sampled_from(["U1", BOT_USER]) | json_values,
-    "text": st.text(max_size=30) | json_values, "ts": st.text(max_size=5) | json_values,
-    "channel_type": st.just("im") | json_values, "subtype": json_values, "bot_id": json_values,
-})
-
-
-@given(json_values | event_fields)
+@given(slack_values() | slack_events(BOT_USER))
 def test_any_event_is_answered_ignored_or_malformed(event: Any) -> None:
     try:
         message = inbound_message(event, BOT_USER)

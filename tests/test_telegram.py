@@ -41,6 +41,7 @@ from openclaw.logs import LoggingService
 from openclaw.web import WebService
 from tests.connector_harness import Harness
 from tests.eliot_tasks import answered, assert_one_task_per_message, one_task
+from tests.strategies import telegram_values
 from tests.telegram_server import TOKEN, USERNAME, BotAPI, error, ok, text_update, until
 
 SECRET = "webhook-SECRET-42"
@@ -90,17 +91,8 @@ async def harnesses(tmp_path):
 
 # Pure parsing
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["message", "chat", "from", "id", "text", "message_id", "first_name", "update_id",
-                         "ok", "result", "error_code", "description", "parameters", "retry_after"]),
-        inner, max_size=5),
-    max_leaves=20,
-)
 
-
-@given(json_values)
+@given(telegram_values())
 def test_any_update_parses_to_a_message_nothing_or_malformed(update: Any) -> None:
     try:
         result = parse_update(update, USERNAME)
@@ -142,7 +134,7 @@ def test_commands_lose_this_bots_name_and_ignore_other_bots(text: str, expected:
     assert addressed(text, USERNAME) == expected
 
 
-@given(st.integers(100, 599), st.binary(max_size=50) | json_values.map(lambda v: json.dumps(v).encode()))
+@given(st.integers(100, 599), st.binary(max_size=50) | telegram_values().map(lambda v: json.dumps(v).encode()))
 def test_any_answer_gives_a_result_or_an_api_error(status: int, body: bytes) -> None:
     try:
         parse_reply("getMe", status, body)

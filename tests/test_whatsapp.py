@@ -31,6 +31,7 @@ from openclaw.web import WebService
 from tests.connector_harness import Harness
 from tests.eliot_tasks import answered, assert_one_task_per_message
 from tests.llm_servers import eliot_messages
+from tests.strategies import whatsapp_values
 from tests.whatsapp_server import (
     Canned,
     GraphServer,
@@ -422,16 +423,7 @@ def test_a_draining_daemon_answers_503_so_meta_redelivers(tmp_path) -> None:
         yield rig.stop()
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["object", "entry", "changes", "value", "field", "messages", "statuses", "from", "id",
-                         "type", "text", "body", "contacts", "profile", "name", "wa_id", "metadata", "status"]),
-        inner, max_size=5),
-    max_leaves=30)
-
-
-@given(json_values)
+@given(whatsapp_values())
 def test_parsing_any_json_never_raises(data: Any) -> None:
     note = parse_notification(data, PID)
     assert all(m.text and m.wa_id and m.message_id for m in note.messages)
