@@ -103,33 +103,26 @@ class ValidatingLogger:
         return getattr(self.memory, name)
 
 
-def pytest_configure(config: Any) -> None:
-    config.addinivalue_line(
-        "markers", "eliot_tracebacks: the test expects eliot:traceback messages; they do not fail it")
-
-
 @pytest.fixture(autouse=True)
-def eliot_logger(request: Any) -> Iterator[Any]:
+def eliot_logger() -> Iterator[Any]:
     """
     Every in-process test runs under a validating Eliot logger (the model is
     Tahoe-LAFS's ``allmydata.test.eliotutil``): at teardown a message that is
     not JSON, or a declared type written with wrong or missing fields, fails
     the test, and so does a logged traceback unless the test flushed it
-    (``eliot_logger.flush_tracebacks(ExceptionType)``) or is marked
-    ``eliot_tracebacks``.  The fixture is the ``MemoryLogger``: tests may
-    read ``.messages``.
+    (``eliot_logger.flush_tracebacks(ExceptionType)``).  Tests may read
+    ``eliot_logger.messages``.
     """
-    from eliot import _output
     from eliot.testing import swap_logger
 
-    logger = ValidatingLogger(_output._DEFAULT_LOGGER)
-    previous = swap_logger(logger)
+    logger = ValidatingLogger(None)
+    logger.forward = swap_logger(logger)
     try:
         yield logger
     finally:
-        swap_logger(previous)
+        swap_logger(logger.forward)
     logger.memory.validate()
-    if logger.tracebackMessages and request.node.get_closest_marker("eliot_tracebacks") is None:
+    if logger.tracebackMessages:
         shown = "\n".join(f"{m.get('exception')}: {m.get('reason')}\n{m.get('traceback')}"
                           for m in logger.tracebackMessages)
         pytest.fail(f"unexpected Eliot tracebacks logged:\n{shown}", pytrace=False)

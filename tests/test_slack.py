@@ -26,7 +26,7 @@ from openclaw.connectors.slack import (
 )
 from openclaw.connectors.split import split_text
 from tests.connector_harness import Harness
-from tests.eliot_tasks import answered, assert_one_task_per_message
+from tests.eliot_tasks import INBOUND, answered, assert_one_task_per_message, inbound_tasks, kind
 from tests.slack_server import (
     APP_TOKEN,
     BOT_TOKEN,
@@ -365,7 +365,7 @@ def test_pairing_approval_lets_the_sender_through(harness, server) -> None:
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_message_refused_while_draining_is_not_acknowledged(harness, server) -> None:
+def test_a_message_refused_while_draining_is_not_acknowledged(harness, server, eliot_logger) -> None:
     connector = start(harness, server)
     yield until(lambda: connected(connector))
     harness.pipeline.refuse_new()
@@ -376,6 +376,9 @@ def test_a_message_refused_while_draining_is_not_acknowledged(harness, server) -
     later = server.message("/status")
     yield until(lambda: later in server.acks)  # frames arrive in order: an ack of the first would be in
     assert envelope not in server.acks and envelope in server.pending
+    first = inbound_tasks(eliot_logger.messages, "slack")[0]  # not a failure: it comes again after the restart
+    assert [(kind(m), m.get("verdict")) for m in first] == [
+        ((INBOUND, "started"), None), ((INBOUND, "succeeded"), "shutting-down")]
     yield server.stop()
     server.start()
     yield until(lambda: envelope in server.acks and len(server.texts("D1")) == 2)

@@ -27,11 +27,12 @@ from openclaw.eliotutil import action_type, begin, begin_task, log, message_type
 from openclaw.events import MESSAGE_RECEIVED, USER_COMMAND, Event, OutboxItem
 from openclaw.health import iso
 from openclaw.interfaces import IConnector, IDrainable
-from openclaw.pipeline import BUSY_REPLY, Busy
+from openclaw.pipeline import BUSY_REPLY, Busy, ShuttingDown
 
 STARTING, CONNECTING, CONNECTED, BACKOFF, FAILED, STOPPED = (
     "starting", "connecting", "connected", "backoff", "failed", "stopped")
 RECONNECT_BASE = 1.0
+NOT_TAKEN = "shutting-down"
 
 
 CONNECTOR = typed("connector", [str], "the connector's name: telegram, discord, slack, whatsapp, smtp")
@@ -52,7 +53,7 @@ ALERT_FAILED = message_type("openclaw:connector:alert-failed", [typed("error", [
 INBOUND = action_type("openclaw:connector:inbound", [
     CONNECTOR, typed("connection_task", [str, None], "task_uuid of the connection it came on"),
     typed("message_id", [str], "the platform's id of the message"),
-], [typed("verdict", [str], "accepted, duplicate, refused or busy")],
+], [typed("verdict", [str], "accepted, duplicate, refused, busy or shutting-down (not acknowledged: sent again)")],
     "one inbound message, its own task: access, recording, then (in the same task) the answer and its send")
 REFUSED = message_type("openclaw:connector:refused", [
     CONNECTOR, typed("sender_id", [str], "the platform's id of the sender"),
@@ -286,14 +287,25 @@ class ConnectorService(Service):
         action = begin_task(INBOUND, connector=self.name, connection_task=self.connection_task,
                             message_id=message_id)
         with action.context():
-            d = DeferredContext(self._receive(chat_id, sender_id, text, message_id, sender_name, reply_to))
-            d.addCallback(self._verdict, action)
-            return d.addActionFinish()
+            d = self._receive(chat_id, sender_id, text, message_id, sender_name, reply_to)
+        return d.addCallbacks(self._inbound_verdict, self._inbound_not_taken,
+                              callbackArgs=(action,), errbackArgs=(action,))
 
     @staticmethod
-    def _verdict(verdict: str, action: Any) -> str:
+    def _inbound_verdict(verdict: str, action: Any) -> str:
         action.add_success_fields(verdict=verdict)
+        action.finish()
         return verdict
+
+    @staticmethod
+    def _inbound_not_taken(failure: Any, action: Any) -> Any:
+        # Draining is no error: the message is not acknowledged and comes again after the restart.
+        if failure.check(ShuttingDown):
+            action.add_success_fields(verdict=NOT_TAKEN)
+            action.finish()
+        else:
+            action.finish(failure.value)
+        return failure
 
     @inlineCallbacks
     def _receive(
@@ -330,7 +342,7 @@ class ConnectorService(Service):
 
     def _reply_directly(self, chat_id: str, text: str, dedupe_key: str) -> Deferred:
         """Refusals go out now, best effort: they answer no durable event."""
-        d = self._send(chat_id, text, dedupe_key)
+        d = self._send_logged(chat_id, text, dedupe_key)
         d.addErrback(lambda f: log(REPLY_FAILED, level="warn", connector=self.name,
                                    error=repr(f.value)))
         return d
@@ -345,7 +357,7 @@ class ConnectorService(Service):
         if self.state == FAILED:
             raise NotConnected(f"{self.name} connector failed: {self.last_error}")
         chat_id = item.session_id.split(":", 1)[1]
-        d = self._send(chat_id, item.text, item.dedupe_key)
+        d = self._send_logged(chat_id, item.text, item.dedupe_key)
 
         def sent(_: Any) -> bool:
             metrics.connector_messages.labels(self.name, "out").inc()
@@ -357,7 +369,7 @@ class ConnectorService(Service):
 
         return d.addCallbacks(sent, failed)
 
-    def _send(self, chat_id: str, text: str, dedupe_key: str) -> Deferred:
+    def _send_logged(self, chat_id: str, text: str, dedupe_key: str) -> Deferred:
         """``send_text`` as an action, in the task of the message it answers (if any)."""
         action = begin(SEND, connector=self.name, dedupe_key=dedupe_key, length=len(text))
         with action.context():
