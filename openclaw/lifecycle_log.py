@@ -1,6 +1,6 @@
 """
 The Eliot types of the daemon's life: starting, draining and stopping the
-service tree, readiness, and reloading the configuration.
+service tree, readiness, stop signals, and reloading the configuration.
 
 They live apart from ``daemon.py`` / ``ordered.py`` (which emit them) so
 those modules can change without touching the declarations; the
@@ -12,6 +12,7 @@ from openclaw.eliotutil import action_type, message_type, typed
 
 SERVICE = typed("service", [str], "the child service's name")
 REASON = typed("reason", [str], "why")
+REASON_OR_EMPTY = typed("reason", [str], "why it was rejected (empty otherwise)")
 
 SERVICE_START = action_type("openclaw:service:start", [SERVICE], [],
                             "one child service of the daemon starting, in start order")
@@ -29,8 +30,27 @@ DAEMON_STARTUP_FAILED = message_type("openclaw:daemon:startup-failed", [REASON],
 DAEMON_HURRY = message_type("openclaw:daemon:hurry", [],
                             "second SIGTERM/SIGINT: stop waiting for in-flight work", "warn")
 
-DAEMON_RELOAD = action_type("openclaw:daemon:reload", [typed("trigger", [str], "SIGHUP or the control command")], [
-    typed("changed", [list], "the services reconfigured, started or stopped"),
-], "the configuration read again and applied to the running tree")
-DAEMON_RELOAD_REFUSED = message_type("openclaw:daemon:reload-refused", [REASON],
-                                     "the new configuration is invalid: the running one stays", "warn")
+DAEMON_SIGNAL = message_type("openclaw:daemon:signal", [
+    typed("signal", [str], "SIGTERM or SIGINT"), typed("effect", [str], "drain (the first) or hurry (the second)"),
+], "a stop signal arrived", "warn")
+DAEMON_DRAIN = action_type("openclaw:daemon:drain", [
+    typed("budget", [int, float], "seconds the whole drain may take (daemon.drain_timeout)"),
+], [
+    typed("failures", [int], "children whose drain failed"),
+    typed("overrun", [int, float], "seconds past the budget the drain took"),
+], "the shutdown: admit nothing new, then drain the children last started first")
+DAEMON_DRAIN_BUDGET_SPENT = message_type("openclaw:daemon:drain-budget-spent", [SERVICE],
+                                         "the drain budget ran out while this child drained: it is hurried", "warn")
+
+DAEMON_RELOAD = action_type("openclaw:daemon:reload", [], [],
+                            "the configuration read again and applied to the running tree by difference")
+DAEMON_RELOADED = message_type("openclaw:daemon:reloaded", [
+    typed("result", [str], "applied, rejected or unchanged"), typed("at", [int, float], "when, epoch seconds"),
+    REASON_OR_EMPTY, typed("changed", [list], "the config sections that changed"),
+    typed("restart_needed", [list], "changes that take effect only after a restart"),
+    typed("failed", [list], "services whose reconfiguration failed (they run as they were)"),
+    typed("digest", [str], "the applied configuration's digest"),
+], "what a reload did (error when rejected, warn when a restart is needed or a service failed)")
+DAEMON_RECONFIGURE_FAILED = message_type("openclaw:daemon:reconfigure-failed", [
+    SERVICE, typed("error", [str], "why"),
+], "a service could not take its new configuration; it keeps the old one", "error")

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from twisted.application.service import Service
 from twisted.internet.defer import inlineCallbacks
+from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.eliotutil import log, message_type, typed
 from openclaw.events import OutboxItem
+from openclaw.interfaces import IReconfigurable
 
 KINDS = ("alert", "recovery", "info")
 
@@ -28,8 +31,12 @@ NOTIFY = message_type("openclaw:notify", [
 ], "the owner was told something (warn for alerts)")
 
 
-class Notifier:
+@implementer(IReconfigurable)
+class Notifier(Service):
     """
+    A service only so that a reload reaches it (``heartbeat.target``); it
+    does nothing when started or stopped.
+
     :param target: ``last`` (the session the owner spoke in last) or a
         session id such as ``telegram:12345``.
     :param push: ``WebchatHub.push``: ``(session, event, payload) -> int``.
@@ -45,6 +52,9 @@ class Notifier:
         self.push = push
         self.kick = kick
         self.target = target
+
+    def reconfigure(self, config: Any) -> None:
+        self.target = config.heartbeat.target
 
     @inlineCallbacks
     def resolve(self, target: str = "", avoid: str = "") -> Any:

@@ -127,7 +127,7 @@ def config_documents() -> st.SearchStrategy[dict]:
     """Config files of known and unknown sections and keys, with values of any type."""
     scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30)
     return st.dictionaries(
-        st.sampled_from(["gateway", "web", "log", "state", "heartbeat", "store", "nope"]),
+        st.sampled_from(["daemon", "gateway", "web", "log", "state", "heartbeat", "store", "nope"]),
         st.none() | scalars | st.dictionaries(
             st.sampled_from(["listen", "token", "max_frame_bytes", "drain_timeout", "max_bad_frames",
                              "level", "max_bytes", "backups", "save_every", "every", "path", "bad"]),

@@ -17,8 +17,8 @@ from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
+from openclaw.config.proactive import MailConfig
 from openclaw.eliotutil import log, message_type, typed
-from openclaw.proactive.config import MailConfig
 
 # ask_model(sender, subject, excerpt) -> Deferred[bool]
 AskModel = Callable[[str, str, str], Any]
