@@ -52,10 +52,16 @@ DECLARING_MODULES = (
 )
 
 
+_loaded = False
+
+
 def load_declared() -> dict[str, MessageType | ActionType]:
     """Every declared type, by name: the declaring modules are imported first."""
-    for module in DECLARING_MODULES:
-        importlib.import_module(module)
+    global _loaded
+    if not _loaded:
+        for module in DECLARING_MODULES:
+            importlib.import_module(module)
+        _loaded = True
     return DECLARED
 
 
