@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from openclaw import config
 from openclaw.config import parsing
 from openclaw.config import ConfigError, build_config, parse_duration, parse_size
+from tests.strategies import config_documents, duration_parts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -129,10 +130,7 @@ def test_digest_changes_with_config_but_hides_secrets() -> None:
     assert a.secrets() == ["s3cret-token-value"]
 
 
-durations = st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(["ms", "s", "m", "h", "d"])), min_size=1, max_size=4)
-
-
-@given(durations)
+@given(duration_parts())
 def test_durations_parse_to_the_sum_of_their_parts(parts) -> None:
     text = "".join(f"{n}{u}" for n, u in parts)
     expected = sum(n * parsing.DURATION_UNITS[u] for n, u in parts)
@@ -153,18 +151,7 @@ def test_sizes_parse(number, unit) -> None:
             parse_size(f"{number}{unit}")
 
 
-scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30)
-documents = st.dictionaries(
-    st.sampled_from(["daemon", "gateway", "web", "log", "state", "heartbeat", "store", "nope"]),
-    st.none() | scalars | st.dictionaries(
-        st.sampled_from(["listen", "token", "max_frame_bytes", "drain_timeout", "max_bad_frames",
-                         "level", "max_bytes", "backups", "save_every", "every", "path", "bad"]),
-        scalars, max_size=4),
-    max_size=4,
-)
-
-
-@given(documents)
+@given(config_documents())
 def test_any_document_loads_or_fails_with_one_line_per_config_error(document) -> None:
     try:
         c = build_config(document)

@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 
 from openclaw.runtime import Runtime
 from openclaw.state import STATE_VERSION, StateService, read_state, write_atomic
+from tests.strategies import state_sessions
 
 
 def service(tmp_path, clock=None, digest="d1", every=60.0) -> StateService:
@@ -77,19 +78,8 @@ def test_write_atomic_leaves_no_temp_files(tmp_path) -> None:
     assert os.listdir(tmp_path / "x") == ["s.json"]
 
 
-sessions = st.dictionaries(
-    st.text(min_size=1, max_size=20),
-    st.one_of(
-        st.fixed_dictionaries({"channel": st.text(max_size=10), "first_seen": st.floats(0, 2e9),
-                               "last_active": st.floats(0, 2e9), "peer": st.none() | st.text(max_size=10)}),
-        st.integers(), st.text(max_size=5), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
-    ),
-    max_size=6,
-)
-
-
 @settings(max_examples=100)
-@given(sessions)
+@given(state_sessions())
 def test_restore_keeps_well_formed_sessions_and_skips_the_rest(saved) -> None:
     runtime = Runtime(Clock())
     restored = runtime.sessions.restore(saved)

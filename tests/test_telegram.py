@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,8 +37,11 @@ from openclaw.connectors.telegram import (
     parse_reply,
     parse_update,
 )
+from openclaw.logs import LoggingService
 from openclaw.web import WebService
 from tests.connector_harness import Harness
+from tests.eliot_tasks import answered, assert_one_task_per_message, one_task
+from tests.strategies import telegram_values
 from tests.telegram_server import TOKEN, USERNAME, BotAPI, error, ok, text_update, until
 
 SECRET = "webhook-SECRET-42"
@@ -85,17 +91,8 @@ async def harnesses(tmp_path):
 
 # Pure parsing
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["message", "chat", "from", "id", "text", "message_id", "first_name", "update_id",
-                         "ok", "result", "error_code", "description", "parameters", "retry_after"]),
-        inner, max_size=5),
-    max_leaves=20,
-)
 
-
-@given(json_values)
+@given(telegram_values())
 def test_any_update_parses_to_a_message_nothing_or_malformed(update: Any) -> None:
     try:
         result = parse_update(update, USERNAME)
@@ -137,7 +134,7 @@ def test_commands_lose_this_bots_name_and_ignore_other_bots(text: str, expected:
     assert addressed(text, USERNAME) == expected
 
 
-@given(st.integers(100, 599), st.binary(max_size=50) | json_values.map(lambda v: json.dumps(v).encode()))
+@given(st.integers(100, 599), st.binary(max_size=50) | telegram_values().map(lambda v: json.dumps(v).encode()))
 def test_any_answer_gives_a_result_or_an_api_error(status: int, body: bytes) -> None:
     try:
         parse_reply("getMe", status, body)
@@ -259,6 +256,45 @@ def test_a_message_is_answered_and_its_offset_confirmed_and_stored(api: BotAPI, 
     api.push(text_update(42, "what's up?"))
     yield until(lambda: len(api.texts(42)) == 2, what="a second reply")
     assert api.texts(42)[1] == NO_MODEL
+
+
+@pytest_twisted.inlineCallbacks
+def test_each_message_is_its_own_eliot_task_from_receive_to_sent(api: BotAPI, harnesses, eliot_logger) -> None:
+    h = harnesses()
+    start(h, api)
+    api.push(text_update(42, "/help"))
+    api.push(text_update(42, "/status"))
+    yield until(lambda: answered(eliot_logger.messages, "telegram", 2), what="two answered tasks")
+    assert_one_task_per_message(eliot_logger.messages, "telegram", 2)
+
+
+@pytest_twisted.inlineCallbacks
+def test_eliot_tree_draws_a_telegram_message_as_its_own_tree_from_receive_to_sent(
+    api: BotAPI, harnesses, tmp_path: Path, eliot_logger,
+) -> None:
+    logging = LoggingService(str(tmp_path), "info")
+    logging.startService()
+    try:
+        start(harnesses(), api)
+        api.push(text_update(42, "/help"))
+        yield until(lambda: answered(eliot_logger.messages, "telegram", 1), what="an answered task")
+    finally:
+        logging.stopService()
+    task = one_task(eliot_logger.messages, "telegram")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "eliot-tree"), "--color", "never", "-u", task,
+         str(tmp_path / "logs" / "combined.log")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line and line[0].isalnum()] == [task]  # one tree, this message's
+    drawn = [next((i for i, line in enumerate(lines) if node in line), -1) for node in (
+        "openclaw:connector:inbound/1 ⇒ started", "openclaw:message/2/1 ⇒ started",
+        "openclaw:outbox:deliver/", "openclaw:connector:send/", "openclaw:connector:send/")]
+    assert -1 not in drawn and drawn == sorted(drawn), result.stdout
+    assert "connection_task:" in result.stdout and "verdict: accepted" in result.stdout
+    assert sum("openclaw:connector:send/" in line and "⇒ succeeded" in line for line in lines) == 1
 
 
 @pytest_twisted.inlineCallbacks

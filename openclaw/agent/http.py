@@ -33,7 +33,7 @@ from zope.interface import implementer
 from openclaw.agent.base import BrainError, BrainReply, BrainRequest, empty_usage
 from openclaw.agent.tools import ToolBox
 from openclaw.config import ProviderConfig
-from openclaw.eliotutil import begin, log
+from openclaw.eliotutil import action_type, begin, log, message_type, typed
 from openclaw.interfaces import IBrain
 
 MAX_WAIT = 30.0
@@ -41,6 +41,24 @@ MAX_WAIT = 30.0
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 20.0
+
+
+PROVIDER = typed("provider", [str], "the model provider and model")
+ATTEMPT = typed("attempt", [int], "0 for the first request")
+BRAIN_RESPOND = action_type("openclaw:brain:respond", [
+    PROVIDER, typed("text_length", [int], "characters of the message"),
+    typed("history_length", [int], "earlier messages sent along"),
+], [
+    typed("reply_length", [int], "characters of the reply"), typed("tool_calls", [int], "tools called"),
+    typed("input_tokens", [int], "input tokens, all rounds"), typed("output_tokens", [int], "output tokens, all rounds"),
+], "one model answer, with its tool rounds")
+BRAIN_HTTP = message_type("openclaw:brain:http", [
+    PROVIDER, typed("status", [int], "HTTP status"), ATTEMPT, typed("response_length", [int], "bytes received"),
+], "one HTTP response from a model API", "debug")
+BRAIN_RETRY = message_type("openclaw:brain:retry", [
+    PROVIDER, typed("status", [int, None], "HTTP status, none for a transport error"), ATTEMPT,
+    typed("delay", [int, float], "seconds before the retry"), typed("reason", [str], "the error"),
+], "a model request failed and is retried", "warn")
 
 
 def backoff_delay(attempt: int, jitter: float, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
@@ -184,7 +202,7 @@ class JSONPoster:
             except Exception as e:  # noqa: BLE001 - any transport failure (DNS, refused, reset) may pass
                 error = BrainError(f"{self._label}: request failed: {type(e).__name__}", retryable=True)
             else:
-                log("openclaw:brain:http", "debug", provider=self._label, status=response.status,
+                log(BRAIN_HTTP, "debug", provider=self._label, status=response.status,
                     attempt=attempt, response_length=len(response.body))
                 if 200 <= response.status < 300:
                     return decode_json(response.body, self._label)
@@ -200,7 +218,7 @@ class JSONPoster:
             delay = wait if wait is not None else backoff_delay(attempt, self._jitter())
             if delay > MAX_WAIT:
                 raise error
-            log("openclaw:brain:retry", "warn", provider=self._label, status=error.status,
+            log(BRAIN_RETRY, "warn", provider=self._label, status=error.status,
                 attempt=attempt, delay=delay, reason=str(error))
             yield self._sleep(delay)
 
@@ -326,7 +344,7 @@ class ModelBrain(ABC):
             raise BrainError(f"{self.name}: unexpected response shape ({type(e).__name__})", retryable=True) from None
 
     def respond(self, request: BrainRequest) -> Deferred:
-        action = begin("openclaw:brain:respond", provider=self.name, text_length=len(request.text),
+        action = begin(BRAIN_RESPOND, provider=self.name, text_length=len(request.text),
                        history_length=len(request.history))
         with action.context():
             return DeferredContext(self._respond(request)).addActionFinish()

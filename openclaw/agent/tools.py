@@ -19,10 +19,15 @@ from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from openclaw.agent.base import Facts
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 
 RESULT_LIMIT = 4000
 """Characters of a tool result sent back to the model; the rest is cut."""
+
+BRAIN_TOOL = message_type("openclaw:brain:tool", [
+    typed("tool", [str], "the tool's name"), typed("ok", [bool], "false when it answered an error"),
+    typed("result_length", [int], "characters of the result"),
+], "the model called a tool", "debug")
 
 _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
     "string": str,
@@ -130,7 +135,7 @@ class ToolBox:
 
 
 def _logged(text: str, name: str) -> str:
-    log("openclaw:brain:tool", "debug", tool=name, ok=not text.startswith("error:"), result_length=len(text))
+    log(BRAIN_TOOL, "debug", tool=name, ok=not text.startswith("error:"), result_length=len(text))
     return text
 
 

@@ -36,7 +36,7 @@ from openclaw.agent.http import retry_after
 from openclaw.connectors.base import ConnectorService, Terminal
 from openclaw.config.connectors import SlackConfig, credential
 from openclaw.connectors.split import split_text
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 from openclaw.pipeline import ShuttingDown
 
 TEXT_LIMIT = 40_000
@@ -51,6 +51,15 @@ TERMINAL_ERRORS = frozenset({
 """Web API errors no retry can fix: the token is wrong, revoked or lacks a scope."""
 REMEMBERED_SENDS = 1000
 """Partly sent replies whose progress is kept for the outbox's retry (oldest forgotten first)."""
+
+
+SLACK_DISCONNECT = message_type("openclaw:slack:disconnect", [typed("reason", [str], "Slack's reason")],
+                                "Slack asked us to reconnect")
+SLACK_NOT_ACKNOWLEDGED = message_type("openclaw:slack:not-acknowledged", [typed("reason", [str], "why")],
+                                      "an envelope left for Slack to re-send (info while stopping, else error)")
+SLACK_RATE_LIMITED = message_type("openclaw:slack:rate-limited", [
+    typed("method", [str], "the Web API method"), typed("delay", [int, float], "seconds waited"),
+], "a Web API call answered 429: waiting it out", "warn")
 
 
 class SlackError(Exception):
@@ -251,7 +260,7 @@ class SlackConnector(ConnectorService):
                 self.up()
         elif kind == "disconnect":
             reason = str(frame.get("reason"))[:60]
-            log("openclaw:slack:disconnect", reason=reason)
+            log(SLACK_DISCONNECT, reason=reason)
             if reason == "link_disabled":
                 link.close(Terminal("Socket Mode was turned off for the app (link_disabled)"))
             else:
@@ -286,9 +295,9 @@ class SlackConnector(ConnectorService):
     def _not_taken(self, failure: Any) -> None:
         """Not acknowledged: Slack sends the envelope again (after a restart, to the new connection)."""
         if failure.check(ShuttingDown):
-            log("openclaw:slack:not-acknowledged", reason="shutting down")
+            log(SLACK_NOT_ACKNOWLEDGED, reason="shutting down")
         else:
-            log("openclaw:slack:not-acknowledged", level="error", reason=repr(failure.value))
+            log(SLACK_NOT_ACKNOWLEDGED, level="error", reason=repr(failure.value))
 
     def drain(self) -> Deferred:
         """Envelopes being recorded finish (and are acknowledged) first."""
@@ -318,7 +327,7 @@ class SlackConnector(ConnectorService):
             wait = 1.0 if wait is None else wait
             if attempt == RATE_RETRIES or wait > MAX_RATE_WAIT:
                 raise SlackError(method, f"ratelimited (retry after {wait:g}s)")
-            log("openclaw:slack:rate-limited", level="warn", method=method, delay=wait)
+            log(SLACK_RATE_LIMITED, level="warn", method=method, delay=wait)
             yield self.sleep(wait)
         if status != 200:
             raise SlackError(method, f"HTTP {status}")

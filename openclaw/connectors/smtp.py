@@ -29,8 +29,15 @@ from twisted.mail.smtp import ESMTPSenderFactory, SMTPClientError
 
 from openclaw.connectors.base import ConnectorService, Terminal
 from openclaw.config.connectors import SmtpConfig, credential
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 from openclaw.health import iso
+
+
+SMTP_SENT = message_type("openclaw:smtp:sent", [
+    typed("to", [str], "the recipient"), typed("dedupe_key", [str], "the row's idempotency key"),
+], "one email sent")
+SMTP_SEND_FAILED = message_type("openclaw:smtp:send-failed", [typed("error", [str, None], "why, without the transcript")],
+                                "an email could not be sent (the outbox retries)", "warn")
 
 SUBJECT_LIMIT = 78
 _ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+")
@@ -146,12 +153,12 @@ class SmtpConnector(ConnectorService):
     def _sent(self, _: Any, to: str, dedupe_key: str) -> None:
         self.sent += 1
         self.last_sent = self.clock.seconds()
-        log("openclaw:smtp:sent", to=to, dedupe_key=dedupe_key)
+        log(SMTP_SENT, to=to, dedupe_key=dedupe_key)
 
     def _failed(self, failure: Any) -> None:
         self.last_error = describe(failure, self.config.host, self.config.port, self.config.timeout)
         self.last_failed = self.clock.seconds()
-        log("openclaw:smtp:send-failed", level="warn", error=self.last_error)
+        log(SMTP_SEND_FAILED, level="warn", error=self.last_error)
         raise SmtpError(self.last_error)
 
     def health(self) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from openclaw import metrics
 from openclaw.connectors.base import ConnectorService, Terminal
 from openclaw.config.connectors import TelegramConfig, credential
 from openclaw.connectors.split import split_text, utf16_length
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 from openclaw.pipeline import ShuttingDown
 
 TEXT_LIMIT = 4096
@@ -59,6 +59,23 @@ MAX_REMEMBERED_SENDS = 1000
 
 _MENTION = re.compile(r"(/\w+)@(\w+)")
 _NUMERIC = re.compile(r"-?\d+")
+
+
+CONNECTOR = typed("connector", [str], "the connector's name")
+CONFLICT = message_type("openclaw:connector:conflict", [CONNECTOR, typed("hint", [str], "what to do")],
+                        "Telegram answered 409: another poller or a webhook is set", "warn")
+PAUSED = message_type("openclaw:connector:paused", [CONNECTOR, typed("reason", [str], "why: draining")],
+                      "polling stopped taking updates (the daemon drains)")
+SKIPPED = message_type("openclaw:connector:skipped", [CONNECTOR, typed("reason", [str], "why")],
+                       "an update that is not a text for us", "debug")
+RATE_LIMITED = message_type("openclaw:connector:rate-limited", [
+    CONNECTOR, typed("method", [str], "the Bot API method"), typed("retry_after", [int, float], "seconds waited"),
+], "Telegram answered 429: waiting it out", "warn")
+WEBHOOK_REFUSED = message_type("openclaw:connector:webhook-refused", [
+    CONNECTOR, typed("reason", [str], "missing or wrong secret token"),
+], "a webhook request without the right secret was refused (401)", "warn")
+WEBHOOK_FAILED = message_type("openclaw:connector:webhook-failed", [CONNECTOR, typed("error", [str], "why")],
+                              "a webhook update could not be recorded (500; Telegram sends it again)", "error")
 
 
 class ApiError(Exception):
@@ -269,7 +286,7 @@ class TelegramConnector(ConnectorService):
             if e.status in REJECTED:
                 raise Terminal(f"telegram rejected the bot token ({REJECTED[e.status]})") from None
             if e.status == 409:
-                log("openclaw:connector:conflict", level="warn", connector=self.name,
+                log(CONFLICT, level="warn", connector=self.name,
                     hint="another client polls this bot or a webhook is set (deleteWebhook or stop it)")
             raise
 
@@ -302,7 +319,7 @@ class TelegramConnector(ConnectorService):
             except ShuttingDown:
                 # Unconfirmed, the batch is read again later; until stopService
                 # (or the watchdog) ends this connection, fetch nothing.
-                log("openclaw:connector:paused", connector=self.name, reason="draining")
+                log(PAUSED, connector=self.name, reason="draining")
                 yield Deferred()
 
     @inlineCallbacks
@@ -328,7 +345,7 @@ class TelegramConnector(ConnectorService):
             self.malformed("update", str(e))
             return succeed(None)
         if incoming is None:
-            log("openclaw:connector:skipped", level="debug", connector=self.name, reason="not a text for us")
+            log(SKIPPED, level="debug", connector=self.name, reason="not a text for us")
             return succeed(None)
         return _shielded(self.receive_message(
             incoming.chat_id, incoming.sender_id, incoming.text, incoming.message_id, incoming.sender_name))
@@ -360,7 +377,7 @@ class TelegramConnector(ConnectorService):
             except ApiError as e:
                 if e.retry_after is None or e.retry_after > MAX_RETRY_AFTER:
                     raise
-                log("openclaw:connector:rate-limited", level="warn", connector=self.name, method=method,
+                log(RATE_LIMITED, level="warn", connector=self.name, method=method,
                     retry_after=e.retry_after)
                 yield deferLater(self.clock, e.retry_after)
 
@@ -398,7 +415,7 @@ class TelegramConnector(ConnectorService):
         secret = self.config.webhook_secret.encode()
         if not secret or not hmac.compare_digest(given, secret):
             metrics.connector_refused.labels(self.name, "unauthorized").inc()
-            log("openclaw:connector:webhook-refused", level="warn", connector=self.name,
+            log(WEBHOOK_REFUSED, level="warn", connector=self.name,
                 reason="missing" if not given else "wrong secret token")
             request.setResponseCode(401)
             return b""
@@ -421,7 +438,7 @@ class TelegramConnector(ConnectorService):
         if failure.check(CancelledError):
             return b""  # Telegram hung up; the update is recorded anyway and redelivered
         if not failure.check(ShuttingDown):
-            log("openclaw:connector:webhook-failed", level="error", connector=self.name, error=repr(failure.value))
+            log(WEBHOOK_FAILED, level="error", connector=self.name, error=repr(failure.value))
         request.setResponseCode(503 if failure.check(ShuttingDown) else 500)
         return b""
 
