@@ -202,9 +202,21 @@ class Config:
         for provider in self.brain.providers:
             found += [v for v in (provider.api_key, environ.get(provider.api_key_env, "")) if v]
         found += self.connectors.secrets(environ)
+        smtp = self.connectors.smtp
+        found += sasl_forms(smtp.user, smtp.password or environ.get(smtp.password_env, ""))
         for mailbox in self.mail:
             found += [v for v in (mailbox.password, environ.get(mailbox.password_env, "")) if v]
+            found += sasl_forms(mailbox.user, mailbox.password or environ.get(mailbox.password_env, ""))
         return found
+
+
+def sasl_forms(user: str, password: str) -> list[str]:
+    """
+    What a login puts on the wire besides the bare password: SASL PLAIN's
+    ``\\0user\\0pass`` (and ``user\\0pass``), which redaction then knows in
+    base64 as an AUTH PLAIN transcript holds it.  Empty without both.
+    """
+    return [f"{user}\0{password}", f"\0{user}\0{password}"] if user and password else []
 
 
 def parse_store_url(value: Any) -> str:

@@ -28,7 +28,7 @@ from openclaw.gateway.chat import WebchatHub, chat_methods
 from openclaw.gateway.methods import core_methods
 from openclaw.gateway.pairing import pairing_methods
 from openclaw.gateway.service import GatewayService
-from openclaw.logs import LoggingService
+from openclaw.logs import LoggingService, scrub_text
 from openclaw.notify import Notifier
 from openclaw.outbox import OutboxService
 from openclaw.pipeline import Pipeline
@@ -96,8 +96,11 @@ def build_service(
     data = os.path.join(home, "data")
     store = make_store(config.store, home, reactor)
     hub = WebchatHub()
+    static_secrets = config.secrets(environ)  # read once: the logger asks per record
+    # The gateway token is made when the gateway starts, hence a function.
+    secrets = lambda: [*static_secrets, gateway.token]  # noqa: E731
     outbox = OutboxService(reactor, store, {"webchat": hub.deliver}, max_attempts=config.outbox.max_attempts,
-                           counts=runtime.outbox)
+                           counts=runtime.outbox, redact=lambda text: scrub_text(text, secrets()))
     facts = RuntimeFacts(runtime)
 
     def enqueue(session_id: str, text: str) -> Any:
@@ -129,10 +132,8 @@ def build_service(
         outbox.deliverers[connector.name] = connector.deliver
     runtime.connectors = connectors.health
     methods.update(pairing_methods(store, reactor))
-    static_secrets = config.secrets(environ)  # read once: the logger asks per record
     logging = LoggingService(
-        home, config.log.level, config.log.max_bytes, config.log.backups,
-        secrets=lambda: [*static_secrets, gateway.token], console=console,
+        home, config.log.level, config.log.max_bytes, config.log.backups, secrets=secrets, console=console,
     )
     engine = build_engine(config, home, reactor, runtime, store, brain, notifier, hub.push,
                           logging.recent_errors, environ)

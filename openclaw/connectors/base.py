@@ -22,10 +22,12 @@ from zope.interface import implementer
 from openclaw import metrics
 from openclaw.agent.http import backoff_delay
 from openclaw.connectors.access import Access
+from openclaw.connectors.config import SECRET_FIELDS
 from openclaw.eliotutil import begin, log
 from openclaw.events import MESSAGE_RECEIVED, USER_COMMAND, Event, OutboxItem
 from openclaw.health import iso
 from openclaw.interfaces import IConnector, IDrainable
+from openclaw.logs import scrub_text
 from openclaw.pipeline import BUSY_REPLY, Busy
 
 STARTING, CONNECTING, CONNECTED, BACKOFF, FAILED, STOPPED = (
@@ -301,6 +303,18 @@ class ConnectorService(Service):
 
     # Status
 
+    def secrets(self) -> list[str]:
+        """
+        This connector's credentials: the ``SECRET_FIELDS`` it holds as
+        attributes (read from the file or the environment) or in its config.
+        """
+        found = [getattr(self, n, "") for n in SECRET_FIELDS] + [getattr(self.config, n, "") for n in SECRET_FIELDS]
+        return [value for value in found if isinstance(value, str) and value]
+
+    def scrub(self, text: str) -> str:
+        """Upstream text (an error reply, a body) without any form of this connector's credentials."""
+        return scrub_text(text, self.secrets())
+
     def is_connected(self) -> bool:
         return self.state == CONNECTED
 
@@ -309,7 +323,7 @@ class ConnectorService(Service):
             "connected": self.is_connected(),
             "state": self.state,
             "last_receive": iso(self.last_receive),
-            "last_error": self.last_error,
+            "last_error": self.scrub(self.last_error) if self.last_error else self.last_error,
             "reconnects": self.reconnects,
         }
 
