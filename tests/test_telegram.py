@@ -36,6 +36,7 @@ from openclaw.connectors.telegram import (
 )
 from openclaw.web import WebService
 from tests.connector_harness import Harness
+from tests.llm_servers import eliot_messages
 from tests.telegram_server import TOKEN, USERNAME, BotAPI, error, ok, text_update, until
 
 SECRET = "webhook-SECRET-42"
@@ -168,7 +169,7 @@ async def sending(api: BotAPI):
     clock = Clock()
     c = TelegramConnector(reactor, config(api), None, None, environ={}, clock=clock)
     yield clock, c
-    await c.pool.closeCachedConnections()
+    await c.http.close()
 
 
 def waiting(clock: Clock, delay: float) -> bool:
@@ -259,6 +260,23 @@ def test_a_message_is_answered_and_its_offset_confirmed_and_stored(api: BotAPI, 
     api.push(text_update(42, "what's up?"))
     yield until(lambda: len(api.texts(42)) == 2, what="a second reply")
     assert api.texts(42)[1] == NO_MODEL
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_server_that_closes_the_connection_after_every_response_gets_every_message_answered(
+        api: BotAPI, harnesses) -> None:
+    api.close_after_response = True
+    h = harnesses()
+    with eliot_messages() as messages:
+        c = start(h, api)
+        for n in range(6):
+            api.push(text_update(42, f"/start {n}" if n % 2 else "/start"))
+            yield until(lambda: len(api.texts(42)) == n + 1, timeout=5, what=f"reply {n + 1}")
+        # Polls on connections the server had closed were sent again, not counted as lost.
+        yield until(lambda: api.calls["getUpdates"] >= 8, what="polling on")
+    assert c.is_connected() and c.reconnects == 0 and c.health()["last_error"] is None
+    assert not [m for m in messages if m.get("message_type") == "openclaw:connector:reconnect"]
+    assert api.dropped > 0  # requests on connections the server was closing did happen
 
 
 @pytest_twisted.inlineCallbacks
