@@ -11,6 +11,7 @@ does not restart-loop on a broken file.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -158,6 +159,7 @@ class BrainConfig:
     max_tool_rounds: int = 4
     history: int = 20
     tools: tuple[str, ...] = ("get_status", "remember", "recall")
+    http_check_allow: tuple[str, ...] = ()
     system_prompt: str = (
         "You are openclaw, a proactive personal assistant running as a daemon on your "
         "owner's machine. Be brief and concrete."
@@ -290,6 +292,16 @@ def parse_tools(value: Any) -> tuple[str, ...]:
     raise ValueError(f"expected a list drawn from {', '.join(TOOL_NAMES)}, got {got(value)}")
 
 
+def parse_networks(value: Any) -> tuple[str, ...]:
+    """A list (or comma-separated text) of IP networks or addresses, e.g. ``10.0.0.0/8, ::1``."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of IP networks, got {got(value)}")
+    try:
+        return tuple(str(ipaddress.ip_network(v.strip(), strict=False)) for v in value)
+    except ValueError as e:
+        raise ValueError(f"expected a list of IP networks: {e}") from None
 
 
 # (section, key) -> (parser, what it is for); the dataclasses hold the defaults.
@@ -317,6 +329,8 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("brain", "history"): (positive, "past messages of the session sent to the model"),
     ("brain", "tools"): (parse_tools, "tools model brains may call"),
     ("brain", "system_prompt"): (string, "the system prompt of model brains"),
+    ("brain", "http_check_allow"): (parse_networks, "networks http_check may reach although loopback, private, "
+                                                    "link-local or metadata (e.g. [192.168.1.0/24]); none by default"),
     ("lanes", "max_concurrent"): (positive, "sessions handled at the same time (one message at a time within a session)"),
     ("lanes", "max_queue"): (positive, "messages waiting per session before senders are told to retry"),
     ("lanes", "idle_after"): (parse_duration, "an idle session's lane is dropped after this (re-created on demand)"),

@@ -203,20 +203,28 @@ class HTTPClient:
     :param persistent: keep connections open between requests (a pool).
     :param clock: for timeouts and 429 waits; ``sleep`` (default: on ``clock``)
         waits out a 429 (tests record the delays).
+    :param endpoint_factory: where connections go (``Agent.usingEndpointFactory``);
+        default: the URL's host, resolved by Twisted.
     """
 
     def __init__(
         self, reactor: Any, label: str, *, clock: Any = None, persistent: bool = True, timeout: float = 30.0,
-        sleep: Callable[[float], Deferred] | None = None,
+        sleep: Callable[[float], Deferred] | None = None, endpoint_factory: Any = None,
     ) -> None:
         self.label = label
         self.clock = clock or reactor
         self.timeout = timeout
         self._sleep = sleep or (lambda delay: deferLater(self.clock, delay))
         self._pool = _Pool(reactor, persistent=persistent)
-        self._agent = Agent(reactor, pool=self._pool)
+
+        def agent(pool: HTTPConnectionPool) -> Agent:
+            if endpoint_factory is None:
+                return Agent(reactor, pool=pool)
+            return Agent.usingEndpointFactory(reactor, endpoint_factory, pool=pool)
+
+        self._agent = agent(self._pool)
         # Where a request goes again after a reused connection failed it.
-        self._fresh = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+        self._fresh = agent(HTTPConnectionPool(reactor, persistent=False))
         self._retried = metrics.http_fresh_retries.labels(label)
 
     @inlineCallbacks

@@ -114,7 +114,7 @@ def build_service(
 
     brain = make_brain(
         config.brain, reactor, facts,
-        all_tools(reactor, facts, store, enqueue, facts.sessions), environ,
+        all_tools(reactor, facts, store, enqueue, facts.sessions, http_allow=config.brain.http_check_allow), environ,
     )
     pipeline = Pipeline(
         runtime, store, brain, outbox, history=config.brain.history,
