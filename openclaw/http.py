@@ -121,7 +121,12 @@ class _Bytes:
 
 
 class _Body(Protocol):
-    """Collects a body up to ``limit`` bytes into ``done``; cancelling ``done`` drops the connection."""
+    """
+    Collects a body, at most ``limit`` bytes (past it: the first ``limit``
+    when ``truncate``, else ``BodyTooLarge``), into ``done``.  Unlike treq's
+    ``content``, cancelling ``done`` drops the connection, so a server
+    stalling mid-body is left too.
+    """
 
     def __init__(self, limit: int, truncate: bool) -> None:
         self.chunks: list[bytes] = []
@@ -156,18 +161,6 @@ class _Body(Protocol):
             self.done.errback(reason)
 
 
-def read_body(response: Any, limit: int = MAX_BODY, truncate: bool = False) -> Deferred:
-    """
-    The body of a Twisted ``IResponse``, at most ``limit`` bytes (past it:
-    the first ``limit`` when ``truncate``, else ``BodyTooLarge``).  Unlike
-    treq's ``content``, cancelling it drops the connection, so a server
-    stalling mid-body is left too.
-    """
-    body = _Body(limit, truncate)
-    response.deliverBody(body)
-    return body.done
-
-
 class _Pool(HTTPConnectionPool):
     """A pool that tells whether the connection it last handed out was a cached one."""
 
@@ -182,17 +175,19 @@ class _Pool(HTTPConnectionPool):
         return super()._newConnection(key, endpoint)
 
 
+def _cancelled(failure: Any) -> bool:
+    """Whether a request failed unanswered because it was cancelled (a watchdog's, a timeout's)."""
+    return any(r.check(CancelledError) for r in getattr(failure.value, "reasons", None) or [])
+
+
 def _never_answered(failure: Any) -> bool:
     """Whether ``failure`` is a request that got no response byte, and not because it was cancelled."""
-    if not failure.check(*NOT_ANSWERED):
-        return False
-    reasons = getattr(failure.value, "reasons", None) or []
-    return not any(r.check(CancelledError) for r in reasons)
+    return bool(failure.check(*NOT_ANSWERED)) and not _cancelled(failure)
 
 
 def _cancelled_as_such(failure: Any) -> Any:
     """A request cancelled before its answer fails with ``ResponseNeverReceived``; it was a cancel."""
-    if failure.check(*NOT_ANSWERED) and any(r.check(CancelledError) for r in failure.value.reasons or []):
+    if failure.check(*NOT_ANSWERED) and _cancelled(failure):
         raise CancelledError()
     return failure
 

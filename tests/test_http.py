@@ -9,13 +9,14 @@ import pytest_twisted
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, succeed
+from twisted.internet.defer import CancelledError
 from twisted.web.client import ResponseNeverReceived
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from openclaw import metrics
 from openclaw.http import BodyTooLarge, HTTPClient, HTTPTimeout, RateLimit, Response
+from tests.llm_servers import RecordingSleep
 from tests.telegram_server import one_request_per_connection
 
 
@@ -49,17 +50,6 @@ class Server(Resource):
         return f"http://127.0.0.1:{self.port.getHost().port}/x"
 
 
-class Sleeps:
-    """A ``sleep`` that records the delays and waits for none of them."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    def __call__(self, delay: float) -> Any:
-        self.delays.append(delay)
-        return succeed(None)
-
-
 @pytest_twisted.async_yield_fixture
 async def server():
     resource = Server()
@@ -72,7 +62,7 @@ async def server():
 
 @pytest_twisted.async_yield_fixture
 async def client():
-    sleeps = Sleeps()
+    sleeps = RecordingSleep()
     made = HTTPClient(reactor, "test", timeout=5.0, sleep=sleeps)
     made.sleeps = sleeps
     yield made
