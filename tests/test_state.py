@@ -141,3 +141,29 @@ def test_restore_keeps_well_formed_sessions_and_skips_the_rest(saved) -> None:
     good = {k for k, v in saved.items() if isinstance(v, dict) and "channel" in v}
     assert restored == len(good) == len(runtime.sessions)
     assert set(runtime.sessions.snapshot()) == good
+
+
+def test_a_daemon_whose_state_file_is_nested_100000_deep_starts_and_answers(tmp_path) -> None:
+    import subprocess
+    import urllib.request
+
+    from tests.process import OPENCLAW, DaemonProcess, clean_env
+
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    (home / "data" / "gateway-state.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    token = "state-test-token-0123456789"
+    daemon = DaemonProcess(tmp_path, str(home), OPENCLAW_GATEWAY_TOKEN=token)
+    try:
+        daemon.start()
+        with urllib.request.urlopen(f"http://127.0.0.1:{daemon.web}/livez", timeout=10) as response:
+            assert response.status == 200
+        sent = subprocess.run([OPENCLAW, "send", "/help", "--home", str(home), "--gateway", daemon.url],
+                              capture_output=True, text=True, timeout=60, env=clean_env(OPENCLAW_GATEWAY_TOKEN=token))
+        assert sent.returncode == 0 and "/status" in sent.stdout, sent
+        code, output = daemon.stop()
+    finally:
+        daemon.ensure_dead()
+    assert code == 0 and b"Traceback" not in output and b"openclaw:state:corrupt" in output, output.decode()
+    assert [p.name for p in (home / "data").iterdir() if ".corrupt." in p.name]
+    assert json.loads((home / "data" / "gateway-state.json").read_text())["version"] == STATE_VERSION
