@@ -11,14 +11,17 @@ from openclaw.config import Config, build_config
 from openclaw.tap import build_service
 
 
-def daemon_config(**sections: dict[str, Any]) -> Config:
+def daemon_config(**sections: Any) -> Config:
     """Defaults with both listeners on ephemeral loopback ports."""
     document = {
         "gateway": {"listen": "tcp:0:interface=127.0.0.1"},
         "web": {"listen": "tcp:0:interface=127.0.0.1"},
     }
     for name, values in sections.items():
-        document.setdefault(name, {}).update(values)
+        if isinstance(values, list):  # checks, cron, mail: lists of entries
+            document[name] = values
+        else:
+            document.setdefault(name, {}).update(values)
     return build_config(document)
 
 

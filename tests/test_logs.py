@@ -24,7 +24,8 @@ from twisted.logger import Logger, LogLevel, formatEvent, globalLogPublisher
 
 from openclaw import eliotutil
 from openclaw.eliotutil import LEVELS, begin, log
-from openclaw.config import build_config, sasl_forms
+from openclaw.config import build_config
+from openclaw.config.sections import sasl_forms
 from openclaw.logs import (
     encoded_forms,
     CONSOLE_MARKER,

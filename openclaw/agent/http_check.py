@@ -75,14 +75,16 @@ def refusal(address: str, allow: Sequence[Network] = ()) -> str | None:
     """
     Why a check may not connect to ``address`` (``"loopback"``,
     ``"private"``, ...), or ``None``.  An IPv4 address written as IPv6
-    (``::ffff:127.0.0.1``, ``64:ff9b::7f00:1``) is judged as the IPv4 one.
+    (``::ffff:127.0.0.1``, ``64:ff9b::7f00:1``) is judged as the IPv4 one;
+    the allowlist may name either form.
     """
-    ip: Address = ipaddress.ip_address(address.split("%", 1)[0])  # a zone (fe80::1%eth0) changes nothing
+    written: Address = ipaddress.ip_address(address.split("%", 1)[0])  # a zone (fe80::1%eth0) changes nothing
+    ip = written
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     elif isinstance(ip, ipaddress.IPv6Address) and ip in _NAT64:
         ip = ipaddress.IPv4Address(ip.packed[12:])
-    if any(ip in network for network in allow if network.version == ip.version):
+    if any(a in network for network in allow for a in {written, ip} if network.version == a.version):
         return None
     for network, kind in FORBIDDEN:
         if network.version == ip.version and ip in network:

@@ -22,7 +22,7 @@ from zope.interface import implementer
 from openclaw import metrics
 from openclaw.agent.http import backoff_delay
 from openclaw.connectors.access import Access
-from openclaw.connectors.config import SECRET_FIELDS
+from openclaw.config.connectors import SECRET_FIELDS
 from openclaw.eliotutil import begin, log
 from openclaw.events import MESSAGE_RECEIVED, USER_COMMAND, Event, OutboxItem
 from openclaw.health import iso
@@ -71,7 +71,7 @@ class Watchdog:
 @implementer(IConnector, IDrainable)
 class ConnectorService(Service):
     """
-    :param config: the platform's section (``openclaw.connectors.config``).
+    :param config: the platform's section (``openclaw.config.connectors``).
     :param pipeline: where accepted messages go (``Pipeline.receive``).
     :param notifier: told when the connector fails for good.
     """
@@ -326,6 +326,11 @@ class ConnectorService(Service):
             "last_error": self.scrub(self.last_error) if self.last_error else self.last_error,
             "reconnects": self.reconnects,
         }
+
+    def reconfigure_access(self, config: Any) -> None:
+        """A reload changed only who may talk (``allow_from``, ``pairing``, rate): no reconnect."""
+        self.config = config
+        self.access.reconfigure(config.allow_from, config.pairing, config.rate_per_minute)
 
     # Shutdown
 

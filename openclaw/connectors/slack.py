@@ -32,7 +32,7 @@ from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.task import deferLater
 
 from openclaw.connectors.base import ConnectorService, Terminal
-from openclaw.connectors.config import SlackConfig, credential
+from openclaw.config.connectors import SlackConfig, credential
 from openclaw.connectors.split import split_text
 from openclaw.eliotutil import log
 from openclaw.http import HTTPClient, RateLimit

@@ -27,9 +27,9 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.mail.smtp import ESMTPSenderFactory, SMTPClientError
 
-from openclaw.config import sasl_forms
+from openclaw.config.sections import sasl_forms
 from openclaw.connectors.base import ConnectorService, Terminal
-from openclaw.connectors.config import SmtpConfig, credential
+from openclaw.config.connectors import SmtpConfig, credential
 from openclaw.eliotutil import log
 from openclaw.health import iso
 
