@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
@@ -278,6 +279,30 @@ def test_a_server_that_closes_the_connection_after_every_response_gets_every_mes
     assert not [m for m in messages if m.get("message_type") == "openclaw:connector:reconnect"
                 and m.get("connector") == "telegram"]
     assert api.dropped > 0  # requests on connections the server was closing did happen
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_error_body_quoting_the_token_reaches_the_store_without_it(api: BotAPI, harnesses) -> None:
+    from openclaw.events import OutboxItem
+
+    h = harnesses()
+    start(h, api)
+    quoted = base64.b64encode(TOKEN.encode()).decode()
+    api.fail_next("sendMessage", error(400, f"Bad Request: bot{TOKEN} is not in this chat ({quoted})"))
+    yield h.store.enqueue_outbox(OutboxItem(session_id="telegram:42", channel="telegram", text="hi",
+                                            dedupe_key="echo:1", created_at=0.0, next_attempt=0.0))
+    h.outbox.kick()
+    yield until(lambda: api.calls["sendMessage"] >= 1, what="the send")
+    reads: list = []
+
+    def stored() -> bool:
+        h.store.due_outbox(2e9, 10).addCallback(reads.append)  # read as due far in the future
+        return any(r.last_error for rows in reads for r in rows)
+
+    yield until(stored, what="the delivery error stored")
+    error_text = next(r.last_error for rows in reads for r in rows if r.last_error)
+    assert "Bad Request: bot<redacted> is not in this chat (<redacted>)" in error_text
+    assert TOKEN not in error_text and quoted.rstrip("=") not in error_text
 
 
 @pytest_twisted.inlineCallbacks

@@ -43,6 +43,10 @@ class Stalled(Exception):
     """Nothing was received within the stall bound: the connection is a zombie."""
 
 
+class Scrubbed(Exception):
+    """A send's failure whose text quoted a credential, with every form of it replaced."""
+
+
 class NotConnected(Exception):
     """A send was attempted while the connector cannot send (the outbox retries)."""
 
@@ -287,7 +291,7 @@ class ConnectorService(Service):
         a failure makes the outbox retry with backoff.
         """
         if self.state == FAILED:
-            raise NotConnected(f"{self.name} connector failed: {self.last_error}")
+            raise NotConnected(self.scrub(f"{self.name} connector failed: {self.last_error}"))
         chat_id = item.session_id.split(":", 1)[1]
         d = self.send_text(chat_id, item.text, item.dedupe_key)
 
@@ -297,6 +301,10 @@ class ConnectorService(Service):
 
         def failed(failure: Any) -> Any:
             metrics.connector_send_failures.labels(self.name).inc()
+            text = str(failure.value)
+            clean = self.scrub(text)
+            if clean != text:  # the platform quoted a credential back: the outbox stores this text
+                raise Scrubbed(f"{type(failure.value).__name__}: {clean}")
             return failure
 
         return d.addCallbacks(sent, failed)
