@@ -42,7 +42,8 @@ DEFAULT_LEVELS: dict[str, str] = {}
 #: The modules that declare types (``load_declared`` imports them all).
 DECLARING_MODULES = (
     "openclaw.pipeline", "openclaw.lanes", "openclaw.outbox", "openclaw.notify",
-    "openclaw.agent.http", "openclaw.agent.failover", "openclaw.agent.tools", "openclaw.agent.service",
+    "openclaw.agent.http", "openclaw.agent.http_check", "openclaw.http", "openclaw.agent.failover",
+    "openclaw.agent.tools", "openclaw.agent.service",
     "openclaw.connectors.base", "openclaw.connectors.service", "openclaw.connectors.access", "openclaw.connectors.telegram",
     "openclaw.connectors.discord", "openclaw.connectors.slack", "openclaw.connectors.whatsapp",
     "openclaw.connectors.smtp",

@@ -71,9 +71,12 @@ class OutboxService(Service):
     def __init__(
         self, clock: IReactorTime, store: Any, deliverers: dict[str, Deliverer],
         max_attempts: int = 8, poll_every: float = 5.0, batch: int = 100,
-        counts: dict[str, int] | None = None,
+        counts: dict[str, int] | None = None, redact: Callable[[str], str] = lambda text: text,
     ) -> None:
         self.clock = clock
+        # A delivery error can quote upstream text (an SMTP reply, an HTTP
+        # error body): ``redact`` scrubs secrets from it before it is stored.
+        self.redact = redact
         self.counts = counts if counts is not None else {}
         self.store = store
         self.deliverers = deliverers
@@ -170,7 +173,7 @@ class OutboxService(Service):
                 raise LookupError(f"no deliverer for channel {item.channel!r}")
             delivered = yield deliver(item)
         except Exception as e:
-            yield self._failed(item, repr(e))
+            yield self._failed(item, self.redact(repr(e)))
             return
         if delivered:
             yield self.store.mark_sent(item.id)

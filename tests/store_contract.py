@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 import pytest_twisted
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import (
     Deferred,

@@ -105,6 +105,11 @@ def plain_keys() -> st.SearchStrategy[str]:
     return st.text(alphabet="abcdefgh", max_size=6)
 
 
+def any_secrets() -> st.SearchStrategy[str]:
+    """Secrets of any characters (quotes, spaces, NUL, non-ASCII), as passwords are."""
+    return st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=MIN_SECRET_LENGTH, max_size=16)
+
+
 @st.composite
 def values_with_planted_secrets(draw: st.DrawFn, secret_keys: bool = True) -> tuple[Any, list[str]]:
     """A value whose strings (and, if ``secret_keys``, keys) are built partly out of the secrets."""

@@ -5,6 +5,9 @@ the console events, rotation, and that eliot-tree can read what we write.
 
 from __future__ import annotations
 
+import base64
+import urllib.parse
+
 import json
 import stat
 import subprocess
@@ -21,7 +24,10 @@ from twisted.logger import Logger, LogLevel, formatEvent, globalLogPublisher
 
 from openclaw import eliotutil
 from openclaw.eliotutil import LEVELS, begin, log
+from openclaw.config import build_config
+from openclaw.config.sections import sasl_forms
 from openclaw.logs import (
+    encoded_forms,
     CONSOLE_MARKER,
     REDACTED,
     LoggingService,
@@ -33,7 +39,7 @@ from openclaw.logs import (
     serialize_redacted,
 )
 from openclaw.pipeline import MESSAGE, MESSAGE_BRAIN_FAILED
-from tests.strategies import json_values, secret_strings, values_with_planted_secrets
+from tests.strategies import any_secrets, json_values, secret_strings, values_with_planted_secrets
 
 TOKEN = "gw-token-0123456789abcdef"
 API_KEY = "sk-live-ZYXWVUTSRQ987654"
@@ -371,6 +377,57 @@ def test_redact_examples() -> None:
     # Overlapping secrets become one marker and neither survives.
     assert redact("xxabcdefghijyy", ["abcdefgh", "defghij0", "cdefghij"]) == f"xx{REDACTED}yy"
     assert redact({"12345678": (b"12345678", {1, 2})}, ["12345678"]) == {REDACTED: [REDACTED, [1, 2]]}
+
+
+def test_every_encoded_form_of_a_secret_is_redacted() -> None:
+    user, password = "me@example.org", "p4ss wörd/+\"x"
+    secrets = [password, *sasl_forms(user, password)]
+    raw = password.encode()
+    forms = [
+        password,
+        base64.b64encode(raw).decode(),
+        base64.b64encode(f"\0{user}\0{password}".encode()).decode(),  # AUTH PLAIN
+        base64.b64encode(f"{user}\0{password}".encode()).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        urllib.parse.quote(password, safe=""),
+        urllib.parse.quote_plus(password),
+        json.dumps(password)[1:-1],
+        json.dumps(password, ensure_ascii=False)[1:-1],
+    ]
+    for form in forms:
+        text = f"535 5.7.8 failed: {form} end"
+        assert redact(text, secrets) == f"535 5.7.8 failed: {REDACTED} end", form
+        clean, line = serialize_redacted({"message_type": "t", "error": text}, known_secrets(secrets))
+        assert form.encode() not in line and orjson.dumps(form)[1:-1] not in line, form
+        assert clean["error"] == f"535 5.7.8 failed: {REDACTED} end"
+
+
+def test_encoded_forms_are_computed_once_per_secret_set() -> None:
+    assert known_secrets(["first-secret-1"]) is known_secrets(["first-secret-1"])
+    assert base64.b64encode(b"first-secret-1").decode().rstrip("=") in known_secrets(["first-secret-1"])
+    assert known_secrets(["short"]) == ()
+
+
+def test_the_log_files_hold_no_sasl_form_of_the_smtp_password(tmp_path: Path) -> None:
+    config = build_config({"connectors": {"smtp": {"user": "mailer", "password": "mail-pass-123"}}}, {}, {}, "t")
+    service = start(tmp_path, secrets=lambda: config.secrets({}))
+    plain = base64.b64encode(b"\0mailer\0mail-pass-123").decode()
+    log("openclaw:smtp:send-failed", "warn", error=f"SMTP 535: AUTH PLAIN {plain} / {base64.b64encode(b'mail-pass-123').decode()}")
+    service.stopService()
+    written = (tmp_path / "logs" / "combined.log").read_text()
+    assert "SMTP 535: AUTH PLAIN <redacted> / <redacted>" in written
+    assert plain not in written and "bWFpbC1wYXNzLTEyMw" not in written
+
+
+
+
+@given(any_secrets(), st.text(max_size=8), st.text(max_size=8))
+def test_no_encoded_form_survives_in_text_or_in_the_line(secret: str, before: str, after: str) -> None:
+    for form in encoded_forms(secret):
+        text = before + form + after
+        assert form not in redact(text, [secret])
+        _, line = serialize_redacted({"message_type": "t", "text": text}, known_secrets([secret]))
+        assert orjson.dumps(form)[1:-1] not in line
 
 
 # --- hypothesis ---------------------------------------------------------------

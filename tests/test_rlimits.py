@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 from hypothesis import given
-from hypothesis import strategies as st
 
 from openclaw.system import rlimits
 from openclaw.system.rlimits import NOFILE_CAP, nofile_candidates, raise_nofile

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -42,6 +43,7 @@ from openclaw.web import WebService
 from tests.connector_harness import Harness
 from tests.eliot_tasks import answered, assert_one_task_per_message, one_task
 from tests.strategies import telegram_values
+from tests.llm_servers import eliot_messages
 from tests.telegram_server import TOKEN, USERNAME, BotAPI, error, ok, text_update, until
 
 SECRET = "webhook-SECRET-42"
@@ -165,7 +167,7 @@ async def sending(api: BotAPI):
     clock = Clock()
     c = TelegramConnector(reactor, config(api), None, None, environ={}, clock=clock)
     yield clock, c
-    await c.pool.closeCachedConnections()
+    await c.http.close()
 
 
 def waiting(clock: Clock, delay: float) -> bool:
@@ -295,6 +297,48 @@ def test_eliot_tree_draws_a_telegram_message_as_its_own_tree_from_receive_to_sen
     assert -1 not in drawn and drawn == sorted(drawn), result.stdout
     assert "connection_task:" in result.stdout and "verdict: accepted" in result.stdout
     assert sum("openclaw:connector:send/" in line and "⇒ succeeded" in line for line in lines) == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_server_that_closes_the_connection_after_every_response_gets_every_message_answered(
+        api: BotAPI, harnesses) -> None:
+    api.close_after_response = True
+    h = harnesses()
+    with eliot_messages() as messages:
+        c = start(h, api)
+        for n in range(6):
+            api.push(text_update(42, f"/start {n}" if n % 2 else "/start"))
+            yield until(lambda: len(api.texts(42)) == n + 1, timeout=5, what=f"reply {n + 1}")
+        # Polls on connections the server had closed were sent again, not counted as lost.
+        yield until(lambda: api.calls["getUpdates"] >= 8, what="polling on")
+    assert c.is_connected() and c.reconnects == 0 and c.health()["last_error"] is None
+    assert not [m for m in messages if m.get("message_type") == "openclaw:connector:reconnect"
+                and m.get("connector") == "telegram"]
+    assert api.dropped > 0  # requests on connections the server was closing did happen
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_error_body_quoting_the_token_reaches_the_store_without_it(api: BotAPI, harnesses) -> None:
+    from openclaw.events import OutboxItem
+
+    h = harnesses()
+    start(h, api)
+    quoted = base64.b64encode(TOKEN.encode()).decode()
+    api.fail_next("sendMessage", error(400, f"Bad Request: bot{TOKEN} is not in this chat ({quoted})"))
+    yield h.store.enqueue_outbox(OutboxItem(session_id="telegram:42", channel="telegram", text="hi",
+                                            dedupe_key="echo:1", created_at=0.0, next_attempt=0.0))
+    h.outbox.kick()
+    yield until(lambda: api.calls["sendMessage"] >= 1, what="the send")
+    reads: list = []
+
+    def stored() -> bool:
+        h.store.due_outbox(2e9, 10).addCallback(reads.append)  # read as due far in the future
+        return any(r.last_error for rows in reads for r in rows)
+
+    yield until(stored, what="the delivery error stored")
+    error_text = next(r.last_error for rows in reads for r in rows if r.last_error)
+    assert "Bad Request: bot<redacted> is not in this chat (<redacted>)" in error_text
+    assert TOKEN not in error_text and quoted.rstrip("=") not in error_text
 
 
 @pytest_twisted.inlineCallbacks

@@ -10,6 +10,7 @@ every layer may import its section from here.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -147,6 +148,7 @@ class BrainConfig:
     max_tool_rounds: int = 4
     history: int = 20
     tools: tuple[str, ...] = ("get_status", "remember", "recall")
+    http_check_allow: tuple[str, ...] = ()
     system_prompt: str = (
         "You are openclaw, a proactive personal assistant running as a daemon on your "
         "owner's machine. Be brief and concrete."
@@ -192,9 +194,21 @@ class Config:
         for provider in self.brain.providers:
             found += [v for v in (provider.api_key, environ.get(provider.api_key_env, "")) if v]
         found += self.connectors.secrets(environ)
+        smtp = self.connectors.smtp
+        found += sasl_forms(smtp.user, smtp.password or environ.get(smtp.password_env, ""))
         for mailbox in self.mail:
             found += [v for v in (mailbox.password, environ.get(mailbox.password_env, "")) if v]
+            found += sasl_forms(mailbox.user, mailbox.password or environ.get(mailbox.password_env, ""))
         return found
+
+
+def sasl_forms(user: str, password: str) -> list[str]:
+    """
+    What a login puts on the wire besides the bare password: SASL PLAIN's
+    ``\\0user\\0pass`` (and ``user\\0pass``), which redaction then knows in
+    base64 as an AUTH PLAIN transcript holds it.  Empty without both.
+    """
+    return [f"{user}\0{password}", f"\0{user}\0{password}"] if user and password else []
 
 
 def parse_store_url(value: Any) -> str:
@@ -271,6 +285,16 @@ def parse_tools(value: Any) -> tuple[str, ...]:
     raise ValueError(f"expected a list drawn from {', '.join(TOOL_NAMES)}, got {got(value)}")
 
 
+def parse_networks(value: Any) -> tuple[str, ...]:
+    """A list (or comma-separated text) of IP networks or addresses, e.g. ``10.0.0.0/8, ::1``."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of IP networks, got {got(value)}")
+    try:
+        return tuple(str(ipaddress.ip_network(v.strip(), strict=False)) for v in value)
+    except ValueError as e:
+        raise ValueError(f"expected a list of IP networks: {e}") from None
 
 
 # (section, key) -> (parser, what it is for); the dataclasses hold the defaults.
@@ -298,6 +322,8 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("brain", "history"): (whole(1, 1000), "past messages of the session sent to the model"),
     ("brain", "tools"): (parse_tools, "tools model brains may call"),
     ("brain", "system_prompt"): (string, "the system prompt of model brains"),
+    ("brain", "http_check_allow"): (parse_networks, "networks http_check may reach although loopback, private, "
+                                                    "link-local or metadata (e.g. [192.168.1.0/24]); none by default"),
     ("lanes", "max_concurrent"): (whole(1, 100_000), "sessions handled at the same time (one message at a time within a session)"),
     ("lanes", "max_queue"): (whole(1, 1_000_000), "messages waiting per session before senders are told to retry"),
     ("lanes", "idle_after"): (duration(60, 30 * 86400), "an idle session's lane is dropped after this (re-created on demand)"),

@@ -23,10 +23,12 @@ from zope.interface import implementer
 from openclaw import metrics
 from openclaw.agent.http import backoff_delay
 from openclaw.connectors.access import Access
+from openclaw.config.connectors import SECRET_FIELDS
 from openclaw.eliotutil import action_type, begin, begin_task, log, message_type, typed
 from openclaw.events import MESSAGE_RECEIVED, USER_COMMAND, Event, OutboxItem
 from openclaw.health import iso
 from openclaw.interfaces import IConnector, IDrainable
+from openclaw.logs import scrub_text
 from openclaw.pipeline import BUSY_REPLY, Busy, ShuttingDown
 
 STARTING, CONNECTING, CONNECTED, BACKOFF, FAILED, STOPPED = (
@@ -75,6 +77,10 @@ class Terminal(Exception):
 
 class Stalled(Exception):
     """Nothing was received within the stall bound: the connection is a zombie."""
+
+
+class Scrubbed(Exception):
+    """A send's failure whose text quoted a credential, with every form of it replaced."""
 
 
 class NotConnected(Exception):
@@ -355,7 +361,7 @@ class ConnectorService(Service):
         a failure makes the outbox retry with backoff.
         """
         if self.state == FAILED:
-            raise NotConnected(f"{self.name} connector failed: {self.last_error}")
+            raise NotConnected(self.scrub(f"{self.name} connector failed: {self.last_error}"))
         chat_id = item.session_id.split(":", 1)[1]
         d = self._send_logged(chat_id, item.text, item.dedupe_key)
 
@@ -365,6 +371,10 @@ class ConnectorService(Service):
 
         def failed(failure: Any) -> Any:
             metrics.connector_send_failures.labels(self.name).inc()
+            text = str(failure.value)
+            clean = self.scrub(text)
+            if clean != text:  # the platform quoted a credential back: the outbox stores this text
+                raise Scrubbed(f"{type(failure.value).__name__}: {clean}")
             return failure
 
         return d.addCallbacks(sent, failed)
@@ -377,6 +387,18 @@ class ConnectorService(Service):
 
     # Status
 
+    def secrets(self) -> list[str]:
+        """
+        This connector's credentials: the ``SECRET_FIELDS`` it holds as
+        attributes (read from the file or the environment) or in its config.
+        """
+        found = [getattr(self, n, "") for n in SECRET_FIELDS] + [getattr(self.config, n, "") for n in SECRET_FIELDS]
+        return [value for value in found if isinstance(value, str) and value]
+
+    def scrub(self, text: str) -> str:
+        """Upstream text (an error reply, a body) without any form of this connector's credentials."""
+        return scrub_text(text, self.secrets())
+
     def is_connected(self) -> bool:
         return self.state == CONNECTED
 
@@ -385,7 +407,7 @@ class ConnectorService(Service):
             "connected": self.is_connected(),
             "state": self.state,
             "last_receive": iso(self.last_receive),
-            "last_error": self.last_error,
+            "last_error": self.scrub(self.last_error) if self.last_error else self.last_error,
             "reconnects": self.reconnects,
         }
 

@@ -18,7 +18,6 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import orjson
-import treq
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.defer import Deferred, fail, inlineCallbacks
@@ -32,6 +31,7 @@ from openclaw.connectors.base import ConnectorService, Terminal
 from openclaw.config.connectors import credential
 from openclaw.connectors.split import split_text
 from openclaw.eliotutil import log, message_type, typed
+from openclaw.http import HTTPClient
 from openclaw.pipeline import ShuttingDown
 
 CONNECT_TIMEOUT = 30.0
@@ -285,6 +285,8 @@ class DiscordRest:
         self.clock = clock
         self.api_url = api_url.rstrip("/")
         self.limits = proto.RateLimits()
+        # Not pooled, as before: each REST call on a connection of its own.
+        self.http = HTTPClient(reactor, "discord", clock=clock, persistent=False, timeout=REST_TIMEOUT)
         self._headers = {
             "Authorization": f"Bot {token}", "Content-Type": "application/json",
             "User-Agent": f"DiscordBot (https://github.com/openclaw/openclaw, {__version__})",
@@ -318,16 +320,12 @@ class DiscordRest:
 
     @inlineCallbacks
     def _post(self, url: str, body: bytes) -> Any:
-        d = treq.post(url, data=body, headers=self._headers, reactor=self.reactor, persistent=False)
-        response = yield d.addTimeout(REST_TIMEOUT, self.reactor)
-        raw = yield treq.content(response)
-        headers = {k.decode("latin-1").lower(): v[-1].decode("latin-1")
-                   for k, v in response.headers.getAllRawHeaders()}
+        response = yield self.http.request("POST", url, data=body, headers=self._headers)
         try:
-            payload = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
+            payload = response.json() if response.body else None
+        except ValueError:
             payload = None
-        return response.code, headers, payload
+        return response.status, response.headers, payload
 
 
 class DiscordConnector(ConnectorService):

@@ -15,7 +15,6 @@ not know its public URL: the operator registers it with ``setWebhook``.
 from __future__ import annotations
 
 import hmac
-import json
 import math
 import os
 import random
@@ -25,18 +24,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import treq
+import orjson
 from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
-from twisted.web.client import HTTPConnectionPool, ResponseDone, ResponseNeverReceived
-from twisted.web.http import PotentialDataLoss
 
 from openclaw import metrics
 from openclaw.connectors.base import ConnectorService, Terminal
 from openclaw.config.connectors import TelegramConfig, credential
 from openclaw.connectors.split import split_text, utf16_length
 from openclaw.eliotutil import log, message_type, typed
+from openclaw.http import HTTPClient
 from openclaw.pipeline import ShuttingDown
 
 TEXT_LIMIT = 4096
@@ -127,8 +124,8 @@ def parse_reply(method: str, status: int, body: bytes) -> Any:
     not the Bot API's JSON (a proxy's HTML error page is just an error).
     """
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
         data = None
     if not isinstance(data, dict):
         raise (BadReply if status == 200 else ApiError)(method, status, "response is not a JSON object")
@@ -198,44 +195,6 @@ def _seconds(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-class _Body(Protocol):
-    """Collects a response body into ``done``."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.done: Deferred = Deferred(lambda _: self.transport.stopProducing())
-
-    def dataReceived(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def connectionLost(self, reason: Any = None) -> None:
-        if reason is None or reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(b"".join(self.chunks))
-        else:
-            self.done.errback(reason)
-
-
-def read_body(response: Any) -> Deferred:
-    """
-    The body of ``response``; cancelling drops the connection (treq's
-    ``content`` cannot be cancelled, and ``readBody`` cannot abort an
-    HTTP/1.1 response), so a server stalling mid-body is left too.
-    """
-    body = _Body()
-    response.deliverBody(body)
-    return body.done
-
-
-def _cancelled_as_such(failure: Any) -> Any:
-    """
-    A request cancelled before its answer fails with ``ResponseNeverReceived``;
-    it was a cancel (the watchdog's, a timeout's), and must read as one.
-    """
-    if failure.check(ResponseNeverReceived) and any(r.check(CancelledError) for r in failure.value.reasons):
-        raise CancelledError()
-    return failure
-
-
 def _shielded(d: Deferred) -> Deferred:
     """
     ``d``'s result, through a Deferred whose cancelling leaves ``d`` running:
@@ -259,7 +218,7 @@ class TelegramConnector(ConnectorService):
         super().__init__("telegram", clock or reactor, config, pipeline, store, notifier, rng)
         self.reactor = reactor
         self.token = credential(config, "token", environ)
-        self.pool = HTTPConnectionPool(reactor)
+        self.http = HTTPClient(reactor, "telegram", clock=self.clock)
         self.username: str | None = None
         self.offset: int | None = None
         # Parts already sent of a text whose later part failed, so the
@@ -361,11 +320,14 @@ class TelegramConnector(ConnectorService):
     # The Bot API
 
     def _post(self, method: str, params: dict, timeout: float) -> Deferred:
-        d = treq.post(f"{self.config.api_url}/bot{self.token}/{method}", json=params, pool=self.pool,
-                      reactor=self.reactor, unbuffered=True)
-        d.addCallbacks(lambda response: read_body(response).addCallback(lambda body: (response.code, body)),
-                       _cancelled_as_such)
-        return d.addTimeout(timeout, self.clock)
+        """
+        Every method but ``sendMessage`` may be sent twice: reads, and
+        ``getUpdates`` confirms by offset.  So they are resent once on a
+        fresh connection when a pooled one turns out closed.
+        """
+        d = self.http.request("POST", f"{self.config.api_url}/bot{self.token}/{method}", json=params,
+                              timeout=timeout, idempotent=method != "sendMessage")
+        return d.addCallback(lambda response: (response.status, response.body))
 
     @inlineCallbacks
     def _call(self, method: str, params: dict, timeout: float) -> Any:
@@ -426,8 +388,8 @@ class TelegramConnector(ConnectorService):
             request.setResponseCode(503)
             return b""
         try:
-            update = json.loads(request.content.read())
-        except (ValueError, RecursionError):
+            update = orjson.loads(request.content.read())
+        except orjson.JSONDecodeError:
             self.malformed("webhook", "body is not JSON")
             return b""
         d = self._take(update)
@@ -449,4 +411,4 @@ class TelegramConnector(ConnectorService):
 
     def stopService(self) -> Deferred:
         super().stopService()
-        return self.pool.closeCachedConnections()
+        return self.http.close()

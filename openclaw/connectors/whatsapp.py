@@ -21,7 +21,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
-import treq
+import orjson
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 
@@ -31,6 +31,7 @@ from openclaw.connectors.base import ConnectorService, Terminal
 from openclaw.config.connectors import WhatsAppConfig, credential
 from openclaw.connectors.split import split_text
 from openclaw.eliotutil import log, message_type, typed
+from openclaw.http import HTTPClient
 from openclaw.pipeline import ShuttingDown
 
 TEXT_LIMIT = 4096
@@ -178,9 +179,9 @@ def _add_status(note: Notification, status: dict) -> None:
 def graph_error(body: bytes) -> tuple[int | None, str]:
     """Meta's ``error.code`` and (shortened) ``error.message`` from an error body."""
     try:
-        error = json.loads(body)["error"]
+        error = orjson.loads(body)["error"]
         code, message = error.get("code"), error.get("message")
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None, ""
     return (code if isinstance(code, int) and not isinstance(code, bool) else None), _text(message)[:200]
 
@@ -188,8 +189,8 @@ def graph_error(body: bytes) -> tuple[int | None, str]:
 def sent_id(body: bytes) -> str:
     """The ``wamid`` of a sent message (statuses name it), or ``""``: it is only logged."""
     try:
-        return _text(json.loads(body)["messages"][0]["id"])
-    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
+        return _text(orjson.loads(body)["messages"][0]["id"])
+    except (ValueError, KeyError, IndexError, TypeError):
         return ""
 
 
@@ -229,6 +230,8 @@ class WhatsAppConnector(ConnectorService):
         self.token = credential(config, "token", environ)
         self.app_secret = credential(config, "app_secret", environ)
         self._partial: OrderedDict[str, int] = OrderedDict()
+        # Not pooled, as before: each Graph API call on a connection of its own.
+        self.http = HTTPClient(reactor, "whatsapp", persistent=False, timeout=REQUEST_TIMEOUT)
 
     # The "connection": a credentials check, then nothing to do but wait.
 
@@ -251,19 +254,9 @@ class WhatsAppConnector(ConnectorService):
 
     def _request(self, method: str, path: str, body: dict | None = None) -> Deferred:
         """:return: a Deferred firing with ``(status, lower-case headers, body)``."""
-        headers = {b"Authorization": [b"Bearer " + self.token.encode("utf-8")]}
-        if body is not None:
-            headers[b"Content-Type"] = [b"application/json"]
-        d = treq.request(method, self.config.api_url + path, headers=headers, reactor=self.clock, persistent=False,
-                         data=json.dumps(body).encode() if body is not None else None)
-
-        def read(response: Any) -> Deferred:
-            found = {k.decode("latin-1").lower(): v[-1].decode("latin-1")
-                     for k, v in response.headers.getAllRawHeaders()}
-            return treq.content(response).addCallback(lambda content: (response.code, found, content))
-
-        d.addCallback(read)
-        return d.addTimeout(REQUEST_TIMEOUT, self.clock)
+        d = self.http.request(method, self.config.api_url + path, json=body,
+                              headers={"Authorization": f"Bearer {self.token}"})
+        return d.addCallback(lambda response: (response.status, response.headers, response.body))
 
     # Outbound
 
