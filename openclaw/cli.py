@@ -48,6 +48,15 @@ def summarize(code: int, body: dict[str, Any]) -> str:
         f"  memory: {memory.get('rss_bytes', 0) / 2**20:.1f} MiB RSS, peak {memory.get('peak_rss_bytes', 0) / 2**20:.1f} MiB",
         f"  sessions: {body.get('sessions', 0)}; last heartbeat: {body.get('last_heartbeat') or 'none yet'}",
     ]
+    lines += [f"  problem: {problem}" for problem in body.get("problems") or []]
+    config = body.get("config") or {}
+    if config:
+        lines.append(f"  config: {config.get('path') or 'built-in defaults'} (digest {config.get('digest')})")
+        reload = config.get("last_reload")
+        if reload:
+            lines.append(f"  last reload: {reload['result']} at {reload['at']}"
+                         + (f": {reload['reason']}" if reload.get("reason") else "")
+                         + (f"; needs a restart: {', '.join(reload['restart_needed'])}" if reload.get("restart_needed") else ""))
     for name, state in sorted((body.get("services") or {}).items()):
         lines.append(f"  service {name}: {state}")
     for name, up in sorted((body.get("connections") or {}).items()):

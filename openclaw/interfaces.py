@@ -64,6 +64,34 @@ class IReconfigurable(Interface):
         """
 
 
+class IStatusSource(Interface):
+    """
+    A service that reports its own state: ``/health``, the gateway's
+    ``health``/``status`` methods, the heartbeat's snapshot and the rules
+    brain read these from the services themselves (through the root's
+    ``sections()``), never from copies kept elsewhere.
+    """
+
+    status_key = Attribute("The key of this service's part of /health (``store``, ``connectors`` ...).")
+
+    def status():
+        """:return: this service's part of ``/health``: JSON-ready, cheap to build."""
+
+    def problems():
+        """
+        :return: a list of short texts, one per reason this service makes the
+            daemon unhealthy now (``/health`` answers 503 "degraded"); empty
+            when it is fine.
+        """
+
+    def blocks_readiness():
+        """
+        :return: ``True`` while the daemon must not be sent new work because
+            of this service (``/readyz`` answers 503): a failing store does,
+            a chat connector that is down does not.
+        """
+
+
 class IStore(Interface):
     """
     Durable storage: SQLite (embedded default) or Redis.  Every method

@@ -106,6 +106,17 @@ drain_hurried = Counter(
     ["service"],
     registry=REGISTRY,
 )
+store_errors = Counter(
+    "openclaw_store_errors_total",
+    "Store operations that failed, by operation (record_inbound, complete_inbound, due_outbox, ...).",
+    ["op"],
+    registry=REGISTRY,
+)
+store_failing = Gauge(
+    "openclaw_store_failing",
+    "1 while the store's last write or read failed (/health and /readyz answer 503).",
+    registry=REGISTRY,
+)
 config_reloads = Counter(
     "openclaw_config_reloads_total",
     "Configuration reloads (SIGHUP, systemctl reload, openclaw reload), by result: applied, rejected, unchanged.",

@@ -24,7 +24,8 @@ from openclaw import metrics
 from openclaw.eliotutil import action_type, continue_task, log, message_type, typed
 from openclaw.events import OutboxItem
 from openclaw.config import Config
-from openclaw.interfaces import IDrainable, IReconfigurable
+from openclaw.interfaces import IDrainable, IReconfigurable, IStatusSource
+from openclaw.status import StatusSource
 
 # Eliot task ids kept for replies not yet delivered (oldest dropped first).
 MAX_REMEMBERED_TASKS = 10_000
@@ -64,20 +65,21 @@ def retry_delay(attempts: int, base: float = 2.0, cap: float = 300.0, rand: Call
     return delay * (0.8 + 0.4 * rand())
 
 
-@implementer(IDrainable, IReconfigurable)
-class OutboxService(Service):
+@implementer(IDrainable, IReconfigurable, IStatusSource)
+class OutboxService(StatusSource, Service):
     """Polls the store for due rows; ``kick()`` makes it look at once."""
 
     def __init__(
         self, clock: IReactorTime, store: Any, deliverers: dict[str, Deliverer],
         max_attempts: int = 8, poll_every: float = 5.0, batch: int = 100,
-        counts: dict[str, int] | None = None, redact: Callable[[str], str] = lambda text: text,
+        redact: Callable[[str], str] = lambda text: text,
     ) -> None:
         self.clock = clock
         # A delivery error can quote upstream text (an SMTP reply, an HTTP
         # error body): ``redact`` scrubs secrets from it before it is stored.
         self.redact = redact
-        self.counts = counts if counts is not None else {}
+        #: The store's counts as of the last pass.
+        self.counts = {"pending": 0, "sent": 0, "failed": 0}
         self.store = store
         self.deliverers = deliverers
         self.max_attempts = max_attempts
@@ -193,6 +195,11 @@ class OutboxService(Service):
         log(OUTBOX_RETRY, level="warn", session_id=item.session_id, outbox_id=item.id,
             attempts=attempts, delay=round(delay, 2), error=error)
         return self.store.mark_retry(item.id, self.clock.seconds() + delay, error)
+
+    status_key = "outbox"
+
+    def status(self) -> dict[str, int]:
+        return dict(self.counts)
 
     def drain(self) -> Deferred:
         """

@@ -10,12 +10,13 @@ process dies at any point (events not done are replayed at start).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from eliot import Action
 from eliot.twisted import DeferredContext, inline_callbacks
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
+from twisted.internet.task import deferLater
 from zope.interface import implementer
 
 from openclaw import metrics
@@ -61,6 +62,15 @@ PIPELINE_ABANDONED = message_type("openclaw:pipeline:abandoned", [
 ], "the drain was hurried: messages still thinking are left to replay after the restart", "warn")
 PIPELINE_REPLAY = message_type("openclaw:pipeline:replay", [typed("count", [int], "events queued again")],
                                "unfinished messages found at start and queued again", "warn")
+PIPELINE_STORE_RETRY = message_type("openclaw:pipeline:store-retry", [
+    typed("op", [str], "the store operation"), typed("attempt", [int], "failures so far"),
+    typed("delay", [int, float], "seconds before the next try"), typed("error", [str], "the store's error"),
+], "a store operation for a message failed and is retried: the message is delayed, not lost", "warn")
+
+
+def store_retry_delay(attempt: int) -> float:
+    """Seconds before retry ``attempt`` (1, 2, ...) of a store operation: 0.5 s doubling, at most 30 s."""
+    return min(30.0, 0.5 * 2.0 ** min(attempt - 1, 6))
 
 
 class Busy(Exception):
@@ -69,6 +79,14 @@ class Busy(Exception):
 
 class ShuttingDown(Exception):
     """The daemon is draining and takes no new messages."""
+
+
+class StoreUnavailable(Exception):
+    """The store could not record the message (nothing was acknowledged): send it again later."""
+
+
+class Abandoned(Exception):
+    """A hurried drain gave up on this message's store retries; it stays received for the next start."""
 
 
 @implementer(IAdmission, IDrainable, IReconfigurable)
@@ -99,8 +117,33 @@ class Pipeline(Service):
     def startService(self) -> None:
         Service.startService(self)
         self.draining = False
-        self.replayed = self.store.pending_inbound()
+        self.replayed = self._durably("pending_inbound", self.store.pending_inbound)
         self.replayed.addCallback(self._replay)
+        self.replayed.addErrback(lambda f: f.trap(Abandoned))
+
+    @inlineCallbacks
+    def _durably(self, op: str, call: Callable[[], Deferred]) -> Any:
+        """
+        ``call()`` until the store takes it: a failing store delays an
+        acknowledged message, never loses it.  Only a hurried drain ends the
+        retries (``Abandoned``): the event stays received for the next start.
+        Every operation retried here is idempotent (``complete_inbound``
+        changes nothing the second time).
+        """
+        attempt = 0
+        while True:
+            try:
+                result = yield call()
+            except Exception as e:
+                if self.abandoned or not self.running:
+                    raise Abandoned() from None
+                attempt += 1
+                delay = store_retry_delay(attempt)
+                log(PIPELINE_STORE_RETRY, level="warn", op=op, attempt=attempt, delay=delay,
+                    error=str(e)[:300] or type(e).__name__)
+                yield deferLater(self.runtime.clock, delay, lambda: None)
+            else:
+                return result
 
     def _replay(self, events: list[Event]) -> int:
         if events:
@@ -146,21 +189,23 @@ class Pipeline(Service):
         return result
 
     def _record_failed(self, failure: Any, event: Event, action: Action) -> Any:
+        """Nothing was recorded, so nothing is acknowledged: the sender is told to send again."""
         self._actions.pop(event.id, None)
         action.finish(failure.value)
-        return failure
+        raise StoreUnavailable(failure.getErrorMessage() or type(failure.value).__name__)
 
     def _submit(self, event: Event, force: bool = False) -> None:
         priority = PRIORITY.get(event.type, SYSTEM)
         if not self.lanes.submit(event.session_id, event, priority, force=force):
             # Lost the race for the last slot after recording: answer, never drop.
-            self._complete(event, BUSY_REPLY)
+            self._complete(event, BUSY_REPLY).addErrback(lambda f: f.trap(Abandoned))
 
     def _handle(self, session_id: str, event: Event) -> Deferred:
         action = self._actions.pop(event.id, None) or begin(
             MESSAGE_REPLAYED, event_id=event.id, session_id=session_id, length=len(event.text))
         with action.context():
             d = DeferredContext(self._answer(session_id, event, action))
+            d.addErrback(lambda f: f.trap(Abandoned))  # left received: answered after the next start
             d.addActionFinish()
         return d.result
 
@@ -168,7 +213,8 @@ class Pipeline(Service):
     def _answer(self, session_id: str, event: Event, action: Action) -> Any:
         started = self.runtime.clock.seconds()
         # The rules brain answers from the facts alone: no store round trip for it.
-        history = (yield self.store.history(session_id, self.history + 1)) if self.brain.uses_history else []
+        history = (yield self._durably("history", lambda: self.store.history(session_id, self.history + 1))
+                   ) if self.brain.uses_history else []
         request = BrainRequest(
             session_id=session_id, text=event.text, event_id=event.id,
             history=[{"role": m["role"], "text": m["text"]} for m in history if m["event_id"] != event.id][-self.history:],
@@ -210,11 +256,11 @@ class Pipeline(Service):
         read-modify-write never races within its session.
         """
         key = USAGE_PREFIX + session_id
-        total = (yield self.store.get_state(key)) or {}
+        total = (yield self._durably("get_state", lambda: self.store.get_state(key))) or {}
         for kind, count in usage.items():
             total[kind] = total.get(kind, 0) + count
         total["replies"] = total.get("replies", 0) + 1
-        yield self.store.set_state(key, total)
+        yield self._durably("set_state", lambda: self.store.set_state(key, total))
 
     def _complete(self, event: Event, text: str) -> Deferred:
         replies = [OutboxItem(
@@ -222,7 +268,7 @@ class Pipeline(Service):
             dedupe_key=f"reply:{event.id}", reply_to=event.id,
             created_at=self.runtime.clock.seconds(), next_attempt=self.runtime.clock.seconds(),
         )] if text else []
-        d = self.store.complete_inbound(event.id, replies)
+        d = self._durably("complete_inbound", lambda: self.store.complete_inbound(event.id, replies))
         d.addCallback(lambda _: self.outbox.kick())
         return d
 

@@ -37,6 +37,7 @@ from openclaw.pipeline import Pipeline
 from openclaw.proactive.engine import build_engine
 from openclaw.runtime import Runtime
 from openclaw.state import StateService
+from openclaw.status import TreeStatus
 from openclaw.store import make_store
 from openclaw.store.pruning import PruneService
 from openclaw.system import homelock
@@ -78,9 +79,9 @@ class Options(usage.Options):
             raise SystemExit(EX_CONFIG)
 
 
-def status_line(runtime: Runtime) -> str:
+def status_line(runtime: Runtime, tree: TreeStatus) -> str:
     """The short summary systemd shows in ``systemctl status``."""
-    gateway = runtime.gateway()
+    gateway = tree.section("gateway", {})
     return (
         f"{runtime.phase}; {gateway.get('connections', 0)} gateway connections; "
         f"{len(runtime.sessions)} sessions"
@@ -101,6 +102,15 @@ def build_service(
     known_secrets = SecretsOf(environ)
     runtime.config_path = source.path() if source is not None else None
     sd = SDNotifier.from_environ(environ)
+    # The root first: what the services report is read through it (/health,
+    # the rules brain, the heartbeat's snapshot), and a reload goes through it.
+    root = DaemonService(
+        runtime, reactor, home, config, owns_process,
+        load_config=source.load if source is not None else None,
+        notify=sd.send if sd is not None else (lambda **fields: None),
+        runfile_facts=lambda: listening_facts(gateway, web, runtime),
+    )
+    tree = TreeStatus(root)
     data = os.path.join(home, "data")
     store = make_store(config.store, home, reactor)
     hub = WebchatHub()
@@ -110,9 +120,9 @@ def build_service(
     connectors = ConnectorsService(runtime, lambda section: make_connectors(
         section, reactor, pipeline, store, notifier, environ))
     outbox = OutboxService(reactor, store, ChannelRoutes({"webchat": hub.deliver}, connectors),
-                           max_attempts=config.outbox.max_attempts, counts=runtime.outbox,
+                           max_attempts=config.outbox.max_attempts,
                            redact=lambda text: scrub_text(text, secrets()))
-    facts = RuntimeFacts(runtime)
+    facts = RuntimeFacts(runtime, tree)
 
     def enqueue(session_id: str, text: str) -> Any:
         channel = session_id.split(":", 1)[0]
@@ -138,16 +148,10 @@ def build_service(
         banner={"config": runtime.config_path or "built-in defaults", "home": home,
                 "version": __version__, "digest": runtime.config_digest},
     )
-    engine = build_engine(config, home, reactor, runtime, store, brain, notifier, hub.push,
+    engine = build_engine(config, home, reactor, runtime, tree, store, brain, notifier, hub.push,
                           logging.recent_errors, environ)
-    root = DaemonService(
-        runtime, reactor, home, config, owns_process,
-        load_config=source.load if source is not None else None,
-        notify=sd.send if sd is not None else (lambda **fields: None),
-        runfile_facts=lambda: listening_facts(gateway, web, runtime),
-    )
     methods = {
-        **core_methods(runtime),
+        **core_methods(runtime, tree),
         **reload_method(root.reload),
         **chat_methods(pipeline, store, hub, outbox.kick),
         **pairing_methods(store, reactor),
@@ -155,7 +159,7 @@ def build_service(
     }
     gateway = GatewayService(reactor, runtime, config.gateway, os.path.join(home, "gateway.token"), methods,
                              on_close=hub.forget)
-    web = WebService(reactor, runtime, config.web.listen, home=home, webhooks=connectors.webhooks)
+    web = WebService(reactor, runtime, config.web.listen, home=home, webhooks=connectors.webhooks, tree=tree)
     root.when_ready.append(lambda: store.append_journal(
         "startup", reactor.seconds(), {"version": __version__, "pid": os.getpid()}))
     # Start order.  Drain runs this list backwards: the engine stops making
@@ -164,7 +168,7 @@ def build_service(
     # do connectors and gateway connections close.
     children = [
         ("logging", logging),        # first up, last down: everything logs
-        ("store", store),            # closed last of the working parts
+        ("store", store),            # closed last of the working parts; reports failures (GuardedStore)
         ("brain", brains),           # the model (a reload may replace it)
         ("state", StateService(runtime, os.path.join(data, "gateway-state.json"), config.state.save_every)),
         ("web", web),                # answers /health ("draining") until the stop phase
@@ -175,7 +179,7 @@ def build_service(
         ("notifier", notifier),      # alerts' target (reloadable); no I/O of its own
         ("prune", PruneService(reactor, store, config.store.retention)),
         *engine.children,            # drain: no new beats, checks, cron runs or mail
-        ("systemd", SystemdService(sd, reactor, lambda: status_line(runtime), environ)),  # drain: STOPPING=1 first
+        ("systemd", SystemdService(sd, reactor, lambda: status_line(runtime, tree), environ)),  # drain: STOPPING=1 first
     ]
     for name, child in children:
         child.setName(name)

@@ -24,6 +24,7 @@ from openclaw.eliotutil import enabled, log
 from openclaw.listening import ListeningService
 from openclaw.proactive.report import report_html
 from openclaw.runtime import RUNNING, Runtime
+from openclaw.status import NO_SERVICES, TreeStatus
 
 
 def _json(request: Any, code: int, body: Any) -> bytes:
@@ -38,8 +39,10 @@ class HealthApp:
 
     app = Klein()
 
-    def __init__(self, runtime: Runtime, webhooks: dict[str, Any] | None = None, home: str | None = None) -> None:
+    def __init__(self, runtime: Runtime, webhooks: dict[str, Any] | None = None, home: str | None = None,
+                 tree: TreeStatus = NO_SERVICES) -> None:
         self.runtime = runtime
+        self.tree = tree
         self.home = home
         #: Platform webhooks by name (Telegram, WhatsApp): ``handler(request)``
         #: returns the body (or a Deferred of it) and sets the code.
@@ -47,7 +50,7 @@ class HealthApp:
 
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request: Any) -> bytes:
-        code, body = health.report(self.runtime, health.memory())
+        code, body = health.report(self.runtime, health.memory(), self.tree)
         return _json(request, code, body)
 
     @app.route("/livez", methods=["GET", "HEAD"])
@@ -56,8 +59,12 @@ class HealthApp:
 
     @app.route("/readyz", methods=["GET", "HEAD"])
     def readyz(self, request: Any) -> bytes:
-        ready = self.runtime.phase == RUNNING
-        return _json(request, 200 if ready else 503, {"status": self.runtime.phase, "ready": ready})
+        ready = self.runtime.phase == RUNNING and self.tree.ready()
+        body: dict[str, Any] = {"status": self.runtime.phase, "ready": ready}
+        if not ready and self.runtime.phase == RUNNING:
+            body["problems"] = self.tree.problems()
+            body["store"] = self.tree.section("store")
+        return _json(request, 200 if ready else 503, body)
 
     @app.route("/metrics", methods=["GET"])
     def metrics(self, request: Any) -> bytes:
@@ -106,7 +113,7 @@ class WebService(ListeningService):
 
     def __init__(
         self, reactor: Any, runtime: Runtime, description: str,
-        webhooks: dict[str, Any] | None = None, home: str | None = None,
+        webhooks: dict[str, Any] | None = None, home: str | None = None, tree: TreeStatus = NO_SERVICES,
     ) -> None:
-        site = QuietSite(HealthApp(runtime, webhooks, home).app.resource())
+        site = QuietSite(HealthApp(runtime, webhooks, home, tree).app.resource())
         super().__init__(reactor, description, site, "web.listen")

@@ -47,7 +47,7 @@ def test_in_flight_requests_finish_new_ones_get_shutting_down(tmp_path) -> None:
     client.send("hold", request_id="slow-1")
     client.send("hold", request_id="slow-2")
     yield client.request("ping")  # the holds are now in flight
-    assert daemon.runtime.gateway()["inflight"] == 2
+    assert daemon.gateway.status()["inflight"] == 2
 
     stopping = daemon.stop()
     # Listening stopped at once: a new client is refused.

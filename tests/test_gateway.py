@@ -17,6 +17,7 @@ from openclaw.gateway import frames
 from openclaw.gateway.methods import core_methods
 from openclaw.gateway.service import AUTH_TIMEOUT, GatewayService
 from openclaw.runtime import Runtime
+from openclaw.status import TreeStatus
 from tests import wsclient
 
 TOKEN = "test-token-0123456789abcdef"
@@ -30,9 +31,11 @@ class Gateway:
         gateway.setdefault("token", token)
         self.config = build_config({"gateway": gateway}).gateway
         self.runtime = Runtime(clock or reactor)
-        table = core_methods(self.runtime)
+        reporting: list = []  # the gateway, once built, reports itself to /health
+        table = core_methods(self.runtime, TreeStatus(reporting))
         table.update(methods or {})
         self.service = GatewayService(reactor, self.runtime, self.config, str(tmp_path / "gateway.token"), table)
+        reporting.append(self.service)
         self.service.startService()
         self.port = self.service.port.getHost().port
 
@@ -65,7 +68,7 @@ def test_connect_then_ping_health_status(gateway) -> None:
     status = yield client.request("status")
     assert "webchat:test" in status["payload"]["sessions"]
     assert counter("openclaw_requests_total", source="gateway", type="ping") == before + 1
-    assert gateway.runtime.gateway() == {"connections": 1, "inflight": 0}
+    assert gateway.service.status() == {"connections": 1, "inflight": 0}
     yield client.close()
 
 
@@ -142,7 +145,7 @@ def test_unknown_method_and_duplicate_id(tmp_path) -> None:
     client.send("hold", request_id="same")
     duplicate = yield client.next()
     assert (duplicate["id"], duplicate["error"]["code"]) == ("same", "duplicate_id")
-    assert gw.runtime.gateway()["inflight"] == 1
+    assert gw.service.status()["inflight"] == 1
     hold.callback({"held": True})
     done = yield client.next()
     assert done == {"type": "res", "id": "same", "ok": True, "payload": {"held": True}}
@@ -159,7 +162,7 @@ def test_a_failing_method_answers_internal_error_without_a_traceback(tmp_path) -
     client = yield gw.connect()
     reply = yield client.request("broken")
     assert reply["error"]["code"] == "internal_error" and "secret" not in reply["error"]["message"]
-    assert gw.runtime.gateway()["inflight"] == 0
+    assert gw.service.status()["inflight"] == 0
     assert (yield client.request("ping"))["ok"]
     yield client.close()
     yield gw.stop()

@@ -32,8 +32,9 @@ from openclaw.proactive.heartbeat import (
 from openclaw.proactive.snapshot import Snapshotter, digest, mount_of
 from openclaw.proactive.verdict import TOKEN
 from openclaw.runtime import Runtime
+from openclaw.status import TreeStatus
 from openclaw.store.sqlite import SQLiteStore
-from tests.fakes import StateStore
+from tests.fakes import FixedStatus, StateStore
 from tests.llm_servers import FakeFacts
 from tests.strategies import dressed_tokens
 
@@ -444,9 +445,9 @@ def test_drain_waits_for_the_running_beat_and_then_takes_none(tmp_path) -> None:
 
 def test_snapshot_fields_and_a_digest_blind_to_the_clock(tmp_path) -> None:
     rig = Rig(tmp_path, FakeBrain(TOKEN), checks=[{"name": "disk", "ok": True, "detail": ""}])
-    rig.runtime.connectors = lambda: {"telegram": {"connected": False, "last_error": "401", "last_receive": "x"}}
     rig.runtime.sessions.touch("telegram:1", "telegram", rig.clock.seconds())
-    snap = Snapshotter(rig.runtime, str(tmp_path), "Europe/Berlin", recent_errors=lambda: 3,
+    down = FixedStatus("connectors", lambda: {"telegram": {"connected": False, "last_error": "401", "last_receive": "x"}})
+    snap = Snapshotter(rig.runtime, str(tmp_path), "Europe/Berlin", tree=TreeStatus([down]), recent_errors=lambda: 3,
                        checks=lambda: succeed([{"name": "disk", "ok": True}]), cron_due=lambda: ["morning-report"],
                        host=lambda mounts: {"mounts": mounts})
     first = snap.take().result

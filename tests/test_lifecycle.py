@@ -131,6 +131,7 @@ def test_the_home_config_is_read_and_every_command_finds_the_daemon(tmp_path, da
     status = cli("status", home=home)
     assert status.returncode == 0, status.stderr
     assert "openclaw ok" in status.stdout
+    assert f"config: {os.path.join(home, 'openclaw.yaml')} (digest " in status.stdout
     checks = cli("checks", home=home)
     assert checks.returncode == 0 and "home-disk" in checks.stdout, checks.stderr
     sent = cli("send", "/help", home=home)
@@ -201,6 +202,8 @@ def test_sighup_applies_a_new_check_level_and_interval_without_dropping_anyone(t
         assert api.calls["getMe"] == connects and health["connectors"]["telegram"]["reconnects"] == 0
         status = yield client.request("heartbeat.status")
         assert status["payload"]["every"] == 300
+        shown = cli("status", home=home)
+        assert "last reload: applied at " in shown.stdout, shown.stdout
 
         write(os.path.join(home, "openclaw.yaml"), base + "checks: [{name: broken, type: nope}]\n")
         daemon.signal(signal.SIGHUP)

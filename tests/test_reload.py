@@ -102,7 +102,8 @@ def test_a_reload_adds_a_check_changes_level_and_interval_and_keeps_the_client(t
         assert pong["ok"]
         code, _, body = yield daemon.get("/health")
         health = json.loads(body)
-        yield until(lambda: daemon.runtime.checks() and daemon.runtime.checks()[0]["ok"] is not None)
+        checks = daemon.service.getServiceNamed("checks")
+        yield until(lambda: checks.states() and checks.states()[0]["ok"] is not None)
         code, _, body = yield daemon.get("/health")
         health = json.loads(body)
         assert "disk-root" in health["checks"]

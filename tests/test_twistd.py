@@ -160,5 +160,5 @@ def test_run_notify_health_sigterm_drain_exit_0(tmp_path) -> None:
     assert all("log_level" in line for line in lines)
     stops = [line["service"] for line in lines
              if line.get("action_type") == "openclaw:service:stop" and line.get("action_status") == "started"]
-    assert stops == ["systemd", "cron", "heartbeat", "checks", "prune", "notifier", "pipeline", "outbox", "connectors",
+    assert stops == ["systemd", "cron", "reports", "heartbeat", "checks", "prune", "notifier", "pipeline", "outbox", "connectors",
                      "gateway", "web", "state", "brain", "store", "logging"]

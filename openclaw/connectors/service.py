@@ -16,8 +16,9 @@ from zope.interface import implementer
 from openclaw.config import Config
 from openclaw.config.connectors import PLATFORMS, ConnectorsConfig
 from openclaw.eliotutil import log, message_type, typed
-from openclaw.interfaces import IConnector, IReconfigurable
+from openclaw.interfaces import IConnector, IReconfigurable, IStatusSource
 from openclaw.ordered import OrderedMultiService
+from openclaw.status import StatusSource
 
 # Imported only when enabled: a daemon without chat platforms stays lean.
 CLASSES = {
@@ -60,8 +61,8 @@ def only_access_changed(before: Any, after: Any) -> bool:
     return replace(after, **neutral) == before
 
 
-@implementer(IReconfigurable)
-class ConnectorsService(OrderedMultiService):
+@implementer(IReconfigurable, IStatusSource)
+class ConnectorsService(StatusSource, OrderedMultiService):
     """
     Holds the enabled connectors; one failing never stops the others.
 
@@ -76,7 +77,6 @@ class ConnectorsService(OrderedMultiService):
         self.config: ConnectorsConfig | None = None
         #: Platform webhooks by name, looked up per request (a reload may replace them).
         self.webhooks = _Webhooks(self)
-        runtime.connectors = self.health
 
     def build(self, config: ConnectorsConfig) -> None:
         """Add the connectors ``config`` enables (tree construction)."""
@@ -84,9 +84,17 @@ class ConnectorsService(OrderedMultiService):
         for connector in self._make(config):
             connector.setServiceParent(self)
 
+    status_key = "connectors"
+
     def health(self) -> dict[str, dict[str, Any]]:
         """Each connector's health detail, by name."""
         return {c.name: c.health() for c in self if IConnector.providedBy(c)}
+
+    status = health
+
+    def problems(self) -> list[str]:
+        return [f"connector {name} is {detail.get('state', 'down')}"
+                for name, detail in self.health().items() if not detail.get("connected")]
 
     def deliverer(self, channel: str) -> Callable[[Any], Any] | None:
         connector = self.namedServices.get(channel)

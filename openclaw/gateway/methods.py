@@ -15,12 +15,12 @@ from openclaw.runtime import Runtime
 Method = Callable[[Any, dict], Any]
 
 
-def core_methods(runtime: Runtime) -> dict[str, Method]:
-    """``ping``, ``health`` (the ``/health`` body) and ``status``."""
+def core_methods(runtime: Runtime, tree: Any) -> dict[str, Method]:
+    """``ping``, ``health`` (the ``/health`` body) and ``status``; ``tree`` is the services' ``TreeStatus``."""
     return {
         "ping": lambda conn, params: {"pong": True, "time": runtime.clock.seconds()},
-        "health": lambda conn, params: health.report(runtime, health.memory())[1],
-        "status": lambda conn, params: health.status(runtime),
+        "health": lambda conn, params: health.report(runtime, health.memory(), tree)[1],
+        "status": lambda conn, params: health.status(runtime, tree),
     }
 
 

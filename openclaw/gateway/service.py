@@ -24,9 +24,10 @@ from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
 from openclaw.gateway.protocol import GatewayProtocol, make_factory
 from openclaw.gateway.token import load_or_create_token, token_matches
-from openclaw.interfaces import IAdmission, IDrainable, IReconfigurable
+from openclaw.interfaces import IAdmission, IDrainable, IReconfigurable, IStatusSource
 from openclaw.listening import ListeningService
 from openclaw.runtime import Runtime
+from openclaw.status import StatusSource
 
 
 GATEWAY_DRAIN = action_type("openclaw:gateway:drain", [
@@ -42,8 +43,8 @@ CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_GOING_AWAY = 1008, 1009, 1001
 MAX_CLIENT_LENGTH = 64
 
 
-@implementer(IAdmission, IDrainable, IReconfigurable)
-class GatewayService(ListeningService):
+@implementer(IAdmission, IDrainable, IReconfigurable, IStatusSource)
+class GatewayService(StatusSource, ListeningService):
     """
     The WebSocket gateway; ``methods`` is the final table of method names
     to handlers (each counted under its own name in
@@ -77,9 +78,13 @@ class GatewayService(ListeningService):
         self._stopped_listening: Deferred = succeed(None)
         self._hurried = False
         self.request_metrics = metrics.RequestMetrics("gateway", ["connect", "invalid", *methods])
-        runtime.gateway = lambda: {"connections": len(self.connections), "inflight": self.inflight}
         metrics.gateway_connections.set_function(lambda: len(self.connections))
         metrics.gateway_inflight.set_function(lambda: self.inflight)
+
+    status_key = "gateway"
+
+    def status(self) -> dict[str, int]:
+        return {"connections": len(self.connections), "inflight": self.inflight}
 
     def privilegedStartService(self) -> None:
         self.token = load_or_create_token(self.token_path, self.config.token)

@@ -28,8 +28,9 @@ from openclaw.eliotutil import log, message_type, typed
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
 from openclaw.config import Config
-from openclaw.interfaces import IDrainable, IReconfigurable
+from openclaw.interfaces import IDrainable, IReconfigurable, IStatusSource
 from openclaw.config.proactive import CheckConfig
+from openclaw.status import StatusSource
 from openclaw.proactive.policy import CheckState, Decision, flapping, step
 
 if TYPE_CHECKING:  # probes pull in HTTP, TLS and psutil: only once a check is configured
@@ -122,8 +123,8 @@ def _shared(d: Deferred) -> Deferred:
     return copy
 
 
-@implementer(IDrainable, IReconfigurable)
-class ChecksService(Service):
+@implementer(IDrainable, IReconfigurable, IStatusSource)
+class ChecksService(StatusSource, Service):
     """
     One LoopingCall per check on ``clock``; a check's runs never overlap.
 
@@ -310,6 +311,12 @@ class ChecksService(Service):
             "last_detail": None if last is None else last.detail,
             "failures": state.failures, "alerting": state.alerting, "flapping": flapping(state.changes),
         }
+
+    status_key = "checks"
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Each check's state by name (an alerting check is the owner's news, not the daemon's illness)."""
+        return {state["name"]: state for state in self.states()}
 
     def states(self) -> list[dict[str, Any]]:
         """Every check's status, in config order: ``openclaw checks``, ``/health``, heartbeat."""

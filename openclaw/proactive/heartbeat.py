@@ -45,12 +45,13 @@ from openclaw.config import Config, HeartbeatConfig
 from openclaw.eliotutil import action_type, begin, log, message_type, typed
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
-from openclaw.interfaces import IDrainable, IReconfigurable
+from openclaw.interfaces import IDrainable, IReconfigurable, IStatusSource
 from openclaw.config.proactive import ActiveHours
 from openclaw.proactive.schedule import instant, wall, zone
 from openclaw.proactive.snapshot import Snapshotter, digest, local_time
 from openclaw.proactive.verdict import TOKEN, is_heartbeat_ok, strip_token
 from openclaw.runtime import Runtime
+from openclaw.status import StatusSource
 
 SESSION = "system:heartbeat"
 VERDICTS = ("ok", "acted", "failed", "skipped")
@@ -185,8 +186,8 @@ def finding_message(new: dict[str, str]) -> str:
     return f"Heartbeat: {head}:\n" + "\n".join(f"- {text}" for text in new.values())
 
 
-@implementer(IDrainable, IReconfigurable)
-class HeartbeatService(Service):
+@implementer(IDrainable, IReconfigurable, IStatusSource)
+class HeartbeatService(StatusSource, Service):
     """
     :param config: the ``heartbeat:`` section (``every=0``: no timer; explicit
         runs still work).
@@ -235,8 +236,6 @@ class HeartbeatService(Service):
         Service.startService(self)
         self._stopping = False
         self._started_at = self.clock.seconds()
-        self.runtime.next_heartbeat = self.next_beat
-        self.runtime.heartbeat_overdue = self.overdue
         if self.every > 0:
             self._arm(self.clock.seconds())
             self._set_deadline()
@@ -294,6 +293,11 @@ class HeartbeatService(Service):
         if self._timer is None or not self._timer.active():
             return None
         return self._timer.getTime()
+
+    status_key = "heartbeat"
+
+    def problems(self) -> list[str]:
+        return ["the heartbeat is overdue"] if self.overdue() else []
 
     def overdue(self) -> bool:
         """The dead-man signal: a due beat has not completed successfully within one more interval."""
@@ -496,12 +500,11 @@ class HeartbeatService(Service):
     # Gateway
 
     def status(self) -> dict[str, Any]:
-        """The ``heartbeat.status`` payload."""
-        times = health.status(self.runtime)
+        """The ``heartbeat.status`` payload, and the heartbeat's part of ``/health``."""
         hours = self.config.active_hours
         return {
-            "last": times["last_heartbeat"],
-            "next": times["next_heartbeat"],
+            "last": health.iso(self.runtime.last_heartbeat),
+            "next": health.iso(self.next_beat()),
             "overdue": self.overdue(),
             "running": self._running is not None,
             "last_verdict": self.last["verdict"] if self.last else None,

@@ -53,9 +53,10 @@ from zope.interface import implementer
 from openclaw import metrics
 from openclaw.eliotutil import action_type, begin, log, message_type, typed
 from openclaw.health import iso
-from openclaw.interfaces import IDrainable, IReconfigurable
+from openclaw.interfaces import IDrainable, IReconfigurable, IStatusSource
 from openclaw.outbox import retry_delay
 from openclaw.config.proactive import MailConfig
+from openclaw.status import StatusSource
 from openclaw.proactive.importance import AskModel, consult, gist, judge
 
 EXCERPT_BYTES = 500
@@ -609,8 +610,8 @@ class MailboxWatcher:
 # --- The service -------------------------------------------------------------------
 
 
-@implementer(IDrainable, IReconfigurable)
-class MailWatchService(Service):
+@implementer(IDrainable, IReconfigurable, IStatusSource)
+class MailWatchService(StatusSource, Service):
     """
     Watches every configured mailbox.
 
@@ -649,6 +650,14 @@ class MailWatchService(Service):
         Service.startService(self)
         for watcher in self.watchers.values():
             watcher.start()
+
+    status_key = "mail"
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return self.health()
+
+    def problems(self) -> list[str]:
+        return [f"mailbox {name} failed" for name, detail in self.health().items() if detail.get("state") == "failed"]
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Each mailbox's state, last error, last check and last UID seen, by name."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Callable
 
+from twisted.application.service import Service
 from twisted.internet.defer import inlineCallbacks, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
@@ -340,8 +341,11 @@ def brain_summarizer(brain: Any) -> Callable[[str], Any] | None:
     return summarize
 
 
-class Reporter:
+class Reporter(Service):
     """
+    Writes and serves the morning reports; a service of the tree (no I/O at
+    start) so the rules brain finds the latest through the tree.
+
     :param timezone: the zone whose days reports cover (empty: the host's).
     :param summarize: ``(markdown) -> Deferred[str]``: a model's summary, or None.
     """
