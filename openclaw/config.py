@@ -27,10 +27,12 @@ from openclaw.parsing import (
     count,
     format_duration,
     got,
+    origins,
     parse_duration,
     parse_size,
     positive,
     string,
+    within,
 )
 from openclaw.proactive.config import (
     DEFAULT_CRON,
@@ -92,11 +94,21 @@ class GatewayConfig:
     max_frame_bytes: int = 1024 * 1024
     drain_timeout: float = 30.0
     max_bad_frames: int = 10
+    max_connections: int = 512
+    max_connections_per_address: int = 128
+    max_requests_per_second: int = 200
+    request_burst: int = 400
+    send_high_water: int = 64 * 1024
+    send_hard_limit: int = 1024 * 1024
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class WebConfig:
     listen: str = "tcp:8080:interface=127.0.0.1"
+    max_connections: int = 512
+    request_timeout: float = 10.0
+    max_webhook_body: int = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -287,7 +299,17 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("gateway", "max_frame_bytes"): (parse_size, "largest request frame answered; larger ones get `frame_too_large`"),
     ("gateway", "drain_timeout"): (parse_duration, "how long shutdown waits for in-flight requests (keep TimeoutStopSec above it)"),
     ("gateway", "max_bad_frames"): (positive, "malformed frames from one connection before it is closed (1008/1009)"),
+    ("gateway", "max_connections"): (within(positive, 1, 65535, "1 to 65535"), "open WebSocket connections at most; more get HTTP 503 (1 to 65535)"),
+    ("gateway", "max_connections_per_address"): (within(positive, 1, 65535, "1 to 65535"), "open connections from one client address at most (1 to 65535)"),
+    ("gateway", "max_requests_per_second"): (within(count, 0, 1_000_000, "0 to 1000000"), "requests per second one connection may send on average; more get `rate_limited`; 0: no limit"),
+    ("gateway", "request_burst"): (within(positive, 1, 1_000_000, "1 to 1000000"), "requests one connection may send at once above that rate"),
+    ("gateway", "send_high_water"): (within(parse_size, 4096, 16 * 2**20, "4KiB to 16MiB"), "bytes queued for a client before its connection's requests stop being read"),
+    ("gateway", "send_hard_limit"): (within(parse_size, 4096, 256 * 2**20, "4KiB to 256MiB"), "bytes queued for a client that does not read before it is closed with 1008"),
+    ("gateway", "allowed_origins"): (origins, "browser origins (https://host:port) allowed to open the gateway; others get HTTP 403; none by default"),
     ("web", "listen"): (parse_endpoint, "health/metrics HTTP endpoint: /health /livez /readyz /metrics"),
+    ("web", "max_connections"): (within(positive, 1, 65535, "1 to 65535"), "open HTTP connections at most; more get 503 (1 to 65535)"),
+    ("web", "request_timeout"): (within(parse_duration, 0.5, 600, "0.5s to 10m"), "time a connection has to deliver a complete request (headers and body); then it is closed"),
+    ("web", "max_webhook_body"): (within(parse_size, 0, 64 * 2**20, "0 to 64MiB"), "largest body a /webhooks/<name> POST may have; larger: 413 before it is read"),
     ("log", "level"): (_level, "error | warn | info | debug | trace (also LOG_LEVEL, --log-level)"),
     ("log", "max_bytes"): (parse_size, "rotate combined.log / error.log past this size"),
     ("log", "backups"): (positive, "rotated files kept per log"),
@@ -489,13 +511,15 @@ def _plain(value: Any) -> Any:
 
 
 def _yaml_scalar(section: str, key: str, value: Any) -> str:
-    parser = PARSERS[section, key]
+    parser = getattr(PARSERS[section, key], "inner", PARSERS[section, key])
     if section == "connectors":
         return json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value).items()})
     if parser is parse_duration:
         return format_duration(value)
     if parser is parse_size and value % (1024 * 1024) == 0:
         return f"{value // (1024 * 1024)}MiB"
+    if parser is parse_size and value and value % 1024 == 0:
+        return f"{value // 1024}KiB"
     if isinstance(value, tuple):
         return json.dumps(list(value))
     return json.dumps(value)
