@@ -144,7 +144,7 @@ def build_service(
         ("store", store),
         ("state", StateService(runtime, os.path.join(data, "gateway-state.json"), config.state.save_every)),
         ("gateway", gateway),
-        ("web", WebService(reactor, runtime, config.web.listen, home=home,
+        ("web", WebService(reactor, runtime, config.web.listen, home=home, limits=config.web,
                            webhooks={c.name: c.webhook for c in connectors if hasattr(c, "webhook")})),
         ("connectors", connectors),
         ("pipeline", pipeline),

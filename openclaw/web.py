@@ -16,14 +16,15 @@ from typing import Any
 import orjson
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from twisted.web.server import Site
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from openclaw import health, metrics
+from openclaw.config import WebConfig
 from openclaw.eliotutil import enabled, log
 from openclaw.listening import ListeningService
 from openclaw.proactive.report import report_html
 from openclaw.runtime import RUNNING, Runtime
+from openclaw.web_limits import LimitedSite
 
 
 def _json(request: Any, code: int, body: Any) -> bytes:
@@ -89,8 +90,22 @@ class HealthApp:
         return _json(request, 405, {"error": {"code": "method_not_allowed", "method": request.method.decode()}})
 
 
-class QuietSite(Site):
-    """A Site whose access log is a debug-level Eliot message, not a line per probe."""
+def body_limits(limits: WebConfig) -> Any:
+    """
+    Each route's body cap: webhook POSTs get ``web.max_webhook_body``; every
+    other route is GET-only and takes no body at all.
+    """
+
+    def body_limit(method: bytes, path: bytes) -> int:
+        if method == b"POST" and path.startswith(b"/webhooks/"):
+            return limits.max_webhook_body
+        return 0
+
+    return body_limit
+
+
+class QuietSite(LimitedSite):
+    """A limited Site whose access log is a debug-level Eliot message, not a line per probe."""
 
     noisy = False
 
@@ -106,7 +121,7 @@ class WebService(ListeningService):
 
     def __init__(
         self, reactor: Any, runtime: Runtime, description: str,
-        webhooks: dict[str, Any] | None = None, home: str | None = None,
+        webhooks: dict[str, Any] | None = None, home: str | None = None, limits: WebConfig = WebConfig(),
     ) -> None:
-        site = QuietSite(HealthApp(runtime, webhooks, home).app.resource())
+        site = QuietSite(HealthApp(runtime, webhooks, home).app.resource(), limits, body_limits(limits))
         super().__init__(reactor, description, site, "web.listen")

@@ -85,9 +85,13 @@ def test_unknown_paths_are_json_404_and_wrong_methods_405(tmp_path) -> None:
     daemon = RunningDaemon(str(tmp_path))
     code, headers, body = yield daemon.get("/admin")
     assert code == 404 and orjson.loads(body) == {"error": {"code": "not_found", "path": "/admin"}}
-    response = yield treq.post(daemon.url("/health"), data=b"x", persistent=False)
+    response = yield treq.post(daemon.url("/health"), persistent=False)
     assert response.code == 405
     assert orjson.loads((yield response.content()))["error"]["code"] == "method_not_allowed"
+    # A GET-only route takes no body at all: refused before routing.
+    response = yield treq.post(daemon.url("/health"), data=b"x", persistent=False)
+    assert response.code == 413
+    assert orjson.loads((yield response.content()))["error"]["code"] == "body_too_large"
     yield daemon.stop()
 
 
