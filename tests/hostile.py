@@ -96,6 +96,22 @@ def read_server_frame(sock: socket.socket, buffered: bytes = b"") -> tuple[int, 
     return opcode, data[start:start + length], data[start + length:]
 
 
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """The complete unmasked server frames in ``data``: (opcode, payload) each."""
+    found, at = [], 0
+    while at + 2 <= len(data):
+        opcode, length, start = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
+        if length == 126:
+            length, start = int.from_bytes(data[at + 2:at + 4], "big"), at + 4
+        elif length == 127:
+            length, start = int.from_bytes(data[at + 2:at + 10], "big"), at + 10
+        if start + length > len(data):
+            break
+        found.append((opcode, data[start:start + length]))
+        at = start + length
+    return found
+
+
 def flood(sock: socket.socket, data: bytes, seconds: float, stall: float = 2.0) -> int:
     """
     Send ``data`` without ever reading, for at most ``seconds``; stop early when

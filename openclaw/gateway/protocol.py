@@ -94,11 +94,13 @@ class GatewayProtocol(WebSocketServerProtocol):
     # IPushProducer: the transport says when its send buffer passes the high-water mark.
 
     def pauseProducing(self) -> None:
-        self.paused = True
-        config = self.factory.config
-        self.paused_budget = max(0, config.send_hard_limit - config.send_high_water)
-        metrics.gateway_send_paused.inc()
-        self.transport.pauseProducing()
+        # The transport asks again on every write while its buffer is full.
+        if not self.paused:
+            self.paused = True
+            config = self.factory.config
+            self.paused_budget = max(0, config.send_hard_limit - config.send_high_water)
+            metrics.gateway_send_paused.inc()
+            self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
         self.paused = False
