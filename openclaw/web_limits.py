@@ -126,8 +126,10 @@ class LimitedSite(Site):
     protocol = LimitedChannel
     requestFactory = LimitedRequest
 
-    def __init__(self, resource: Any, limits: WebConfig, body_limit: Callable[[bytes, bytes], int]) -> None:
-        super().__init__(resource)
+    def __init__(
+        self, resource: Any, limits: WebConfig, body_limit: Callable[[bytes, bytes], int], reactor: Any = None,
+    ) -> None:
+        super().__init__(resource, reactor=reactor)
         self.limits = limits
         self.body_limit = body_limit
         self.caps = ConnectionCaps(limits.max_connections, limits.max_connections)

@@ -10,6 +10,8 @@ import socket
 import time
 
 import orjson
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
 
 HANDSHAKE = (
     "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -225,3 +227,35 @@ def http_exchange(port: int, head: bytes, body_chunks: int = 0, chunk: bytes = b
     finally:
         sock.close()
     return response, sent
+
+
+class RawClient(protocol.Protocol):
+    """
+    An in-process raw TCP client: writes ``out`` on connecting, keeps every
+    byte it gets, fires ``lost`` with them when the server closes.  With
+    ``stall`` it stops reading after writing, until ``resumeProducing``.
+    """
+
+    def __init__(self, out: bytes, stall: bool = False) -> None:
+        self.out = out
+        self.stall = stall
+        self.data = b""
+        self.lost: defer.Deferred = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.out)
+        if self.stall:
+            self.transport.pauseProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason) -> None:
+        self.lost.callback(self.data)
+
+
+def raw_connect(port: int, out: bytes, stall: bool = False) -> defer.Deferred:
+    """Connect a ``RawClient`` to 127.0.0.1:``port``; the Deferred fires with it once connected."""
+    client = RawClient(out, stall)
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    return endpoint.connect(protocol.Factory.forProtocol(lambda: client))

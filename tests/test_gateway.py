@@ -9,8 +9,7 @@ import orjson
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet import defer, protocol, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
 from openclaw import metrics
@@ -292,28 +291,9 @@ def test_a_malformed_frame_before_connect_is_one_error_then_a_close(gateway) -> 
     assert (yield client.closed) == 1008
 
 
-class _Stalled(protocol.Protocol):
-    """A raw client that sends its frames and then stops reading until told to."""
-
-    def __init__(self, frames_out: bytes) -> None:
-        self.out = frames_out
-        self.data = b""
-        self.lost = defer.Deferred()
-
-    def connectionMade(self) -> None:
-        self.transport.write(hostile.HANDSHAKE.format(extra="").encode() + self.out)
-        self.transport.pauseProducing()
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data += data
-
-    def connectionLost(self, reason) -> None:
-        self.lost.callback(self.data)
-
-
 @pytest_twisted.inlineCallbacks
 def test_a_client_that_does_not_read_is_closed_past_the_send_hard_limit(tmp_path) -> None:
-    stalled: list[_Stalled] = []
+    stalled: list[hostile.RawClient] = []
     big = frames.encode_event("filler", {"x": "y" * 65536})
 
     def spew(conn, params):
@@ -326,8 +306,7 @@ def test_a_client_that_does_not_read_is_closed_past_the_send_hard_limit(tmp_path
     full = counter("openclaw_gateway_refused_total", reason="send_queue_full")
     paused = counter("openclaw_gateway_send_paused_total")
     out = hostile.request_frame("connect", "c", {"token": TOKEN}) + hostile.request_frame("spew", "s")
-    stalled.append(_Stalled(out))
-    yield TCP4ClientEndpoint(reactor, "127.0.0.1", gw.port).connect(protocol.Factory.forProtocol(lambda: stalled[0]))
+    stalled.append((yield hostile.raw_connect(gw.port, hostile.HANDSHAKE.format(extra="").encode() + out, stall=True)))
     data = yield stalled[0].lost
     received = hostile.server_frames(data[data.index(b"\r\n\r\n") + 4:])
     fillers = [p for op, p in received if op == 1 and b"filler" in p]
