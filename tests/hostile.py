@@ -13,6 +13,8 @@ import orjson
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
+from bench.gateway import _ws_frame as client_frame  # a masked client frame: (opcode, payload)
+
 HANDSHAKE = (
     "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
@@ -36,23 +38,11 @@ def _status(pid: int, field: str) -> int:
     raise LookupError(field)
 
 
-def client_frame(payload: bytes, opcode: int = 1) -> bytes:
-    """A masked client frame with an all-zero key (masked as RFC 6455 requires; the XOR is the identity)."""
-    n = len(payload)
-    if n < 126:
-        head = bytes((0x80 | opcode, 0x80 | n))
-    elif n < 65536:
-        head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-    return head + b"\0\0\0\0" + payload
-
-
 def request_frame(method: str, request_id: str, params: dict | None = None) -> bytes:
     frame = {"type": "req", "id": request_id, "method": method}
     if params is not None:
         frame["params"] = params
-    return client_frame(orjson.dumps(frame))
+    return client_frame(1, orjson.dumps(frame))
 
 
 def read_until(sock: socket.socket, marker: bytes, limit: int = 65536) -> bytes:
@@ -185,45 +175,31 @@ def http_exchange(port: int, head: bytes, body_chunks: int = 0, chunk: bytes = b
                   seconds: float = 15) -> tuple[bytes, int]:
     """
     Send a request head, then up to ``body_chunks`` chunks of body while
-    reading whatever the server answers; stop when it answered and closed,
-    or refused more bytes, or after ``seconds``.  Returns (response, body bytes sent).
+    reading whatever the server answers; stop when it closed, or after
+    ``seconds``.  Returns (response, body bytes the server took).
     """
+    import select
+
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     sock.sendall(head)
     sock.setblocking(False)
-    import select
-
     response, sent, end = b"", 0, time.monotonic() + seconds
     try:
-        for _ in range(body_chunks):
-            if time.monotonic() > end:
-                break
-            readable, writable, _ = select.select([sock], [sock], [], 1.0)
-            if readable:
-                try:
-                    data = sock.recv(65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                response += data
-            if writable:
-                try:
-                    sent += sock.send(chunk)
-                except (BlockingIOError, InterruptedError):
-                    pass
-                except OSError:
-                    break
-        sock.setblocking(True)
-        sock.settimeout(5)
         while time.monotonic() < end:
+            sending = sent < body_chunks * len(chunk)
+            readable, writable, _ = select.select([sock], [sock] if sending else [], [], 1.0)
             try:
-                data = sock.recv(65536)
+                if readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    response += data
+                if writable:
+                    sent += sock.send(chunk)
+            except (BlockingIOError, InterruptedError):
+                continue
             except OSError:
                 break
-            if not data:
-                break
-            response += data
     finally:
         sock.close()
     return response, sent
