@@ -65,9 +65,21 @@ def report(runtime: Runtime, mem: dict[str, int]) -> tuple[int, dict[str, Any]]:
         "gateway": runtime.gateway(),
         "outbox": dict(runtime.outbox),
         "limits": {"nofile_soft": runtime.nofile[0], "nofile_hard": runtime.nofile[1]} if runtime.nofile else None,
+        "config": config_status(runtime),
         "config_digest": runtime.config_digest,
     }
     return (200 if status == "ok" else 503), body
+
+
+def reload_json(outcome: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A reload's outcome with its time in ISO 8601."""
+    return None if outcome is None else {**outcome, "at": iso(outcome["at"])}
+
+
+def config_status(runtime: Runtime) -> dict[str, Any]:
+    """The config in use: its file, digest and the last reload's outcome."""
+    return {"path": runtime.config_path, "digest": runtime.config_digest,
+            "last_reload": reload_json(runtime.last_reload)}
 
 
 def status(runtime: Runtime) -> dict[str, Any]:
@@ -79,4 +91,5 @@ def status(runtime: Runtime) -> dict[str, Any]:
         "sessions": runtime.sessions.snapshot(),
         "last_heartbeat": iso(runtime.last_heartbeat),
         "next_heartbeat": iso(runtime.next_heartbeat()),
+        "config": config_status(runtime),
     }

@@ -45,6 +45,25 @@ class IAdmission(Interface):
         """
 
 
+class IReconfigurable(Interface):
+    """
+    A service that takes a new configuration while it runs (reload).
+
+    The root calls ``reconfigure`` on every such child, in start order,
+    with the whole validated config; each takes its own part and leaves
+    alone what did not change (a connector whose section is the same keeps
+    its socket).
+    """
+
+    def reconfigure(config):
+        """
+        Apply ``config`` (an ``openclaw.config.Config``).
+
+        :return: ``None`` or a Deferred firing once applied; a failure is
+            logged and leaves this service as it was.
+        """
+
+
 class IStore(Interface):
     """
     Durable storage: SQLite (embedded default) or Redis.  Every method

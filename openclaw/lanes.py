@@ -131,9 +131,7 @@ class Lanes:
             self._make_ready(lane)
         self._dispatch()
         if self._idle():
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for d in waiters:
-                d.callback(None)
+            self.release_waiters()
 
     def _idle(self) -> bool:
         return self._running == 0 and (self._paused or not self._ready)
@@ -141,6 +139,12 @@ class Lanes:
     def pause(self) -> None:
         """Start nothing new (draining); queued items stay queued."""
         self._paused = True
+
+    def release_waiters(self) -> None:
+        """Fire every ``until_idle`` now, idle or not (a hurried drain stops waiting)."""
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for d in waiters:
+            d.callback(None)
 
     def until_idle(self) -> Deferred:
         """Fires when nothing runs and (unless paused) nothing waits."""

@@ -26,7 +26,10 @@ from twisted.application.service import Service
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.logfile import LogFile
 
+from zope.interface import implementer
+
 from openclaw.eliotutil import LEVELS, enabled, log, set_threshold
+from openclaw.interfaces import IReconfigurable
 
 REDACTED = "<redacted>"
 
@@ -232,7 +235,9 @@ class _JsonLinesFile:
         # LogFile opens unbuffered, rotates before a write once the file has
         # reached rotateLength, and deletes rotated files past maxRotatedFiles.
         self._file = LogFile(name, directory, rotateLength=max_bytes, defaultMode=0o600, maxRotatedFiles=backups)
-        # Eliot calls destinations from whichever thread logged.
+        # Eliot calls destinations from whichever thread logged.  Signal
+        # handlers never log (they only schedule work on the reactor), so no
+        # signal can interrupt a write and then wait here for itself.
         self._lock = threading.Lock()
 
     def write(self, line: bytes) -> None:
@@ -240,12 +245,19 @@ class _JsonLinesFile:
         with self._lock:
             self._file.write(line)
 
+    def resize(self, max_bytes: int, backups: int) -> None:
+        """New rotation limits (a reload), from the next write on."""
+        with self._lock:
+            self._file.rotateLength = max_bytes
+            self._file.maxRotatedFiles = backups
+
     def close(self) -> None:
         with self._lock:
             self._file.flush()
             self._file.close()
 
 
+@implementer(IReconfigurable)
 class LoggingService(Service):
     """
     Eliot destinations (combined.log, error.log, console) plus the
@@ -265,6 +277,7 @@ class LoggingService(Service):
         backups: int = 5,
         secrets: Callable[[], Iterable[str]] = lambda: (),
         console: bool = True,
+        banner: dict[str, Any] | None = None,
     ) -> None:
         if level not in LEVELS:
             raise ValueError(f"log.level: unknown level {level!r} (choose one of {', '.join(LEVELS)})")
@@ -279,6 +292,8 @@ class LoggingService(Service):
         self._backups = backups
         self._secrets = secrets
         self._console = console
+        #: Logged first, so a log's opening lines say which config is in use.
+        self._banner = banner
         self._combined: _JsonLinesFile | None = None
         self._errors: _JsonLinesFile | None = None
         # When recent errors were written, for the heartbeat's snapshot.
@@ -293,6 +308,28 @@ class LoggingService(Service):
         add_destinations(self._deliver)
         globalLogPublisher.addObserver(self._bridge)
         super().startService()
+        self._log_banner()
+
+    def privilegedStartService(self) -> None:
+        # First of all children: Eliot holds messages until a destination is
+        # added, so this opens the log even though ports bind before startService.
+        super().privilegedStartService()
+        self._log_banner()
+
+    def _log_banner(self) -> None:
+        if self._banner is not None:
+            log("openclaw:daemon:starting", **self._banner)
+            self._banner = None
+
+    def reconfigure(self, config: Any) -> None:
+        """A reload's ``log`` section: the level at once, rotation from the next write."""
+        if config.log.level != self.level:
+            self.level = config.log.level
+            set_threshold(self.level)
+        self._max_bytes, self._backups = config.log.max_bytes, config.log.backups
+        for file in (self._combined, self._errors):
+            if file is not None:
+                file.resize(self._max_bytes, self._backups)
 
     def stopService(self) -> Any:
         if self._combined is not None and self._errors is not None:

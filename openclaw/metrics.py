@@ -115,6 +115,28 @@ drain_abandoned = Counter(
     "In-flight requests abandoned because the drain timeout passed.",
     registry=REGISTRY,
 )
+drain_abandoned_messages = Counter(
+    "openclaw_drain_abandoned_messages_total",
+    "Messages whose brain work a hurried drain abandoned; they stay durable and are answered after the next start.",
+    registry=REGISTRY,
+)
+drain_undelivered = Counter(
+    "openclaw_drain_undelivered_total",
+    "Outbox messages still pending when a drain ended; they stay durable and are sent after the next start.",
+    registry=REGISTRY,
+)
+drain_hurried = Counter(
+    "openclaw_drain_hurried_total",
+    "Services told to stop waiting during a drain (budget spent or a second signal), by service.",
+    ["service"],
+    registry=REGISTRY,
+)
+config_reloads = Counter(
+    "openclaw_config_reloads_total",
+    "Configuration reloads (SIGHUP, systemctl reload, openclaw reload), by result: applied, rejected, unchanged.",
+    ["result"],
+    registry=REGISTRY,
+)
 state_saves = Counter(
     "openclaw_state_saves_total",
     "Writes of gateway-state.json, by outcome.",

@@ -14,17 +14,24 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from twisted.application.service import Service
 from twisted.internet.defer import inlineCallbacks
+from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.eliotutil import log
 from openclaw.events import OutboxItem
+from openclaw.interfaces import IReconfigurable
 
 KINDS = ("alert", "recovery", "info")
 
 
-class Notifier:
+@implementer(IReconfigurable)
+class Notifier(Service):
     """
+    A service only so that a reload reaches it (``heartbeat.target``); it
+    does nothing when started or stopped.
+
     :param target: ``last`` (the session the owner spoke in last) or a
         session id such as ``telegram:12345``.
     :param push: ``WebchatHub.push``: ``(session, event, payload) -> int``.
@@ -40,6 +47,9 @@ class Notifier:
         self.push = push
         self.kick = kick
         self.target = target
+
+    def reconfigure(self, config: Any) -> None:
+        self.target = config.heartbeat.target
 
     @inlineCallbacks
     def resolve(self, target: str = "", avoid: str = "") -> Any:

@@ -24,7 +24,8 @@ from zope.interface import implementer
 from openclaw import metrics
 from openclaw.eliotutil import log
 from openclaw.events import OutboxItem
-from openclaw.interfaces import IDrainable
+from openclaw.config import Config
+from openclaw.interfaces import IDrainable, IReconfigurable
 
 # Eliot task ids kept for replies not yet delivered (oldest dropped first).
 MAX_REMEMBERED_TASKS = 10_000
@@ -42,7 +43,7 @@ def retry_delay(attempts: int, base: float = 2.0, cap: float = 300.0, rand: Call
     return delay * (0.8 + 0.4 * rand())
 
 
-@implementer(IDrainable)
+@implementer(IDrainable, IReconfigurable)
 class OutboxService(Service):
     """Polls the store for due rows; ``kick()`` makes it look at once."""
 
@@ -62,11 +63,13 @@ class OutboxService(Service):
         self._busy: Deferred | None = None
         self._again = False
         self._stopping = False
+        self._flushed: Deferred | None = None
         self._tasks: OrderedDict[str, str] = OrderedDict()
 
     def startService(self) -> None:
         Service.startService(self)
         self._stopping = False
+        self._flushed = None
         self.kick()
 
     def kick(self) -> Deferred:
@@ -170,15 +173,46 @@ class OutboxService(Service):
         return self.store.mark_retry(item.id, self.clock.seconds() + delay, error)
 
     def drain(self) -> Deferred:
-        """Finish the pass in progress; rows left pending are sent after restart."""
+        """
+        Send what is due now (it drains after the pipeline, so this includes
+        the replies made while draining), then poll no more.  Rows still
+        pending are counted and logged; they are sent after the next start.
+        """
+        if self._flushed is None:
+            self._flushed = Deferred()
+            self._flush().addBoth(lambda _: self._flushed.called or self._flushed.callback(None))
+        return self._flushed
+
+    @inlineCallbacks
+    def _flush(self) -> Any:
+        if self._busy is not None:
+            yield self._busy
+        yield self.kick()
+        self._stop_polling()
+        try:
+            counts = yield self.store.outbox_counts()
+        except Exception as e:
+            log("openclaw:outbox:count-failed", level="error", error=repr(e))
+            return
+        if counts["pending"]:
+            metrics.drain_undelivered.inc(counts["pending"])
+            log("openclaw:outbox:left-pending", level="warn", pending=counts["pending"])
+
+    def hurry(self) -> None:
+        """Stop waiting for the flush; what is unsent stays pending for the next start."""
+        self._stop_polling()
+        if self._flushed is not None and not self._flushed.called:
+            self._flushed.callback(None)
+
+    def _stop_polling(self) -> None:
         self._stopping = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
-        return self._busy if self._busy is not None else succeed(None)
 
-    def hurry(self) -> None:
-        pass
+    def reconfigure(self, config: Config) -> None:
+        self.max_attempts = config.outbox.max_attempts
 
     def stopService(self) -> Deferred:
         Service.stopService(self)
-        return self.drain()
+        self._stop_polling()
+        return self._busy if self._busy is not None else succeed(None)

@@ -15,14 +15,15 @@ from typing import Any
 from eliot import Action
 from eliot.twisted import DeferredContext, inline_callbacks
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
 from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.agent.base import BrainError, BrainRequest
 from openclaw.eliotutil import begin, log
 from openclaw.events import Event, OutboxItem
-from openclaw.interfaces import IAdmission, IDrainable
+from openclaw.config import Config, LanesConfig
+from openclaw.interfaces import IAdmission, IDrainable, IReconfigurable
 from openclaw.lanes import CHAT, HEARTBEAT, SYSTEM, Lanes
 from openclaw.runtime import Runtime
 
@@ -40,21 +41,27 @@ class ShuttingDown(Exception):
     """The daemon is draining and takes no new messages."""
 
 
-@implementer(IAdmission, IDrainable)
+@implementer(IAdmission, IDrainable, IReconfigurable)
 class Pipeline(Service):
-    """Owns the lanes; ``receive`` is the one entry for every inbound event."""
+    """
+    Owns the lanes; ``receive`` is the one entry for every inbound event.
+    ``history`` is how many past messages the brain sees (``brain.history``).
+    """
 
     def __init__(
         self, runtime: Runtime, store: Any, brain: Any, outbox: Any,
-        history: int = 20, max_concurrent: int = 8, max_queue: int = 100, idle_after: float = 86400.0,
+        history: int = 20, lanes: LanesConfig = LanesConfig(),
     ) -> None:
         self.runtime = runtime
         self.store = store
         self.brain = brain
         self.outbox = outbox
         self.history = history
-        self.lanes = Lanes(runtime.clock, self._handle, max_concurrent, max_queue, idle_after)
+        self.lanes = Lanes(runtime.clock, self._handle, lanes.max_concurrent, lanes.max_queue, lanes.idle_after)
         self.draining = False
+        #: Set by ``hurry()``: in-flight brain work is abandoned, its events stay durable.
+        self.abandoned = False
+        self._thinking: dict[str, Deferred] = {}
         # The Eliot action of each message in flight: it spans receive ->
         # lane -> brain -> reply stored, and the delivery continues its task.
         self._actions: dict[str, Action] = {}
@@ -137,8 +144,14 @@ class Pipeline(Service):
             session_id=session_id, text=event.text, event_id=event.id,
             history=[{"role": m["role"], "text": m["text"]} for m in history if m["event_id"] != event.id][-self.history:],
         )
+        if self.abandoned:
+            return
         try:
-            reply = yield self.brain.respond(request)
+            thinking = self._thinking[event.id] = self.brain.respond(request)
+            try:
+                reply = yield thinking
+            finally:
+                self._thinking.pop(event.id, None)
             text = reply.text
             action.add_success_fields(provider=reply.provider, reply_length=len(text),
                                       tool_calls=reply.tool_calls, **reply.usage)
@@ -146,9 +159,15 @@ class Pipeline(Service):
                 metrics.brain_tokens.labels(reply.provider, kind).inc(count)
             if any(reply.usage.values()):
                 yield self._add_usage(session_id, reply.usage)
-        except BrainError as e:
+        except (BrainError, CancelledError) as e:
+            if self.abandoned:
+                return  # hurried: the event stays received and is answered after the next start
+            if isinstance(e, CancelledError):
+                raise
             log("openclaw:message:brain-failed", level="error", error=str(e), retryable=e.retryable)
             text = BRAIN_DOWN_REPLY
+        if self.abandoned:
+            return
         self.outbox.remember_task(event.id, action.serialize_task_id().decode())
         yield self._complete(event, text)
         metrics.response_duration.labels(event.source).observe(self.runtime.clock.seconds() - started)
@@ -187,7 +206,27 @@ class Pipeline(Service):
         return self.lanes.until_idle()
 
     def hurry(self) -> None:
-        pass
+        """
+        Abandon the messages still with the brain: their events stay
+        ``received`` in the store, so the next start answers them (once).
+        """
+        if self.abandoned or not self.draining:
+            return
+        self.abandoned = True
+        abandoned = list(self._thinking.values())
+        if abandoned:
+            metrics.drain_abandoned_messages.inc(len(abandoned))
+            log("openclaw:pipeline:abandoned", level="warn", count=len(abandoned))
+        for d in abandoned:
+            d.cancel()
+        self.lanes.release_waiters()
+
+    def reconfigure(self, config: Config) -> None:
+        """New lane limits and history length, for the next message (the brain reloads itself)."""
+        self.lanes.max_concurrent = config.lanes.max_concurrent
+        self.lanes.max_queue = config.lanes.max_queue
+        self.lanes.idle_after = config.lanes.idle_after
+        self.history = config.brain.history
 
     def stopService(self) -> Deferred:
         Service.stopService(self)

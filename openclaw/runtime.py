@@ -36,6 +36,9 @@ class Runtime:
         self.gateway: Callable[[], dict[str, int]] = dict
         self.nofile: tuple[int, int] | None = None
         self.outbox: dict[str, int] = {"pending": 0, "sent": 0, "failed": 0}
+        #: The config file in use (None: built-in defaults) and the last reload's outcome.
+        self.config_path: str | None = None
+        self.last_reload: dict[str, Any] | None = None
 
     def mark_ready(self) -> None:
         """Startup finished: every service started and every port listens."""

@@ -15,8 +15,11 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
+from zope.interface import implementer
+
 from openclaw import metrics
 from openclaw.eliotutil import begin, log
+from openclaw.interfaces import IReconfigurable
 from openclaw.runtime import Runtime
 
 STATE_VERSION = 1
@@ -69,9 +72,9 @@ def read_state(path: str, now: float) -> tuple[dict[str, Any] | None, str | None
     return None, f"{problem}; moved aside to {aside}" if aside else problem
 
 
+@implementer(IReconfigurable)
 class StateService(Service):
     """Restores state at start, saves it every ``save_every`` and at stop."""
-
 
     def __init__(self, runtime: Runtime, path: str, save_every: float) -> None:
         self.runtime = runtime
@@ -91,10 +94,22 @@ class StateService(Service):
     def startService(self) -> None:
         Service.startService(self)
         self.restore()
+        self._start_saving()
+
+    def _start_saving(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
         if self.save_every > 0:
             self._loop = LoopingCall(self.save)
             self._loop.clock = self.runtime.clock
             self._loop.start(self.save_every, now=False)
+
+    def reconfigure(self, config: Any) -> None:
+        if config.state.save_every != self.save_every:
+            self.save_every = config.state.save_every
+            if self.running:
+                self._start_saving()
 
     def restore(self) -> None:
         with begin("openclaw:state:restore", path=self.path) as action:

@@ -17,10 +17,12 @@ import orjson
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from zope.interface import implementer
 
 from openclaw import health, metrics
 from openclaw.config import WebConfig
 from openclaw.eliotutil import enabled, log
+from openclaw.interfaces import IReconfigurable
 from openclaw.listening import ListeningService
 from openclaw.proactive.report import report_html
 from openclaw.runtime import RUNNING, Runtime
@@ -90,18 +92,14 @@ class HealthApp:
         return _json(request, 405, {"error": {"code": "method_not_allowed", "method": request.method.decode()}})
 
 
-def body_limits(limits: WebConfig) -> Any:
+def body_limit(limits: WebConfig, method: bytes, path: bytes) -> int:
     """
     Each route's body cap: webhook POSTs get ``web.max_webhook_body``; every
     other route is GET-only and takes no body at all.
     """
-
-    def body_limit(method: bytes, path: bytes) -> int:
-        if method == b"POST" and path.startswith(b"/webhooks/"):
-            return limits.max_webhook_body
-        return 0
-
-    return body_limit
+    if method == b"POST" and path.startswith(b"/webhooks/"):
+        return limits.max_webhook_body
+    return 0
 
 
 class QuietSite(LimitedSite):
@@ -115,6 +113,7 @@ class QuietSite(LimitedSite):
                 path=request.path.decode("utf-8", "replace"), code=request.code)
 
 
+@implementer(IReconfigurable)
 class WebService(ListeningService):
     """Serves ``HealthApp`` on ``web.listen``."""
 
@@ -123,5 +122,9 @@ class WebService(ListeningService):
         self, reactor: Any, runtime: Runtime, description: str,
         webhooks: dict[str, Any] | None = None, home: str | None = None, limits: WebConfig = WebConfig(),
     ) -> None:
-        site = QuietSite(HealthApp(runtime, webhooks, home).app.resource(), limits, body_limits(limits))
+        site = QuietSite(HealthApp(runtime, webhooks, home).app.resource(), limits, body_limit)
         super().__init__(reactor, description, site, "web.listen")
+
+    def reconfigure(self, config: Any) -> None:
+        """New limits apply to the next connection and request (``web.listen`` needs a restart)."""
+        self.factory.reconfigure(config.web)

@@ -76,7 +76,7 @@ class LimitedChannel(HTTPChannel):
         return super().headerReceived(line)
 
     def allHeadersReceived(self) -> None:
-        limit = self.site.body_limit(self._command, self._path)
+        limit = self.site.body_limit(self.site.limits, self._command, self._path)
         if self.length is not None and self.length > limit:
             self._refuse(413, "body_too_large", f"the body may have at most {limit} bytes here")
             return
@@ -118,8 +118,8 @@ class LimitedChannel(HTTPChannel):
 
 class LimitedSite(Site):
     """
-    A Site whose channels are ``LimitedChannel``s; ``body_limit(method, path)``
-    is each route's cap in bytes.  Connections over ``web.max_connections``
+    A Site whose channels are ``LimitedChannel``s; ``body_limit(limits,
+    method, path)`` is each route's cap in bytes.  Connections over ``web.max_connections``
     get a 503 before anything is read.
     """
 
@@ -127,12 +127,18 @@ class LimitedSite(Site):
     requestFactory = LimitedRequest
 
     def __init__(
-        self, resource: Any, limits: WebConfig, body_limit: Callable[[bytes, bytes], int], reactor: Any = None,
+        self, resource: Any, limits: WebConfig, body_limit: Callable[[WebConfig, bytes, bytes], int],
+        reactor: Any = None,
     ) -> None:
         super().__init__(resource, reactor=reactor)
-        self.limits = limits
         self.body_limit = body_limit
         self.caps = ConnectionCaps(limits.max_connections, limits.max_connections)
+        self.reconfigure(limits)
+
+    def reconfigure(self, limits: WebConfig) -> None:
+        """Take new limits; open connections keep the deadline they were given."""
+        self.limits = limits
+        self.caps.total = self.caps.per_address = limits.max_connections
 
     def buildProtocol(self, addr: Any) -> Any:
         reason = self.caps.admit("")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from openclaw.config import ConfigError, build_config
 from openclaw.limits import TOO_MANY_CONNECTIONS, TOO_MANY_PER_ADDRESS, ConnectionCaps, TokenBucket
-from openclaw.parsing import origins
+from openclaw.config.parsing import origins
 
 addresses = st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3"])
 

@@ -7,7 +7,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openclaw import config, parsing
+from openclaw import config
+from openclaw.config import parsing
 from openclaw.config import ConfigError, build_config, parse_duration, parse_size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,17 +24,17 @@ def test_no_file_gives_safe_defaults() -> None:
     c = build_config()
     assert c.gateway.listen == "tcp:18789:interface=127.0.0.1"
     assert c.web.listen == "tcp:8080:interface=127.0.0.1"
-    assert c.gateway.drain_timeout == 30.0
+    assert c.daemon.drain_timeout == 30.0
     assert c.gateway.max_frame_bytes == 1024 * 1024
     assert c.log.level == "info"
     assert c.heartbeat.every == 1800.0
 
 
 def test_layers_yaml_then_env_then_overrides() -> None:
-    document = {"gateway": {"drain_timeout": "1m", "max_bad_frames": 3}, "log": {"level": "debug"}}
-    environ = {"OPENCLAW_GATEWAY_DRAIN_TIMEOUT": "45s", "LOG_LEVEL": "warn"}
+    document = {"daemon": {"drain_timeout": "1m"}, "gateway": {"max_bad_frames": 3}, "log": {"level": "debug"}}
+    environ = {"OPENCLAW_DAEMON_DRAIN_TIMEOUT": "45s", "LOG_LEVEL": "warn"}
     c = build_config(document, environ, {"log.level": "trace", "web.listen": None})
-    assert c.gateway.drain_timeout == 45.0
+    assert c.daemon.drain_timeout == 45.0
     assert c.gateway.max_bad_frames == 3
     assert c.log.level == "trace"
     assert c.web.listen == "tcp:8080:interface=127.0.0.1"
@@ -44,9 +45,15 @@ def test_openclaw_log_level_wins_over_log_level() -> None:
 
 
 def test_bad_duration_names_key_value_and_reason() -> None:
-    assert error({"gateway": {"drain_timeout": "soon"}}) == (
-        'config error: gateway.drain_timeout: expected a duration like 30s, got "soon"'
+    assert error({"daemon": {"drain_timeout": "soon"}}) == (
+        'config error: daemon.drain_timeout: expected a duration like 30s, got "soon"'
     )
+
+
+def test_a_moved_key_says_where_it_went() -> None:
+    assert error({"gateway": {"drain_timeout": "5s"}}) == "config error: gateway.drain_timeout: moved to daemon.drain_timeout"
+    assert error(None, {"OPENCLAW_GATEWAY_DRAIN_TIMEOUT": "5s"}) == (
+        "config error: OPENCLAW_GATEWAY_DRAIN_TIMEOUT: moved to OPENCLAW_DAEMON_DRAIN_TIMEOUT")
 
 
 @pytest.mark.parametrize(
@@ -79,8 +86,8 @@ def test_unknown_environment_variables_are_refused() -> None:
 
 
 def test_environment_errors_name_the_variable() -> None:
-    assert error(None, {"OPENCLAW_GATEWAY_DRAIN_TIMEOUT": "later"}).startswith(
-        "config error: OPENCLAW_GATEWAY_DRAIN_TIMEOUT (gateway.drain_timeout): expected a duration"
+    assert error(None, {"OPENCLAW_DAEMON_DRAIN_TIMEOUT": "later"}).startswith(
+        "config error: OPENCLAW_DAEMON_DRAIN_TIMEOUT (daemon.drain_timeout): expected a duration"
     )
 
 
@@ -139,7 +146,7 @@ def test_sizes_parse(number, unit) -> None:
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30)
 documents = st.dictionaries(
-    st.sampled_from(["gateway", "web", "log", "state", "heartbeat", "store", "nope"]),
+    st.sampled_from(["daemon", "gateway", "web", "log", "state", "heartbeat", "store", "nope"]),
     st.none() | scalars | st.dictionaries(
         st.sampled_from(["listen", "token", "max_frame_bytes", "drain_timeout", "max_bad_frames",
                          "level", "max_bytes", "backups", "save_every", "every", "path", "bad"]),
@@ -156,7 +163,7 @@ def test_any_document_loads_or_fails_with_one_config_error_line(document) -> Non
         text = str(e)
         assert text.startswith("config error: ") and "\n" not in text
     else:
-        assert c.gateway.max_bad_frames > 0 and c.gateway.drain_timeout >= 0
+        assert c.gateway.max_bad_frames > 0 and c.daemon.drain_timeout >= 0
 
 
 # Connectors, checks, cron, mail

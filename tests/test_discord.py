@@ -16,7 +16,7 @@ from twisted.internet import defer, reactor, task
 from openclaw.connectors import discord_protocol as proto
 from openclaw.connectors.access import NOT_ALLOWED_REPLY, approve
 from openclaw.connectors.base import FAILED
-from openclaw.connectors.config import DiscordConfig
+from openclaw.config.connectors import DiscordConfig
 from openclaw.connectors.discord import DiscordConnector, DiscordHTTPError, DiscordRest
 from openclaw.metrics import REGISTRY
 from tests.connector_harness import Harness

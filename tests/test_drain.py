@@ -83,7 +83,7 @@ def test_in_flight_requests_finish_new_ones_get_shutting_down(tmp_path) -> None:
 def test_drain_timeout_abandons_what_is_left_and_logs_it(tmp_path) -> None:
     from twisted.internet.task import Clock
 
-    daemon = RunningDaemon(str(tmp_path), daemon_config(gateway={"drain_timeout": "5s"}))
+    daemon = RunningDaemon(str(tmp_path), daemon_config(daemon={"drain_timeout": "5s"}))
     clock = Clock()
     daemon.gateway.clock = clock
     held = add_hold_method(daemon)

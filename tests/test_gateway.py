@@ -316,3 +316,15 @@ def test_a_client_that_does_not_read_is_closed_past_the_send_hard_limit(tmp_path
     assert counter("openclaw_gateway_refused_total", reason="send_queue_full") == full + 1
     assert counter("openclaw_gateway_send_paused_total") >= paused + 1
     yield gw.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_reload_applies_new_limits_to_the_next_connection(tmp_path) -> None:
+    gw = Gateway(tmp_path)
+    first = yield gw.connect()
+    gw.service.reconfigure(build_config({"gateway": {"token": TOKEN, "max_connections_per_address": 1}}))
+    with pytest.raises(ConnectionError, match="503"):
+        yield gw.connect()
+    assert (yield first.request("ping"))["ok"]  # the open connection stays
+    yield first.close()
+    yield gw.stop()

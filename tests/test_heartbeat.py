@@ -20,7 +20,7 @@ from openclaw.agent.rules import RulesBrain
 from openclaw.config import HeartbeatConfig
 from openclaw.gateway.frames import FrameError
 from openclaw.notify import Notifier
-from openclaw.proactive.config import ActiveHours
+from openclaw.config.proactive import ActiveHours
 from openclaw.proactive.heartbeat import (
     REMIND_AFTER,
     SESSION,

@@ -24,7 +24,7 @@ from openclaw.agent.base import BrainReply
 from openclaw.metrics import REGISTRY
 from openclaw.notify import Notifier
 from openclaw.outbox import retry_delay
-from openclaw.proactive.config import MailConfig
+from openclaw.config.proactive import MailConfig
 from openclaw.proactive.importance import Verdict, consult, gist, judge, model_judge
 from openclaw.proactive.mail import (
     FAILED_RETRY,

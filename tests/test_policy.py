@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from openclaw.proactive.config import CheckConfig
+from openclaw.config.proactive import CheckConfig
 from openclaw.proactive.policy import FLAP_CHANGES, CheckState, step
 
 

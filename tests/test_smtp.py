@@ -29,7 +29,7 @@ from twisted.mail.imap4 import PLAINCredentials
 from zope.interface import implementer
 
 from openclaw.connectors.base import CONNECTED, FAILED
-from openclaw.connectors.config import SmtpConfig
+from openclaw.config.connectors import SmtpConfig
 from openclaw.connectors.smtp import (
     SUBJECT_LIMIT,
     SmtpConnector,

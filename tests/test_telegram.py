@@ -20,7 +20,7 @@ from openclaw import metrics
 from openclaw.agent.rules import GREETING, NO_MODEL
 from openclaw.connectors.access import NOT_ALLOWED_REPLY, approve
 from openclaw.connectors.base import FAILED
-from openclaw.connectors.config import TelegramConfig
+from openclaw.config.connectors import TelegramConfig
 from openclaw.connectors.split import utf16_length
 from openclaw.connectors.telegram import (
     OFFSET_KEY,

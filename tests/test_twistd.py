@@ -65,8 +65,8 @@ def test_the_plugin_is_found_from_a_built_wheel(tmp_path) -> None:
 @pytest.mark.parametrize(
     "yaml_text, expected",
     [
-        ("gateway:\n  drain_timeout: soon\n",
-         'config error: gateway.drain_timeout: expected a duration like 30s, got "soon"'),
+        ("daemon:\n  drain_timeout: soon\n",
+         'config error: daemon.drain_timeout: expected a duration like 30s, got "soon"'),
         ("gateway:\n  listn: x\n", "config error: gateway.listn: unknown key"),
         ("web:\n  listen: tcp:notaport\n", "config error: web.listen: expected an endpoint"),
     ],
@@ -135,5 +135,5 @@ def test_run_notify_health_sigterm_drain_exit_0(tmp_path) -> None:
     assert all("log_level" in line for line in lines)
     stops = [line["service"] for line in lines
              if line.get("action_type") == "openclaw:service:stop" and line.get("action_status") == "started"]
-    assert stops == ["systemd", "cron", "heartbeat", "prune", "outbox", "pipeline", "connectors", "web", "gateway", "state",
-                     "store", "logging"]
+    assert stops == ["systemd", "cron", "heartbeat", "checks", "prune", "notifier", "pipeline", "outbox", "connectors",
+                     "gateway", "web", "state", "brain", "store", "logging"]

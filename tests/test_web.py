@@ -16,7 +16,7 @@ from openclaw.config import build_config
 from openclaw.interfaces import IConnector
 from openclaw.metrics import REGISTRY
 from openclaw.runtime import Runtime
-from openclaw.web import HealthApp, QuietSite, WebService, body_limits
+from openclaw.web import HealthApp, QuietSite, WebService, body_limit
 from tests import hostile, wsclient
 from tests.daemon import RunningDaemon
 
@@ -161,7 +161,7 @@ class LimitedWeb:
 
     def __init__(self, clock=None, **limits) -> None:
         self.limits = build_config({"web": limits}).web
-        site = QuietSite(HealthApp(Runtime(reactor)).app.resource(), self.limits, body_limits(self.limits),
+        site = QuietSite(HealthApp(Runtime(reactor)).app.resource(), self.limits, body_limit,
                          reactor=clock or reactor)
         self.listening = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.port = self.listening.getHost().port
@@ -251,3 +251,17 @@ def test_connections_over_the_cap_get_503() -> None:
     answer = yield web.send(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 ")
     yield web.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_reload_applies_new_web_limits() -> None:
+    web = WebService(reactor, Runtime(reactor), "tcp:0:interface=127.0.0.1")
+    web.startService()
+    web.reconfigure(build_config({"web": {"max_webhook_body": "2KiB"}}))
+    port = web.port.getHost().port
+    head = b"POST /webhooks/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+    answer = yield hostile.raw_connect(port, head % 2049).addCallback(lambda client: client.lost)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    answer = yield hostile.raw_connect(port, head % 2048 + b"x" * 2048).addCallback(lambda client: client.lost)
+    assert answer.startswith(b"HTTP/1.1 404 ")  # within the new cap: routed
+    yield web.stopService()

@@ -18,7 +18,7 @@ from openclaw import metrics
 from openclaw.agent.rules import help_text
 from openclaw.connectors.access import NOT_ALLOWED_REPLY, approve
 from openclaw.connectors.base import CONNECTED, FAILED, NotConnected
-from openclaw.connectors.config import WhatsAppConfig
+from openclaw.config.connectors import WhatsAppConfig
 from openclaw.connectors.whatsapp import (
     TEXT_LIMIT,
     GraphError,

@@ -99,6 +99,14 @@ class Access:
         self._told_to_slow_down: set[str] = set()
         self._refused_at: dict[str, float] = {}
 
+    def reconfigure(self, allow_from: tuple[str, ...], pairing: bool, rate_per_minute: int) -> None:
+        """New rules from a reload; approvals and pairing codes in the store stay."""
+        self.allow_from = frozenset(allow_from)
+        self.pairing = pairing
+        if rate_per_minute != self.rate_per_minute:
+            self.rate_per_minute = rate_per_minute
+            self._buckets.clear()
+
     @inlineCallbacks
     def decide(self, sender_id: str, chat_id: str, sender_name: str = "") -> Any:
         """:return: a Deferred firing with the ``Decision`` for one inbound message."""

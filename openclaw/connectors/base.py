@@ -69,7 +69,7 @@ class Watchdog:
 @implementer(IConnector, IDrainable)
 class ConnectorService(Service):
     """
-    :param config: the platform's section (``openclaw.connectors.config``).
+    :param config: the platform's section (``openclaw.config.connectors``).
     :param pipeline: where accepted messages go (``Pipeline.receive``).
     :param notifier: told when the connector fails for good.
     """
@@ -312,6 +312,11 @@ class ConnectorService(Service):
             "last_error": self.last_error,
             "reconnects": self.reconnects,
         }
+
+    def reconfigure_access(self, config: Any) -> None:
+        """A reload changed only who may talk (``allow_from``, ``pairing``, rate): no reconnect."""
+        self.config = config
+        self.access.reconfigure(config.allow_from, config.pairing, config.rate_per_minute)
 
     # Shutdown
 

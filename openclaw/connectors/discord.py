@@ -29,7 +29,7 @@ from twisted.internet.task import deferLater
 from openclaw import __version__
 from openclaw.connectors import discord_protocol as proto
 from openclaw.connectors.base import ConnectorService, Terminal
-from openclaw.connectors.config import credential
+from openclaw.config.connectors import credential
 from openclaw.connectors.split import split_text
 from openclaw.eliotutil import log
 from openclaw.pipeline import ShuttingDown

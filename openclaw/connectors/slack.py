@@ -34,7 +34,7 @@ from twisted.internet.task import deferLater
 
 from openclaw.agent.http import retry_after
 from openclaw.connectors.base import ConnectorService, Terminal
-from openclaw.connectors.config import SlackConfig, credential
+from openclaw.config.connectors import SlackConfig, credential
 from openclaw.connectors.split import split_text
 from openclaw.eliotutil import log
 from openclaw.pipeline import ShuttingDown

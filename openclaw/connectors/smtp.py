@@ -28,7 +28,7 @@ from twisted.internet.ssl import optionsForClientTLS
 from twisted.mail.smtp import ESMTPSenderFactory, SMTPClientError
 
 from openclaw.connectors.base import ConnectorService, Terminal
-from openclaw.connectors.config import SmtpConfig, credential
+from openclaw.config.connectors import SmtpConfig, credential
 from openclaw.eliotutil import log
 from openclaw.health import iso
 

@@ -34,7 +34,7 @@ from twisted.web.http import PotentialDataLoss
 
 from openclaw import metrics
 from openclaw.connectors.base import ConnectorService, Terminal
-from openclaw.connectors.config import TelegramConfig, credential
+from openclaw.config.connectors import TelegramConfig, credential
 from openclaw.connectors.split import split_text, utf16_length
 from openclaw.eliotutil import log
 from openclaw.pipeline import ShuttingDown

@@ -28,7 +28,7 @@ from twisted.internet.task import deferLater
 from openclaw import metrics
 from openclaw.agent.http import backoff_delay, retry_after
 from openclaw.connectors.base import ConnectorService, Terminal
-from openclaw.connectors.config import WhatsAppConfig, credential
+from openclaw.config.connectors import WhatsAppConfig, credential
 from openclaw.connectors.split import split_text
 from openclaw.eliotutil import log
 from openclaw.pipeline import ShuttingDown

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from twisted.internet.defer import Deferred
+
 from openclaw import health
 from openclaw.runtime import Runtime
 
@@ -20,3 +22,8 @@ def core_methods(runtime: Runtime) -> dict[str, Method]:
         "health": lambda conn, params: health.report(runtime, health.memory())[1],
         "status": lambda conn, params: health.status(runtime),
     }
+
+
+def reload_method(reload: Callable[[], Deferred]) -> dict[str, Method]:
+    """``reload``: re-read the config as SIGHUP does; answers with the outcome."""
+    return {"reload": lambda conn, params: reload().addCallback(lambda outcome: health.reload_json(outcome.as_json()))}

@@ -144,8 +144,13 @@ class GatewayFactory(WebSocketServerFactory):
     def __init__(self, gateway: Any, config: GatewayConfig) -> None:
         super().__init__(server=None)  # no version banner in any response
         self.gateway = gateway
-        self.config = config
         self.caps = ConnectionCaps(config.max_connections, config.max_connections_per_address)
+        self.reconfigure(config)
+
+    def reconfigure(self, config: GatewayConfig) -> None:
+        """New limits apply to the next connection (caps, rate) and the next send (queue bounds)."""
+        self.config = config
+        self.caps.total, self.caps.per_address = config.max_connections, config.max_connections_per_address
 
     def buildProtocol(self, addr: Any) -> Any:
         address = getattr(addr, "host", "")

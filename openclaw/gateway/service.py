@@ -3,26 +3,28 @@ The gateway service: authenticates connections, dispatches requests, tracks
 what is in flight, and drains.
 
 Draining stops listening at once, answers new requests ``shutting_down``,
-waits for in-flight requests (at most ``gateway.drain_timeout``, or until
-``hurry()``), then closes every connection with 1001.
+waits for in-flight requests (until they finish or the root, its budget
+``daemon.drain_timeout`` spent, calls ``hurry()``), then closes every
+connection with 1001.  It drains last, so replies the pipeline finishes
+while draining still reach webchat clients.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from openclaw import __version__, metrics
-from openclaw.config import GatewayConfig
+from openclaw.config import Config, GatewayConfig
 from openclaw.eliotutil import begin, enabled, log
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
 from openclaw.gateway.protocol import GatewayProtocol, make_factory
 from openclaw.gateway.token import load_or_create_token, token_matches
-from openclaw.interfaces import IAdmission, IDrainable
+from openclaw.interfaces import IAdmission, IDrainable, IReconfigurable
 from openclaw.listening import ListeningService
 from openclaw.runtime import Runtime
 
@@ -32,10 +34,14 @@ CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_GOING_AWAY = 1008, 1009, 1001
 MAX_CLIENT_LENGTH = 64
 
 
-@implementer(IAdmission, IDrainable)
+@implementer(IAdmission, IDrainable, IReconfigurable)
 class GatewayService(ListeningService):
-    """The WebSocket gateway; ``methods`` maps method names to handlers."""
-
+    """
+    The WebSocket gateway; ``methods`` is the final table of method names
+    to handlers (each counted under its own name in
+    ``openclaw_requests_total``); ``on_close(conn)`` hears each closed
+    connection (webchat forgets its subscriptions).
+    """
 
     def __init__(
         self,
@@ -43,7 +49,8 @@ class GatewayService(ListeningService):
         runtime: Runtime,
         config: GatewayConfig,
         token_path: str,
-        methods: dict[str, Callable[[Any, dict], Any]],
+        methods: Mapping[str, Callable[[Any, dict], Any]],
+        on_close: Callable[[GatewayProtocol], None] = lambda conn: None,
     ) -> None:
         super().__init__(reactor, config.listen, make_factory(self, config), "gateway.listen")
         self.runtime = runtime
@@ -51,13 +58,12 @@ class GatewayService(ListeningService):
         self.config = config
         self.token_path = token_path
         self.token = ""
-        self.methods = methods
+        self.methods = dict(methods)
         self.connections: set[GatewayProtocol] = set()
-        self.close_listeners: list[Callable[[GatewayProtocol], None]] = []
+        self._on_close = on_close
         self.inflight = 0
         self.draining = False
         self._idle: Deferred | None = None
-        self._drain_timer: Any = None
         self._closed: Deferred | None = None
         self._drained: Deferred | None = None
         self._stopped_listening: Deferred = succeed(None)
@@ -90,8 +96,7 @@ class GatewayService(ListeningService):
         if conn.auth_timer is not None and conn.auth_timer.active():
             conn.auth_timer.cancel()
         self.connections.discard(conn)
-        for listener in self.close_listeners:
-            listener(conn)
+        self._on_close(conn)
         log(
             "openclaw:gateway:close", peer=conn.peer_address, code=code,
             session_id=conn.session_id, abandoned=len(conn.inflight),
@@ -251,22 +256,18 @@ class GatewayService(ListeningService):
         return self._drained
 
     def _drain(self) -> Deferred:
-        action = begin("openclaw:gateway:drain", inflight=self.inflight,
-                       connections=len(self.connections), timeout=self.config.drain_timeout)
+        action = begin("openclaw:gateway:drain", inflight=self.inflight, connections=len(self.connections))
         with action.context():
             d = self._stopped_listening
             if self.inflight and not self._hurried:
                 self._idle = Deferred()
-                self._drain_timer = self.clock.callLater(self.config.drain_timeout, self._give_up)
                 d.addCallback(lambda _: self._idle)
             d.addCallback(lambda _: self._close_all())
         d.addBoth(lambda result: (action.finish(), result)[1])
         return d
 
     def _give_up(self) -> None:
-        """The drain bound passed (or the operator hurried): abandon what is left."""
-        if self._drain_timer is not None and self._drain_timer.active():
-            self._drain_timer.cancel()
+        """The drain budget is spent (or the operator hurried): abandon what is left."""
         if self._idle is None:
             return
         abandoned = {c.peer_address: sorted(c.inflight) for c in self.connections if c.inflight}
@@ -281,8 +282,6 @@ class GatewayService(ListeningService):
         self._give_up()
 
     def _close_all(self) -> Deferred:
-        if self._drain_timer is not None and self._drain_timer.active():
-            self._drain_timer.cancel()
         if not self.connections:
             return succeed(None)
         self._closed = Deferred()
@@ -295,6 +294,14 @@ class GatewayService(ListeningService):
     def _abort_all(self) -> None:
         for conn in list(self.connections):
             conn.transport.abortConnection()
+
+    def reconfigure(self, config: Config) -> None:
+        """Limits and the token apply to the next frame and connection; open connections stay."""
+        if config.gateway == self.config:
+            return
+        self.config = config.gateway
+        self.factory.reconfigure(config.gateway)
+        self.token = load_or_create_token(self.token_path, config.gateway.token)
 
     def stopService(self) -> Deferred:
         d = self.drain()

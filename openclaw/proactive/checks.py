@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from twisted.application.service import Service
@@ -27,10 +27,13 @@ from openclaw import metrics
 from openclaw.eliotutil import log
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
-from openclaw.interfaces import IDrainable
-from openclaw.proactive.config import CheckConfig
+from openclaw.config import Config
+from openclaw.interfaces import IDrainable, IReconfigurable
+from openclaw.config.proactive import CheckConfig
 from openclaw.proactive.policy import CheckState, Decision, flapping, step
-from openclaw.proactive.probes import Probe, ProbeResult, make_probe
+
+if TYPE_CHECKING:  # probes pull in HTTP, TLS and psutil: only once a check is configured
+    from openclaw.proactive.probes import Probe, ProbeResult
 
 # Checks of a service that can be down; the others watch this host's resources.
 SERVICE_TYPES = ("http", "tcp", "dns", "process")
@@ -95,7 +98,7 @@ def _shared(d: Deferred) -> Deferred:
     return copy
 
 
-@implementer(IDrainable)
+@implementer(IDrainable, IReconfigurable)
 class ChecksService(Service):
     """
     One LoopingCall per check on ``clock``; a check's runs never overlap.
@@ -113,7 +116,9 @@ class ChecksService(Service):
         self.store = store
         self.notifier = notifier
         self.clock = clock
-        self.probes = probes if probes is not None else {c.name: make_probe(c, reactor or clock) for c in checks}
+        self._reactor = reactor or clock
+        self._given_probes = probes
+        self.probes = {c.name: self._probe(c) for c in checks}
         self.zone = ZoneInfo(timezone) if timezone else None
         #: Fires once saved states are loaded and loops run (not ``ready``: must not gate readiness).
         self.loaded: Deferred = succeed(None)
@@ -145,15 +150,63 @@ class ChecksService(Service):
                 self._states[name] = CheckState.from_json(data)
                 self._saved[name] = self._states[name].to_json()
 
+    def _probe(self, check: CheckConfig) -> Probe:
+        if self._given_probes is not None:
+            return self._given_probes[check.name]
+        from openclaw.proactive.probes import make_probe
+
+        return make_probe(check, self._reactor)
+
     def _start_loops(self) -> None:
         if self._draining or not self.running:
             return
-        for name, check in self.checks.items():
-            loop = LoopingCall(self.run, name)
-            loop.clock = self.clock
-            loop.start(check.every, now=True)
-            self._loops[name] = loop
+        for name in self.checks:
+            self._start_loop(name)
         log("openclaw:check:started", checks=len(self.checks))
+
+    def _start_loop(self, name: str) -> None:
+        loop = LoopingCall(self.run, name)
+        loop.clock = self.clock
+        loop.start(self.checks[name].every, now=True)
+        self._loops[name] = loop
+
+    def _stop_loop(self, name: str) -> None:
+        loop = self._loops.pop(name, None)
+        if loop is not None and loop.running:
+            loop.stop()
+
+    def reconfigure(self, config: Config) -> None:
+        """
+        Checks compared by name: removed ones stop, added ones start, changed
+        ones restart with their policy state kept (an ongoing incident stays
+        one incident); unchanged ones keep their schedule.  A probe in flight
+        finishes.
+        """
+        self.zone = ZoneInfo(config.heartbeat.timezone) if config.heartbeat.timezone else None
+        wanted = {c.name: c for c in config.checks}
+        if wanted == self.checks:
+            return
+        for name in list(self.checks):
+            if wanted.get(name) != self.checks[name]:
+                self._stop_loop(name)
+        for name in set(self.checks) - set(wanted):
+            del self.probes[name]
+            self._states.pop(name, None)
+            self._last.pop(name, None)
+            for gauge in (metrics.check_up, metrics.check_latency):
+                try:
+                    gauge.remove(name)
+                except KeyError:  # never probed
+                    pass
+        changed = [name for name, c in wanted.items() if self.checks.get(name) != c]
+        for name in changed:
+            self.probes[name] = self._probe(wanted[name])
+            self._states.setdefault(name, CheckState())
+        self.checks = wanted
+        log("openclaw:check:reconfigured", checks=len(wanted), changed=sorted(changed))
+        if self.running and not self._draining and self.loaded.called:
+            for name in changed:
+                self._start_loop(name)
 
     def run(self, name: str) -> Deferred:
         """
@@ -175,6 +228,8 @@ class ChecksService(Service):
         try:
             result = yield self.probes[name]()
         except Exception as e:  # probes report failures as results; this is a bug
+            from openclaw.proactive.probes import ProbeResult
+
             result = ProbeResult(False, 0.0, f"probe error: {e!r}")
         now = self.clock.seconds()
         self._last[name] = result

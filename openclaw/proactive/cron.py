@@ -40,8 +40,9 @@ from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.eliotutil import log
-from openclaw.interfaces import IDrainable
-from openclaw.proactive.config import CronConfig
+from openclaw.config import Config
+from openclaw.interfaces import IDrainable, IReconfigurable
+from openclaw.config.proactive import CronConfig
 from openclaw.proactive.schedule import plan, wall, zone
 
 #: A timer firing this late is still on time, whatever the job's grace.
@@ -79,7 +80,7 @@ class _Job:
         return f"cron:{self.config.name}"
 
 
-@implementer(IDrainable)
+@implementer(IDrainable, IReconfigurable)
 class CronService(Service):
     """
     :param run_report: ``(day) -> Deferred`` writes and sends the report of
@@ -245,6 +246,37 @@ class CronService(Service):
                 "outcome": record.get("outcome"), "error": record.get("error"),
             })
         return result
+
+    def reconfigure(self, config: Config) -> None:
+        """
+        Jobs compared by name: a removed one stops being scheduled, an added
+        or changed one is scheduled from its record in the store (so a due
+        time it already fired is not fired again), an unchanged one is left
+        alone.  A job running now finishes.
+        """
+        wanted = {job.name: job for job in config.cron}
+        if self.timezone == config.heartbeat.timezone and [j.config for j in self._jobs] == list(config.cron):
+            return
+        self.timezone = config.heartbeat.timezone
+        kept = {job.config.name: job for job in self._jobs}
+        jobs = []
+        for name, job_config in wanted.items():
+            job = kept.pop(name, None)
+            tz = zone(job_config.timezone or self.timezone)
+            if job is not None and job.config == job_config and job.tz == tz:
+                jobs.append(job)
+                continue
+            if job is not None and job.timer is not None and job.timer.active():
+                job.timer.cancel()
+            jobs.append(_Job(job_config, tz))
+        for job in kept.values():
+            if job.timer is not None and job.timer.active():
+                job.timer.cancel()
+        self._jobs = jobs
+        if self.running and not self._stopping:
+            for job in jobs:
+                if job.timer is None and job.running is None and job.record is None:
+                    self._tick(job)
 
     def drain(self) -> Deferred:
         """No new runs; wait for the ones in progress (``hurry`` stops waiting)."""

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 from openclaw.config import Config
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
+from openclaw.proactive.checks import ChecksService, checks_methods
 from openclaw.proactive.cron import CronService
 from openclaw.proactive.heartbeat import HeartbeatService, heartbeat_methods
 from openclaw.proactive.report import Reporter, brain_summarizer
@@ -39,18 +40,14 @@ def build_engine(
 ) -> Engine:
     """Build (not start) the proactive services for ``config``."""
     engine = Engine()
-    checks_states: Callable[[], list] = list
-    if config.checks:
-        from openclaw.proactive.checks import ChecksService, checks_methods
-
-        checks = ChecksService(config.checks, store, notifier, reactor, reactor=reactor,
-                               timezone=config.heartbeat.timezone)
-        checks_states = checks.states
-        runtime.checks = checks.states
-        engine.children.append(("checks", checks))
-        engine.methods.update(checks_methods(checks))
-    else:
-        engine.methods["checks.list"] = lambda conn, params: {"checks": []}
+    # Always there, even with no checks, so a reload can add the first one;
+    # the probes' HTTP and TLS clients load only once a check exists.
+    checks = ChecksService(config.checks, store, notifier, reactor, reactor=reactor,
+                           timezone=config.heartbeat.timezone)
+    checks_states = checks.states
+    runtime.checks = checks.states
+    engine.children.append(("checks", checks))
+    engine.methods.update(checks_methods(checks))
 
     cron: CronService | None = None
     snapshotter = Snapshotter(
@@ -59,8 +56,7 @@ def build_engine(
                           if j.get("next_due") is not None and j["next_due"] <= reactor.seconds()],
     )
     heartbeat = HeartbeatService(runtime, config.heartbeat, home, brain, store, notifier, snapshotter, push=push)
-    if config.checks:
-        checks.on_change = lambda name: heartbeat.wake("check")  # a model may want to act on it
+    checks.on_change = lambda name: heartbeat.wake("check")  # a model may want to act on it
     engine.children.append(("heartbeat", heartbeat))
     engine.methods.update(heartbeat_methods(heartbeat))
 

@@ -41,12 +41,12 @@ from zope.interface import implementer
 
 from openclaw import health, metrics
 from openclaw.agent.base import BrainRequest
-from openclaw.config import HeartbeatConfig
+from openclaw.config import Config, HeartbeatConfig
 from openclaw.eliotutil import begin, log
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
-from openclaw.interfaces import IDrainable
-from openclaw.proactive.config import ActiveHours
+from openclaw.interfaces import IDrainable, IReconfigurable
+from openclaw.config.proactive import ActiveHours
 from openclaw.proactive.schedule import instant, wall, zone
 from openclaw.proactive.snapshot import Snapshotter, digest, local_time
 from openclaw.proactive.verdict import TOKEN, is_heartbeat_ok, strip_token
@@ -168,7 +168,7 @@ def finding_message(new: dict[str, str]) -> str:
     return f"Heartbeat: {head}:\n" + "\n".join(f"- {text}" for text in new.values())
 
 
-@implementer(IDrainable)
+@implementer(IDrainable, IReconfigurable)
 class HeartbeatService(Service):
     """
     :param config: the ``heartbeat:`` section (``every=0``: no timer; explicit
@@ -208,6 +208,7 @@ class HeartbeatService(Service):
         self._stopping = False
         self._drained: Deferred | None = None
         self._flagged = False
+        self._started_at = self.clock.seconds()
         for verdict in VERDICTS:
             metrics.heartbeat_runs.labels(verdict)
 
@@ -216,10 +217,32 @@ class HeartbeatService(Service):
     def startService(self) -> None:
         Service.startService(self)
         self._stopping = False
+        self._started_at = self.clock.seconds()
         self.runtime.next_heartbeat = self.next_beat
         self.runtime.heartbeat_overdue = self.overdue
         if self.every > 0:
             self._arm(self.clock.seconds())
+            self._set_deadline()
+
+    def reconfigure(self, config: Config) -> None:
+        """
+        A new interval, active hours or zone: the next beat is re-planned from
+        the last one (never from now, so shortening the interval is felt at
+        once and a reload is not a beat); a beat in flight finishes first.
+        """
+        new = config.heartbeat
+        if new == self.config:
+            return
+        self.config, self.every, self.tz = new, new.every, zone(new.timezone)
+        if not self.running or self._stopping or self._running is not None or self._kick is not None:
+            return
+        for call in (self._timer, self._watchdog):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._watchdog = None
+        self.deadline = None
+        if self.every > 0:
+            self._arm(self.runtime.last_heartbeat or self._started_at)
             self._set_deadline()
 
     def drain(self) -> Deferred:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
 from openclaw.eliotutil import log
-from openclaw.proactive.config import MailConfig
+from openclaw.config.proactive import MailConfig
 
 # ask_model(sender, subject, excerpt) -> Deferred[bool]
 AskModel = Callable[[str, str, str], Any]

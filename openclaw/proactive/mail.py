@@ -53,9 +53,9 @@ from zope.interface import implementer
 from openclaw import metrics
 from openclaw.eliotutil import begin, log
 from openclaw.health import iso
-from openclaw.interfaces import IDrainable
+from openclaw.interfaces import IDrainable, IReconfigurable
 from openclaw.outbox import retry_delay
-from openclaw.proactive.config import MailConfig
+from openclaw.config.proactive import MailConfig
 from openclaw.proactive.importance import AskModel, consult, gist, judge
 
 EXCERPT_BYTES = 500
@@ -582,7 +582,7 @@ class MailboxWatcher:
 # --- The service -------------------------------------------------------------------
 
 
-@implementer(IDrainable)
+@implementer(IDrainable, IReconfigurable)
 class MailWatchService(Service):
     """
     Watches every configured mailbox.
@@ -600,10 +600,23 @@ class MailWatchService(Service):
         environ: Mapping[str, str] = os.environ, ask_model: AskModel | None = None,
         clock: Any = None, rand: Callable[[], float] = random.random,
     ) -> None:
-        self.watchers = {
-            m.name: MailboxWatcher(m, reactor, clock or reactor, store, notifier, environ, ask_model, rand)
-            for m in mailboxes
-        }
+        self._watcher = lambda m: MailboxWatcher(m, reactor, clock or reactor, store, notifier, environ,
+                                                 ask_model, rand)
+        self.watchers = {m.name: self._watcher(m) for m in mailboxes}
+
+    @inlineCallbacks
+    def reconfigure(self, config: Any) -> Any:
+        """Mailboxes compared by name: changed and removed ones stop, added and changed ones start."""
+        wanted = {m.name: m for m in config.mail}
+        for name, watcher in list(self.watchers.items()):
+            if wanted.get(name) != watcher.config:
+                del self.watchers[name]
+                yield watcher.stop()
+        for name, mailbox in wanted.items():
+            if name not in self.watchers:
+                self.watchers[name] = watcher = self._watcher(mailbox)
+                if self.running:
+                    watcher.start()
 
     def startService(self) -> None:
         Service.startService(self)

@@ -19,14 +19,14 @@ from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.eliotutil import begin, log
-from openclaw.interfaces import IDrainable
+from openclaw.interfaces import IDrainable, IReconfigurable
 
 ROUND = 5_000
 MAX_ROUNDS = 20
 FIRST_AFTER = 60.0
 
 
-@implementer(IDrainable)
+@implementer(IDrainable, IReconfigurable)
 class PruneService(Service):
     """``retention`` 0 keeps everything."""
 
@@ -45,6 +45,15 @@ class PruneService(Service):
         if self.retention > 0:
             self._timer = self.clock.callLater(FIRST_AFTER, self._run)
 
+    def reconfigure(self, config: Any) -> None:
+        """A new ``store.retention``: 0 stops pruning; from 0, the first pass comes ``FIRST_AFTER`` later."""
+        retention, self.retention = self.retention, config.store.retention
+        if not self.running or self._running is not None or retention == self.retention:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self.clock.callLater(FIRST_AFTER, self._run) if self.retention > 0 else None
+
     def _run(self) -> None:
         action = begin("openclaw:store:prune", retention=self.retention)
         with action.context():
@@ -56,7 +65,7 @@ class PruneService(Service):
 
     def _again(self, _: Any) -> None:
         self._running = None
-        if self.running:
+        if self.running and self.retention > 0:
             self._timer = self.clock.callLater(self.every, self._run)
 
     @inlineCallbacks

@@ -1,11 +1,10 @@
 """
-Typed configuration: built-in defaults, then a YAML file, then ``OPENCLAW_*``
-environment variables, then twistd command-line options.
+The configuration's sections: one frozen dataclass per section (holding the
+defaults), the parser of every key and the table that names them.  A parser
+raises ``ValueError`` with the reason; ``loading`` adds the key.
 
-Everything is validated before any port is bound.  A bad value raises
-``ConfigError`` whose text is one line naming the key, the value and why; the
-twistd plugin turns it into exit status 78 (EX_CONFIG) so a service manager
-does not restart-loop on a broken file.
+This package is a leaf: it imports nothing from the rest of openclaw, so
+every layer may import its section from here.
 """
 
 from __future__ import annotations
@@ -14,18 +13,17 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping
 
-from openclaw.connectors.config import (
+from openclaw.config.connectors import (
     PLATFORMS,
     SECRET_FIELDS,
     ConnectorsConfig,
     parse_platform,
 )
-from openclaw.parsing import (
+from openclaw.config.parsing import (
     count,
-    format_duration,
     got,
     origins,
     parse_duration,
@@ -34,7 +32,7 @@ from openclaw.parsing import (
     string,
     within,
 )
-from openclaw.proactive.config import (
+from openclaw.config.proactive import (
     DEFAULT_CRON,
     ActiveHours,
     CheckConfig,
@@ -48,18 +46,7 @@ from openclaw.proactive.config import (
     parse_timezone,
 )
 
-EX_CONFIG = 78
-
 LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
-
-
-class ConfigError(Exception):
-    """A configuration value is wrong; ``str()`` is the one line to print."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"config error: {key}: {reason}")
-        self.key = key
-        self.reason = reason
 
 
 def _level(value: Any) -> str:
@@ -88,11 +75,15 @@ def parse_endpoint(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    drain_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     listen: str = "tcp:18789:interface=127.0.0.1"
     token: str = ""
     max_frame_bytes: int = 1024 * 1024
-    drain_timeout: float = 30.0
     max_bad_frames: int = 10
     max_connections: int = 512
     max_connections_per_address: int = 128
@@ -178,6 +169,7 @@ class BrainConfig:
 
 @dataclass(frozen=True)
 class Config:
+    daemon: DaemonConfig = DaemonConfig()
     gateway: GatewayConfig = GatewayConfig()
     web: WebConfig = WebConfig()
     log: LogConfig = LogConfig()
@@ -294,10 +286,10 @@ def parse_tools(value: Any) -> tuple[str, ...]:
 
 # (section, key) -> (parser, what it is for); the dataclasses hold the defaults.
 KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
+    ("daemon", "drain_timeout"): (parse_duration, "shutdown budget for the whole tree: in-flight replies, outbox flush, connections (keep TimeoutStopSec above it)"),
     ("gateway", "listen"): (parse_endpoint, "WebSocket gateway endpoint (Twisted strports); keep 127.0.0.1 unless a proxy fronts it"),
     ("gateway", "token"): (string, "shared secret clients send in `connect`; empty: generated into <home>/gateway.token (0600)"),
     ("gateway", "max_frame_bytes"): (parse_size, "largest request frame answered; larger ones get `frame_too_large`"),
-    ("gateway", "drain_timeout"): (parse_duration, "how long shutdown waits for in-flight requests (keep TimeoutStopSec above it)"),
     ("gateway", "max_bad_frames"): (positive, "malformed frames from one connection before it is closed (1008/1009)"),
     ("gateway", "max_connections"): (within(positive, 1, 65535, "1 to 65535"), "open WebSocket connections at most; more get HTTP 503 (1 to 65535)"),
     ("gateway", "max_connections_per_address"): (within(positive, 1, 65535, "1 to 65535"), "open connections from one client address at most (1 to 65535)"),
@@ -342,184 +334,7 @@ LIST_SECTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
 PARSERS = {k: v[0] for k, v in KEYS.items()}
 SECRET_KEYS = (("gateway", "token"),)
 
-# Environment variables that are not config keys but are ours all the same.
-RESERVED_ENV = frozenset({"OPENCLAW_HOME", "OPENCLAW_CONFIG"})
-
 
 def env_name(section: str, key: str) -> str:
-    """``gateway.drain_timeout`` -> ``OPENCLAW_GATEWAY_DRAIN_TIMEOUT``."""
+    """``daemon.drain_timeout`` -> ``OPENCLAW_DAEMON_DRAIN_TIMEOUT``."""
     return f"OPENCLAW_{section}_{key}".upper()
-
-
-def _apply(raw: dict[str, Any], where: Callable[[str, str], str]) -> dict:
-    """
-    Parse every ``section.key`` (and list section) of ``raw``; errors name
-    the key via ``where``.
-    """
-    parsed: dict[str, Any] = {}
-    for section, values in raw.items():
-        if section in LIST_SECTIONS:
-            try:
-                parsed[section] = LIST_SECTIONS[section][0](values)
-            except ValueError as e:
-                raise ConfigError(where(section, ""), str(e)) from None
-            continue
-        for key, value in values.items():
-            try:
-                parsed.setdefault(section, {})[key] = PARSERS[section, key](value)
-            except ValueError as e:
-                raise ConfigError(where(section, key), str(e)) from None
-    return parsed
-
-
-def _known(section: str) -> str:
-    return ", ".join(k for s, k in PARSERS if s == section)
-
-
-def _from_yaml(document: Any, path: str) -> dict[str, dict[str, Any]]:
-    if document is None:
-        return {}
-    if not isinstance(document, dict):
-        raise ConfigError(path, f"expected a mapping of sections, got {type(document).__name__}")
-    sections = sorted({s for s, _ in PARSERS} | set(LIST_SECTIONS))
-    raw: dict[str, dict[str, Any]] = {}
-    for section, values in document.items():
-        if section not in sections:
-            raise ConfigError(str(section), f"unknown section (known: {', '.join(sections)})")
-        if section in LIST_SECTIONS:
-            raw[section] = values
-            continue
-        if values is None:
-            continue
-        if not isinstance(values, dict):
-            raise ConfigError(section, f"expected a mapping, got {got(values)}")
-        for key, value in values.items():
-            if (section, key) not in PARSERS:
-                raise ConfigError(f"{section}.{key}", f"unknown key (known: {_known(section)})")
-            raw.setdefault(section, {})[key] = value
-    return raw
-
-
-def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    names = {env_name(s, k): (s, k) for s, k in PARSERS}
-    raw: dict[str, Any] = {}
-    for name, value in environ.items():
-        if not name.startswith("OPENCLAW_") or name in RESERVED_ENV:
-            continue
-        section = name[len("OPENCLAW_"):].lower()
-        if section in LIST_SECTIONS:
-            raw[section] = value
-            continue
-        if name not in names:
-            raise ConfigError(name, "unknown environment variable (config keys map to OPENCLAW_<SECTION>_<KEY>)")
-        section, key = names[name]
-        raw.setdefault(section, {})[key] = value
-    if "LOG_LEVEL" in environ and "OPENCLAW_LOG_LEVEL" not in environ:
-        raw.setdefault("log", {})["level"] = environ["LOG_LEVEL"]
-    return raw
-
-
-def read_yaml(path: str) -> Any:
-    """Read and parse the YAML file at ``path``; failures are ConfigErrors."""
-    import yaml  # only when a file is given: the no-config start stays lean
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except OSError as e:
-        raise ConfigError(path, f"cannot read config file ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(path, f"invalid YAML{where}: {getattr(e, 'problem', e)}") from None
-
-
-def build_config(
-    document: Any = None,
-    environ: Mapping[str, str] = {},
-    overrides: Mapping[str, Any] = {},
-    path: str = "<config>",
-) -> Config:
-    """
-    Layer defaults, a parsed YAML ``document``, ``environ`` and command-line
-    ``overrides`` (``{"gateway.listen": ...}``) into a validated Config.
-    """
-    layers = [
-        _apply(_from_yaml(document, path), lambda s, k: f"{s}.{k}" if k else s),
-        _apply(_from_env(environ), lambda s, k: f"{env_name(s, k)} ({s}.{k})" if k else f"OPENCLAW_{s.upper()} ({s})"),
-    ]
-    cli: dict[str, dict[str, Any]] = {}
-    for dotted, value in overrides.items():
-        if value is not None:
-            section, key = dotted.split(".")
-            cli.setdefault(section, {})[key] = value
-    layers.append(_apply(cli, lambda s, k: f"{s}.{k}"))
-    config = Config()
-    for layer in layers:
-        for section, values in layer.items():
-            if section in LIST_SECTIONS:
-                config = replace(config, **{section: values})
-                continue
-            config = replace(config, **{section: replace(getattr(config, section), **values)})
-    return config
-
-
-def load_config(
-    path: str | None, environ: Mapping[str, str] = os.environ, overrides: Mapping[str, Any] = {}
-) -> Config:
-    """Load the YAML file at ``path`` (if any) and layer env and overrides on top."""
-    document = read_yaml(path) if path else None
-    return build_config(document, environ, overrides, path or "<config>")
-
-
-def default_home(environ: Mapping[str, str] = os.environ) -> str:
-    """``$OPENCLAW_HOME``, else ``~/.openclaw``."""
-    return environ.get("OPENCLAW_HOME") or os.path.expanduser("~/.openclaw")
-
-
-def render_example() -> str:
-    """
-    The commented example config (``etc/openclaw.example.yaml`` and what
-    ``openclaw init`` writes), rendered from the key table so it cannot drift.
-    """
-    lines = [
-        "# openclaw configuration. Every key is optional; the values shown are the",
-        "# defaults. Each key can also be set by an environment variable, shown",
-        "# after it, which wins over this file; twistd options win over both.",
-        "# Keep this file 0600 if it holds a token.",
-    ]
-    for section_field in fields(Config):
-        section = section_field.name
-        lines.append("")
-        if section in LIST_SECTIONS:
-            lines.append(f"# {LIST_SECTIONS[section][1]} [OPENCLAW_{section.upper()} as JSON]")
-            lines.append(f"# {section}: {json.dumps([_plain(e) for e in section_field.default])}")
-            continue
-        lines.append(f"{section}:")
-        for key_field in fields(section_field.default):
-            key = key_field.name
-            default = key_field.default
-            lines.append(f"  # {KEYS[section, key][1]} [{env_name(section, key)}]")
-            lines.append(f"  # {key}: {_yaml_scalar(section, key, default)}")
-    return "\n".join(lines) + "\n"
-
-
-def _plain(value: Any) -> Any:
-    """A dataclass entry as the mapping a YAML file would hold (defaults left out)."""
-    defaults = {f.name: f.default for f in fields(value)}
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value).items() if v != defaults[k]}
-
-
-def _yaml_scalar(section: str, key: str, value: Any) -> str:
-    parser = getattr(PARSERS[section, key], "inner", PARSERS[section, key])
-    if section == "connectors":
-        return json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value).items()})
-    if parser is parse_duration:
-        return format_duration(value)
-    if parser is parse_size and value % (1024 * 1024) == 0:
-        return f"{value // (1024 * 1024)}MiB"
-    if parser is parse_size and value and value % 1024 == 0:
-        return f"{value // 1024}KiB"
-    if isinstance(value, tuple):
-        return json.dumps(list(value))
-    return json.dumps(value)

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
-from openclaw.parsing import boolean, count, got, json_text, parse_duration
-from openclaw.parsing import fields as fields_of
+from openclaw.config.parsing import boolean, count, got, json_text, parse_duration
+from openclaw.config.parsing import fields as fields_of
 
 
 def _url(value: Any) -> str:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
-from openclaw.parsing import (
+from openclaw.config.parsing import (
     boolean,
     count,
     got,
@@ -20,7 +20,7 @@ from openclaw.parsing import (
     positive,
     text,
 )
-from openclaw.parsing import fields as fields_of
+from openclaw.config.parsing import fields as fields_of
 
 CHECK_TYPES = ("http", "tcp", "dns", "disk", "memory", "load", "cpu", "process", "logfile")
 CRON_ACTIONS = ("report", "message", "heartbeat")

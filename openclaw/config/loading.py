@@ -1,0 +1,202 @@
+"""
+Where the configuration comes from and how the layers combine: built-in
+defaults, then a YAML file, then ``OPENCLAW_*`` environment variables, then
+command-line options.  The daemon and every CLI command find the file the
+same way (``config_path``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping
+
+from openclaw.config.parsing import got
+from openclaw.config.sections import LIST_SECTIONS, PARSERS, Config, env_name
+
+EX_CONFIG = 78
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; ``str()`` is the one line to print."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"config error: {key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+# Keys that moved, so an old file gets a pointer instead of "unknown key".
+MOVED = {("gateway", "drain_timeout"): "daemon.drain_timeout"}
+
+# Environment variables that are not config keys but are ours all the same.
+RESERVED_ENV = frozenset({"OPENCLAW_HOME", "OPENCLAW_CONFIG"})
+
+
+def _apply(raw: dict[str, Any], where: Callable[[str, str], str]) -> dict:
+    """
+    Parse every ``section.key`` (and list section) of ``raw``; errors name
+    the key via ``where``.
+    """
+    parsed: dict[str, Any] = {}
+    for section, values in raw.items():
+        if section in LIST_SECTIONS:
+            try:
+                parsed[section] = LIST_SECTIONS[section][0](values)
+            except ValueError as e:
+                raise ConfigError(where(section, ""), str(e)) from None
+            continue
+        for key, value in values.items():
+            try:
+                parsed.setdefault(section, {})[key] = PARSERS[section, key](value)
+            except ValueError as e:
+                raise ConfigError(where(section, key), str(e)) from None
+    return parsed
+
+
+def _known(section: str) -> str:
+    return ", ".join(k for s, k in PARSERS if s == section)
+
+
+def _from_yaml(document: Any, path: str) -> dict[str, dict[str, Any]]:
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(path, f"expected a mapping of sections, got {type(document).__name__}")
+    sections = sorted({s for s, _ in PARSERS} | set(LIST_SECTIONS))
+    raw: dict[str, dict[str, Any]] = {}
+    for section, values in document.items():
+        if section not in sections:
+            raise ConfigError(str(section), f"unknown section (known: {', '.join(sections)})")
+        if section in LIST_SECTIONS:
+            raw[section] = values
+            continue
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(section, f"expected a mapping, got {got(values)}")
+        for key, value in values.items():
+            if (section, key) not in PARSERS:
+                if (section, key) in MOVED:
+                    raise ConfigError(f"{section}.{key}", f"moved to {MOVED[section, key]}")
+                raise ConfigError(f"{section}.{key}", f"unknown key (known: {_known(section)})")
+            raw.setdefault(section, {})[key] = value
+    return raw
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    names = {env_name(s, k): (s, k) for s, k in PARSERS}
+    raw: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith("OPENCLAW_") or name in RESERVED_ENV:
+            continue
+        section = name[len("OPENCLAW_"):].lower()
+        if section in LIST_SECTIONS:
+            raw[section] = value
+            continue
+        if name not in names:
+            moved = {env_name(*old): env_name(*new.split(".")) for old, new in MOVED.items()}
+            if name in moved:
+                raise ConfigError(name, f"moved to {moved[name]}")
+            raise ConfigError(name, "unknown environment variable (config keys map to OPENCLAW_<SECTION>_<KEY>)")
+        section, key = names[name]
+        raw.setdefault(section, {})[key] = value
+    if "LOG_LEVEL" in environ and "OPENCLAW_LOG_LEVEL" not in environ:
+        raw.setdefault("log", {})["level"] = environ["LOG_LEVEL"]
+    return raw
+
+
+def read_yaml(path: str) -> Any:
+    """Read and parse the YAML file at ``path``; failures are ConfigErrors."""
+    import yaml  # only when a file is given: the no-config start stays lean
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(path, f"cannot read config file ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(path, f"invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+
+
+def build_config(
+    document: Any = None,
+    environ: Mapping[str, str] = {},
+    overrides: Mapping[str, Any] = {},
+    path: str = "<config>",
+) -> Config:
+    """
+    Layer defaults, a parsed YAML ``document``, ``environ`` and command-line
+    ``overrides`` (``{"gateway.listen": ...}``) into a validated Config.
+    """
+    layers = [
+        _apply(_from_yaml(document, path), lambda s, k: f"{s}.{k}" if k else s),
+        _apply(_from_env(environ), lambda s, k: f"{env_name(s, k)} ({s}.{k})" if k else f"OPENCLAW_{s.upper()} ({s})"),
+    ]
+    cli: dict[str, dict[str, Any]] = {}
+    for dotted, value in overrides.items():
+        if value is not None:
+            section, key = dotted.split(".")
+            cli.setdefault(section, {})[key] = value
+    layers.append(_apply(cli, lambda s, k: f"{s}.{k}"))
+    config = Config()
+    for layer in layers:
+        for section, values in layer.items():
+            if section in LIST_SECTIONS:
+                config = replace(config, **{section: values})
+                continue
+            config = replace(config, **{section: replace(getattr(config, section), **values)})
+    return config
+
+
+def load_config(
+    path: str | None, environ: Mapping[str, str] = os.environ, overrides: Mapping[str, Any] = {}
+) -> Config:
+    """Load the YAML file at ``path`` (if any) and layer env and overrides on top."""
+    document = read_yaml(path) if path else None
+    return build_config(document, environ, overrides, path or "<config>")
+
+
+def default_home(environ: Mapping[str, str] = os.environ) -> str:
+    """``$OPENCLAW_HOME``, else ``~/.openclaw``."""
+    return environ.get("OPENCLAW_HOME") or os.path.expanduser("~/.openclaw")
+
+
+HOME_CONFIG = "openclaw.yaml"
+
+
+def config_path(explicit: str | None, home: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """
+    The one way every part of openclaw finds its file: ``--config``, then
+    ``$OPENCLAW_CONFIG``, then ``<home>/openclaw.yaml`` if it exists, else
+    none (built-in defaults).  A named file that does not exist is an error
+    when read, not a silent fallback.
+    """
+    if explicit:
+        return explicit
+    if environ.get("OPENCLAW_CONFIG"):
+        return environ["OPENCLAW_CONFIG"]
+    candidate = os.path.join(home, HOME_CONFIG)
+    return candidate if os.path.exists(candidate) else None
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """
+    Where a daemon's configuration comes from (its ``--config``, home,
+    environment and command-line overrides), so a reload reads it again the
+    same way: a ``<home>/openclaw.yaml`` created after the start is found.
+    """
+
+    explicit: str | None
+    home: str
+    environ: Mapping[str, str]
+    overrides: Mapping[str, Any]
+
+    def path(self) -> str | None:
+        return config_path(self.explicit, self.home, self.environ)
+
+    def load(self) -> Config:
+        return load_config(self.path(), self.environ, self.overrides)
