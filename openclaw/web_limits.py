@@ -112,8 +112,25 @@ class LimitedChannel(HTTPChannel):
         log("openclaw:web:refused", level="debug", code=code, reason=kind,
             peer=str(getattr(self.transport.getPeer(), "host", "")))
         self.transport.write(http_response(code, REASONS[code], {"error": {"code": kind, "message": message}}))
-        self.loseConnection()  # stops reading at once; the answer is still written
+        self._close()
         self.dataReceived = self.lineReceived = self.rawDataReceived = lambda *args: None
+
+    def _close(self) -> None:
+        """Stop reading and close once the answer is out; abort a client that will not take it."""
+        if self.abortTimeout is not None:
+            self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
+        self.loseConnection()
+
+    # Twisted's idle timeout and its abort, logged at debug: an idle client is not news.
+
+    def timeoutConnection(self) -> None:
+        log("openclaw:web:idle-timeout", level="debug", peer=str(getattr(self.transport.getPeer(), "host", "")))
+        self._close()
+
+    def forceAbortClient(self) -> None:
+        log("openclaw:web:aborted", level="debug", peer=str(getattr(self.transport.getPeer(), "host", "")))
+        self._abortingCall = None
+        self.transport.abortConnection()
 
 
 class LimitedSite(Site):

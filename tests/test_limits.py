@@ -7,6 +7,7 @@ is 200.  Every flood is bounded and stops by itself.
 
 from __future__ import annotations
 
+import os
 import urllib.request
 
 import orjson
@@ -147,5 +148,8 @@ def test_300_slow_header_connections_are_closed_at_the_request_deadline(daemon) 
     closed_after = hostile.slow_headers(daemon.web, 300, every=0.5, seconds=12)
     assert all(t is not None for t in closed_after), sum(t is None for t in closed_after)
     assert metric(daemon, "openclaw_web_refused_total", reason="request_timeout") == 300
+    with open(os.path.join(daemon.home, "logs", "combined.log")) as f:
+        log = f.read()
+    assert "Timing out" not in log and "openclaw:web:" not in log  # timeouts are debug lines, not info
     assert livez(daemon) == 200
     yield still_serves(daemon)
