@@ -328,3 +328,11 @@ def test_a_reload_applies_new_limits_to_the_next_connection(tmp_path) -> None:
     assert (yield first.request("ping"))["ok"]  # the open connection stays
     yield first.close()
     yield gw.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_endless_opening_handshake_is_refused_at_16_kib(gateway) -> None:
+    head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 20_000
+    client = yield hostile.raw_connect(gateway.port, head)
+    answer = yield client.lost
+    assert answer.startswith(b"HTTP/1.1 431 ")
