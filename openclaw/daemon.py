@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 from typing import Any, Callable
 
@@ -19,6 +20,7 @@ from twisted.python.failure import Failure
 
 from openclaw import metrics, runfile
 from openclaw.config import Config, ConfigError
+from openclaw.config.loading import tighten_if_secret
 from openclaw.eliotutil import begin, log
 from openclaw.errors import StartupError
 from openclaw.interfaces import IAdmission, IDrainable, IReconfigurable
@@ -64,6 +66,7 @@ class DaemonService(OrderedMultiService):
         self._runfile_facts = runfile_facts
         self._lock_fd: int | None = None
         self._runfile_written = False
+        self._config_checked = False
         self._hurried = False
         self._reloading: Deferred = succeed(None)
         self._stop_failures = 0
@@ -73,8 +76,13 @@ class DaemonService(OrderedMultiService):
     # Start
 
     def privilegedStartService(self) -> None:
+        if self._owns_process:
+            # Before anything starts, so a signal right after READY=1 already
+            # drains (the drain waits for the reactor to run).
+            self._install_signal_handlers()
         self._exit_on_startup_error(self._lock_home)
         self._exit_on_startup_error(super().privilegedStartService)
+        self._secure_config_file()
         self._write_runfile()  # the ports are bound: before READY=1, CLI commands can find them
 
     def _write_runfile(self) -> None:
@@ -92,6 +100,18 @@ class DaemonService(OrderedMultiService):
         # The home holds the token, the store and the logs: owner only.
         os.makedirs(self.home, mode=0o700, exist_ok=True)
         self._lock_fd = homelock.acquire(self.home)
+
+    def _secure_config_file(self) -> None:
+        if self._config_checked:
+            return
+        self._config_checked = True
+        path = self.runtime.config_path
+        was = tighten_if_secret(path)
+        if was is not None:
+            now = stat.S_IMODE(os.stat(path).st_mode)
+            log("openclaw:config:permissions", level="warn", path=path, was=oct(was), now=oct(now),
+                why="the file holds secrets: group and others must not read it"
+                    + ("" if now != was else "; not ours to change, fix it yourself"))
 
     def startService(self) -> None:
         self._exit_on_startup_error(self._start)
@@ -116,6 +136,7 @@ class DaemonService(OrderedMultiService):
 
     def _start(self) -> None:
         self._lock_home()
+        self._secure_config_file()
         if self._owns_process:
             self.runtime.nofile = raise_nofile()
         super().startService()
@@ -126,6 +147,8 @@ class DaemonService(OrderedMultiService):
         self.ready = gatherResults(waiting, consumeErrors=True) if waiting else succeed(None)
         self.ready.addCallbacks(self._became_ready, self._failed_to_start)
         if self._owns_process:
+            # Again once the reactor runs: starting it installs Twisted's own
+            # handlers over ours.
             self._reactor.callWhenRunning(self._install_signal_handlers)
 
     def _became_ready(self, _: Any) -> None:

@@ -7,18 +7,24 @@ as the first child of the daemon, it starts before anything logs and stops
 after everything else has finished logging.
 
 Every destination writes only *redacted* messages: values under secret-looking
-keys and every known secret value are replaced by ``<redacted>``.
+keys and every known secret value are replaced by ``<redacted>``.  A secret is
+known in every form it travels in (``encoded_forms``: base64, URL-encoded,
+JSON-escaped), because upstream servers echo it that way: an SMTP 535 reply
+can quote the AUTH exchange, an HTTP error body the request's URL.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
 import functools
 import json
 import os
+import re
 import threading
 import time
 from typing import Any, Callable, Iterable
+from urllib.parse import quote, quote_plus
 
 import orjson
 from eliot import add_destinations, remove_destination
@@ -95,14 +101,66 @@ def is_secret_key(name: str) -> bool:
     return any(part in lowered for part in SECRET_KEY_PARTS)
 
 
+def encoded_forms(secret: str) -> set[str]:
+    """
+    ``secret`` as it may appear in text: itself, base64 (standard and
+    URL-safe, with and without the padding),
+    URL-encoded (``%XX`` and ``+`` for spaces) and JSON-escaped (as orjson
+    and as ``json.dumps`` with ASCII escapes write it).  Forms shorter than
+    ``MIN_SECRET_LENGTH`` are left out, as short secrets are.  A login's
+    SASL PLAIN forms are secrets of their own (``config.sasl_forms``).
+    """
+    raw = secret.encode("utf-8", "surrogatepass")
+    padded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    forms = {
+        secret,
+        *padded,
+        *(form.rstrip("=") for form in padded),
+        quote(raw, safe=""),
+        quote_plus(raw, safe=""),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],  # what orjson writes, surrogates aside
+    }
+    return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+
+
 def known_secrets(secrets: Iterable[str]) -> tuple[str, ...]:
-    """The secrets long enough to scrub from text."""
+    """
+    Every form (``encoded_forms``) of the secrets long enough to scrub from
+    text, longest first.  Cached per secret set, so a logger asking per
+    record pays for the encodings once.
+    """
     return _known(tuple(secrets))
 
 
 @functools.lru_cache(maxsize=8)
 def _known(secrets: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple({s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH})
+    forms: set[str] = set()
+    for secret in secrets:
+        if isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH:
+            forms |= encoded_forms(secret)
+    return tuple(sorted(forms, key=lambda form: (-len(form), form)))
+
+
+@functools.lru_cache(maxsize=8)
+def _finder(known: tuple[str, ...]) -> Callable[[bytes], Any]:
+    """
+    A search for any known form as it appears inside an orjson line
+    (escaped): one compiled alternation, cheaper than a scan per form once
+    each secret has half a dozen forms.
+    """
+    if not known:
+        return lambda line: None
+    return re.compile(b"|".join(re.escape(orjson.dumps(form)[1:-1]) for form in known)).search
+
+
+def scrub_text(text: str, secrets: Iterable[str]) -> str:
+    """
+    ``text`` from outside (an SMTP reply, an HTTP error body, an exception's
+    message) with every form of every secret replaced: what may then go into
+    ``/health``, an error, or the store.
+    """
+    return _scrub(text, known_secrets(secrets))
 
 
 _SECRET_KEY_BYTES = tuple(part.encode() for part in SECRET_KEY_PARTS)
@@ -127,7 +185,7 @@ def serialize_redacted(message: dict[str, Any], known: tuple[str, ...]) -> tuple
     # Keys are in the line too, so a line naming no secret-looking word has no
     # secret key; inside JSON a secret appears escaped (quotes, backslashes).
     maybe_key = any(part in lowered for part in _SECRET_KEY_BYTES)
-    if (maybe_key and _has_secret_key(message)) or any(orjson.dumps(s)[1:-1] in line for s in known):
+    if (maybe_key and _has_secret_key(message)) or _finder(known)(line):
         message = _redact(message, known, False)
         line = _dumps(message)
     return message, line

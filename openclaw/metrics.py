@@ -273,3 +273,16 @@ store_pruned = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+http_fresh_retries = Counter(
+    "openclaw_http_fresh_retries_total",
+    "Requests sent again on a fresh connection after a reused pooled one failed them before any response byte "
+    "(a server that closes connections between requests), by client.",
+    ["client"],
+    registry=REGISTRY,
+)
+http_check_refused = Counter(
+    "openclaw_http_check_refused_total",
+    "http_check requests refused before connecting, by reason (address, scheme, redirects).",
+    ["reason"],
+    registry=REGISTRY,
+)

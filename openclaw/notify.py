@@ -19,11 +19,16 @@ from twisted.internet.defer import inlineCallbacks
 from zope.interface import implementer
 
 from openclaw import metrics
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 from openclaw.events import OutboxItem
 from openclaw.interfaces import IReconfigurable
 
 KINDS = ("alert", "recovery", "info")
+
+NOTIFY = message_type("openclaw:notify", [
+    typed("kind", [str], "alert, recovery or info"), typed("source", [str], "who raised it: heartbeat, a check, cron..."),
+    typed("session", [str, None], "the owner's session it went to"), typed("length", [int], "characters of the text"),
+], "the owner was told something (warn for alerts)")
 
 
 @implementer(IReconfigurable)
@@ -91,7 +96,7 @@ class Notifier(Service):
             self.kick()
         yield self.store.append_journal("alert", self.clock.seconds(), payload)
         metrics.alerts_total.labels(source, kind).inc()
-        log("openclaw:notify", level="warn" if kind == "alert" else "info",
+        log(NOTIFY, level="warn" if kind == "alert" else "info",
             kind=kind, source=source, session=session, length=len(message))
         return session
 

@@ -14,7 +14,6 @@ import random
 from collections import OrderedDict
 from typing import Any, Callable
 
-from eliot import Action
 from eliot.twisted import DeferredContext, inline_callbacks
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
@@ -22,7 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from openclaw import metrics
-from openclaw.eliotutil import log
+from openclaw.eliotutil import action_type, continue_task, log, message_type, typed
 from openclaw.events import OutboxItem
 from openclaw.config import Config
 from openclaw.interfaces import IDrainable, IReconfigurable
@@ -32,6 +31,28 @@ MAX_REMEMBERED_TASKS = 10_000
 
 # deliver(item) -> Deferred[bool]: True delivered, False nobody to deliver to yet.
 Deliverer = Callable[[OutboxItem], Any]
+
+
+OUTBOX_ID = typed("outbox_id", [str], "the outbox row")
+SESSION_ID = typed("session_id", [str], "who it goes to")
+ATTEMPTS = typed("attempts", [int], "delivery attempts so far, this one included")
+ERROR = typed("error", [str], "why the attempt failed")
+OUTBOX_DELIVER = action_type("openclaw:outbox:deliver", [OUTBOX_ID, typed("channel", [str], "the connector")], [],
+                             "delivery of a reply, in the task of the message it answers")
+OUTBOX_SENT = message_type("openclaw:outbox:sent", [
+    SESSION_ID, OUTBOX_ID, typed("length", [int], "characters sent"), ATTEMPTS,
+], "the deliverer said it was delivered; the row is marked sent", "debug")
+OUTBOX_RETRY = message_type("openclaw:outbox:retry", [
+    SESSION_ID, OUTBOX_ID, ATTEMPTS, typed("delay", [int, float], "seconds before the next attempt"), ERROR,
+], "a delivery failed and is retried later", "warn")
+OUTBOX_GAVE_UP = message_type("openclaw:outbox:gave-up", [SESSION_ID, OUTBOX_ID, ATTEMPTS, ERROR],
+                              "a delivery failed max_attempts times: the row is failed", "error")
+OUTBOX_COUNT_FAILED = message_type("openclaw:outbox:count-failed", [ERROR],
+                                   "the rows left at shutdown could not be counted", "error")
+OUTBOX_LEFT_PENDING = message_type("openclaw:outbox:left-pending", [typed("pending", [int], "rows not yet sent")],
+                                   "rows left pending at shutdown: they are sent after the restart", "warn")
+OUTBOX_PASS_FAILED = message_type("openclaw:outbox:pass-failed", [ERROR],
+                                  "a bug or the store failed in a delivery pass (the next poll tries again)", "error")
 
 
 def retry_delay(attempts: int, base: float = 2.0, cap: float = 300.0, rand: Callable[[], float] = random.random) -> float:
@@ -50,9 +71,12 @@ class OutboxService(Service):
     def __init__(
         self, clock: IReactorTime, store: Any, deliverers: dict[str, Deliverer],
         max_attempts: int = 8, poll_every: float = 5.0, batch: int = 100,
-        counts: dict[str, int] | None = None,
+        counts: dict[str, int] | None = None, redact: Callable[[str], str] = lambda text: text,
     ) -> None:
         self.clock = clock
+        # A delivery error can quote upstream text (an SMTP reply, an HTTP
+        # error body): ``redact`` scrubs secrets from it before it is stored.
+        self.redact = redact
         self.counts = counts if counts is not None else {}
         self.store = store
         self.deliverers = deliverers
@@ -115,7 +139,7 @@ class OutboxService(Service):
             metrics.outbox_failed.set(counts["failed"])
         except Exception as e:
             # Errors must not stop the loop: the next poll tries again.
-            log("openclaw:outbox:pass-failed", level="error", error=repr(e))
+            log(OUTBOX_PASS_FAILED, level="error", error=repr(e))
 
     @inlineCallbacks
     def _deliver_in_order(self, items: list[OutboxItem]) -> Any:
@@ -135,9 +159,7 @@ class OutboxService(Service):
         task = self._tasks.pop(item.reply_to, None) if item.reply_to else None
         if task is None:
             return self._attempt(item)
-        action = Action.continue_task(task_id=task, action_type="openclaw:outbox:deliver", log_level="info",
-                                      outbox_id=item.id, channel=item.channel)
-        action.add_success_fields(log_level="info")
+        action = continue_task(task, OUTBOX_DELIVER, outbox_id=item.id, channel=item.channel)
         with action.context():
             d = DeferredContext(self._attempt(item))
             d.addActionFinish()
@@ -151,24 +173,24 @@ class OutboxService(Service):
                 raise LookupError(f"no deliverer for channel {item.channel!r}")
             delivered = yield deliver(item)
         except Exception as e:
-            yield self._failed(item, repr(e))
+            yield self._failed(item, self.redact(repr(e)))
             return
         if delivered:
             yield self.store.mark_sent(item.id)
             metrics.outbox_sent.labels(item.channel).inc()
-            log("openclaw:outbox:sent", level="debug", session_id=item.session_id, outbox_id=item.id,
+            log(OUTBOX_SENT, level="debug", session_id=item.session_id, outbox_id=item.id,
                 length=len(item.text), attempts=item.attempts + 1)
         # Not delivered and no error: nobody to deliver to yet; stays pending.
 
     def _failed(self, item: OutboxItem, error: str) -> Deferred:
         attempts = item.attempts + 1
         if attempts >= self.max_attempts:
-            log("openclaw:outbox:gave-up", level="error", session_id=item.session_id,
+            log(OUTBOX_GAVE_UP, level="error", session_id=item.session_id,
                 outbox_id=item.id, attempts=attempts, error=error)
             metrics.outbox_gave_up.labels(item.channel).inc()
             return self.store.mark_failed(item.id, error)
         delay = retry_delay(attempts)
-        log("openclaw:outbox:retry", level="warn", session_id=item.session_id, outbox_id=item.id,
+        log(OUTBOX_RETRY, level="warn", session_id=item.session_id, outbox_id=item.id,
             attempts=attempts, delay=round(delay, 2), error=error)
         return self.store.mark_retry(item.id, self.clock.seconds() + delay, error)
 
@@ -192,11 +214,11 @@ class OutboxService(Service):
         try:
             counts = yield self.store.outbox_counts()
         except Exception as e:
-            log("openclaw:outbox:count-failed", level="error", error=repr(e))
+            log(OUTBOX_COUNT_FAILED, level="error", error=repr(e))
             return
         if counts["pending"]:
             metrics.drain_undelivered.inc(counts["pending"])
-            log("openclaw:outbox:left-pending", level="warn", pending=counts["pending"])
+            log(OUTBOX_LEFT_PENDING, level="warn", pending=counts["pending"])
 
     def hurry(self) -> None:
         """Stop waiting for the flush; what is unsent stays pending for the next start."""

@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.agent.base import BrainError, BrainRequest
-from openclaw.eliotutil import begin, log
+from openclaw.eliotutil import action_type, begin, log, message_type, typed
 from openclaw.events import Event, OutboxItem
 from openclaw.config import Config, LanesConfig
 from openclaw.interfaces import IAdmission, IDrainable, IReconfigurable
@@ -31,6 +31,36 @@ BUSY_REPLY = "I'm busy with your earlier messages; please send this one again in
 BRAIN_DOWN_REPLY = "Sorry, I could not reach my language model just now; please try again later."
 USAGE_PREFIX = "usage:"
 PRIORITY = {"message.received": CHAT, "user.command": CHAT, "system.heartbeat": HEARTBEAT}
+
+EVENT_ID = typed("event_id", [str], "the inbound event's id")
+SESSION_ID = typed("session_id", [str], "the session: <channel>:<chat>")
+LENGTH = typed("length", [int], "characters of the inbound text")
+PROVIDER = typed("provider", [str], "the brain that answered")
+MESSAGE = action_type("openclaw:message", [
+    EVENT_ID, SESSION_ID, typed("source", [str], "the channel it came from"),
+    typed("type", [str], "message.received, user.command, ..."), LENGTH,
+], [], "one inbound message from receipt to its stored reply")
+MESSAGE_REPLAYED = action_type("openclaw:message:replayed", [EVENT_ID, SESSION_ID, LENGTH], [],
+                               "a message recorded before a restart, answered now")
+MESSAGE_RECORDED = message_type("openclaw:message:recorded", [
+    EVENT_ID, typed("duplicate", [bool], "a repeat of a message already recorded: not answered again"),
+], "the message is durable (info when a repeat, else debug)", "debug")
+MESSAGE_ANSWERED = message_type("openclaw:message:answered", [
+    PROVIDER, typed("reply_length", [int], "characters of the reply"),
+    typed("tool_calls", [int], "tools the brain called"),
+    typed("input_tokens", [int], "model input tokens"), typed("output_tokens", [int], "model output tokens"),
+], "the brain answered")
+MESSAGE_BRAIN_FAILED = message_type("openclaw:message:brain-failed", [
+    typed("error", [str], "why"), typed("retryable", [bool], "whether a retry could work"),
+], "no brain could answer; the sender gets an apology", "error")
+REPLY_STORED = message_type("openclaw:message:reply-stored", [
+    EVENT_ID, typed("replies", [int], "outbox rows written (0: nothing to say)"),
+], "the reply is in the outbox and the event done, in one step", "debug")
+PIPELINE_ABANDONED = message_type("openclaw:pipeline:abandoned", [
+    typed("count", [int], "messages whose brain call was abandoned"),
+], "the drain was hurried: messages still thinking are left to replay after the restart", "warn")
+PIPELINE_REPLAY = message_type("openclaw:pipeline:replay", [typed("count", [int], "events queued again")],
+                               "unfinished messages found at start and queued again", "warn")
 
 
 class Busy(Exception):
@@ -74,7 +104,7 @@ class Pipeline(Service):
 
     def _replay(self, events: list[Event]) -> int:
         if events:
-            log("openclaw:pipeline:replay", level="warn", count=len(events))
+            log(PIPELINE_REPLAY, level="warn", count=len(events))
         for event in events:
             self._submit(event, force=True)
         return len(events)
@@ -92,7 +122,7 @@ class Pipeline(Service):
         if not self.lanes.has_room(event.session_id):
             metrics.lane_overflows.inc()
             raise Busy()
-        action = begin("openclaw:message", event_id=event.id, session_id=event.session_id,
+        action = begin(MESSAGE, event_id=event.id, session_id=event.session_id,
                        source=event.source, type=event.type, length=len(event.text))
         self._actions[event.id] = action
         with action.context():
@@ -104,10 +134,9 @@ class Pipeline(Service):
     def _recorded(self, result: tuple[str, bool], event: Event, action: Action) -> tuple[str, bool]:
         event_id, duplicate = result
         with action.context():
-            log("openclaw:message:recorded", level="debug", event_id=event_id, duplicate=duplicate)
+            log(MESSAGE_RECORDED, level="info" if duplicate else "debug", event_id=event_id, duplicate=duplicate)
         if duplicate:
             self._actions.pop(event.id, None)
-            action.add_success_fields(duplicate=True)
             action.finish()
         else:
             self.runtime.sessions.touch(event.session_id, event.source, self.runtime.clock.seconds(),
@@ -129,7 +158,7 @@ class Pipeline(Service):
 
     def _handle(self, session_id: str, event: Event) -> Deferred:
         action = self._actions.pop(event.id, None) or begin(
-            "openclaw:message:replayed", event_id=event.id, session_id=session_id, length=len(event.text))
+            MESSAGE_REPLAYED, event_id=event.id, session_id=session_id, length=len(event.text))
         with action.context():
             d = DeferredContext(self._answer(session_id, event, action))
             d.addActionFinish()
@@ -153,8 +182,8 @@ class Pipeline(Service):
             finally:
                 self._thinking.pop(event.id, None)
             text = reply.text
-            action.add_success_fields(provider=reply.provider, reply_length=len(text),
-                                      tool_calls=reply.tool_calls, **reply.usage)
+            log(MESSAGE_ANSWERED, provider=reply.provider, reply_length=len(text),
+                tool_calls=reply.tool_calls, **reply.usage)
             for kind, count in reply.usage.items():
                 metrics.brain_tokens.labels(reply.provider, kind).inc(count)
             if any(reply.usage.values()):
@@ -164,12 +193,13 @@ class Pipeline(Service):
                 return  # hurried: the event stays received and is answered after the next start
             if isinstance(e, CancelledError):
                 raise
-            log("openclaw:message:brain-failed", level="error", error=str(e), retryable=e.retryable)
+            log(MESSAGE_BRAIN_FAILED, level="error", error=str(e), retryable=e.retryable)
             text = BRAIN_DOWN_REPLY
         if self.abandoned:
             return
         self.outbox.remember_task(event.id, action.serialize_task_id().decode())
         yield self._complete(event, text)
+        log(REPLY_STORED, level="debug", event_id=event.id, replies=1 if text else 0)
         metrics.response_duration.labels(event.source).observe(self.runtime.clock.seconds() - started)
 
     @inlineCallbacks
@@ -216,7 +246,7 @@ class Pipeline(Service):
         abandoned = list(self._thinking.values())
         if abandoned:
             metrics.drain_abandoned_messages.inc(len(abandoned))
-            log("openclaw:pipeline:abandoned", level="warn", count=len(abandoned))
+            log(PIPELINE_ABANDONED, level="warn", count=len(abandoned))
         for d in abandoned:
             d.cancel()
         self.lanes.release_waiters()

@@ -30,7 +30,7 @@ from openclaw.gateway.chat import WebchatHub, chat_methods
 from openclaw.gateway.methods import core_methods, reload_method
 from openclaw.gateway.pairing import pairing_methods
 from openclaw.gateway.service import GatewayService
-from openclaw.logs import LoggingService
+from openclaw.logs import LoggingService, scrub_text
 from openclaw.notify import Notifier
 from openclaw.outbox import OutboxService
 from openclaw.pipeline import Pipeline
@@ -104,10 +104,14 @@ def build_service(
     data = os.path.join(home, "data")
     store = make_store(config.store, home, reactor)
     hub = WebchatHub()
+    # Secrets as the running config has them; the gateway token is made at
+    # start.  Both are looked up when asked (the logger: per record).
+    secrets = lambda: [*known_secrets(root.config), gateway.token]  # noqa: E731
     connectors = ConnectorsService(runtime, lambda section: make_connectors(
         section, reactor, pipeline, store, notifier, environ))
     outbox = OutboxService(reactor, store, ChannelRoutes({"webchat": hub.deliver}, connectors),
-                           max_attempts=config.outbox.max_attempts, counts=runtime.outbox)
+                           max_attempts=config.outbox.max_attempts, counts=runtime.outbox,
+                           redact=lambda text: scrub_text(text, secrets()))
     facts = RuntimeFacts(runtime)
 
     def enqueue(session_id: str, text: str) -> Any:
@@ -120,8 +124,8 @@ def build_service(
         return d
 
     def brain_for(brain_config: BrainConfig) -> Any:
-        return make_brain(brain_config, reactor, facts, all_tools(reactor, facts, store, enqueue, facts.sessions),
-                          environ)
+        tools = all_tools(reactor, facts, store, enqueue, facts.sessions, http_allow=brain_config.http_check_allow)
+        return make_brain(brain_config, reactor, facts, tools, environ)
 
     brains = BrainService(config.brain, brain_for)
     brain = brains.brain
@@ -130,7 +134,7 @@ def build_service(
     connectors.build(config.connectors)
     logging = LoggingService(
         home, config.log.level, config.log.max_bytes, config.log.backups,
-        secrets=lambda: [*known_secrets(root.config), gateway.token], console=console,
+        secrets=secrets, console=console,
         banner={"config": runtime.config_path or "built-in defaults", "home": home,
                 "version": __version__, "digest": runtime.config_digest},
     )

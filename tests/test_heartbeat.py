@@ -35,7 +35,7 @@ from openclaw.runtime import Runtime
 from openclaw.store.sqlite import SQLiteStore
 from tests.fakes import StateStore
 from tests.llm_servers import FakeFacts
-from tests.test_verdict import dressed
+from tests.strategies import dressed_tokens
 
 EVERY = 1800.0
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -187,7 +187,7 @@ def test_wakes_in_one_turn_share_a_beat(tmp_path) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(dressed(), st.sampled_from(["", "All good.", " nothing to report", "\n\n_Everything is fine._"]),
+@given(dressed_tokens(), st.sampled_from(["", "All good.", " nothing to report", "\n\n_Everything is fine._"]),
        st.booleans())
 def test_heartbeat_ok_in_any_dressing_is_never_delivered(tmp_path_factory, token: str, ack: str, first: bool) -> None:
     rig = Rig(tmp_path_factory.mktemp("hb"), FakeBrain(token + ack if first else ack + " " + token))

@@ -374,3 +374,19 @@ def test_a_second_sigterm_ends_the_drain_at_once(tmp_path, daemons) -> None:
 def replace_delay(canned, delay: float):
     canned.delay = delay
     return canned
+
+
+def test_a_config_file_with_a_secret_readable_by_others_is_tightened_and_logged(tmp_path, daemons) -> None:
+    home = str(tmp_path / "home")
+    os.makedirs(home, mode=0o700)
+    path = os.path.join(home, "openclaw.yaml")
+    write(path, CONFIG)
+    os.chmod(path, 0o644)
+    daemon = daemons(home)
+    daemon.start()
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    [warning] = [line for line in log_lines(home) if line.get("message_type") == "openclaw:config:permissions"]
+    assert warning["was"] == "0o644" and warning["now"] == "0o600" and warning["log_level"] == "warn"
+    assert GATEWAY_TOKEN not in json.dumps(warning)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.process.wait(60) == 0

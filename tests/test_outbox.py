@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 import pytest_twisted
 from hypothesis import given
@@ -11,6 +13,7 @@ from twisted.internet.task import Clock
 
 from openclaw import metrics
 from openclaw.events import OutboxItem
+from openclaw.logs import scrub_text
 from openclaw.outbox import OutboxService, retry_delay
 from openclaw.store.sqlite import SQLiteStore
 
@@ -117,4 +120,21 @@ def test_an_unknown_channel_is_a_failure_not_a_crash(store) -> None:
     yield store.enqueue_outbox(item(1, channel="nowhere"))
     yield outbox.kick()
     assert (yield store.outbox_counts())["failed"] == 1
+    yield outbox.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_delivery_error_is_redacted_before_it_is_stored(store) -> None:
+    token = "tok-0123456789abcdef"
+    echoed = f"HTTP 401 from https://api.example/bot{token}/send: {base64.b64encode(token.encode()).decode()}"
+    deliver = Deliverer(lambda i: RuntimeError(echoed))
+    clock = Clock()
+    clock.advance(NOW)
+    outbox = OutboxService(clock, store, {"test": deliver}, redact=lambda text: scrub_text(text, [token]))
+    yield store.enqueue_outbox(item(1))
+    yield outbox.kick()
+    clock.advance(3600)
+    (row,) = yield store.due_outbox(clock.seconds(), 10)
+    assert "HTTP 401" in row.last_error and "<redacted>" in row.last_error
+    assert token not in row.last_error and base64.b64encode(token.encode()).decode() not in row.last_error
     yield outbox.stopService()

@@ -14,8 +14,12 @@ from twisted.application.service import Service
 from zope.interface import implementer
 
 from openclaw.config import BrainConfig, Config
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 from openclaw.interfaces import IBrain, IReconfigurable
+
+
+BRAIN_REPLACED = message_type("openclaw:brain:replaced", [typed("brain", [str], "the new brain's name")],
+                              "a reload changed the brain: new messages use the new one")
 
 
 @implementer(IBrain)
@@ -53,4 +57,4 @@ class BrainService(Service):
         if config.brain == self.config:
             return
         self.brain.current, self.config = self._make(config.brain), config.brain
-        log("openclaw:brain:replaced", brain=self.brain.name)
+        log(BRAIN_REPLACED, brain=self.brain.name)

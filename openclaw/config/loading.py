@@ -8,6 +8,7 @@ same way (``config_path``).
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
@@ -26,6 +27,29 @@ class ConfigError(Exception):
         self.reason = reason
 
 
+class ConfigErrors(ConfigError):
+    """
+    Several values are wrong: ``str()`` is one line per error, so a fix is
+    not followed by the next complaint.  ``key`` and ``reason`` are the first's.
+    """
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        Exception.__init__(self, "\n".join(str(e) for e in errors))
+        self.errors = errors
+        self.key, self.reason = errors[0].key, errors[0].reason
+
+
+def _raise(errors: list[ConfigError]) -> None:
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigErrors(errors)
+
+
+#: A config file larger than this is refused before it is parsed.
+MAX_FILE_BYTES = 1024 * 1024
+
+
 # Keys that moved, so an old file gets a pointer instead of "unknown key".
 MOVED = {("gateway", "drain_timeout"): "daemon.drain_timeout"}
 
@@ -33,58 +57,67 @@ MOVED = {("gateway", "drain_timeout"): "daemon.drain_timeout"}
 RESERVED_ENV = frozenset({"OPENCLAW_HOME", "OPENCLAW_CONFIG"})
 
 
-def _apply(raw: dict[str, Any], where: Callable[[str, str], str]) -> dict:
+def _apply(raw: dict[str, Any], where: Callable[[str, str], str], errors: list[ConfigError]) -> dict:
     """
     Parse every ``section.key`` (and list section) of ``raw``; errors name
-    the key via ``where``.
+    the key via ``where`` and are added to ``errors``.
     """
     parsed: dict[str, Any] = {}
     for section, values in raw.items():
         if section in LIST_SECTIONS:
             try:
                 parsed[section] = LIST_SECTIONS[section][0](values)
-            except ValueError as e:
-                raise ConfigError(where(section, ""), str(e)) from None
+            except (ValueError, RecursionError) as e:
+                errors.append(ConfigError(where(section, ""), _reason(e)))
             continue
         for key, value in values.items():
             try:
                 parsed.setdefault(section, {})[key] = PARSERS[section, key](value)
-            except ValueError as e:
-                raise ConfigError(where(section, key), str(e)) from None
+            except (ValueError, RecursionError) as e:
+                errors.append(ConfigError(where(section, key), _reason(e)))
     return parsed
+
+
+def _reason(error: Exception) -> str:
+    return "nested too deeply" if isinstance(error, RecursionError) else str(error)
 
 
 def _known(section: str) -> str:
     return ", ".join(k for s, k in PARSERS if s == section)
 
 
-def _from_yaml(document: Any, path: str) -> dict[str, dict[str, Any]]:
+def _from_yaml(document: Any, path: str, errors: list[ConfigError]) -> dict[str, dict[str, Any]]:
     if document is None:
         return {}
     if not isinstance(document, dict):
-        raise ConfigError(path, f"expected a mapping of sections, got {type(document).__name__}")
+        errors.append(ConfigError(path, f"expected a mapping of sections, got {type(document).__name__}"))
+        return {}
     sections = sorted({s for s, _ in PARSERS} | set(LIST_SECTIONS))
     raw: dict[str, dict[str, Any]] = {}
     for section, values in document.items():
         if section not in sections:
-            raise ConfigError(str(section), f"unknown section (known: {', '.join(sections)})")
+            errors.append(ConfigError(str(section)[:64], f"unknown section (known: {', '.join(sections)})"))
+            continue
         if section in LIST_SECTIONS:
             raw[section] = values
             continue
         if values is None:
             continue
         if not isinstance(values, dict):
-            raise ConfigError(section, f"expected a mapping, got {got(values)}")
+            errors.append(ConfigError(section, f"expected a mapping, got {got(values)}"))
+            continue
         for key, value in values.items():
             if (section, key) not in PARSERS:
                 if (section, key) in MOVED:
-                    raise ConfigError(f"{section}.{key}", f"moved to {MOVED[section, key]}")
-                raise ConfigError(f"{section}.{key}", f"unknown key (known: {_known(section)})")
+                    errors.append(ConfigError(f"{section}.{key}", f"moved to {MOVED[section, key]}"))
+                else:
+                    errors.append(ConfigError(f"{section}.{str(key)[:64]}", f"unknown key (known: {_known(section)})"))
+                continue
             raw.setdefault(section, {})[key] = value
     return raw
 
 
-def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+def _from_env(environ: Mapping[str, str], errors: list[ConfigError]) -> dict[str, dict[str, Any]]:
     names = {env_name(s, k): (s, k) for s, k in PARSERS}
     raw: dict[str, Any] = {}
     for name, value in environ.items():
@@ -97,8 +130,11 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         if name not in names:
             moved = {env_name(*old): env_name(*new.split(".")) for old, new in MOVED.items()}
             if name in moved:
-                raise ConfigError(name, f"moved to {moved[name]}")
-            raise ConfigError(name, "unknown environment variable (config keys map to OPENCLAW_<SECTION>_<KEY>)")
+                errors.append(ConfigError(name, f"moved to {moved[name]}"))
+            else:
+                errors.append(ConfigError(
+                    name, "unknown environment variable (config keys map to OPENCLAW_<SECTION>_<KEY>)"))
+            continue
         section, key = names[name]
         raw.setdefault(section, {})[key] = value
     if "LOG_LEVEL" in environ and "OPENCLAW_LOG_LEVEL" not in environ:
@@ -111,10 +147,20 @@ def read_yaml(path: str) -> Any:
     import yaml  # only when a file is given: the no-config start stays lean
 
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise ConfigError(path, f"cannot read config file ({e.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(path, f"larger than {MAX_FILE_BYTES // 1024} KiB: not a config file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(path, "invalid YAML: nested too deeply") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -131,16 +177,19 @@ def build_config(
     Layer defaults, a parsed YAML ``document``, ``environ`` and command-line
     ``overrides`` (``{"gateway.listen": ...}``) into a validated Config.
     """
+    errors: list[ConfigError] = []
     layers = [
-        _apply(_from_yaml(document, path), lambda s, k: f"{s}.{k}" if k else s),
-        _apply(_from_env(environ), lambda s, k: f"{env_name(s, k)} ({s}.{k})" if k else f"OPENCLAW_{s.upper()} ({s})"),
+        _apply(_from_yaml(document, path, errors), lambda s, k: f"{s}.{k}" if k else s, errors),
+        _apply(_from_env(environ, errors),
+               lambda s, k: f"{env_name(s, k)} ({s}.{k})" if k else f"OPENCLAW_{s.upper()} ({s})", errors),
     ]
     cli: dict[str, dict[str, Any]] = {}
     for dotted, value in overrides.items():
         if value is not None:
             section, key = dotted.split(".")
             cli.setdefault(section, {})[key] = value
-    layers.append(_apply(cli, lambda s, k: f"{s}.{k}"))
+    layers.append(_apply(cli, lambda s, k: f"{s}.{k}", errors))
+    _raise(errors)
     config = Config()
     for layer in layers:
         for section, values in layer.items():
@@ -200,3 +249,24 @@ class ConfigSource:
 
     def load(self) -> Config:
         return load_config(self.path(), self.environ, self.overrides)
+
+
+def tighten_if_secret(path: str | None) -> int | None:
+    """
+    A config file that holds a secret (a token, a password) and that group
+    or others may read is made 0600, as the token file is.  :return: its
+    mode before, when it was tightened (the caller warns), else ``None``.
+    A file we do not own is left alone: the mode shows in the warning.
+    """
+    if path is None:
+        return None
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if not mode & 0o077 or not build_config(read_yaml(path), path=path).secrets({}):
+            return None
+        os.chmod(path, 0o600)
+    except PermissionError:
+        return mode
+    except (OSError, ConfigError):
+        return None
+    return mode

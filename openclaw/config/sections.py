@@ -10,6 +10,7 @@ every layer may import its section from here.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -22,16 +23,9 @@ from openclaw.config.connectors import (
     ConnectorsConfig,
     parse_platform,
 )
-from openclaw.config.parsing import (
-    count,
-    got,
-    origins,
-    parse_duration,
-    parse_size,
-    positive,
-    string,
-    within,
-)
+from openclaw.config.parsing import duration, got, origins, size, string, whole
+
+MiB = 2**20
 from openclaw.config.proactive import (
     DEFAULT_CRON,
     ActiveHours,
@@ -66,11 +60,14 @@ def parse_endpoint(value: Any) -> str:
     from twisted.internet.endpoints import serverFromString
 
     try:
-        serverFromString(reactor, value)
+        endpoint = serverFromString(reactor, value)
     except Exception as e:
         raise ValueError(
             f"expected an endpoint like tcp:8080:interface=127.0.0.1, got {got(value)} ({e})"
         ) from None
+    port = getattr(endpoint, "_port", None)  # TCP, TCP6 and SSL endpoints; UNIX ones have none
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise ValueError(f"the port must be from 1 to 65535 (or 0: any free port), got {port} in {got(value)}")
     return value
 
 
@@ -161,6 +158,7 @@ class BrainConfig:
     max_tool_rounds: int = 4
     history: int = 20
     tools: tuple[str, ...] = ("get_status", "remember", "recall")
+    http_check_allow: tuple[str, ...] = ()
     system_prompt: str = (
         "You are openclaw, a proactive personal assistant running as a daemon on your "
         "owner's machine. Be brief and concrete."
@@ -206,9 +204,21 @@ class Config:
         for provider in self.brain.providers:
             found += [v for v in (provider.api_key, environ.get(provider.api_key_env, "")) if v]
         found += self.connectors.secrets(environ)
+        smtp = self.connectors.smtp
+        found += sasl_forms(smtp.user, smtp.password or environ.get(smtp.password_env, ""))
         for mailbox in self.mail:
             found += [v for v in (mailbox.password, environ.get(mailbox.password_env, "")) if v]
+            found += sasl_forms(mailbox.user, mailbox.password or environ.get(mailbox.password_env, ""))
         return found
+
+
+def sasl_forms(user: str, password: str) -> list[str]:
+    """
+    What a login puts on the wire besides the bare password: SASL PLAIN's
+    ``\\0user\\0pass`` (and ``user\\0pass``), which redaction then knows in
+    base64 as an AUTH PLAIN transcript holds it.  Empty without both.
+    """
+    return [f"{user}\0{password}", f"\0{user}\0{password}"] if user and password else []
 
 
 def parse_store_url(value: Any) -> str:
@@ -225,6 +235,9 @@ PROVIDER_DEFAULTS = {
     "anthropic": ("https://api.anthropic.com", "ANTHROPIC_API_KEY"),
 }
 _PROVIDER_KEYS = {"kind", "model", "base_url", "api_key_env", "api_key", "timeout", "max_retries"}
+
+
+_provider_timeout, _provider_retries = duration(1, 600), whole(0, 10)
 
 
 def parse_providers(value: Any) -> tuple[ProviderConfig, ...]:
@@ -262,8 +275,8 @@ def parse_providers(value: Any) -> tuple[ProviderConfig, ...]:
                 kind=kind, model=model, base_url=base_url.rstrip("/"),
                 api_key_env=string(raw.get("api_key_env", key_env)),
                 api_key=string(raw.get("api_key", "")),
-                timeout=parse_duration(raw.get("timeout", 60)),
-                max_retries=count(raw.get("max_retries", 2)),
+                timeout=_provider_timeout(raw.get("timeout", 60)),
+                max_retries=_provider_retries(raw.get("max_retries", 2)),
             ))
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
@@ -282,47 +295,59 @@ def parse_tools(value: Any) -> tuple[str, ...]:
     raise ValueError(f"expected a list drawn from {', '.join(TOOL_NAMES)}, got {got(value)}")
 
 
+def parse_networks(value: Any) -> tuple[str, ...]:
+    """A list (or comma-separated text) of IP networks or addresses, e.g. ``10.0.0.0/8, ::1``."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of IP networks, got {got(value)}")
+    try:
+        return tuple(str(ipaddress.ip_network(v.strip(), strict=False)) for v in value)
+    except ValueError as e:
+        raise ValueError(f"expected a list of IP networks: {e}") from None
 
 
 # (section, key) -> (parser, what it is for); the dataclasses hold the defaults.
 KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
-    ("daemon", "drain_timeout"): (parse_duration, "shutdown budget for the whole tree: in-flight replies, outbox flush, connections (keep TimeoutStopSec above it)"),
+    ("daemon", "drain_timeout"): (duration(0, 3600), "shutdown budget for the whole tree: in-flight replies, outbox flush, connections (keep TimeoutStopSec above it)"),
     ("gateway", "listen"): (parse_endpoint, "WebSocket gateway endpoint (Twisted strports); keep 127.0.0.1 unless a proxy fronts it"),
     ("gateway", "token"): (string, "shared secret clients send in `connect`; empty: generated into <home>/gateway.token (0600)"),
-    ("gateway", "max_frame_bytes"): (parse_size, "largest request frame answered; larger ones get `frame_too_large`"),
-    ("gateway", "max_bad_frames"): (positive, "malformed frames from one connection before it is closed (1008/1009)"),
-    ("gateway", "max_connections"): (within(positive, 1, 65535, "1 to 65535"), "open WebSocket connections at most; more get HTTP 503 (1 to 65535)"),
-    ("gateway", "max_connections_per_address"): (within(positive, 1, 65535, "1 to 65535"), "open connections from one client address at most (1 to 65535)"),
-    ("gateway", "max_requests_per_second"): (within(count, 0, 1_000_000, "0 to 1000000"), "requests per second one connection may send on average; more get `rate_limited`; 0: no limit"),
-    ("gateway", "request_burst"): (within(positive, 1, 1_000_000, "1 to 1000000"), "requests one connection may send at once above that rate"),
-    ("gateway", "send_high_water"): (within(parse_size, 4096, 16 * 2**20, "4KiB to 16MiB"), "bytes queued for a client before its connection's requests stop being read"),
-    ("gateway", "send_hard_limit"): (within(parse_size, 4096, 256 * 2**20, "4KiB to 256MiB"), "bytes queued for a client that does not read before it is closed with 1008"),
+    ("gateway", "max_frame_bytes"): (size(256, 64 * MiB), "largest request frame answered; larger ones get `frame_too_large`"),
+    ("gateway", "max_bad_frames"): (whole(1, 1000), "malformed frames from one connection before it is closed (1008/1009)"),
+    ("gateway", "max_connections"): (whole(1, 65535), "open WebSocket connections at most; more get HTTP 503"),
+    ("gateway", "max_connections_per_address"): (whole(1, 65535), "open connections from one client address at most"),
+    ("gateway", "max_requests_per_second"): (whole(0, 1_000_000), "requests per second one connection may send on average; more get `rate_limited`; 0: no limit"),
+    ("gateway", "request_burst"): (whole(1, 1_000_000), "requests one connection may send at once above that rate"),
+    ("gateway", "send_high_water"): (size(4096, 16 * MiB), "bytes queued for a client before its connection's requests stop being read"),
+    ("gateway", "send_hard_limit"): (size(4096, 256 * MiB), "bytes queued for a client that does not read before it is closed with 1008"),
     ("gateway", "allowed_origins"): (origins, "browser origins (https://host:port) allowed to open the gateway; others get HTTP 403; none by default"),
     ("web", "listen"): (parse_endpoint, "health/metrics HTTP endpoint: /health /livez /readyz /metrics"),
-    ("web", "max_connections"): (within(positive, 1, 65535, "1 to 65535"), "open HTTP connections at most; more get 503 (1 to 65535)"),
-    ("web", "request_timeout"): (within(parse_duration, 0.5, 600, "0.5s to 10m"), "time a connection has to deliver a complete request (headers and body); then it is closed"),
-    ("web", "max_webhook_body"): (within(parse_size, 0, 64 * 2**20, "0 to 64MiB"), "largest body a /webhooks/<name> POST may have; larger: 413 before it is read"),
+    ("web", "max_connections"): (whole(1, 65535), "open HTTP connections at most; more get 503"),
+    ("web", "request_timeout"): (duration(0.5, 600), "time a connection has to deliver a complete request (headers and body); then it is closed"),
+    ("web", "max_webhook_body"): (size(0, 64 * MiB), "largest body a /webhooks/<name> POST may have; larger: 413 before it is read"),
     ("log", "level"): (_level, "error | warn | info | debug | trace (also LOG_LEVEL, --log-level)"),
-    ("log", "max_bytes"): (parse_size, "rotate combined.log / error.log past this size"),
-    ("log", "backups"): (positive, "rotated files kept per log"),
-    ("state", "save_every"): (parse_duration, "how often gateway-state.json is written (also at shutdown)"),
-    ("heartbeat", "every"): (parse_duration, "heartbeat interval; 0 disables; the first beat is one interval after start"),
+    ("log", "max_bytes"): (size(64 * 1024, 1024 * MiB), "rotate combined.log / error.log past this size"),
+    ("log", "backups"): (whole(1, 100), "rotated files kept per log"),
+    ("state", "save_every"): (duration(1, 86400, off=True), "how often gateway-state.json is written (also at shutdown)"),
+    ("heartbeat", "every"): (duration(1, 7 * 86400, off=True), "heartbeat interval; 0 disables; the first beat is one interval after start"),
     ("heartbeat", "active_hours"): (parse_active_hours, "{start: \"08:00\", end: \"23:00\"}: beat only between these local times; null: always"),
     ("heartbeat", "timezone"): (parse_timezone, "IANA zone for active hours, cron and reports (e.g. Europe/Berlin); empty: the host's"),
     ("heartbeat", "target"): (parse_target, "where alerts and reports go: last (the owner's last active session) or a session id"),
     ("store", "url"): (parse_store_url, "sqlite:///<path> or redis://host:port/db; empty: SQLite in <home>/data/"),
     ("store", "prefix"): (string, "Redis key prefix, so several daemons can share one Redis"),
-    ("store", "history"): (positive, "messages of history kept per session"),
-    ("store", "retention"): (parse_duration, "sent messages, finished events and journal records older than this are pruned; 0 keeps all"),
+    ("store", "history"): (whole(1, 100_000), "messages of history kept per session"),
+    ("store", "retention"): (duration(3600, 10 * 365 * 86400, off=True), "sent messages, finished events and journal records older than this are pruned; 0 keeps all"),
     ("brain", "providers"): (parse_providers, "model providers in failover order; none: the offline rules brain"),
-    ("brain", "max_tool_rounds"): (count, "tool-call rounds a model may take for one message"),
-    ("brain", "history"): (positive, "past messages of the session sent to the model"),
+    ("brain", "max_tool_rounds"): (whole(0, 32), "tool-call rounds a model may take for one message"),
+    ("brain", "history"): (whole(1, 1000), "past messages of the session sent to the model"),
     ("brain", "tools"): (parse_tools, "tools model brains may call"),
     ("brain", "system_prompt"): (string, "the system prompt of model brains"),
-    ("lanes", "max_concurrent"): (positive, "sessions handled at the same time (one message at a time within a session)"),
-    ("lanes", "max_queue"): (positive, "messages waiting per session before senders are told to retry"),
-    ("lanes", "idle_after"): (parse_duration, "an idle session's lane is dropped after this (re-created on demand)"),
-    ("outbox", "max_attempts"): (positive, "delivery attempts before an outbox message is marked failed"),
+    ("brain", "http_check_allow"): (parse_networks, "networks http_check may reach although loopback, private, "
+                                                    "link-local or metadata (e.g. [192.168.1.0/24]); none by default"),
+    ("lanes", "max_concurrent"): (whole(1, 100_000), "sessions handled at the same time (one message at a time within a session)"),
+    ("lanes", "max_queue"): (whole(1, 1_000_000), "messages waiting per session before senders are told to retry"),
+    ("lanes", "idle_after"): (duration(60, 30 * 86400), "an idle session's lane is dropped after this (re-created on demand)"),
+    ("outbox", "max_attempts"): (whole(1, 1000), "delivery attempts before an outbox message is marked failed"),
     **{("connectors", name): (parse_platform(name), f"the {name} connector (docs/connectors.md)") for name in PLATFORMS},
 }
 # Sections that are lists of entries rather than mappings of keys.

@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from openclaw.config import Config
 from openclaw.config.connectors import PLATFORMS, ConnectorsConfig
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 from openclaw.interfaces import IConnector, IReconfigurable
 from openclaw.ordered import OrderedMultiService
 
@@ -44,6 +44,14 @@ def make_connectors(
 
 #: Fields a running connector takes without reconnecting.
 ACCESS_FIELDS = ("allow_from", "pairing", "rate_per_minute")
+
+
+SERVICE = typed("service", [str], "the connector's name")
+CONNECTORS_ACCESS_CHANGED = message_type("openclaw:connectors:access-changed", [SERVICE],
+                                         "a reload changed who may talk to a connector (it stays connected)")
+CONNECTORS_REPLACE = message_type("openclaw:connectors:replace", [
+    SERVICE, typed("enabled", [bool], "whether it runs again with the new config"),
+], "a reload changed a connector: it is stopped and, if enabled, started anew")
 
 
 def only_access_changed(before: Any, after: Any) -> bool:
@@ -100,11 +108,11 @@ class ConnectorsService(OrderedMultiService):
                 continue
             running = self.namedServices.get(name)
             if running is not None and before.enabled and after.enabled and only_access_changed(before, after):
-                log("openclaw:connectors:access-changed", service=name)
+                log(CONNECTORS_ACCESS_CHANGED, service=name)
                 running.reconfigure_access(after)
                 continue
             if running is not None:
-                log("openclaw:connectors:replace", service=name, enabled=after.enabled)
+                log(CONNECTORS_REPLACE, service=name, enabled=after.enabled)
                 yield running.disownServiceParent()
             if after.enabled:
                 only = replace(ConnectorsConfig(), **{name: after})

@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from openclaw import __version__, metrics
 from openclaw.config import Config, GatewayConfig
-from openclaw.eliotutil import begin, enabled, log
+from openclaw.eliotutil import action_type, begin, enabled, log, message_type, typed
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
 from openclaw.gateway.protocol import GatewayProtocol, make_factory
@@ -27,6 +27,14 @@ from openclaw.gateway.token import load_or_create_token, token_matches
 from openclaw.interfaces import IAdmission, IDrainable, IReconfigurable
 from openclaw.listening import ListeningService
 from openclaw.runtime import Runtime
+
+
+GATEWAY_DRAIN = action_type("openclaw:gateway:drain", [
+    typed("inflight", [int], "requests still running"), typed("connections", [int], "open connections"),
+], [], "the gateway waiting for in-flight requests at shutdown (until the daemon hurries it), then closing connections")
+GATEWAY_DRAIN_ABANDONED = message_type("openclaw:gateway:drain-abandoned", [
+    typed("count", [int], "requests abandoned"), typed("requests", [dict], "their ids by peer"),
+], "the drain bound passed or the operator hurried: requests left unanswered", "warn")
 
 AUTH_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
@@ -256,7 +264,7 @@ class GatewayService(ListeningService):
         return self._drained
 
     def _drain(self) -> Deferred:
-        action = begin("openclaw:gateway:drain", inflight=self.inflight, connections=len(self.connections))
+        action = begin(GATEWAY_DRAIN, inflight=self.inflight, connections=len(self.connections))
         with action.context():
             d = self._stopped_listening
             if self.inflight and not self._hurried:
@@ -271,7 +279,7 @@ class GatewayService(ListeningService):
         if self._idle is None:
             return
         abandoned = {c.peer_address: sorted(c.inflight) for c in self.connections if c.inflight}
-        log("openclaw:gateway:drain-abandoned", level="warn", count=self.inflight, requests=abandoned)
+        log(GATEWAY_DRAIN_ABANDONED, level="warn", count=self.inflight, requests=abandoned)
         metrics.drain_abandoned.inc(self.inflight)
         self._idle, d = None, self._idle
         d.callback(None)

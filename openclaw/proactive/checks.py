@@ -24,7 +24,7 @@ from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from openclaw import metrics
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
 from openclaw.config import Config
@@ -37,6 +37,30 @@ if TYPE_CHECKING:  # probes pull in HTTP, TLS and psutil: only once a check is c
 
 # Checks of a service that can be down; the others watch this host's resources.
 SERVICE_TYPES = ("http", "tcp", "dns", "process")
+
+
+CHECK = typed("check", [str], "the check's name")
+ERROR = typed("error", [str], "why")
+CHECK_STARTED = message_type("openclaw:check:started", [typed("checks", [int], "checks configured")],
+                             "the checks' loops started")
+CHECK_RESULT = message_type("openclaw:check:result", [
+    CHECK, typed("ok", [bool], "the probe passed"), typed("latency", [int, float], "seconds"),
+    typed("detail", [str], "the probe's words"),
+], "one check run: a probe's result", "debug")
+CHECK_DECISION = message_type("openclaw:check:decision", [
+    CHECK, typed("decision", [str], "alert, realert or recovery"), typed("incident", [str, None], "the incident id"),
+    typed("failures", [int], "failures in a row"),
+], "a check alerted, re-alerted or recovered (warn for alerts)", "warn")
+CHECK_RECONFIGURED = message_type("openclaw:check:reconfigured", [
+    typed("checks", [int], "checks configured now"), typed("changed", [list], "checks added or changed"),
+], "a reload changed the checks")
+CHECK_LOAD_FAILED = message_type("openclaw:check:load-failed", [CHECK, ERROR],
+                                 "a check's saved state could not be read", "error")
+CHECK_JOURNAL_FAILED = message_type("openclaw:check:journal-failed", [CHECK, ERROR],
+                                    "a result's journal record could not be written", "error")
+CHECK_DECIDE_FAILED = message_type("openclaw:check:decide-failed", [
+    CHECK, typed("decision", [str, None], "the decision being sent"), ERROR,
+], "a decision could not be sent or saved (the next result decides again)", "error")
 
 
 def duration(seconds: float) -> str:
@@ -144,7 +168,7 @@ class ChecksService(Service):
             try:
                 data = yield self.store.get_state(f"check:{name}")
             except Exception as e:
-                log("openclaw:check:load-failed", level="error", check=name, error=repr(e))
+                log(CHECK_LOAD_FAILED, level="error", check=name, error=repr(e))
                 continue
             if data is not None:
                 self._states[name] = CheckState.from_json(data)
@@ -162,7 +186,7 @@ class ChecksService(Service):
             return
         for name in self.checks:
             self._start_loop(name)
-        log("openclaw:check:started", checks=len(self.checks))
+        log(CHECK_STARTED, checks=len(self.checks))
 
     def _start_loop(self, name: str) -> None:
         loop = LoopingCall(self.run, name)
@@ -203,7 +227,7 @@ class ChecksService(Service):
             self.probes[name] = self._probe(wanted[name])
             self._states.setdefault(name, CheckState())
         self.checks = wanted
-        log("openclaw:check:reconfigured", checks=len(wanted), changed=sorted(changed))
+        log(CHECK_RECONFIGURED, checks=len(wanted), changed=sorted(changed))
         if self.running and not self._draining and self.loaded.called:
             for name in changed:
                 self._start_loop(name)
@@ -235,13 +259,13 @@ class ChecksService(Service):
         self._last[name] = result
         metrics.check_up.labels(name).set(1 if result.ok else 0)
         metrics.check_latency.labels(name).set(result.latency)
-        log("openclaw:check:result", level="debug", check=name, ok=result.ok,
+        log(CHECK_RESULT, level="debug", check=name, ok=result.ok,
             latency=round(result.latency, 4), detail=result.detail)
         try:
             yield self.store.append_journal(
                 "check", now, {"check": name, "ok": result.ok, "latency": result.latency, "detail": result.detail})
         except Exception as e:
-            log("openclaw:check:journal-failed", level="error", check=name, error=repr(e))
+            log(CHECK_JOURNAL_FAILED, level="error", check=name, error=repr(e))
         state, decision = step(self._states[name], result.ok, now, check)
         try:
             if decision is not None:
@@ -249,7 +273,7 @@ class ChecksService(Service):
             self._states[name] = state
             yield self._save(name, state)
         except Exception as e:
-            log("openclaw:check:decide-failed", level="error", check=name, decision=decision, error=repr(e))
+            log(CHECK_DECIDE_FAILED, level="error", check=name, decision=decision, error=repr(e))
         return self.state_of(name)
 
     def _notify(self, check: CheckConfig, state: CheckState, decision: Decision, detail: str, now: float) -> Deferred:
@@ -257,7 +281,7 @@ class ChecksService(Service):
         key = f"check:{check.name}:{state.incident}:{kind}"
         if decision == "realert":
             key = f"check:{check.name}:{state.incident}:realert-{state.realerts}"
-        log("openclaw:check:decision", level="warn" if kind == "alert" else "info", check=check.name,
+        log(CHECK_DECISION, level="warn" if kind == "alert" else "info", check=check.name,
             decision=decision, incident=state.incident, failures=state.failures)
         d = self.notifier.notify(kind, check.name, message(decision, check, state, detail, now, self._at),
                                  dedupe_key=key)

@@ -42,7 +42,7 @@ from zope.interface import implementer
 from openclaw import health, metrics
 from openclaw.agent.base import BrainRequest
 from openclaw.config import Config, HeartbeatConfig
-from openclaw.eliotutil import begin, log
+from openclaw.eliotutil import action_type, begin, log, message_type, typed
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
 from openclaw.interfaces import IDrainable, IReconfigurable
@@ -143,6 +143,23 @@ def _finding(check: dict) -> str:
 DISK_USED_PERCENT = 90.0
 MEMORY_USED_PERCENT = 95.0
 FINDING_PREFIXES = ("check:", "host:")
+
+
+ERROR = typed("error", [str], "why")
+HEARTBEAT_BEAT = action_type("openclaw:heartbeat:beat", [
+    typed("reason", [str], "interval, run, cron, wake..."), typed("forced", [bool], "run outside active hours / when busy"),
+], [], "one heartbeat; openclaw:notify inside when it told the owner something")
+HEARTBEAT_FAILED = message_type("openclaw:heartbeat:failed", [ERROR],
+                                "the brain or the snapshot failed; the beat is recorded failed, nothing sent", "error")
+HEARTBEAT_ERROR = message_type("openclaw:heartbeat:error", [ERROR], "a bug in the beat itself (the next one runs)",
+                               "error")
+HEARTBEAT_JOURNAL_FAILED = message_type("openclaw:heartbeat:journal-failed", [ERROR],
+                                        "the beat's journal record could not be written", "error")
+HEARTBEAT_OVERDUE = message_type("openclaw:heartbeat:overdue", [
+    typed("every", [int, float], "the interval, seconds"), typed("last", [int, float, None], "the last good beat"),
+    typed("running", [bool], "a beat is running now"),
+], "the dead-man signal: no good beat within twice the interval", "error")
+HEARTBEAT_RECOVERED = message_type("openclaw:heartbeat:recovered", [], "a good beat after overdue", "warn")
 
 
 def findings(snapshot: dict) -> dict[str, str]:
@@ -299,14 +316,14 @@ class HeartbeatService(Service):
         if self._flagged:
             self._flagged = False
             metrics.heartbeat_overdue.set(0)
-            log("openclaw:heartbeat:recovered", level="warn")
+            log(HEARTBEAT_RECOVERED, level="warn")
 
     def _watch(self) -> None:
         self._watchdog = None
         if self.overdue():
             self._flagged = True
             metrics.heartbeat_overdue.set(1)
-            log("openclaw:heartbeat:overdue", level="error", every=self.every,
+            log(HEARTBEAT_OVERDUE, level="error", every=self.every,
                 last=self.runtime.last_heartbeat, running=self._running is not None)
 
     def wake(self, reason: str = "wake", force: bool = False) -> Deferred:
@@ -360,7 +377,7 @@ class HeartbeatService(Service):
         record: dict[str, Any] = {"verdict": "skipped", "reason": ",".join(reasons), "actions": [], "tool_calls": 0}
         if instructions:
             record["instruction"] = "\n".join(instructions)
-        action = begin("openclaw:heartbeat:beat", reason=record["reason"], forced=force)
+        action = begin(HEARTBEAT_BEAT, reason=record["reason"], forced=force)
         with action.context():
             d = DeferredContext(self._beat(record, force))
             d.addCallback(lambda _: record)
@@ -371,7 +388,7 @@ class HeartbeatService(Service):
     def _finished(self, record: Any, waiters: list[Deferred]) -> None:
         self._running = None
         if not isinstance(record, dict):  # a bug in the beat itself: keep the loop alive
-            log("openclaw:heartbeat:error", level="error", error=record.getErrorMessage())
+            log(HEARTBEAT_ERROR, level="error", error=record.getErrorMessage())
             record = {"verdict": "failed", "error": record.getErrorMessage()}
         if self._stopping:
             self.hurry()
@@ -404,7 +421,7 @@ class HeartbeatService(Service):
         except Exception as e:  # noqa: BLE001 - a failed beat is recorded; the owner hears nothing
             record["verdict"] = "failed"
             record["error"] = f"{type(e).__name__}: {e}"[:500]
-            log("openclaw:heartbeat:failed", level="error", error=record["error"])
+            log(HEARTBEAT_FAILED, level="error", error=record["error"])
         finished = self.clock.seconds()
         record["duration"] = round(finished - started, 3)
         metrics.heartbeat_runs.labels(record["verdict"]).inc()
@@ -413,7 +430,7 @@ class HeartbeatService(Service):
         try:
             yield self.store.append_journal("heartbeat", started, record)
         except Exception as e:  # noqa: BLE001 - the beat happened even if its record did not stick
-            log("openclaw:heartbeat:journal-failed", level="error", error=repr(e))
+            log(HEARTBEAT_JOURNAL_FAILED, level="error", error=repr(e))
         record["timestamp"] = started
         self.last = record
         event = {"verdict": record["verdict"], "timestamp": started, "actions": record["actions"]}

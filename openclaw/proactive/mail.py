@@ -51,7 +51,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from openclaw import metrics
-from openclaw.eliotutil import begin, log
+from openclaw.eliotutil import action_type, begin, log, message_type, typed
 from openclaw.health import iso
 from openclaw.interfaces import IDrainable, IReconfigurable
 from openclaw.outbox import retry_delay
@@ -74,6 +74,33 @@ _FETCH_ITEMS = (
     b"(UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM SUBJECT CONTENT-TYPE CONTENT-TRANSFER-ENCODING)] "
     b"BODY.PEEK[1.MIME] BODY.PEEK[1]<0.%d>)" % EXCERPT_BYTES
 )
+
+
+MAILBOX = typed("mailbox", [str], "the mailbox's name in the config")
+ERROR = typed("error", [str], "why")
+LAST_UID = typed("last_uid", [int], "the newest UID judged")
+MAIL_CONNECT = action_type("openclaw:mail:connect", [
+    MAILBOX, typed("host", [str], "IMAP host"), typed("port", [int], "IMAP port"), typed("tls", [str], "tls, starttls or none"),
+    typed("user", [str], "login name"), typed("attempt", [int], "attempts since the last good one"),
+], [
+    typed("mode", [str], "idle or poll"), typed("uidvalidity", [int], "the mailbox's UIDVALIDITY"), LAST_UID,
+], "one IMAP connection and login")
+MAIL_FETCH = action_type("openclaw:mail:fetch", [MAILBOX, typed("after_uid", [int], "UIDs above this are new")], [
+    typed("new", [int], "new mails"), typed("important", [int], "of them important"), LAST_UID,
+], "one look for new mail", "debug")
+MAIL_SEEN = message_type("openclaw:mail:seen", [
+    MAILBOX, typed("uid", [int], "the mail's UID"), typed("important", [bool], "the owner is told"),
+    typed("reason", [str], "why (never the sender or subject)"),
+], "one new mail judged")
+MAIL_FAILED = message_type("openclaw:mail:failed", [MAILBOX, ERROR, typed("retry_in", [int, float], "seconds")],
+                           "login refused or a setting only a person can fix; retried hourly", "error")
+MAIL_DISCONNECTED = message_type("openclaw:mail:disconnected", [MAILBOX, ERROR,
+                                                                typed("retry_in", [int, float], "seconds")],
+                                 "the connection ended; retrying", "warn")
+MAIL_UIDVALIDITY_CHANGED = message_type("openclaw:mail:uidvalidity-changed", [
+    MAILBOX, typed("old", [int, None], "the saved UIDVALIDITY"), typed("new", [int], "the server's"),
+    typed("skipped_to", [int], "old mail up to this UID is not judged"),
+], "the server renumbered the mailbox", "warn")
 
 
 # --- Reading a fetched mail (pure) ------------------------------------------------
@@ -369,14 +396,14 @@ class MailboxWatcher:
                 continue
             except LoginRefused as e:
                 delay, state, error = FAILED_RETRY, "failed", str(e)
-                log("openclaw:mail:failed", level="error", mailbox=self.config.name, error=error, retry_in=delay)
+                log(MAIL_FAILED, level="error", mailbox=self.config.name, error=error, retry_in=delay)
             except Exception as e:
                 if self._stopping:
                     break
                 self.failures += 1
                 delay = retry_delay(self.failures, RETRY_BASE, RETRY_CAP, self.rand)
                 state, error = "backoff", _describe(e)
-                log("openclaw:mail:disconnected", level="warn", mailbox=self.config.name,
+                log(MAIL_DISCONNECTED, level="warn", mailbox=self.config.name,
                     error=error, retry_in=round(delay, 1))
             wait = self._sleep(delay)  # scheduled before anyone hears of the new state
             self._changed(state, error)
@@ -400,7 +427,7 @@ class MailboxWatcher:
         self.attempts += 1
         self._changed("connecting")
         try:
-            action = begin("openclaw:mail:connect", mailbox=self.config.name, host=self.config.host,
+            action = begin(MAIL_CONNECT, mailbox=self.config.name, host=self.config.host,
                            port=self.config.port, tls=self.config.tls, user=self.config.user,
                            attempt=self.attempts)
             with action.context():
@@ -485,7 +512,7 @@ class MailboxWatcher:
         saved = yield self.store.get_state(self.key)
         if not isinstance(saved, dict) or saved.get("uidvalidity") != uidvalidity:
             if isinstance(saved, dict):
-                log("openclaw:mail:uidvalidity-changed", level="warn", mailbox=self.config.name,
+                log(MAIL_UIDVALIDITY_CHANGED, level="warn", mailbox=self.config.name,
                     old=saved.get("uidvalidity"), new=uidvalidity, skipped_to=newest)
             saved = {"uidvalidity": uidvalidity, "last_uid": newest}
             yield self.store.set_state(self.key, saved)
@@ -496,7 +523,7 @@ class MailboxWatcher:
     @inlineCallbacks
     def _check(self, proto: WatchClient) -> Any:
         # Debug: every poll or IDLE wake-up has one; each mail seen gets an info line.
-        action = begin("openclaw:mail:fetch", level="debug", mailbox=self.config.name, after_uid=self.last_uid)
+        action = begin(MAIL_FETCH, level="debug", mailbox=self.config.name, after_uid=self.last_uid)
         with action.context():
             d = DeferredContext(maybeDeferred(self._fetch_new, proto, action))
             d.addActionFinish()
@@ -528,7 +555,7 @@ class MailboxWatcher:
         verdict = judge(mail.sender, mail.subject, mail.flags, mail.excerpt, self.config)
         verdict = yield consult(verdict, self.ask_model, mail.sender, mail.subject, mail.excerpt)
         metrics.mail_notified.labels(name, "true" if verdict.important else "false").inc()
-        log("openclaw:mail:seen", mailbox=name, uid=mail.uid, important=verdict.important, reason=verdict.reason)
+        log(MAIL_SEEN, mailbox=name, uid=mail.uid, important=verdict.important, reason=verdict.reason)
         if verdict.important:
             yield self.notifier.notify("info", f"mail:{name}", notification_text(mail),
                                        dedupe_key=f"mail:{name}:{self.uidvalidity}:{mail.uid}",
