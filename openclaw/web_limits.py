@@ -20,10 +20,19 @@ from twisted.web.server import Request, Site
 
 from openclaw import metrics
 from openclaw.config import WebConfig
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 from openclaw.limits import ConnectionCaps, http_response, refusal
 
 REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large"}
+
+PEER = typed("peer", [str], "the client's address")
+WEB_REFUSED = message_type("openclaw:web:refused", [
+    typed("code", [int], "the HTTP status answered"), typed("reason", [str], "the limit: openclaw_web_refused_total's label"),
+    PEER,
+], "a request refused by a web limit and its connection closed", "debug")
+WEB_IDLE_TIMEOUT = message_type("openclaw:web:idle-timeout", [PEER], "an idle HTTP connection closed", "debug")
+WEB_ABORTED = message_type("openclaw:web:aborted", [PEER],
+                           "a closed HTTP connection whose client would not take its last answer, aborted", "debug")
 
 
 class LimitedRequest(Request):
@@ -109,11 +118,13 @@ class LimitedChannel(HTTPChannel):
         self._refused = True
         self._disarm()
         metrics.web_refused.labels(kind).inc()
-        log("openclaw:web:refused", level="debug", code=code, reason=kind,
-            peer=str(getattr(self.transport.getPeer(), "host", "")))
+        log(WEB_REFUSED, level="debug", code=code, reason=kind, peer=self._peer())
         self.transport.write(http_response(code, REASONS[code], {"error": {"code": kind, "message": message}}))
         self._close()
         self.dataReceived = self.lineReceived = self.rawDataReceived = lambda *args: None
+
+    def _peer(self) -> str:
+        return str(getattr(self.transport.getPeer(), "host", ""))
 
     def _close(self) -> None:
         """Stop reading and close once the answer is out; abort a client that will not take it."""
@@ -124,11 +135,11 @@ class LimitedChannel(HTTPChannel):
     # Twisted's idle timeout and its abort, logged at debug: an idle client is not news.
 
     def timeoutConnection(self) -> None:
-        log("openclaw:web:idle-timeout", level="debug", peer=str(getattr(self.transport.getPeer(), "host", "")))
+        log(WEB_IDLE_TIMEOUT, level="debug", peer=self._peer())
         self._close()
 
     def forceAbortClient(self) -> None:
-        log("openclaw:web:aborted", level="debug", peer=str(getattr(self.transport.getPeer(), "host", "")))
+        log(WEB_ABORTED, level="debug", peer=self._peer())
         self._abortingCall = None
         self.transport.abortConnection()
 

@@ -35,6 +35,10 @@ GATEWAY_DRAIN = action_type("openclaw:gateway:drain", [
 GATEWAY_DRAIN_ABANDONED = message_type("openclaw:gateway:drain-abandoned", [
     typed("count", [int], "requests abandoned"), typed("requests", [dict], "their ids by peer"),
 ], "the drain bound passed or the operator hurried: requests left unanswered", "warn")
+GATEWAY_SEND_QUEUE_FULL = message_type("openclaw:gateway:send-queue-full", [
+    typed("peer", [str], "the client"), typed("session_id", [str, None], "its session, once connected"),
+    typed("limit", [int], "gateway.send_hard_limit"),
+], "a client that does not read its replies closed with 1008", "warn")
 
 AUTH_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
@@ -226,7 +230,7 @@ class GatewayService(ListeningService):
     def overflowed(self, conn: GatewayProtocol) -> None:
         """The client queued more than ``send_hard_limit`` unread bytes: close it."""
         metrics.gateway_refused.labels("send_queue_full").inc()
-        log("openclaw:gateway:send-queue-full", level="warn", peer=conn.peer_address,
+        log(GATEWAY_SEND_QUEUE_FULL, level="warn", peer=conn.peer_address,
             session_id=conn.session_id, limit=self.config.send_hard_limit)
         conn.close(CLOSE_POLICY, "send queue full: the client does not read its replies", stop_reading=True)
 
