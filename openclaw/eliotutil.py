@@ -49,7 +49,7 @@ DECLARING_MODULES = (
     "openclaw.connectors.smtp",
     "openclaw.proactive.heartbeat", "openclaw.proactive.checks", "openclaw.proactive.cron",
     "openclaw.proactive.mail", "openclaw.proactive.importance", "openclaw.proactive.report",
-    "openclaw.lifecycle_log", "openclaw.gateway.service", "openclaw.store.guard",
+    "openclaw.lifecycle_log", "openclaw.gateway.service", "openclaw.store.guard", "openclaw.web_limits",
 )
 
 

@@ -70,6 +70,31 @@ gateway_auth_failures = Counter(
     "Gateway connections refused for a wrong or missing token.",
     registry=REGISTRY,
 )
+gateway_refused = Counter(
+    "openclaw_gateway_refused_total",
+    "Gateway connections or requests refused by a limit, by reason (too_many_connections, too_many_per_address, "
+    "origin, handshake, rate_limited, send_queue_full).",
+    ["reason"],
+    registry=REGISTRY,
+)
+gateway_send_paused = Counter(
+    "openclaw_gateway_send_paused_total",
+    "Times a gateway connection stopped being read because its replies queued past gateway.send_high_water.",
+    registry=REGISTRY,
+)
+web_refused = Counter(
+    "openclaw_web_refused_total",
+    "Web requests or connections refused by a limit, by reason (body_too_large, request_timeout, "
+    "too_many_connections, bad_transfer_encoding).",
+    ["reason"],
+    registry=REGISTRY,
+)
+# Every reason exists from the start, so increase() alerts see a zero first.
+for _reason in ("too_many_connections", "too_many_per_address", "origin", "handshake", "rate_limited",
+                "send_queue_full"):
+    gateway_refused.labels(_reason)
+for _reason in ("body_too_large", "request_timeout", "too_many_connections", "bad_transfer_encoding"):
+    web_refused.labels(_reason)
 heartbeat_last = Gauge(
     "openclaw_heartbeat_last_timestamp_seconds",
     "Unix time of the last heartbeat (0 before the first).",

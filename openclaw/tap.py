@@ -159,7 +159,8 @@ def build_service(
     }
     gateway = GatewayService(reactor, runtime, config.gateway, os.path.join(home, "gateway.token"), methods,
                              on_close=hub.forget)
-    web = WebService(reactor, runtime, config.web.listen, home=home, webhooks=connectors.webhooks, tree=tree)
+    web = WebService(reactor, runtime, config.web.listen, home=home, webhooks=connectors.webhooks,
+                     limits=config.web, tree=tree)
     root.when_ready.append(lambda: store.append_journal(
         "startup", reactor.seconds(), {"version": __version__, "pid": os.getpid()}))
     # Start order.  Drain runs this list backwards: the engine stops making

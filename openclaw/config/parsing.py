@@ -230,3 +230,20 @@ def fields(raw: Any, known: Iterable[str], parsers: dict[str, Parser], default: 
         except ValueError as e:
             raise ValueError(f"{key}: {e}") from None
     return parsed
+
+
+_ORIGIN = re.compile(r"https?://[a-z0-9.\-\[\]:]+")
+
+
+def origins(value: Any) -> tuple[str, ...]:
+    """
+    Browser origins (``https://console.example:8443``), lowercase, no path;
+    a list, or from the environment a comma-separated string.
+    """
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        found = tuple(v.lower().rstrip("/") for v in value)
+        if all(_ORIGIN.fullmatch(v) for v in found):
+            return found
+    raise ValueError(f"expected a list of origins like https://host:port, got {got(value)}")

@@ -23,7 +23,7 @@ from openclaw.config.connectors import (
     ConnectorsConfig,
     parse_platform,
 )
-from openclaw.config.parsing import duration, got, size, string, whole
+from openclaw.config.parsing import duration, got, origins, size, string, whole
 
 MiB = 2**20
 from openclaw.config.proactive import (
@@ -82,11 +82,21 @@ class GatewayConfig:
     token: str = ""
     max_frame_bytes: int = 1024 * 1024
     max_bad_frames: int = 10
+    max_connections: int = 512
+    max_connections_per_address: int = 128
+    max_requests_per_second: int = 200
+    request_burst: int = 400
+    send_high_water: int = 64 * 1024
+    send_hard_limit: int = 1024 * 1024
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class WebConfig:
     listen: str = "tcp:8080:interface=127.0.0.1"
+    max_connections: int = 512
+    request_timeout: float = 10.0
+    max_webhook_body: int = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -304,7 +314,17 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("gateway", "token"): (string, "shared secret clients send in `connect`; empty: generated into <home>/gateway.token (0600)"),
     ("gateway", "max_frame_bytes"): (size(256, 64 * MiB), "largest request frame answered; larger ones get `frame_too_large`"),
     ("gateway", "max_bad_frames"): (whole(1, 1000), "malformed frames from one connection before it is closed (1008/1009)"),
+    ("gateway", "max_connections"): (whole(1, 65535), "open WebSocket connections at most; more get HTTP 503"),
+    ("gateway", "max_connections_per_address"): (whole(1, 65535), "open connections from one client address at most"),
+    ("gateway", "max_requests_per_second"): (whole(0, 1_000_000), "requests per second one connection may send on average; more get `rate_limited`; 0: no limit"),
+    ("gateway", "request_burst"): (whole(1, 1_000_000), "requests one connection may send at once above that rate"),
+    ("gateway", "send_high_water"): (size(4096, 16 * MiB), "bytes queued for a client before its connection's requests stop being read"),
+    ("gateway", "send_hard_limit"): (size(4096, 256 * MiB), "bytes queued for a client that does not read before it is closed with 1008"),
+    ("gateway", "allowed_origins"): (origins, "browser origins (https://host:port) allowed to open the gateway; others get HTTP 403; none by default"),
     ("web", "listen"): (parse_endpoint, "health/metrics HTTP endpoint: /health /livez /readyz /metrics"),
+    ("web", "max_connections"): (whole(1, 65535), "open HTTP connections at most; more get 503"),
+    ("web", "request_timeout"): (duration(0.5, 600), "time a connection has to deliver a complete request (headers and body); then it is closed"),
+    ("web", "max_webhook_body"): (size(0, 64 * MiB), "largest body a /webhooks/<name> POST may have; larger: 413 before it is read"),
     ("log", "level"): (_level, "error | warn | info | debug | trace (also LOG_LEVEL, --log-level)"),
     ("log", "max_bytes"): (size(64 * 1024, 1024 * MiB), "rotate combined.log / error.log past this size"),
     ("log", "backups"): (whole(1, 100), "rotated files kept per log"),

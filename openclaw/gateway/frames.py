@@ -30,6 +30,7 @@ DUPLICATE_ID = "duplicate_id"
 SHUTTING_DOWN = "shutting_down"
 BUSY = "busy"
 STORE_UNAVAILABLE = "store_unavailable"
+RATE_LIMITED = "rate_limited"
 INTERNAL_ERROR = "internal_error"
 
 

@@ -36,6 +36,10 @@ GATEWAY_DRAIN = action_type("openclaw:gateway:drain", [
 GATEWAY_DRAIN_ABANDONED = message_type("openclaw:gateway:drain-abandoned", [
     typed("count", [int], "requests abandoned"), typed("requests", [dict], "their ids by peer"),
 ], "the drain bound passed or the operator hurried: requests left unanswered", "warn")
+GATEWAY_SEND_QUEUE_FULL = message_type("openclaw:gateway:send-queue-full", [
+    typed("peer", [str], "the client"), typed("session_id", [str, None], "its session, once connected"),
+    typed("limit", [int], "gateway.send_hard_limit"),
+], "a client that does not read its replies closed with 1008", "warn")
 
 AUTH_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
@@ -61,7 +65,7 @@ class GatewayService(StatusSource, ListeningService):
         methods: Mapping[str, Callable[[Any, dict], Any]],
         on_close: Callable[[GatewayProtocol], None] = lambda conn: None,
     ) -> None:
-        super().__init__(reactor, config.listen, make_factory(self, config.max_frame_bytes), "gateway.listen")
+        super().__init__(reactor, config.listen, make_factory(self, config), "gateway.listen")
         self.runtime = runtime
         self.clock = runtime.clock
         self.config = config
@@ -134,6 +138,9 @@ class GatewayService(StatusSource, ListeningService):
                 "the daemon is shutting down; reconnect later",
             ))
             return
+        if conn.bucket is not None and not conn.bucket.take(started):
+            self._rate_limited(conn, payload, is_binary)
+            return
         try:
             request = frames.parse_request(payload, is_binary, self.config.max_frame_bytes)
         except FrameError as e:
@@ -199,7 +206,9 @@ class GatewayService(StatusSource, ListeningService):
         metrics.gateway_frame_errors.labels(error.code).inc()
         conn.bad_frames += 1
         conn.send(frames.encode_error(error.request_id, error.code, error.message))
-        if conn.bad_frames >= self.config.max_bad_frames:
+        if not conn.authenticated:
+            self._unauthorized_close(conn)
+        elif conn.bad_frames >= self.config.max_bad_frames:
             log("openclaw:gateway:too-many-bad-frames", level="warn", peer=conn.peer_address,
                 bad_frames=conn.bad_frames, last_code=error.code)
             too_big = error.code == frames.FRAME_TOO_LARGE
@@ -209,7 +218,26 @@ class GatewayService(StatusSource, ListeningService):
         metrics.gateway_auth_failures.inc()
         log("openclaw:gateway:unauthorized", level="warn", peer=conn.peer_address)
         conn.send(frames.encode_error(request_id, frames.UNAUTHORIZED, message))
-        conn.close(CLOSE_POLICY, "unauthorized")
+        self._unauthorized_close(conn)
+
+    def _unauthorized_close(self, conn: GatewayProtocol) -> None:
+        """Before ``connect`` only ``connect`` is served: one error, then close, reading nothing more."""
+        conn.close(CLOSE_POLICY, "unauthorized", stop_reading=True)
+
+    def _rate_limited(self, conn: GatewayProtocol, payload: bytes, is_binary: bool) -> None:
+        metrics.gateway_refused.labels("rate_limited").inc()
+        conn.send(frames.encode_error(
+            None if is_binary else frames.peek_id(payload), frames.RATE_LIMITED,
+            f"more than {self.config.max_requests_per_second} requests per second "
+            f"(burst {self.config.request_burst}); slow down",
+        ))
+
+    def overflowed(self, conn: GatewayProtocol) -> None:
+        """The client queued more than ``send_hard_limit`` unread bytes: close it."""
+        metrics.gateway_refused.labels("send_queue_full").inc()
+        log(GATEWAY_SEND_QUEUE_FULL, level="warn", peer=conn.peer_address,
+            session_id=conn.session_id, limit=self.config.send_hard_limit)
+        conn.close(CLOSE_POLICY, "send queue full: the client does not read its replies", stop_reading=True)
 
     def _connect(self, conn: GatewayProtocol, params: dict) -> dict[str, Any]:
         client = params.get("client")
@@ -289,6 +317,7 @@ class GatewayService(StatusSource, ListeningService):
         if config.gateway == self.config:
             return
         self.config = config.gateway
+        self.factory.reconfigure(config.gateway)
         self.token = load_or_create_token(self.token_path, config.gateway.token)
 
     def stopService(self) -> Deferred:
