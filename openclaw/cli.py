@@ -28,7 +28,9 @@ from openclaw.config import (
     load_config,
     render_example,
 )
+from openclaw.config_cli import add_config_parser
 from openclaw.control_cli import add_control_parsers
+from openclaw.doctor.command import add_doctor_parser
 from openclaw.system.install import add_service_parser, run_service
 
 
@@ -142,18 +144,38 @@ def parser() -> argparse.ArgumentParser:
     add_chat_parsers(sub)
     add_control_parsers(sub)
     add_service_parser(sub)
+    add_config_parser(sub)
+    add_doctor_parser(sub)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Run one subcommand.  Whatever goes wrong ends in one line on stderr and
+    exit 1 (78 for a bad config), never a traceback; a closed pipe
+    (``openclaw report | head``) ends quietly.
+    """
     args = parser().parse_args(argv)
     try:
-        if args.command == "service":
-            return run_service(args)
-        return args.func(args)
+        code = run_service(args) if args.command == "service" else args.func(args)
+        sys.stdout.flush()
+        return code
     except ConfigError as e:
         print(e, file=sys.stderr)
         return EX_CONFIG
+    except BrokenPipeError:
+        # Python would complain again flushing stdout at exit: point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        print("openclaw: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"openclaw: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
+        return 1
+    except Exception as e:  # the last line of defence: one line, not a traceback
+        print(f"openclaw: {args.command} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

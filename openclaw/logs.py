@@ -94,6 +94,18 @@ _FROM_TWISTED = {
 }
 
 
+# Twisted logs these for every connection a factory makes or serves (each
+# TCP probe, each HTTP client request): at info they drown the console.
+_CHATTY_FORMATS = ("Starting factory {factory!r}", "Stopping factory {factory!r}")
+
+
+def twisted_level(event: dict[str, Any]) -> str:
+    """Our level for a twisted.logger event; per-connection factory chatter is debug."""
+    if event.get("log_format") in _CHATTY_FORMATS:
+        return "debug"
+    return _FROM_TWISTED.get(event.get("log_level"), "info")
+
+
 @functools.lru_cache(maxsize=4096)
 def is_secret_key(name: str) -> bool:
     """Whether a field called ``name`` holds credentials (see SECRET_KEY_PARTS)."""
@@ -438,7 +450,7 @@ class LoggingService(Service):
         """twisted.logger observer: re-log Twisted's events as ``twisted:log``."""
         if event.get(CONSOLE_MARKER):
             return
-        level = _FROM_TWISTED.get(event.get("log_level"), "info")
+        level = twisted_level(event)
         if not enabled(level):
             return
         fields: dict[str, Any] = {

@@ -21,6 +21,7 @@ from openclaw.config.loading import (
     default_home,
     load_config,
     read_yaml,
+    value_sources,
 )
 from openclaw.config.parsing import parse_duration, parse_size
 from openclaw.config.sections import (
@@ -46,5 +47,5 @@ __all__ = [
     "EX_CONFIG", "KEYS", "LIST_SECTIONS", "TOOL_NAMES", "BrainConfig", "Config", "ConfigError", "ConfigSource", "DaemonConfig", "GatewayConfig",
     "HeartbeatConfig", "LanesConfig", "LogConfig", "OutboxConfig", "ProviderConfig", "StateConfig", "StoreConfig",
     "WebConfig", "build_config", "config_path", "default_home", "env_name", "load_config", "parse_duration", "parse_size",
-    "read_yaml", "render_example",
+    "read_yaml", "render_example", "value_sources",
 ]

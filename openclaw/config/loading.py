@@ -270,3 +270,30 @@ def tighten_if_secret(path: str | None) -> int | None:
     except (OSError, ConfigError):
         return None
     return mode
+
+
+def value_sources(
+    path: str | None, environ: Mapping[str, str] = os.environ, overrides: Mapping[str, Any] = {}
+) -> dict[str, str]:
+    """
+    Where each set value of the effective config came from, by ``section.key``
+    (list sections by name): ``file <path>``, ``environment <NAME>`` or
+    ``flag``; a key not named here has its default.  Errors are ignored here:
+    ``load_config`` reports them.
+    """
+    ignored: list[ConfigError] = []
+    found: dict[str, str] = {}
+    if path:
+        for section, values in _from_yaml(read_yaml(path), path, ignored).items():
+            for key in ([""] if section in LIST_SECTIONS else values):
+                found[f"{section}.{key}".rstrip(".")] = f"file {path}"
+    for section, values in _from_env(environ, ignored).items():
+        for key in ([""] if section in LIST_SECTIONS else values):
+            name = f"OPENCLAW_{section.upper()}" if not key else env_name(section, key)
+            if (section, key) == ("log", "level") and name not in environ:
+                name = "LOG_LEVEL"
+            found[f"{section}.{key}".rstrip(".")] = f"environment {name}"
+    for dotted, value in overrides.items():
+        if value is not None:
+            found[dotted] = "flag"
+    return found
