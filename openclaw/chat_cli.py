@@ -14,11 +14,12 @@ import sys
 from typing import Any, Callable
 
 from twisted.internet import task, threads
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 
 from openclaw.client import (
     GatewayClient,
     GatewayError,
+    explain,
     gateway_url,
     read_token,
     send_and_wait,
@@ -44,6 +45,9 @@ def _target(args: argparse.Namespace) -> tuple[str, str] | None:
     except OSError as e:
         print(f"openclaw: no gateway token ({e.strerror}); is the daemon's home right (--home)?", file=sys.stderr)
         return None
+    except ValueError as e:
+        print(f"openclaw: {e}", file=sys.stderr)
+        return None
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -56,7 +60,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     def run(reactor: Any) -> Deferred:
         d = send_and_wait(reactor, url, token, args.text, args.timeout, client=cli_client_id())
         d.addCallback(lambda text: outcome.update(text=text))
-        d.addErrback(lambda f: outcome.update(error=f.getErrorMessage()))
+        d.addErrback(lambda f: outcome.update(error=explain(f, args.timeout)))
         return d
 
     _react(run)
@@ -72,7 +76,8 @@ def _react(main: Any) -> None:
     from twisted.internet import reactor
 
     def go() -> None:
-        d = main(reactor)
+        d = maybeDeferred(main, reactor)
+        d.addErrback(lambda f: print(f"openclaw: {explain(f)}", file=sys.stderr))
         d.addBoth(lambda _: reactor.stop())
 
     reactor.callWhenRunning(go)
@@ -93,6 +98,7 @@ class ChatSession:
         self.read_line = read_line
         self.client: GatewayClient | None = None
         self.done = Deferred()
+        self.failed: str | None = None  # a terminal error (a wrong token): no retry helps
 
     def show(self, text: str) -> None:
         sys.stdout.write(f"\r{text}\n> ")
@@ -115,7 +121,17 @@ class ChatSession:
                 yield client.connect(self.reactor)
                 self.session = self.session or client.session
                 yield client.request("subscribe", {"session": self.session})
-            except (ConnectionError, GatewayError, OSError) as e:
+            except GatewayError as e:
+                if e.terminal:
+                    self.failed = e.message
+                    self.show(f"(cannot chat: {e.message}; check the token, then start again)")
+                    return
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                attempt += 1
+                self.show(f"(not connected: {e}; retrying in {delay}s)")
+                yield task.deferLater(self.reactor, delay, lambda: None)
+                continue
+            except (ConnectionError, OSError) as e:
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
                 self.show(f"(not connected: {e}; retrying in {delay}s)")
@@ -139,13 +155,13 @@ class ChatSession:
         except ImportError:
             pass
         yield self.connect()
-        while True:
+        while self.failed is None:
             try:
                 line = yield threads.deferToThread(self.read_line)
             except EOFError:
                 break
             line = line.strip()
-            if line in ("/quit", "/exit"):
+            if line in ("/quit", "/exit") or self.failed is not None:
                 break
             if not line:
                 continue
@@ -168,8 +184,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
         return 1
     url, token = target
     print(f"connected to {url}; /quit or Ctrl-D to leave")
-    _react(lambda reactor: ChatSession(reactor, url, token, args.session).read_loop())
-    return 0
+    session: list[ChatSession] = []
+    _react(lambda reactor: session.append(ChatSession(reactor, url, token, args.session)) or session[0].read_loop())
+    return 1 if session and session[0].failed else 0
 
 
 def add_chat_parsers(sub: Any) -> None:

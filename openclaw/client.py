@@ -27,6 +27,34 @@ class GatewayError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        self.message = message or code
+
+    @property
+    def terminal(self) -> bool:
+        """Retrying will not help (a wrong token): a terminal client should stop and say so."""
+        return self.code in TERMINAL_CODES
+
+
+# Gateway error codes no retry can fix.
+TERMINAL_CODES = frozenset({"unauthorized"})
+
+
+def check_gateway_url(url: str) -> str:
+    """``url`` if it is a ws:// or wss:// URL, else ``ValueError`` saying what is expected."""
+    if not url.startswith(("ws://", "wss://")):
+        raise ValueError(f"the gateway URL must start with ws:// or wss://, got {url!r}")
+    return url
+
+
+def explain(failure: Any, timeout: float | None = None) -> str:
+    """One line for a failed gateway call: the gateway's message, a timeout, or the connection's end."""
+    from twisted.internet.defer import CancelledError, TimeoutError
+
+    if failure.check(GatewayError):
+        return failure.value.message
+    if failure.check(TimeoutError, CancelledError):
+        return f"no answer from the daemon within {timeout:g}s" if timeout is not None else "timed out"
+    return failure.getErrorMessage() or type(failure.value).__name__
 
 
 def gateway_url(explicit: str | None, home: str, environ: Mapping[str, str] = os.environ) -> str:
@@ -37,9 +65,9 @@ def gateway_url(explicit: str | None, home: str, environ: Mapping[str, str] = os
     else the default port.
     """
     if explicit:
-        return explicit
+        return check_gateway_url(explicit)
     if environ.get("OPENCLAW_GATEWAY_URL"):
-        return environ["OPENCLAW_GATEWAY_URL"]
+        return check_gateway_url(environ["OPENCLAW_GATEWAY_URL"])
     running = runfile.read(home)
     if running and running.get("gateway"):
         return running["gateway"]
@@ -150,7 +178,10 @@ class GatewayClient:
             d.errback(GatewayError(error.get("code", "?"), error.get("message", "")))
 
     def _closed(self, code: int | None, reason: str | None) -> None:
-        error = ConnectionError(f"gateway connection closed ({code}{': ' + reason if reason else ''})")
+        if code is None:  # never connected: the reason is the socket's
+            error = ConnectionError(f"cannot connect to the gateway at {self.url}: {reason}")
+        else:
+            error = ConnectionError(f"gateway connection closed ({code}{': ' + reason if reason else ''})")
         if self._connected is not None and not self._connected.called:
             self._connected.errback(error)
         waiting, self._waiting = self._waiting, {}

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred
 
 from openclaw.chat_cli import _react, _target, cli_client_id
-from openclaw.client import GatewayClient
+from openclaw.client import GatewayClient, explain
 from openclaw.config.parsing import format_duration
 
 
@@ -36,7 +36,7 @@ def call(args: argparse.Namespace, method: str, params: dict) -> tuple[Any, str 
         d.addCallback(lambda _: client.request(method, params))
         d.addTimeout(args.timeout, reactor)
         d.addCallback(lambda payload: outcome.update(payload=payload))
-        d.addErrback(lambda f: outcome.update(error=f.getErrorMessage() or type(f.value).__name__))
+        d.addErrback(lambda f: outcome.update(error=explain(f, args.timeout)))
         d.addBoth(lambda _: client.close() if client._protocol is not None else None)
         return d
 
