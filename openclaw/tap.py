@@ -108,7 +108,7 @@ def build_service(
         runtime, reactor, home, config, owns_process,
         load_config=source.load if source is not None else None,
         notify=sd.send if sd is not None else (lambda **fields: None),
-        runfile_facts=lambda: listening_facts(gateway, web, runtime),
+        runfile_facts=lambda: listening_facts(gateway, web, runtime, source),
     )
     tree = TreeStatus(root)
     data = os.path.join(home, "data")
@@ -202,9 +202,17 @@ class SecretsOf:
         return self._secrets
 
 
-def listening_facts(gateway: GatewayService, web: WebService, runtime: Runtime) -> dict[str, Any]:
-    """What ``<home>/daemon.json`` tells CLI commands: the addresses actually bound."""
+def listening_facts(
+    gateway: GatewayService, web: WebService, runtime: Runtime, source: ConfigSource | None = None,
+) -> dict[str, Any]:
+    """
+    What ``<home>/daemon.json`` tells CLI commands: the addresses actually
+    bound, and the command-line overrides (so ``doctor`` compares the file
+    with the running config as the daemon layered it).
+    """
     facts: dict[str, Any] = {"config": runtime.config_path, "started_at": runtime.started_at}
+    if source is not None:
+        facts["overrides"] = {k: v for k, v in source.overrides.items() if v is not None}
     for name, service, scheme in (("gateway", gateway, "ws"), ("web", web, "http")):
         host = service.port.getHost() if service.port is not None else None
         if host is not None and hasattr(host, "port"):

@@ -34,7 +34,7 @@ def load(home: str, explicit: str | None, environ: Any) -> tuple[Context, list[F
     path = config_path(explicit, home, environ)
     running = runfile.read(home) or {}
     try:
-        config = load_config(path, environ)
+        config = load_config(path, environ, running.get("overrides") or {})
     except ConfigError as e:
         errors = e.errors if isinstance(e, ConfigErrors) else [e]
         findings = [Finding(FAIL, "config", str(error), f"edit {path or 'the environment'}; openclaw config check")

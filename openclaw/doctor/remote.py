@@ -38,7 +38,7 @@ def _connector_call(name: str, platform: Any, environ: Any) -> tuple[str, str, d
     """``(url, method, headers, secret)`` of the platform's identity call, or why there is none."""
     if name == "telegram":
         token = credential(platform, "token", environ)
-        return (f"{platform.api_url}/bot{token}/getMe", "GET", {}, token) if token else f"no token (set {platform.token_env})"
+        return (f"{platform.api_url}/bot{token}/getMe", "POST", {}, token) if token else f"no token (set {platform.token_env})"
     if name == "discord":
         token = credential(platform, "token", environ)
         return (f"{platform.api_url}/users/@me", "GET", {"Authorization": f"Bot {token}"}, token) if token \
