@@ -63,15 +63,16 @@ def _home(args: argparse.Namespace) -> str:
 
 def cmd_config(args: argparse.Namespace) -> int:
     path = config_path(args.file or args.config, _home(args))
+    overrides = {"gateway.listen": args.gateway, "web.listen": args.web, "log.level": args.log_level}
     try:
-        config = load_config(path)
+        config = load_config(path, os.environ, overrides)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return EX_CONFIG
     if args.action == "check":
         print(f"config ok: {path or 'no file (built-in defaults and environment)'} (digest {config.digest()})")
         return 0
-    shown = effective(config, value_sources(path))
+    shown = effective(config, value_sources(path, os.environ, overrides))
     if args.json:
         print(json.dumps({"path": path, "digest": config.digest(), "values": shown}, indent=2))
         return 0
@@ -89,4 +90,8 @@ def add_config_parser(sub: Any) -> None:
     parser.add_argument("--config", help="YAML config file (default: $OPENCLAW_CONFIG, else <home>/openclaw.yaml)")
     parser.add_argument("--home", help="the daemon's home (default: $OPENCLAW_HOME, else ~/.openclaw)")
     parser.add_argument("--json", action="store_true", help="show: print JSON")
+    # The daemon's own flags (twistd openclaw --gateway/--web/--log-level), to see what they change.
+    parser.add_argument("--gateway", help="as the daemon's --gateway endpoint")
+    parser.add_argument("--web", help="as the daemon's --web endpoint")
+    parser.add_argument("--log-level", help="as the daemon's --log-level")
     parser.set_defaults(func=cmd_config)
