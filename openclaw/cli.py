@@ -31,6 +31,7 @@ from openclaw.config import (
 from openclaw.config_cli import add_config_parser
 from openclaw.control_cli import add_control_parsers
 from openclaw.doctor.command import add_doctor_parser
+from openclaw.logs_cli import add_logs_parser
 from openclaw.system.install import add_service_parser, run_service
 
 
@@ -146,6 +147,7 @@ def parser() -> argparse.ArgumentParser:
     add_service_parser(sub)
     add_config_parser(sub)
     add_doctor_parser(sub)
+    add_logs_parser(sub)
     return top
 
 

@@ -81,6 +81,18 @@ def render_heartbeat_status(payload: dict) -> str:
     ])
 
 
+def render_cron(payload: dict) -> str:
+    if not payload["jobs"]:
+        return "No cron jobs."
+    lines = []
+    for job in payload["jobs"]:
+        last = f"last {_when(job['last_run'])} {job.get('outcome') or ''}".rstrip() if job.get("last_run") else "never run"
+        lines.append(f"{job['name']}  {job['schedule']} ({job['timezone']})  {job['action']}  "
+                     f"next {_when(job['next_due']) if job.get('next_due') else '-'}  {last}"
+                     + ("  RUNNING" if job.get("running") else "") + (f"  error: {job['error']}" if job.get("error") else ""))
+    return "\n".join(lines)
+
+
 def render_reload(payload: dict) -> str:
     if payload["result"] == "rejected":
         return f"reload rejected, nothing changed: {payload['reason']}"
@@ -95,6 +107,7 @@ def render_reload(payload: dict) -> str:
 # The answers that make the command exit 1 (for scripts and monitoring).
 FAILED: dict[str, Callable[[Any], bool]] = {
     "checks.list": lambda p: any(c.get("alerting") for c in p["checks"]),
+    "checks.run": lambda p: bool(p["check"].get("alerting")) or p["check"].get("ok") is False,
     "heartbeat.run": lambda p: p.get("verdict") == "failed",
     "heartbeat.status": lambda p: bool(p.get("overdue")),
     "reload": lambda p: p["result"] == "rejected" or bool(p["failed"]),
@@ -104,13 +117,18 @@ FAILED: dict[str, Callable[[Any], bool]] = {
 def _method(args: argparse.Namespace) -> tuple[str, dict, Callable[[Any], str]]:
     """The gateway method, its params and how to print the answer, for ``args``."""
     if args.command == "checks":
+        if args.action == "run":
+            return "checks.run", {"name": args.name}, lambda p: render_checks({"checks": [p["check"]]})
         return "checks.list", {}, render_checks
+    if args.command == "cron":
+        return "cron.list", {}, render_cron
     if args.command == "heartbeat":
         if args.action == "now":
             return "heartbeat.run", {"instruction": args.instruction or ""}, render_beat
         return "heartbeat.status", {}, render_heartbeat_status
     if args.command == "report":
-        return "reports.get", {"date": args.date} if args.date else {}, lambda p: p["markdown"].rstrip()
+        params = {"today": True} if args.today else {"date": args.date} if args.date else {}
+        return "reports.get", params, lambda p: p["markdown"].rstrip()
     if args.command == "reload":
         return "reload", {}, render_reload
     if args.command == "pairing":
@@ -127,6 +145,12 @@ def cmd_control(args: argparse.Namespace) -> int:
     if args.command == "pairing" and args.action in ("approve", "revoke") and not args.arg:
         print(f"openclaw: pairing {args.action} needs a {'code' if args.action == 'approve' else 'channel:id'}",
               file=sys.stderr)
+        return 2
+    if args.command == "checks" and args.action == "run" and not args.name:
+        print("openclaw: checks run needs a check's name (see openclaw checks)", file=sys.stderr)
+        return 2
+    if args.command == "report" and args.today and args.date:
+        print("openclaw: report takes a date or --today, not both", file=sys.stderr)
         return 2
     method, params, render = _method(args)
     payload, error = call(args, method, params)
@@ -152,8 +176,13 @@ def add_control_parsers(sub: Any) -> None:
     pairing.add_argument("action", choices=("list", "approve", "revoke"))
     pairing.add_argument("arg", nargs="?", help="approve: the 6-digit code; revoke: channel:sender-id")
     _common(pairing)
-    checks = sub.add_parser("checks", help="the checks and their state (exit 1 while one is alerting)")
+    checks = sub.add_parser("checks", help="the checks and their state, or run one now (exit 1 while one is alerting)")
+    checks.add_argument("action", nargs="?", choices=("list", "run"), default="list")
+    checks.add_argument("name", nargs="?", help="run: the check's name")
     _common(checks)
+    cron = sub.add_parser("cron", help="the cron jobs: schedule, last and next run")
+    cron.add_argument("action", nargs="?", choices=("list",), default="list")
+    _common(cron)
     heartbeat = sub.add_parser("heartbeat", help="run a heartbeat now, or show when the last and next are")
     heartbeat.add_argument("action", choices=("now", "status"))
     heartbeat.add_argument("--instruction", help="now: an extra instruction for this beat")
@@ -162,4 +191,5 @@ def add_control_parsers(sub: Any) -> None:
     _common(reload)
     report = sub.add_parser("report", help="print a morning report (default: the latest)")
     report.add_argument("date", nargs="?", help="YYYY-MM-DD")
+    report.add_argument("--today", action="store_true", help="today so far (rendered now; nothing written or sent)")
     _common(report)

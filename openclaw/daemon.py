@@ -87,8 +87,10 @@ class DaemonService(OrderedMultiService):
 
     def _write_runfile(self) -> None:
         if self.home is not None and not self._runfile_written:
-            runfile.write(self.home, self._runfile_facts())
+            facts = self._runfile_facts()
+            runfile.write(self.home, facts)
             self._runfile_written = True
+            log("openclaw:daemon:where", **where_to_connect(self.home, self.config, facts))
 
     def hold_lock(self, fd: int) -> None:
         """The home's lock, already taken (by ``makeService``, before twistd's own start)."""
@@ -330,3 +332,16 @@ class DaemonService(OrderedMultiService):
             return
         log("openclaw:daemon:signal", level="warn", signal=name, effect="drain")
         self._reactor.stop()
+
+
+def where_to_connect(home: str, config: Config, facts: dict[str, Any]) -> dict[str, Any]:
+    """The start-up banner's fields: where to connect, and where the token, config, logs and store are."""
+    store = config.store.url or "sqlite:///" + os.path.join(home, "data", "openclaw.sqlite3")
+    return {
+        "gateway": facts.get("gateway") or config.gateway.listen,
+        "health": (facts["web"] + "health") if facts.get("web") else config.web.listen,
+        "token_file": "gateway.token in the config" if config.gateway.token else os.path.join(home, "gateway.token"),
+        "config_file": facts.get("config") or "none (built-in defaults)",
+        "logs": os.path.join(home, "logs", "combined.log") + ", " + os.path.join(home, "logs", "error.log"),
+        "store": "redis://" + store.split("@")[-1] if store.startswith("redis://") else store,
+    }

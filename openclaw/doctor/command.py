@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import asdict
+import sys
+from dataclasses import asdict, replace
 from typing import Any, Callable
 
 from openclaw import runfile
@@ -68,6 +69,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(f.status == FAIL for f in findings) else 0
 
 
+def cmd_mail(args: argparse.Namespace) -> int:
+    """``mail test [NAME]``: log in to each watched mailbox (or the named one) from here, as the daemon would."""
+    home = os.path.abspath(os.path.expanduser(args.home or default_home()))
+    config = load_config(config_path(args.config, home))  # a ConfigError ends the command with 78
+    mailboxes = tuple(m for m in config.mail if args.name in (None, m.name))
+    if not mailboxes:
+        known = ", ".join(m.name for m in config.mail) or "none configured"
+        print(f"openclaw: no mailbox {args.name!r} (known: {known})" if args.name else
+              "openclaw: no mailboxes configured (the mail: section)", file=sys.stderr)
+        return 1
+    ctx = Context(home, None, replace(config, mail=mailboxes), os.environ, args.timeout)
+    found = remote.check_mail(ctx)
+    print(render(found))
+    return 1 if any(f.status == FAIL for f in found) else 0
+
+
 def add_doctor_parser(sub: Any) -> None:
     parser = sub.add_parser("doctor", help="check the config, home, ports, store, daemon and credentials; say what to fix")
     parser.add_argument("--config", help="YAML config file (default: $OPENCLAW_CONFIG, else <home>/openclaw.yaml)")
@@ -75,3 +92,10 @@ def add_doctor_parser(sub: Any) -> None:
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds each network check may take (default 5)")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     parser.set_defaults(func=cmd_doctor)
+    mail = sub.add_parser("mail", help="test: log in to the watched mailboxes with the config's credentials")
+    mail.add_argument("action", choices=("test",))
+    mail.add_argument("name", nargs="?", help="one mailbox by name (default: all)")
+    mail.add_argument("--config", help="YAML config file (default: $OPENCLAW_CONFIG, else <home>/openclaw.yaml)")
+    mail.add_argument("--home", help="the daemon's home (default: $OPENCLAW_HOME, else ~/.openclaw)")
+    mail.add_argument("--timeout", type=float, default=10.0, help="seconds each login may take (default 10)")
+    mail.set_defaults(func=cmd_mail)

@@ -95,6 +95,8 @@ def _mail_judge(config: Config, reactor: Any, runtime: Runtime, tree: TreeStatus
 def _reports_get(reporter: Reporter) -> Callable[[Any, dict], Any]:
     def get(conn: Any, params: dict) -> dict:
         day = params.get("date")
+        if params.get("today") is True:
+            return reporter.today().addCallback(lambda done: {"date": done[0], "markdown": done[1]})
         if day is not None and not isinstance(day, str):
             raise FrameError(frames.INVALID_FIELD, "field 'date' must be YYYY-MM-DD")
         text = reporter.get(day)

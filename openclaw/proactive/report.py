@@ -384,6 +384,13 @@ class Reporter(Service):
         log(REPORT_WRITTEN, day=name, path=path, summary=bool(summary))
         return path
 
+    @inlineCallbacks
+    def today(self) -> Any:
+        """Today's report so far (the zone's day up to now): ``(day, markdown)``; nothing written or sent."""
+        day = datetime.fromtimestamp(self.clock.seconds(), self.tz).date()
+        data = yield collect(self.store, *day_bounds(day, self.tz), tz=self.tz)
+        return day.isoformat(), render_markdown(data)
+
     def _summary(self, markdown: str) -> Any:
         if self.summarize is None:
             return succeed("")
