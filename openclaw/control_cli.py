@@ -25,8 +25,8 @@ from openclaw.config.parsing import format_duration
 def call(args: argparse.Namespace, method: str, params: dict) -> tuple[Any, str | None]:
     """Call ``method`` on the daemon's gateway; :return: ``(payload, error)``."""
     target = _target(args)
-    if target is None:
-        return None, "no gateway token"
+    if target is None:  # _target has said why
+        return None, ""
     url, token = target
     outcome: dict[str, Any] = {}
 
@@ -155,7 +155,8 @@ def cmd_control(args: argparse.Namespace) -> int:
     method, params, render = _method(args)
     payload, error = call(args, method, params)
     if error is not None:
-        print(f"openclaw: {error}", file=sys.stderr)
+        if error:
+            print(f"openclaw: {error}", file=sys.stderr)
         return 1
     print(json.dumps(payload, indent=2) if args.json else render(payload))
     return 1 if FAILED.get(method, lambda p: False)(payload) else 0
