@@ -505,3 +505,14 @@ def test_per_message_actions_reach_the_file_but_not_the_console(tmp_path: Path, 
     assert [t.split()[1] for t in texts] == ["openclaw:message:brain-failed"]
     written = [m for m in lines(tmp_path / "logs" / "combined.log") if m.get("action_type") == "openclaw:message"]
     assert [m["action_status"] for m in written] == ["started", "succeeded"]
+
+
+def test_twisted_factory_chatter_is_debug() -> None:
+    from twisted.logger import LogLevel
+
+    from openclaw.logs import twisted_level
+
+    assert twisted_level({"log_format": "Starting factory {factory!r}", "log_level": LogLevel.info}) == "debug"
+    assert twisted_level({"log_format": "Stopping factory {factory!r}", "log_level": LogLevel.info}) == "debug"
+    assert twisted_level({"log_format": "Site starting on {port}", "log_level": LogLevel.info}) == "info"
+    assert twisted_level({"log_format": "x", "log_level": LogLevel.critical}) == "error"
