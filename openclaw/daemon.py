@@ -24,6 +24,7 @@ from openclaw.config.loading import tighten_if_secret
 from openclaw.eliotutil import begin, log
 from openclaw.errors import StartupError
 from openclaw.interfaces import IAdmission, IDrainable, IReconfigurable
+from openclaw.lifecycle_log import DAEMON_WHERE
 from openclaw.ordered import OrderedMultiService
 from openclaw.reload import ReloadOutcome, plan_reload
 from openclaw.runtime import DRAINING, STARTING, STOPPED, Runtime
@@ -90,7 +91,7 @@ class DaemonService(OrderedMultiService):
             facts = self._runfile_facts()
             runfile.write(self.home, facts)
             self._runfile_written = True
-            log("openclaw:daemon:where", **where_to_connect(self.home, self.config, facts))
+            log(DAEMON_WHERE, **where_to_connect(self.home, self.config, facts))
 
     def hold_lock(self, fd: int) -> None:
         """The home's lock, already taken (by ``makeService``, before twistd's own start)."""

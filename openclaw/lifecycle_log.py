@@ -25,6 +25,14 @@ DAEMON_READY = message_type("openclaw:daemon:ready", [
     typed("services", [list], "the children, in start order"),
     typed("nofile", [int, None], "the open-files limit raised to, if the daemon owns the process"),
 ], "every service started")
+DAEMON_WHERE = message_type("openclaw:daemon:where", [
+    typed("gateway", [str], "the gateway URL clients connect to"),
+    typed("health", [str], "the /health URL"),
+    typed("token_file", [str], "where the gateway token is"),
+    typed("config_file", [str], "the config file read (or none)"),
+    typed("logs", [str], "the JSON log files"),
+    typed("store", [str], "the store (no credentials)"),
+], "the start-up banner: where to connect, and where the token, config, logs and store are")
 DAEMON_STARTUP_FAILED = message_type("openclaw:daemon:startup-failed", [REASON],
                                      "a service could not start: the daemon exits 1", "error")
 DAEMON_HURRY = message_type("openclaw:daemon:hurry", [],
