@@ -28,7 +28,7 @@ from openclaw.config import (
     load_config,
     render_example,
 )
-from openclaw.config_cli import add_config_parser
+from openclaw.config_cli import add_config_parser, add_location_options
 from openclaw.control_cli import add_control_parsers
 from openclaw.doctor.command import add_doctor_parser
 from openclaw.logs_cli import add_logs_parser
@@ -133,8 +133,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     status = sub.add_parser("status", help="read /health and print a summary (exit 0 when healthy)")
     status.add_argument("--url", help="the /health URL (default: from the config's web.listen)")
-    status.add_argument("--config", help="YAML config file (default: $OPENCLAW_CONFIG, else <home>/openclaw.yaml)")
-    status.add_argument("--home", help="the daemon's home (default: $OPENCLAW_HOME, else ~/.openclaw)")
+    add_location_options(status)
     status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.set_defaults(func=cmd_status)

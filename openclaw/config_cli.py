@@ -83,12 +83,17 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_location_options(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--home``: which file and home a command reads, found the daemon's way."""
+    parser.add_argument("--config", help="YAML config file (default: $OPENCLAW_CONFIG, else <home>/openclaw.yaml)")
+    parser.add_argument("--home", help="the daemon's home (default: $OPENCLAW_HOME, else ~/.openclaw)")
+
+
 def add_config_parser(sub: Any) -> None:
     parser = sub.add_parser("config", help="check the config file, or show the effective config and its sources")
     parser.add_argument("action", choices=("check", "show"))
     parser.add_argument("file", nargs="?", help="the file to read (default: found the daemon's way)")
-    parser.add_argument("--config", help="YAML config file (default: $OPENCLAW_CONFIG, else <home>/openclaw.yaml)")
-    parser.add_argument("--home", help="the daemon's home (default: $OPENCLAW_HOME, else ~/.openclaw)")
+    add_location_options(parser)
     parser.add_argument("--json", action="store_true", help="show: print JSON")
     # The daemon's own flags (twistd openclaw --gateway/--web/--log-level), to see what they change.
     parser.add_argument("--gateway", help="as the daemon's --gateway endpoint")

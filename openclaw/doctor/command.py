@@ -12,6 +12,7 @@ from typing import Any, Callable
 from openclaw import runfile
 from openclaw.config import Config, ConfigError, config_path, default_home, load_config
 from openclaw.config.loading import ConfigErrors
+from openclaw.config_cli import add_location_options
 from openclaw.doctor import local, remote
 from openclaw.doctor.findings import FAIL, OK, Context, Finding, render
 
@@ -87,15 +88,13 @@ def cmd_mail(args: argparse.Namespace) -> int:
 
 def add_doctor_parser(sub: Any) -> None:
     parser = sub.add_parser("doctor", help="check the config, home, ports, store, daemon and credentials; say what to fix")
-    parser.add_argument("--config", help="YAML config file (default: $OPENCLAW_CONFIG, else <home>/openclaw.yaml)")
-    parser.add_argument("--home", help="the daemon's home (default: $OPENCLAW_HOME, else ~/.openclaw)")
+    add_location_options(parser)
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds each network check may take (default 5)")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     parser.set_defaults(func=cmd_doctor)
     mail = sub.add_parser("mail", help="test: log in to the watched mailboxes with the config's credentials")
     mail.add_argument("action", choices=("test",))
     mail.add_argument("name", nargs="?", help="one mailbox by name (default: all)")
-    mail.add_argument("--config", help="YAML config file (default: $OPENCLAW_CONFIG, else <home>/openclaw.yaml)")
-    mail.add_argument("--home", help="the daemon's home (default: $OPENCLAW_HOME, else ~/.openclaw)")
+    add_location_options(mail)
     mail.add_argument("--timeout", type=float, default=10.0, help="seconds each login may take (default 10)")
     mail.set_defaults(func=cmd_mail)
