@@ -102,6 +102,9 @@ class FakeLLM(Resource):
             return NOT_DONE_YET
         return self._answer(request, canned, finish=False)
 
+    # A model list (GET /models) is scripted and recorded the same way.
+    render_GET = render_POST
+
     def _answer(self, request: Any, canned: Canned, finish: bool = True) -> Any:
         request.setResponseCode(canned.status)
         for name, value in canned.headers.items():

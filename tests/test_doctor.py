@@ -151,3 +151,48 @@ def test_plain_and_json_output_agree_on_the_exit_status(tmp_path, json_flag) -> 
     run = subprocess.run(args, capture_output=True, text=True, timeout=120, env=clean_env())
     assert run.returncode == 1 and "Traceback" not in run.stdout + run.stderr
     assert ('"status": "fail"' if json_flag else "fail  config: config error: web.listen") in run.stdout
+
+
+@pytest_twisted.inlineCallbacks
+def test_model_providers_by_their_model_list(tmp_path) -> None:
+    from tests.llm_servers import KEY, Canned, FakeLLM
+
+    llm = FakeLLM().start()
+    llm.answer(Canned(200, {"data": []}), Canned(401, {"error": {"message": "invalid x-api-key"}}))
+    try:
+        home = str(tmp_path / "home")
+        write_config(home, {"brain": {"providers": [
+            {"kind": "openai", "model": "m1", "base_url": llm.url, "api_key_env": "TEST_LLM_KEY"},
+            {"kind": "anthropic", "model": "m2", "base_url": llm.url, "api_key_env": "TEST_LLM_KEY"},
+        ]}})
+        run = yield deferToThread(doctor, home, TEST_LLM_KEY=KEY)
+    finally:
+        yield llm.stop()
+    found = findings(run)
+    assert titled(found, "provider openai m1")[0]["status"] == OK
+    refused = titled(found, "provider anthropic m2")[0]
+    assert refused["status"] == FAIL and "HTTP 401" in refused["detail"] and run.returncode == 1
+    assert [r.path for r in llm.requests] == ["/models", "/v1/models"]
+    assert llm.requests[0].headers["authorization"] == f"Bearer {KEY}" and llm.requests[1].headers["x-api-key"] == KEY
+    assert KEY not in run.stdout
+
+
+def test_the_mail_watch_login_and_mail_test(tmp_path) -> None:
+    from tests.imap_server import PASSWORD, USER, running_dovecot
+
+    with running_dovecot() as server:
+        home = str(tmp_path / "home")
+        write_config(home, {"mail": [
+            {"name": "good", "host": "127.0.0.1", "port": server.port, "tls": "none", "user": USER, "password_env": "MAIL_PW"},
+            {"name": "bad", "host": "127.0.0.1", "port": server.port, "tls": "none", "user": USER, "password": "wrong-pw-x"},
+        ]})
+        run = doctor(home, MAIL_PW=PASSWORD)
+        one = subprocess.run([OPENCLAW, "mail", "test", "good", "--home", home], capture_output=True, text=True,
+                             timeout=120, env=clean_env(MAIL_PW=PASSWORD))
+        both = subprocess.run([OPENCLAW, "mail", "test", "--home", home], capture_output=True, text=True,
+                              timeout=120, env=clean_env(MAIL_PW=PASSWORD))
+    found = findings(run)
+    assert titled(found, "mail good")[0]["status"] == OK
+    assert titled(found, "mail bad")[0]["status"] == FAIL and "wrong-pw-x" not in run.stdout
+    assert one.returncode == 0 and one.stdout.startswith("ok    mail good: ") and "Traceback" not in one.stderr
+    assert both.returncode == 1 and "fail  mail bad" in both.stdout and PASSWORD not in both.stdout
