@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -178,3 +179,16 @@ def test_chat_with_a_wrong_token_says_so_and_exits_1(tmp_path) -> None:
         yield daemon.stop()
     assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr
     assert "cannot chat: wrong or missing token" in out.stdout
+
+
+def test_timeouts_are_honoured_against_a_gateway_that_never_answers(tmp_path) -> None:
+    home = str(tmp_path / "home")
+    file_source(home, CONFIG)
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"ws://127.0.0.1:{silent.getsockname()[1]}/"
+        for argv in (["send", "hi", "--timeout", "1"], ["checks", "--timeout", "1"], ["report", "--timeout", "1"]):
+            out = run(home, [*argv, "--gateway", url], OPENCLAW_GATEWAY_TOKEN="t" * 20)
+            no_traceback(out, argv)
+            assert out.returncode == 1 and out.stderr == "openclaw: no answer from the daemon within 1s\n", (argv, out.stderr)

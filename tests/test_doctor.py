@@ -17,7 +17,7 @@ from openclaw.doctor.findings import FAIL, OK, WARN, Context, Finding, render
 from openclaw.doctor.local import check_nofile, port_holder
 from openclaw.config import Config
 from tests.daemon import RunningDaemon, file_source
-from tests.process import clean_env
+from tests.process import clean_env, free_port
 from tests.slack_server import SlackServer
 from tests.telegram_server import TOKEN, BotAPI
 
@@ -196,3 +196,29 @@ def test_the_mail_watch_login_and_mail_test(tmp_path) -> None:
     assert titled(found, "mail bad")[0]["status"] == FAIL and "wrong-pw-x" not in run.stdout
     assert one.returncode == 0 and one.stdout.startswith("ok    mail good: ") and "Traceback" not in one.stderr
     assert both.returncode == 1 and "fail  mail bad" in both.stdout and PASSWORD not in both.stdout
+
+
+def test_redis_reachable_with_its_version(tmp_path) -> None:
+    home = str(tmp_path / "home")
+    write_config(home, {"store": {"url": "redis://127.0.0.1:6379/0"}})
+    found = findings(doctor(home))
+    store = titled(found, "store")[0]
+    assert store["status"] == OK and store["detail"].startswith("Redis 127.0.0.1:6379 ")
+    assert titled(found, "store persistence")[0]["status"] in (OK, WARN)
+    write_config(home, {"store": {"url": f"redis://127.0.0.1:{free_port()}/0"}})
+    down = doctor(home)
+    assert down.returncode == 1 and titled(findings(down), "store")[0]["status"] == FAIL
+
+
+def test_an_installed_unit_is_compared_with_what_install_writes(tmp_path) -> None:
+    home, xdg = str(tmp_path / "home"), str(tmp_path / "xdg")
+    installed = subprocess.run([OPENCLAW, "service", "install", "--home", home], capture_output=True, text=True,
+                               timeout=60, env=clean_env(XDG_CONFIG_HOME=xdg))
+    assert installed.returncode == 0, installed.stderr
+    current = titled(findings(doctor(home, XDG_CONFIG_HOME=xdg)), "service unit")[0]
+    assert current["status"] == OK and current["detail"].endswith("is current")
+    unit = os.path.join(xdg, "systemd", "user", "openclaw.service")
+    with open(unit, "a", encoding="utf-8") as f:
+        f.write("# edited\n")
+    stale = titled(findings(doctor(home, XDG_CONFIG_HOME=xdg)), "service unit")[0]
+    assert stale["status"] == WARN and "service install --force" in stale["fix"]
