@@ -59,9 +59,22 @@ def systemd_unquote(word: str, exec_line: bool) -> str:
     return value.replace("$$", "$") if exec_line else value
 
 
-@pytest.mark.parametrize("name", [SYSTEMD_TEMPLATE, LAUNCHD_TEMPLATE])
-def test_etc_copies_match_packaged_templates(name: str) -> None:
-    assert (ROOT / "etc" / name).read_text("utf-8") == read_template(name)
+def test_etc_launchd_copy_matches_packaged_template() -> None:
+    assert (ROOT / "etc" / LAUNCHD_TEMPLATE).read_text("utf-8") == read_template(LAUNCHD_TEMPLATE)
+
+
+# etc/openclaw.service is this render; regenerate it after a template change with
+#   python -c 'from tests.test_units import example_unit; print(example_unit(), end="")' > etc/openclaw.service
+EXAMPLE_PYTHON = "/opt/openclaw/bin/python"
+
+
+def example_unit(python: str = EXAMPLE_PYTHON) -> str:
+    """The system unit docs/deployment.md shows: a venv in /opt/openclaw, home /var/lib/openclaw."""
+    return render_systemd(python, "/var/lib/openclaw", "openclaw", "openclaw", True)
+
+
+def test_etc_unit_is_a_fresh_render() -> None:
+    assert (ROOT / "etc" / SYSTEMD_TEMPLATE).read_text("utf-8") == example_unit()
 
 
 def test_system_unit_settings() -> None:
@@ -184,6 +197,17 @@ def test_systemd_analyze_verify_is_clean(system: bool, fake_venv: str, tmp_path:
     result = verify(unit, tmp_path, user_manager=not system)
     complaints = [line for line in result.stderr.splitlines() if "openclaw.service" in line]
     assert (result.returncode, complaints) == (0, [])
+
+
+@needs_systemd_analyze
+def test_systemd_analyze_verifies_the_etc_unit(fake_venv: str, tmp_path: Path) -> None:
+    """The shipped example, with its twistd path pointed at one that exists (verify checks that)."""
+    shipped = (ROOT / "etc" / SYSTEMD_TEMPLATE).read_text("utf-8")
+    assert shipped.replace(twistd_path(EXAMPLE_PYTHON), systemd_quote(twistd_path(fake_venv), exec_line=True)) == example_unit(fake_venv)
+    result = verify(example_unit(fake_venv), tmp_path, user_manager=False)
+    complaints = [line for line in result.stderr.splitlines() if "openclaw.service" in line]
+    assert (result.returncode, complaints) == (0, [])
+    assert settings(shipped)[("Service", "ExecReload")] == ["/bin/kill -HUP $MAINPID"]
 
 
 @needs_systemd_analyze
