@@ -18,6 +18,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +30,7 @@ import yaml
 from twisted.internet import defer, reactor
 from twisted.internet.error import ConnectError
 from twisted.internet.task import deferLater
+from twisted.internet.utils import getProcessOutputAndValue
 
 from openclaw.config import build_config
 from tests import wsclient
@@ -305,7 +307,7 @@ def test_dockerfile_runs_twistd_as_a_non_root_user_with_the_home_as_a_volume() -
     assert instruction("FROM") == ["python:3.11-slim"]
     [user] = instruction("USER")
     assert user not in ("root", "0")
-    assert any(re.search(rf"useradd .*\b{user}$", run) for run in instruction("RUN"))
+    assert any(re.search(rf"\buseradd [^&]* {user}(\s|$)", run) for run in instruction("RUN"))
     assert any("pip install /tmp/openclaw-src" in run for run in instruction("RUN"))
     assert instruction("STOPSIGNAL") == ["SIGTERM"]
     cmd = docker_cmd()
@@ -400,3 +402,23 @@ def test_shipped_files_name_only_endpoints_the_daemon_serves(daemon: RunningDaem
     codes = yield served(daemon, paths | {"/no-such-endpoint"})
     assert codes.pop("/no-such-endpoint") == 404  # the check can fail
     assert codes == {path: 200 for path in paths}
+
+
+def healthchecks() -> dict[str, list[str]]:
+    """The exec-form health check commands of the Dockerfile and compose.yaml."""
+    [docker] = instruction("HEALTHCHECK")
+    compose = COMPOSE["services"]["openclaw"]["healthcheck"]["test"]
+    assert compose[0] == "CMD"
+    return {"Dockerfile": json.loads(docker.split(" CMD ", 1)[1]), "compose.yaml": compose[1:]}
+
+
+@pytest_twisted.inlineCallbacks
+def test_health_checks_pass_on_a_live_daemon_and_fail_without_one(daemon: RunningDaemon) -> None:
+    """Each command run as the container would, with the web port pointed at ``daemon`` (or at nothing)."""
+    closed = free_port()
+    for source, command in healthchecks().items():
+        assert command[0] == "python" and ":8080/livez" in command[-1], source
+        for port, expected in ((daemon.web_port, 0), (closed, 1)):
+            script = command[-1].replace(":8080/", f":{port}/")
+            _, _, code = yield getProcessOutputAndValue(sys.executable, [*command[1:-1], script], env=dict(os.environ))
+            assert code == expected, (source, port)

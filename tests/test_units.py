@@ -281,6 +281,28 @@ def test_install_writes_rendered_unit_and_prints_commands(unit_dir: Path, capsys
     assert "systemctl --user daemon-reload && systemctl --user enable --now openclaw.service" in out
 
 
+@pytest.mark.parametrize("manager", ["systemd", "launchd"])
+def test_install_says_when_the_service_manager_is_not_running(manager: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(install.RUNNING_MARKERS, manager, str(tmp_path / "absent"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    environ = {"OPENCLAW_HOME": "/srv/my openclaw", "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    assert cli(["install", f"--{manager}"], environ) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith(f"error: {manager} is not running here")
+    assert f"{shlex.quote(twistd_path(sys.executable))} -n --pidfile= openclaw --home '/srv/my openclaw'" in err
+    assert not (tmp_path / "config").exists() and not (tmp_path / "home").exists()  # nothing written
+
+
+def test_install_writes_where_the_running_manager_reads(tmp_path: Path, monkeypatch, capsys) -> None:
+    (tmp_path / "run-systemd").mkdir()
+    monkeypatch.setitem(install.RUNNING_MARKERS, "systemd", str(tmp_path / "run-systemd"))
+    environ = {"OPENCLAW_HOME": "/srv/openclaw", "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    assert cli(["install", "--systemd", "--user"], environ) == 0
+    assert (tmp_path / "config" / "systemd" / "user" / "openclaw.service").read_text().startswith("# openclaw")
+    assert "systemctl --user daemon-reload" in capsys.readouterr().out
+
+
 def test_system_install_fills_user_and_plain_systemctl(unit_dir: Path, capsys) -> None:
     argv = ["install", "--systemd", "--system", "--run-as", "nobody", "--unit-dir", str(unit_dir)]
     assert cli(argv) == 0
