@@ -16,7 +16,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +34,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from openclaw.config import build_config
 from tests import wsclient
 from tests.daemon import RunningDaemon
+from tests.process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ETC = ROOT / "etc"
@@ -157,11 +157,6 @@ def test_dashboard_has_the_operator_panels() -> None:
 
 # --- a real Prometheus scraping a daemon -------------------------------------
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -10,21 +10,17 @@ import os
 import pty
 import select
 import signal
-import socket
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.process import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 #: A ceiling, not a wait: twistd starting and draining on a loaded machine.
 CEILING = 90.0
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ready(port: int) -> bool:
