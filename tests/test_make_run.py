@@ -10,6 +10,7 @@ import os
 import pty
 import select
 import signal
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -37,7 +38,10 @@ def test_ctrl_c_on_make_run_exits_0(tmp_path: Path) -> None:
     pid, terminal = pty.fork()
     if pid == 0:  # the child: session leader on the pty, like a shell's foreground job
         try:
-            os.execvp("make", ["make", "-C", str(ROOT), "--no-print-directory", "run", f"ARGS={args}"])
+            # This test's virtualenv, taken as built (-o): the test runs the recipe, not pip.
+            venv = os.path.dirname(os.path.dirname(sys.executable))
+            os.execvp("make", ["make", "-C", str(ROOT), "--no-print-directory", f"VENV={venv}",
+                               "-o", f"{venv}/.installed-stamp", "run", f"ARGS={args}"])
         finally:
             os._exit(127)
     output = b""
