@@ -212,7 +212,9 @@ def test_redis_reachable_with_its_version(tmp_path) -> None:
 
 def test_an_installed_unit_is_compared_with_what_install_writes(tmp_path) -> None:
     home, xdg = str(tmp_path / "home"), str(tmp_path / "xdg")
-    installed = subprocess.run([OPENCLAW, "service", "install", "--home", home], capture_output=True, text=True,
+    # --unit-dir: where the user manager reads units (here no systemd runs, so install wants it named).
+    installed = subprocess.run([OPENCLAW, "service", "install", "--home", home, "--unit-dir",
+                                os.path.join(xdg, "systemd", "user")], capture_output=True, text=True,
                                timeout=60, env=clean_env(XDG_CONFIG_HOME=xdg))
     assert installed.returncode == 0, installed.stderr
     current = titled(findings(doctor(home, XDG_CONFIG_HOME=xdg)), "service unit")[0]
