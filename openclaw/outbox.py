@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from openclaw import metrics
+from openclaw.backoff import backoff_policy
 from openclaw.eliotutil import log
 from openclaw.events import OutboxItem
 from openclaw.interfaces import IDrainable
@@ -32,14 +33,10 @@ MAX_REMEMBERED_TASKS = 10_000
 # deliver(item) -> Deferred[bool]: True delivered, False nobody to deliver to yet.
 Deliverer = Callable[[OutboxItem], Any]
 
-
-def retry_delay(attempts: int, base: float = 2.0, cap: float = 300.0, rand: Callable[[], float] = random.random) -> float:
-    """
-    Seconds before attempt ``attempts + 1``: exponential from ``base``,
-    capped, with up to 20% jitter so many failures do not retry in step.
-    """
-    delay = min(cap, base * (2 ** max(0, attempts - 1)))
-    return delay * (0.8 + 0.4 * rand())
+RETRY_BASE = 2.0
+RETRY_CAP = 300.0
+RETRY_JITTER = 0.2
+"""A failed delivery is retried after 1.6-2 s, 3.2-4 s, 6.4-8 s ... at most 5 minutes."""
 
 
 @implementer(IDrainable)
@@ -49,7 +46,7 @@ class OutboxService(Service):
     def __init__(
         self, clock: IReactorTime, store: Any, deliverers: dict[str, Deliverer],
         max_attempts: int = 8, poll_every: float = 5.0, batch: int = 100,
-        counts: dict[str, int] | None = None,
+        counts: dict[str, int] | None = None, rand: Callable[[], float] = random.random,
     ) -> None:
         self.clock = clock
         self.counts = counts if counts is not None else {}
@@ -58,6 +55,7 @@ class OutboxService(Service):
         self.max_attempts = max_attempts
         self.poll_every = poll_every
         self.batch = batch
+        self.backoff = backoff_policy(RETRY_BASE, RETRY_CAP, jitter=RETRY_JITTER, rand=rand)
         self._timer: Any = None
         self._busy: Deferred | None = None
         self._again = False
@@ -164,7 +162,7 @@ class OutboxService(Service):
                 outbox_id=item.id, attempts=attempts, error=error)
             metrics.outbox_gave_up.labels(item.channel).inc()
             return self.store.mark_failed(item.id, error)
-        delay = retry_delay(attempts)
+        delay = self.backoff(attempts - 1)
         log("openclaw:outbox:retry", level="warn", session_id=item.session_id, outbox_id=item.id,
             attempts=attempts, delay=round(delay, 2), error=error)
         return self.store.mark_retry(item.id, self.clock.seconds() + delay, error)

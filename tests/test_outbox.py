@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from hypothesis import given
-from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
 from openclaw import metrics
 from openclaw.events import OutboxItem
-from openclaw.outbox import OutboxService, retry_delay
+from openclaw.outbox import OutboxService
 from openclaw.store.sqlite import SQLiteStore
-
-
-@given(st.integers(1, 60), st.floats(0, 1, exclude_max=True))
-def test_retry_delays_grow_are_capped_and_jittered(attempts, rand) -> None:
-    delay = retry_delay(attempts, base=2, cap=300, rand=lambda: rand)
-    nominal = min(300, 2 * 2 ** (attempts - 1))
-    assert 0.8 * nominal <= delay < 1.2 * nominal + 1e-9
-    assert retry_delay(attempts + 1, rand=lambda: 0.5) >= retry_delay(attempts, rand=lambda: 0.5)
 
 
 NOW = 1_800_000_000.0

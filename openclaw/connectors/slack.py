@@ -32,7 +32,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.task import deferLater
 
-from openclaw.agent.http import retry_after
+from openclaw.backoff import retry_after
 from openclaw.connectors.base import ConnectorService, Terminal
 from openclaw.connectors.config import SlackConfig, credential
 from openclaw.connectors.split import split_text
