@@ -13,10 +13,10 @@ import os
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.task import LoopingCall
 
 from openclaw import metrics
 from openclaw.eliotutil import begin, log
+from openclaw.periodic import PeriodicService
 from openclaw.runtime import Runtime
 
 STATE_VERSION = 1
@@ -70,14 +70,12 @@ def read_state(path: str, now: float) -> tuple[dict[str, Any] | None, str | None
 
 
 class StateService(Service):
-    """Restores state at start, saves it every ``save_every`` and at stop."""
-
+    """Restores state at start; saves it at stop and every ``save_every`` (``0``: only at stop)."""
 
     def __init__(self, runtime: Runtime, path: str, save_every: float) -> None:
         self.runtime = runtime
         self.path = path
-        self.save_every = save_every
-        self._loop: LoopingCall | None = None
+        self.loop = PeriodicService(runtime.clock, save_every, self.save, name="state")
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -91,10 +89,7 @@ class StateService(Service):
     def startService(self) -> None:
         Service.startService(self)
         self.restore()
-        if self.save_every > 0:
-            self._loop = LoopingCall(self.save)
-            self._loop.clock = self.runtime.clock
-            self._loop.start(self.save_every, now=False)
+        self.loop.startService()
 
     def restore(self) -> None:
         with begin("openclaw:state:restore", path=self.path) as action:
@@ -122,7 +117,6 @@ class StateService(Service):
             metrics.state_saves.labels("ok").inc()
 
     def stopService(self) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        self.loop.stopService()  # saving is synchronous: nothing can be in progress
         self.save()
         Service.stopService(self)

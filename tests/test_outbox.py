@@ -11,6 +11,7 @@ from openclaw import metrics
 from openclaw.events import OutboxItem
 from openclaw.outbox import OutboxService
 from openclaw.store.sqlite import SQLiteStore
+from tests.waiting import until
 
 
 NOW = 1_800_000_000.0
@@ -108,3 +109,32 @@ def test_an_unknown_channel_is_a_failure_not_a_crash(store) -> None:
     yield outbox.kick()
     assert (yield store.outbox_counts())["failed"] == 1
     yield outbox.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_kicks_during_a_pass_wait_for_it_and_coalesce_into_one_more(store) -> None:
+    held: defer.Deferred = defer.Deferred()
+    calls: list[str] = []
+
+    def deliver(outbox_item: OutboxItem) -> defer.Deferred:
+        calls.append(outbox_item.text)
+        return held if outbox_item.text == "message 1" else defer.succeed(True)
+
+    store, clock, outbox = started(store, {"test": deliver})
+    passes = []
+    due_outbox = store.due_outbox
+    store.due_outbox = lambda *a: (passes.append(1), due_outbox(*a))[1]
+    yield store.enqueue_outbox(item(1))
+    first = outbox.kick()
+    yield until(lambda: calls)  # the first pass is delivering message 1
+    yield store.enqueue_outbox(item(2))
+    during = [outbox.kick() for _ in range(3)]
+    assert not any(d.called for d in [first, *during])
+    held.callback(True)
+    yield defer.gatherResults([first, *during])
+    assert outbox.loop.busy and len(passes) == 2  # they waited for the pass that was running, not the next
+    yield until(lambda: not outbox.loop.busy and calls == ["message 1", "message 2"])
+    assert len(passes) == 2  # the three kicks made one more pass, not three
+    yield outbox.stopService()
+    assert outbox.kick().called  # after stop: at once, no pass
+    assert len(passes) == 2

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import partial
 from typing import Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
-from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from openclaw import metrics
@@ -28,6 +28,7 @@ from openclaw.eliotutil import log
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
 from openclaw.interfaces import IDrainable
+from openclaw.periodic import PeriodicService
 from openclaw.proactive.config import CheckConfig
 from openclaw.proactive.policy import CheckState, Decision, flapping, step
 from openclaw.proactive.probes import Probe, ProbeResult, make_probe
@@ -88,17 +89,11 @@ def format_states(states: list[dict[str, Any]], now: float) -> str:
     return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[4]]).rstrip() for row in rows)
 
 
-def _shared(d: Deferred) -> Deferred:
-    """A Deferred with ``d``'s result that leaves ``d``'s own chain untouched."""
-    copy: Deferred = Deferred()
-    d.addBoth(lambda result: (copy.callback(result), result)[1])
-    return copy
-
-
 @implementer(IDrainable)
 class ChecksService(Service):
     """
-    One LoopingCall per check on ``clock``; a check's runs never overlap.
+    One ``PeriodicService`` per check on ``clock``: the first probe at start,
+    then ``every`` after each probe ends; a check's runs never overlap.
 
     :param probes: check name -> probe; default: ``make_probe`` for each.
     :param reactor: for the default probes' network and threads (default: ``clock``).
@@ -122,8 +117,9 @@ class ChecksService(Service):
         self._states = {name: CheckState() for name in self.checks}
         self._saved: dict[str, dict] = {}
         self._last: dict[str, ProbeResult] = {}
-        self._loops: dict[str, LoopingCall] = {}
-        self._running: dict[str, Deferred] = {}
+        self.loops = {name: PeriodicService(clock, check.every, partial(self._run, name), name=f"check:{name}",
+                                            first=0)
+                      for name, check in self.checks.items()}
         self._draining = False
 
     def startService(self) -> None:
@@ -148,26 +144,22 @@ class ChecksService(Service):
     def _start_loops(self) -> None:
         if self._draining or not self.running:
             return
-        for name, check in self.checks.items():
-            loop = LoopingCall(self.run, name)
-            loop.clock = self.clock
-            loop.start(check.every, now=True)
-            self._loops[name] = loop
+        for loop in self.loops.values():
+            loop.startService()
         log("openclaw:check:started", checks=len(self.checks))
 
     def run(self, name: str) -> Deferred:
         """
         Probe ``name`` now, or join the run in progress (so runs never
-        overlap); fires with the check's state.  Each caller gets its own
-        Deferred, so one caller's callbacks never change another's result.
+        overlap); fires with the check's state (without a probe once
+        draining).  Each caller gets its own Deferred, so one caller's
+        callbacks never change another's result.
         """
-        if name not in self._running:
-            d = self._run(name)
-            if d.called:
-                return d
-            self._running[name] = d
-            d.addBoth(lambda result: (self._running.pop(name, None), result)[1])
-        return _shared(self._running[name])
+        loop = self.loops[name]
+        d = loop.current()
+        if d is None:
+            d = loop.call_soon()
+        return d.addCallback(lambda state: self.state_of(name) if state is None else state)
 
     @inlineCallbacks
     def _run(self, name: str) -> Any:
@@ -241,11 +233,7 @@ class ChecksService(Service):
     def drain(self) -> Deferred:
         """No new probes; wait for those in flight (each bounded by its timeout)."""
         self._draining = True
-        for loop in self._loops.values():
-            if loop.running:
-                loop.stop()
-        self._loops.clear()
-        return DeferredList([_shared(d) for d in self._running.values()]).addCallback(lambda _: None)
+        return DeferredList([loop.stopService() for loop in self.loops.values()]).addCallback(lambda _: None)
 
     def hurry(self) -> None:
         """Nothing to cut short: in-flight probes end by their own timeout."""

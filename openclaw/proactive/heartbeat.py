@@ -18,6 +18,10 @@ Timing rules (docs/heartbeat.md):
   interval later (twice the interval after the previous one, not counting
   time outside the active hours) sets ``overdue``.
 
+The first three, and the wait for the window, come from the loop the beats
+run on (``openclaw.periodic.PeriodicService``): its due times are moved into
+the active hours, and wakes are its ``call_soon``, gathered per reactor turn.
+
 With the offline rules brain there is no model to ask: failing checks become
 one alert (each finding at most once per ``REMIND_AFTER``) and otherwise the
 beat stays silent.  A model gets the snapshot, the checklist and what it
@@ -46,6 +50,7 @@ from openclaw.eliotutil import begin, log
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
 from openclaw.interfaces import IDrainable
+from openclaw.periodic import PeriodicService
 from openclaw.proactive.config import ActiveHours
 from openclaw.proactive.schedule import instant, wall, zone
 from openclaw.proactive.snapshot import Snapshotter, digest, local_time
@@ -58,6 +63,7 @@ VERDICTS = ("ok", "acted", "failed", "skipped")
 REMIND_AFTER = 24 * 3600.0
 REPORTED_KEY = "heartbeat:reported"
 MAX_INSTRUCTION = 2000
+SHUTTING_DOWN = {"verdict": "skipped", "reason": "shutting down"}
 
 INSTRUCTION = f"""\
 This is a heartbeat: nobody wrote to you; you are checking on your owner's machine.
@@ -187,7 +193,6 @@ class HeartbeatService(Service):
         self.runtime = runtime
         self.clock = runtime.clock
         self.config = config
-        self.every = config.every
         self.tz = zone(config.timezone)
         self.checklist_path = os.path.join(home, "HEARTBEAT.md")
         self.brain = brain
@@ -197,11 +202,11 @@ class HeartbeatService(Service):
         self.push = push
         self.last: dict[str, Any] | None = None
         self.deadline: float | None = None
-        self._timer: IDelayedCall | None = None
+        #: The beats' timer: one interval after start or after the previous beat
+        #: ended, moved into the active hours; wakes coalesce on it.
+        self.loop = PeriodicService(self.clock, config.every, self._beat_requested, name="heartbeat",
+                                    align=self._into_hours, gather_turn=True)
         self._watchdog: IDelayedCall | None = None
-        self._kick: IDelayedCall | None = None
-        self._running: Deferred | None = None
-        self._waiters: list[Deferred] = []
         self._instructions: list[str] = []
         self._reasons: list[str] = []
         self._force = False
@@ -218,24 +223,25 @@ class HeartbeatService(Service):
         self._stopping = False
         self.runtime.next_heartbeat = self.next_beat
         self.runtime.heartbeat_overdue = self.overdue
+        self.loop.startService()
         if self.every > 0:
-            self._arm(self.clock.seconds())
-            self._set_deadline()
+            self._set_deadline(self.clock.seconds())
 
     def drain(self) -> Deferred:
         """No new beats once shutdown begins; wait for the one in flight (``hurry`` stops waiting)."""
         self._stopping = True
-        for call in (self._timer, self._kick, self._watchdog):
-            if call is not None and call.active():
-                call.cancel()
-        self._timer = self._kick = self._watchdog = None
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
         self._flagged = False
         metrics.heartbeat_overdue.set(0)
-        self._release(self._take_waiters(), {"verdict": "skipped", "reason": "shutting down"})
-        if self._running is None:
-            return succeed(None)
+        self._reasons, self._instructions, self._force = [], [], False
+        running = self.loop.stopService()  # requests not yet served are answered "shutting down"
+        if running.called:
+            return running
         if self._drained is None or self._drained.called:
             self._drained = Deferred()
+            running.addBoth(lambda _: self.hurry())
         return self._drained
 
     def hurry(self) -> None:
@@ -249,27 +255,25 @@ class HeartbeatService(Service):
 
     # Scheduling
 
+    @property
+    def every(self) -> float:
+        """The interval (the loop's, so that ``loop.set_interval`` changes it)."""
+        return self.loop.interval
+
     def next_beat(self) -> float | None:
         """When the next timed beat is due; ``None`` while one runs, or when disabled or stopped."""
-        if self._timer is None or not self._timer.active():
-            return None
-        return self._timer.getTime()
+        return self.loop.next_call()
 
     def overdue(self) -> bool:
         """The dead-man signal: a due beat has not completed successfully within one more interval."""
         return self.deadline is not None and not self._stopping and self.clock.seconds() >= self.deadline
 
-    def _arm(self, after: float) -> None:
-        """Due one interval after ``after``, moved into the active hours."""
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        due = next_active(after + self.every, self.config.active_hours, self.tz)
-        self._timer = self.clock.callLater(max(0.0, due - self.clock.seconds()), self._request, "interval")
+    def _into_hours(self, due: float) -> float:
+        return next_active(due, self.config.active_hours, self.tz)
 
-    def _set_deadline(self) -> None:
-        """After a success (or at start): the next due beat must complete within one more interval."""
-        assert self._timer is not None
-        self.deadline = self._timer.getTime() + self.every
+    def _set_deadline(self, after: float) -> None:
+        """After a success (or at start): the beat due next must complete within one more interval."""
+        self.deadline = self._into_hours(after + self.every) + self.every
         if self._watchdog is not None and self._watchdog.active():
             self._watchdog.cancel()
         self._watchdog = self.clock.callLater(self.deadline - self.clock.seconds(), self._watch)
@@ -284,7 +288,7 @@ class HeartbeatService(Service):
             self._flagged = True
             metrics.heartbeat_overdue.set(1)
             log("openclaw:heartbeat:overdue", level="error", every=self.every,
-                last=self.runtime.last_heartbeat, running=self._running is not None)
+                last=self.runtime.last_heartbeat, running=self.loop.busy)
 
     def wake(self, reason: str = "wake", force: bool = False) -> Deferred:
         """
@@ -305,34 +309,18 @@ class HeartbeatService(Service):
 
     def _request(self, reason: str, instruction: str = "", force: bool = False) -> Deferred:
         if self._stopping:
-            return succeed({"verdict": "skipped", "reason": "shutting down"})
-        d = Deferred()
-        self._waiters.append(d)
+            return succeed(dict(SHUTTING_DOWN))
         self._reasons.append(reason)
         if instruction and instruction not in self._instructions:
             self._instructions.append(instruction)
         self._force = self._force or force
-        # A callLater(0) lets wakes of the same reactor turn share one beat.
-        if self._running is None and self._kick is None:
-            self._kick = self.clock.callLater(0, self._start)
-        return d
+        # The loop gathers the requests of one reactor turn, and those made
+        # while a beat runs, into one beat; each caller gets its own copy.
+        return self.loop.call_soon().addCallback(lambda record: dict(record or SHUTTING_DOWN))
 
-    def _take_waiters(self) -> list[Deferred]:
-        waiters, self._waiters = self._waiters, []
-        return waiters
-
-    @staticmethod
-    def _release(waiters: list[Deferred], record: dict) -> None:
-        for d in waiters:
-            d.callback(dict(record))
-
-    def _start(self) -> None:
-        self._kick = None
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        waiters = self._take_waiters()
-        reasons, instructions, force = sorted(set(self._reasons)), self._instructions, self._force
+    def _beat_requested(self) -> Deferred:
+        """One beat for every request since the last one began (none: the timer's)."""
+        reasons, instructions, force = sorted(set(self._reasons)) or ["interval"], self._instructions, self._force
         self._reasons, self._instructions, self._force = [], [], False
         record: dict[str, Any] = {"verdict": "skipped", "reason": ",".join(reasons), "actions": [], "tool_calls": 0}
         if instructions:
@@ -342,24 +330,18 @@ class HeartbeatService(Service):
             d = DeferredContext(self._beat(record, force))
             d.addCallback(lambda _: record)
             d.addActionFinish()
-        self._running = d.result
-        self._running.addBoth(self._finished, waiters)
+        return d.result.addCallbacks(self._finished, self._broken)
 
-    def _finished(self, record: Any, waiters: list[Deferred]) -> None:
-        self._running = None
-        if not isinstance(record, dict):  # a bug in the beat itself: keep the loop alive
-            log("openclaw:heartbeat:error", level="error", error=record.getErrorMessage())
-            record = {"verdict": "failed", "error": record.getErrorMessage()}
-        if self._stopping:
-            self.hurry()
-        else:
-            if self.every > 0:
-                self._arm(self.clock.seconds())
-                if record["verdict"] in ("ok", "acted"):
-                    self._set_deadline()
-            if self._waiters and self._kick is None:
-                self._kick = self.clock.callLater(0, self._start)
-        self._release(waiters, record)
+    def _finished(self, record: dict[str, Any]) -> dict[str, Any]:
+        if not self._stopping and self.every > 0 and record["verdict"] in ("ok", "acted"):
+            self._set_deadline(self.clock.seconds())
+        return record
+
+    @staticmethod
+    def _broken(failure: Any) -> dict[str, Any]:
+        """A bug in the beat itself: recorded as failed; the loop goes on."""
+        log("openclaw:heartbeat:error", level="error", error=failure.getErrorMessage())
+        return {"verdict": "failed", "error": failure.getErrorMessage()}
 
     # One beat
 
@@ -463,7 +445,7 @@ class HeartbeatService(Service):
             "last": times["last_heartbeat"],
             "next": times["next_heartbeat"],
             "overdue": self.overdue(),
-            "running": self._running is not None,
+            "running": self.loop.busy,
             "last_verdict": self.last["verdict"] if self.last else None,
             "every": self.every,
             "active_hours": {"start": hours.start, "end": hours.end} if hours else None,
