@@ -17,11 +17,13 @@ import urllib.request
 from importlib import resources
 from typing import Any, Sequence
 
-from openclaw import __version__
+from openclaw import __version__, runfile
 from openclaw.chat_cli import add_chat_parsers
+from openclaw.client import endpoint_url
 from openclaw.config import (
     EX_CONFIG,
     ConfigError,
+    config_path,
     default_home,
     load_config,
     render_example,
@@ -35,13 +37,7 @@ def health_url(web_listen: str) -> str:
     parts = web_listen.split(":")
     if parts[0] not in ("tcp", "tcp6") or len(parts) < 2 or not parts[1].isdigit():
         raise ValueError(f"cannot reach {web_listen!r} over HTTP; pass --url")
-    host = "127.0.0.1"
-    for part in parts[2:]:
-        if part.startswith("interface=") and part[len("interface="):] not in ("", "0.0.0.0", "::"):
-            host = part[len("interface="):]
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{parts[1]}/health"
+    return endpoint_url("http", web_listen, parts[1]) + "health"
 
 
 def summarize(code: int, body: dict[str, Any]) -> str:
@@ -52,6 +48,15 @@ def summarize(code: int, body: dict[str, Any]) -> str:
         f"  memory: {memory.get('rss_bytes', 0) / 2**20:.1f} MiB RSS, peak {memory.get('peak_rss_bytes', 0) / 2**20:.1f} MiB",
         f"  sessions: {body.get('sessions', 0)}; last heartbeat: {body.get('last_heartbeat') or 'none yet'}",
     ]
+    lines += [f"  problem: {problem}" for problem in body.get("problems") or []]
+    config = body.get("config") or {}
+    if config:
+        lines.append(f"  config: {config.get('path') or 'built-in defaults'} (digest {config.get('digest')})")
+        reload = config.get("last_reload")
+        if reload:
+            lines.append(f"  last reload: {reload['result']} at {reload['at']}"
+                         + (f": {reload['reason']}" if reload.get("reason") else "")
+                         + (f"; needs a restart: {', '.join(reload['restart_needed'])}" if reload.get("restart_needed") else ""))
     for name, state in sorted((body.get("services") or {}).items()):
         lines.append(f"  service {name}: {state}")
     for name, up in sorted((body.get("connections") or {}).items()):
@@ -59,14 +64,23 @@ def summarize(code: int, body: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def status_url(args: argparse.Namespace) -> str:
+    """``--url``, else the running daemon's (``daemon.json``), else the config's ``web.listen``."""
+    if args.url:
+        return args.url
+    home = os.path.abspath(os.path.expanduser(args.home or default_home()))
+    running = runfile.read(home)
+    if running and running.get("web"):
+        return running["web"] + "health"
+    return health_url(load_config(config_path(args.config, home)).web.listen)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    url = args.url
-    if url is None:
-        try:
-            url = health_url(load_config(args.config).web.listen)
-        except (ConfigError, ValueError) as e:
-            print(e, file=sys.stderr)
-            return EX_CONFIG if isinstance(e, ConfigError) else 1
+    try:
+        url = status_url(args)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 1
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as response:
             code, raw = response.status, response.read()
@@ -102,7 +116,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     for name, text in (("openclaw.yaml", render_example()), ("HEARTBEAT.md", heartbeat)):
         path = os.path.join(home, name)
         print(f"{'wrote' if _write_new(path, text, 0o600) else 'kept existing'} {path}")
-    print(f"run: twistd -n openclaw --home {home} --config {os.path.join(home, 'openclaw.yaml')}")
+    print(f"run: twistd -n openclaw --home {home}   (it reads {os.path.join(home, 'openclaw.yaml')})")
     return 0
 
 
@@ -116,7 +130,8 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     status = sub.add_parser("status", help="read /health and print a summary (exit 0 when healthy)")
     status.add_argument("--url", help="the /health URL (default: from the config's web.listen)")
-    status.add_argument("--config", default=os.environ.get("OPENCLAW_CONFIG"), help="YAML config file")
+    status.add_argument("--config", help="YAML config file (default: $OPENCLAW_CONFIG, else <home>/openclaw.yaml)")
+    status.add_argument("--home", help="the daemon's home (default: $OPENCLAW_HOME, else ~/.openclaw)")
     status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.set_defaults(func=cmd_status)
@@ -132,9 +147,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "service":
-        return run_service(args)
-    return args.func(args)
+    try:
+        if args.command == "service":
+            return run_service(args)
+        return args.func(args)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return EX_CONFIG
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from autobahn.twisted.websocket import (
 )
 from twisted.internet.defer import Deferred
 
-from openclaw.config import ConfigError, load_config
+from openclaw import runfile
+from openclaw.config import config_path, load_config
 
 
 class GatewayError(Exception):
@@ -29,28 +30,44 @@ class GatewayError(Exception):
 
 
 def gateway_url(explicit: str | None, home: str, environ: Mapping[str, str] = os.environ) -> str:
-    """``--gateway``, else ``OPENCLAW_GATEWAY_URL``, else the home's config (else the default port)."""
+    """
+    ``--gateway``, else ``OPENCLAW_GATEWAY_URL``, else where the running
+    daemon says it listens (``<home>/daemon.json``), else the config found
+    the daemon's way (``config_path``; a broken one raises ``ConfigError``),
+    else the default port.
+    """
     if explicit:
         return explicit
     if environ.get("OPENCLAW_GATEWAY_URL"):
         return environ["OPENCLAW_GATEWAY_URL"]
-    path = os.path.join(home, "openclaw.yaml")
-    try:
-        listen = load_config(path if os.path.exists(path) else None, environ).gateway.listen
-    except ConfigError:
-        listen = "tcp:18789"
+    running = runfile.read(home)
+    if running and running.get("gateway"):
+        return running["gateway"]
+    listen = load_config(config_path(None, home, environ), environ).gateway.listen
+    return endpoint_url("ws", listen, "18789")
+
+
+def endpoint_url(scheme: str, listen: str, default_port: str) -> str:
+    """The URL a client on this machine uses for a ``tcp:PORT[:interface=ADDR]`` endpoint."""
     parts = listen.split(":")
     host = "127.0.0.1"
     for part in parts[2:]:
         if part.startswith("interface=") and part[len("interface="):] not in ("", "0.0.0.0", "::"):
             host = part[len("interface="):]
-    return f"ws://{host}:{parts[1] if len(parts) > 1 else '18789'}/"
+    port = parts[1] if len(parts) > 1 and parts[1].isdigit() else default_port
+    return runfile.address_url(scheme, host, int(port))
 
 
 def read_token(home: str, environ: Mapping[str, str] = os.environ) -> str:
-    """``OPENCLAW_GATEWAY_TOKEN``, else ``<home>/gateway.token``."""
+    """
+    ``OPENCLAW_GATEWAY_TOKEN``, else ``gateway.token`` of the config found
+    the daemon's way, else ``<home>/gateway.token`` (``OSError`` if missing).
+    """
     if environ.get("OPENCLAW_GATEWAY_TOKEN"):
         return environ["OPENCLAW_GATEWAY_TOKEN"]
+    configured = load_config(config_path(None, home, environ), environ).gateway.token
+    if configured:
+        return configured
     with open(os.path.join(home, "gateway.token"), encoding="utf-8") as f:
         return f.read().strip()
 

@@ -1,6 +1,6 @@
 """
 Subcommands that ask the running daemon one thing over the gateway and print
-the answer: ``pairing``, ``checks``, ``heartbeat``, ``report``.
+the answer: ``pairing``, ``checks``, ``heartbeat``, ``report``, ``reload``.
 
 Each is a (method, params) pair and a renderer; the daemon does the work,
 so the CLI never opens the store itself (SQLite or Redis alike).
@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred
 
 from openclaw.chat_cli import _react, _target, cli_client_id
 from openclaw.client import GatewayClient
-from openclaw.parsing import format_duration
+from openclaw.config.parsing import format_duration
 
 
 def call(args: argparse.Namespace, method: str, params: dict) -> tuple[Any, str | None]:
@@ -81,11 +81,23 @@ def render_heartbeat_status(payload: dict) -> str:
     ])
 
 
+def render_reload(payload: dict) -> str:
+    if payload["result"] == "rejected":
+        return f"reload rejected, nothing changed: {payload['reason']}"
+    lines = [f"reload {payload['result']}" + (f": {', '.join(payload['changed'])}" if payload["changed"] else "")]
+    if payload["restart_needed"]:
+        lines.append(f"needs a restart to apply: {', '.join(payload['restart_needed'])}")
+    if payload["failed"]:
+        lines.append(f"failed to reconfigure (kept as they were): {', '.join(payload['failed'])}")
+    return "\n".join(lines)
+
+
 # The answers that make the command exit 1 (for scripts and monitoring).
 FAILED: dict[str, Callable[[Any], bool]] = {
     "checks.list": lambda p: any(c.get("alerting") for c in p["checks"]),
     "heartbeat.run": lambda p: p.get("verdict") == "failed",
     "heartbeat.status": lambda p: bool(p.get("overdue")),
+    "reload": lambda p: p["result"] == "rejected" or bool(p["failed"]),
 }
 
 
@@ -99,6 +111,8 @@ def _method(args: argparse.Namespace) -> tuple[str, dict, Callable[[Any], str]]:
         return "heartbeat.status", {}, render_heartbeat_status
     if args.command == "report":
         return "reports.get", {"date": args.date} if args.date else {}, lambda p: p["markdown"].rstrip()
+    if args.command == "reload":
+        return "reload", {}, render_reload
     if args.command == "pairing":
         if args.action == "approve":
             return "pairing.approve", {"code": args.arg}, lambda p: f"approved {p['sender']}"
@@ -124,7 +138,8 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser, timeout: float = 30.0) -> None:
-    parser.add_argument("--gateway", help="ws://host:port/ (default: $OPENCLAW_GATEWAY_URL, else the home's config)")
+    parser.add_argument("--gateway", help="ws://host:port/ (default: $OPENCLAW_GATEWAY_URL, else the running "
+                        "daemon's <home>/daemon.json, else the config)")
     parser.add_argument("--home", help="the daemon's home, for its token (default: $OPENCLAW_HOME, else ~/.openclaw)")
     parser.add_argument("--timeout", type=float, default=timeout, help=f"seconds to wait for the daemon (default {timeout:g})")
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
@@ -143,6 +158,8 @@ def add_control_parsers(sub: Any) -> None:
     heartbeat.add_argument("action", choices=("now", "status"))
     heartbeat.add_argument("--instruction", help="now: an extra instruction for this beat")
     _common(heartbeat, timeout=300.0)  # a beat with a model can take minutes
+    reload = sub.add_parser("reload", help="re-read the config and apply what changed (as SIGHUP does)")
+    _common(reload)
     report = sub.add_parser("report", help="print a morning report (default: the latest)")
     report.add_argument("date", nargs="?", help="YYYY-MM-DD")
     _common(report)

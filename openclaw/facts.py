@@ -10,6 +10,7 @@ from typing import Any
 
 from openclaw import health
 from openclaw.runtime import Runtime
+from openclaw.status import TreeStatus
 
 # Reading this process's memory costs a file read; /status may be asked often.
 MEMORY_FRESH_FOR = 1.0
@@ -18,8 +19,9 @@ MEMORY_FRESH_FOR = 1.0
 class RuntimeFacts:
     """Reads the runtime; every answer is computed when asked."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, tree: TreeStatus) -> None:
         self.runtime = runtime
+        self.tree = tree
         self._memory: tuple[float, dict[str, Any]] | None = None
 
     def _current_memory(self) -> dict[str, Any]:
@@ -29,7 +31,7 @@ class RuntimeFacts:
         return self._memory[1]
 
     def health_summary(self) -> str:
-        code, body = health.report(self.runtime, self._current_memory())
+        code, body = health.report(self.runtime, self._current_memory(), self.tree)
         down = [name for name, up in body["connections"].items() if not up]
         lines = [
             f"status: {body['status']}, up {body['uptime']:.0f}s, "
@@ -43,11 +45,11 @@ class RuntimeFacts:
         return sorted(self.runtime.sessions.snapshot())
 
     def heartbeat(self) -> dict:
-        status = health.status(self.runtime)
+        status = health.status(self.runtime, self.tree)
         return {"last": status["last_heartbeat"], "next": status["next_heartbeat"]}
 
     def checks(self) -> str:
-        states = self.runtime.checks()
+        states = list((self.tree.section("checks") or {}).values())
         if not states:
             return "No checks are configured (see `checks:` in the config)."
         from openclaw.proactive.checks import format_states
@@ -55,7 +57,8 @@ class RuntimeFacts:
         return format_states(states, self.runtime.clock.seconds())
 
     def report(self) -> str:
-        latest = self.runtime.report()
+        reports = self.tree.service("reports")
+        latest = reports.get() if reports is not None else None
         if latest is None:
             return f"{self.health_summary()}\nNo morning report has been written yet."
         return latest

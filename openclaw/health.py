@@ -32,45 +32,54 @@ def memory() -> dict[str, int]:
     return {"rss_bytes": rss, "peak_rss_bytes": peak, "python_allocated_blocks": sys.getallocatedblocks()}
 
 
-def report(runtime: Runtime, mem: dict[str, int]) -> tuple[int, dict[str, Any]]:
+def report(runtime: Runtime, mem: dict[str, int], tree: Any) -> tuple[int, dict[str, Any]]:
     """
-    :return: ``(http_status, body)``: 200 while running with every connector
-        connected and the heartbeat on time; 503 while starting, draining,
-        with a connector down or the heartbeat overdue (the dead-man signal).
+    :param tree: the services' own reports (``status.TreeStatus``).
+    :return: ``(http_status, body)``: 200 while running with nothing wrong;
+        503 while starting or draining, or "degraded" while a service names
+        a problem (a connector down, the heartbeat overdue, the store
+        failing, a mailbox failed): ``problems`` lists them.
     """
-    connectors = runtime.connectors()
-    connections = {name: bool(detail.get("connected")) for name, detail in connectors.items()}
-    down = sorted(name for name, up in connections.items() if not up)
-    overdue = runtime.heartbeat_overdue()
-    mail = runtime.mail()
+    sections = tree.sections()
+    problems = tree.problems()
+    connectors = sections.get("connectors", {})
     if runtime.phase != RUNNING:
         status = runtime.phase
-    elif down or overdue or any(m.get("state") == "failed" for m in mail.values()):
+    elif problems:
         status = "degraded"
     else:
         status = "ok"
     body = {
         "status": status,
+        "problems": problems,
         "uptime": round(runtime.uptime(), 3),
         "timestamp": iso(runtime.clock.seconds()),
-        "connections": connections,
-        "connectors": connectors,
+        "connections": {name: bool(detail.get("connected")) for name, detail in connectors.items()},
         "memory": mem,
         "services": dict(runtime.services),
         "last_heartbeat": iso(runtime.last_heartbeat),
-        "heartbeat": {"overdue": overdue, "next": iso(runtime.next_heartbeat())},
-        "checks": {c["name"]: c for c in runtime.checks()},
-        "mail": mail,
         "sessions": len(runtime.sessions),
-        "gateway": runtime.gateway(),
-        "outbox": dict(runtime.outbox),
         "limits": {"nofile_soft": runtime.nofile[0], "nofile_hard": runtime.nofile[1]} if runtime.nofile else None,
+        "config": config_status(runtime),
         "config_digest": runtime.config_digest,
+        # Each service's own part: connectors, heartbeat, checks, mail, gateway, outbox, store.
+        **{"connectors": {}, "checks": {}, "mail": {}, **sections},
     }
     return (200 if status == "ok" else 503), body
 
 
-def status(runtime: Runtime) -> dict[str, Any]:
+def reload_json(outcome: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A reload's outcome with its time in ISO 8601."""
+    return None if outcome is None else {**outcome, "at": iso(outcome["at"])}
+
+
+def config_status(runtime: Runtime) -> dict[str, Any]:
+    """The config in use: its file, digest and the last reload's outcome."""
+    return {"path": runtime.config_path, "digest": runtime.config_digest,
+            "last_reload": reload_json(runtime.last_reload)}
+
+
+def status(runtime: Runtime, tree: Any) -> dict[str, Any]:
     """The gateway's ``status`` payload: services, sessions, heartbeat."""
     return {
         "phase": runtime.phase,
@@ -78,5 +87,6 @@ def status(runtime: Runtime) -> dict[str, Any]:
         "services": dict(runtime.services),
         "sessions": runtime.sessions.snapshot(),
         "last_heartbeat": iso(runtime.last_heartbeat),
-        "next_heartbeat": iso(runtime.next_heartbeat()),
+        "next_heartbeat": (tree.section("heartbeat") or {}).get("next"),
+        "config": config_status(runtime),
     }

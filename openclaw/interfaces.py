@@ -45,6 +45,53 @@ class IAdmission(Interface):
         """
 
 
+class IReconfigurable(Interface):
+    """
+    A service that takes a new configuration while it runs (reload).
+
+    The root calls ``reconfigure`` on every such child, in start order,
+    with the whole validated config; each takes its own part and leaves
+    alone what did not change (a connector whose section is the same keeps
+    its socket).
+    """
+
+    def reconfigure(config):
+        """
+        Apply ``config`` (an ``openclaw.config.Config``).
+
+        :return: ``None`` or a Deferred firing once applied; a failure is
+            logged and leaves this service as it was.
+        """
+
+
+class IStatusSource(Interface):
+    """
+    A service that reports its own state: ``/health``, the gateway's
+    ``health``/``status`` methods, the heartbeat's snapshot and the rules
+    brain read these from the services themselves (through the root's
+    ``sections()``), never from copies kept elsewhere.
+    """
+
+    status_key = Attribute("The key of this service's part of /health (``store``, ``connectors`` ...).")
+
+    def status():
+        """:return: this service's part of ``/health``: JSON-ready, cheap to build."""
+
+    def problems():
+        """
+        :return: a list of short texts, one per reason this service makes the
+            daemon unhealthy now (``/health`` answers 503 "degraded"); empty
+            when it is fine.
+        """
+
+    def blocks_readiness():
+        """
+        :return: ``True`` while the daemon must not be sent new work because
+            of this service (``/readyz`` answers 503): a failing store does,
+            a chat connector that is down does not.
+        """
+
+
 class IStore(Interface):
     """
     Durable storage: SQLite (embedded default) or Redis.  Every method

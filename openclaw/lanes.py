@@ -24,9 +24,20 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from openclaw import metrics
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 
 CHAT, SYSTEM, HEARTBEAT = 0, 1, 2
+
+SESSION_ID = typed("session_id", [str], "the lane's session")
+LANES_OVERFLOW = message_type("openclaw:lanes:overflow", [
+    SESSION_ID, typed("depth", [int], "events waiting in the lane"),
+], "a lane was full: the sender was told busy", "warn")
+LANES_HANDLER_ERROR = message_type("openclaw:lanes:handler-error", [
+    SESSION_ID, typed("error", [str], "the handler's failure"),
+], "a bug: an event's handler failed (the lane goes on)", "error")
+LANES_COLLECTED = message_type("openclaw:lanes:collected", [
+    typed("count", [int], "idle lanes removed"), typed("remaining", [int], "lanes left"),
+], "idle lanes were collected", "debug")
 
 
 class _Lane:
@@ -81,7 +92,7 @@ class Lanes:
             metrics.active_sessions.set(len(self._lanes))
             self._schedule_sweep()
         if len(lane.queue) >= self.max_queue and not force:
-            log("openclaw:lanes:overflow", level="warn", session_id=session_id, depth=len(lane.queue))
+            log(LANES_OVERFLOW, level="warn", session_id=session_id, depth=len(lane.queue))
             metrics.lane_overflows.inc()
             return False
         was_waiting = bool(lane.queue)
@@ -120,7 +131,7 @@ class Lanes:
 
     def _handler_failed(self, failure: Any, session_id: str) -> None:
         # The handler owns its errors; one escaping must not stop the lane.
-        log("openclaw:lanes:handler-error", level="error", session_id=session_id,
+        log(LANES_HANDLER_ERROR, level="error", session_id=session_id,
             error=failure.getErrorMessage())
 
     def _finished(self, _: Any, lane: _Lane) -> None:
@@ -131,9 +142,7 @@ class Lanes:
             self._make_ready(lane)
         self._dispatch()
         if self._idle():
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for d in waiters:
-                d.callback(None)
+            self.release_waiters()
 
     def _idle(self) -> bool:
         return self._running == 0 and (self._paused or not self._ready)
@@ -141,6 +150,12 @@ class Lanes:
     def pause(self) -> None:
         """Start nothing new (draining); queued items stay queued."""
         self._paused = True
+
+    def release_waiters(self) -> None:
+        """Fire every ``until_idle`` now, idle or not (a hurried drain stops waiting)."""
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for d in waiters:
+            d.callback(None)
 
     def until_idle(self) -> Deferred:
         """Fires when nothing runs and (unless paused) nothing waits."""
@@ -165,7 +180,7 @@ class Lanes:
             del self._lanes[sid]
         metrics.active_sessions.set(len(self._lanes))
         if idle:
-            log("openclaw:lanes:collected", level="debug", count=len(idle), remaining=len(self._lanes))
+            log(LANES_COLLECTED, level="debug", count=len(idle), remaining=len(self._lanes))
         self._sweep = None
         if self._lanes:
             oldest = min(lane.last_active for lane in self._lanes.values())

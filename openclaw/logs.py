@@ -7,18 +7,24 @@ as the first child of the daemon, it starts before anything logs and stops
 after everything else has finished logging.
 
 Every destination writes only *redacted* messages: values under secret-looking
-keys and every known secret value are replaced by ``<redacted>``.
+keys and every known secret value are replaced by ``<redacted>``.  A secret is
+known in every form it travels in (``encoded_forms``: base64, URL-encoded,
+JSON-escaped), because upstream servers echo it that way: an SMTP 535 reply
+can quote the AUTH exchange, an HTTP error body the request's URL.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
 import functools
 import json
 import os
+import re
 import threading
 import time
 from typing import Any, Callable, Iterable
+from urllib.parse import quote, quote_plus
 
 import orjson
 from eliot import add_destinations, remove_destination
@@ -26,7 +32,10 @@ from twisted.application.service import Service
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.logfile import LogFile
 
+from zope.interface import implementer
+
 from openclaw.eliotutil import LEVELS, enabled, log, set_threshold
+from openclaw.interfaces import IReconfigurable
 
 REDACTED = "<redacted>"
 
@@ -92,14 +101,66 @@ def is_secret_key(name: str) -> bool:
     return any(part in lowered for part in SECRET_KEY_PARTS)
 
 
+def encoded_forms(secret: str) -> set[str]:
+    """
+    ``secret`` as it may appear in text: itself, base64 (standard and
+    URL-safe, with and without the padding),
+    URL-encoded (``%XX`` and ``+`` for spaces) and JSON-escaped (as orjson
+    and as ``json.dumps`` with ASCII escapes write it).  Forms shorter than
+    ``MIN_SECRET_LENGTH`` are left out, as short secrets are.  A login's
+    SASL PLAIN forms are secrets of their own (``config.sasl_forms``).
+    """
+    raw = secret.encode("utf-8", "surrogatepass")
+    padded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    forms = {
+        secret,
+        *padded,
+        *(form.rstrip("=") for form in padded),
+        quote(raw, safe=""),
+        quote_plus(raw, safe=""),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],  # what orjson writes, surrogates aside
+    }
+    return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+
+
 def known_secrets(secrets: Iterable[str]) -> tuple[str, ...]:
-    """The secrets long enough to scrub from text."""
+    """
+    Every form (``encoded_forms``) of the secrets long enough to scrub from
+    text, longest first.  Cached per secret set, so a logger asking per
+    record pays for the encodings once.
+    """
     return _known(tuple(secrets))
 
 
 @functools.lru_cache(maxsize=8)
 def _known(secrets: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple({s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH})
+    forms: set[str] = set()
+    for secret in secrets:
+        if isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH:
+            forms |= encoded_forms(secret)
+    return tuple(sorted(forms, key=lambda form: (-len(form), form)))
+
+
+@functools.lru_cache(maxsize=8)
+def _finder(known: tuple[str, ...]) -> Callable[[bytes], Any]:
+    """
+    A search for any known form as it appears inside an orjson line
+    (escaped): one compiled alternation, cheaper than a scan per form once
+    each secret has half a dozen forms.
+    """
+    if not known:
+        return lambda line: None
+    return re.compile(b"|".join(re.escape(orjson.dumps(form)[1:-1]) for form in known)).search
+
+
+def scrub_text(text: str, secrets: Iterable[str]) -> str:
+    """
+    ``text`` from outside (an SMTP reply, an HTTP error body, an exception's
+    message) with every form of every secret replaced: what may then go into
+    ``/health``, an error, or the store.
+    """
+    return _scrub(text, known_secrets(secrets))
 
 
 _SECRET_KEY_BYTES = tuple(part.encode() for part in SECRET_KEY_PARTS)
@@ -124,7 +185,7 @@ def serialize_redacted(message: dict[str, Any], known: tuple[str, ...]) -> tuple
     # Keys are in the line too, so a line naming no secret-looking word has no
     # secret key; inside JSON a secret appears escaped (quotes, backslashes).
     maybe_key = any(part in lowered for part in _SECRET_KEY_BYTES)
-    if (maybe_key and _has_secret_key(message)) or any(orjson.dumps(s)[1:-1] in line for s in known):
+    if (maybe_key and _has_secret_key(message)) or _finder(known)(line):
         message = _redact(message, known, False)
         line = _dumps(message)
     return message, line
@@ -232,7 +293,9 @@ class _JsonLinesFile:
         # LogFile opens unbuffered, rotates before a write once the file has
         # reached rotateLength, and deletes rotated files past maxRotatedFiles.
         self._file = LogFile(name, directory, rotateLength=max_bytes, defaultMode=0o600, maxRotatedFiles=backups)
-        # Eliot calls destinations from whichever thread logged.
+        # Eliot calls destinations from whichever thread logged.  Signal
+        # handlers never log (they only schedule work on the reactor), so no
+        # signal can interrupt a write and then wait here for itself.
         self._lock = threading.Lock()
 
     def write(self, line: bytes) -> None:
@@ -240,12 +303,19 @@ class _JsonLinesFile:
         with self._lock:
             self._file.write(line)
 
+    def resize(self, max_bytes: int, backups: int) -> None:
+        """New rotation limits (a reload), from the next write on."""
+        with self._lock:
+            self._file.rotateLength = max_bytes
+            self._file.maxRotatedFiles = backups
+
     def close(self) -> None:
         with self._lock:
             self._file.flush()
             self._file.close()
 
 
+@implementer(IReconfigurable)
 class LoggingService(Service):
     """
     Eliot destinations (combined.log, error.log, console) plus the
@@ -265,6 +335,7 @@ class LoggingService(Service):
         backups: int = 5,
         secrets: Callable[[], Iterable[str]] = lambda: (),
         console: bool = True,
+        banner: dict[str, Any] | None = None,
     ) -> None:
         if level not in LEVELS:
             raise ValueError(f"log.level: unknown level {level!r} (choose one of {', '.join(LEVELS)})")
@@ -279,6 +350,8 @@ class LoggingService(Service):
         self._backups = backups
         self._secrets = secrets
         self._console = console
+        #: Logged first, so a log's opening lines say which config is in use.
+        self._banner = banner
         self._combined: _JsonLinesFile | None = None
         self._errors: _JsonLinesFile | None = None
         # When recent errors were written, for the heartbeat's snapshot.
@@ -293,6 +366,28 @@ class LoggingService(Service):
         add_destinations(self._deliver)
         globalLogPublisher.addObserver(self._bridge)
         super().startService()
+        self._log_banner()
+
+    def privilegedStartService(self) -> None:
+        # First of all children: Eliot holds messages until a destination is
+        # added, so this opens the log even though ports bind before startService.
+        super().privilegedStartService()
+        self._log_banner()
+
+    def _log_banner(self) -> None:
+        if self._banner is not None:
+            log("openclaw:daemon:starting", **self._banner)
+            self._banner = None
+
+    def reconfigure(self, config: Any) -> None:
+        """A reload's ``log`` section: the level at once, rotation from the next write."""
+        if config.log.level != self.level:
+            self.level = config.log.level
+            set_threshold(self.level)
+        self._max_bytes, self._backups = config.log.max_bytes, config.log.backups
+        for file in (self._combined, self._errors):
+            if file is not None:
+                file.resize(self._max_bytes, self._backups)
 
     def stopService(self) -> Any:
         if self._combined is not None and self._errors is not None:

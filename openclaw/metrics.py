@@ -70,6 +70,31 @@ gateway_auth_failures = Counter(
     "Gateway connections refused for a wrong or missing token.",
     registry=REGISTRY,
 )
+gateway_refused = Counter(
+    "openclaw_gateway_refused_total",
+    "Gateway connections or requests refused by a limit, by reason (too_many_connections, too_many_per_address, "
+    "origin, handshake, rate_limited, send_queue_full).",
+    ["reason"],
+    registry=REGISTRY,
+)
+gateway_send_paused = Counter(
+    "openclaw_gateway_send_paused_total",
+    "Times a gateway connection stopped being read because its replies queued past gateway.send_high_water.",
+    registry=REGISTRY,
+)
+web_refused = Counter(
+    "openclaw_web_refused_total",
+    "Web requests or connections refused by a limit, by reason (body_too_large, request_timeout, "
+    "too_many_connections, bad_transfer_encoding).",
+    ["reason"],
+    registry=REGISTRY,
+)
+# Every reason exists from the start, so increase() alerts see a zero first.
+for _reason in ("too_many_connections", "too_many_per_address", "origin", "handshake", "rate_limited",
+                "send_queue_full"):
+    gateway_refused.labels(_reason)
+for _reason in ("body_too_large", "request_timeout", "too_many_connections", "bad_transfer_encoding"):
+    web_refused.labels(_reason)
 heartbeat_last = Gauge(
     "openclaw_heartbeat_last_timestamp_seconds",
     "Unix time of the last heartbeat (0 before the first).",
@@ -88,6 +113,39 @@ ready = Gauge(
 drain_abandoned = Counter(
     "openclaw_drain_abandoned_requests_total",
     "In-flight requests abandoned because the drain timeout passed.",
+    registry=REGISTRY,
+)
+drain_abandoned_messages = Counter(
+    "openclaw_drain_abandoned_messages_total",
+    "Messages whose brain work a hurried drain abandoned; they stay durable and are answered after the next start.",
+    registry=REGISTRY,
+)
+drain_undelivered = Counter(
+    "openclaw_drain_undelivered_total",
+    "Outbox messages still pending when a drain ended; they stay durable and are sent after the next start.",
+    registry=REGISTRY,
+)
+drain_hurried = Counter(
+    "openclaw_drain_hurried_total",
+    "Services told to stop waiting during a drain (budget spent or a second signal), by service.",
+    ["service"],
+    registry=REGISTRY,
+)
+store_errors = Counter(
+    "openclaw_store_errors_total",
+    "Store operations that failed, by operation (record_inbound, complete_inbound, due_outbox, ...).",
+    ["op"],
+    registry=REGISTRY,
+)
+store_failing = Gauge(
+    "openclaw_store_failing",
+    "1 while the store's last write or read failed (/health and /readyz answer 503).",
+    registry=REGISTRY,
+)
+config_reloads = Counter(
+    "openclaw_config_reloads_total",
+    "Configuration reloads (SIGHUP, systemctl reload, openclaw reload), by result: applied, rejected, unchanged.",
+    ["result"],
     registry=REGISTRY,
 )
 state_saves = Counter(
@@ -224,5 +282,18 @@ store_pruned = Counter(
     "openclaw_store_pruned_total",
     "Rows deleted by pruning (sent outbox rows, finished inbound events, journal records) past store.retention.",
     ["kind"],
+    registry=REGISTRY,
+)
+http_fresh_retries = Counter(
+    "openclaw_http_fresh_retries_total",
+    "Requests sent again on a fresh connection after a reused pooled one failed them before any response byte "
+    "(a server that closes connections between requests), by client.",
+    ["client"],
+    registry=REGISTRY,
+)
+http_check_refused = Counter(
+    "openclaw_http_check_refused_total",
+    "http_check requests refused before connecting, by reason (address, scheme, redirects).",
+    ["reason"],
     registry=REGISTRY,
 )

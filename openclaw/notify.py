@@ -14,17 +14,29 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from twisted.application.service import Service
 from twisted.internet.defer import inlineCallbacks
+from zope.interface import implementer
 
 from openclaw import metrics
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 from openclaw.events import OutboxItem
+from openclaw.interfaces import IReconfigurable
 
 KINDS = ("alert", "recovery", "info")
 
+NOTIFY = message_type("openclaw:notify", [
+    typed("kind", [str], "alert, recovery or info"), typed("source", [str], "who raised it: heartbeat, a check, cron..."),
+    typed("session", [str, None], "the owner's session it went to"), typed("length", [int], "characters of the text"),
+], "the owner was told something (warn for alerts)")
 
-class Notifier:
+
+@implementer(IReconfigurable)
+class Notifier(Service):
     """
+    A service only so that a reload reaches it (``heartbeat.target``); it
+    does nothing when started or stopped.
+
     :param target: ``last`` (the session the owner spoke in last) or a
         session id such as ``telegram:12345``.
     :param push: ``WebchatHub.push``: ``(session, event, payload) -> int``.
@@ -40,6 +52,9 @@ class Notifier:
         self.push = push
         self.kick = kick
         self.target = target
+
+    def reconfigure(self, config: Any) -> None:
+        self.target = config.heartbeat.target
 
     @inlineCallbacks
     def resolve(self, target: str = "", avoid: str = "") -> Any:
@@ -81,7 +96,7 @@ class Notifier:
             self.kick()
         yield self.store.append_journal("alert", self.clock.seconds(), payload)
         metrics.alerts_total.labels(source, kind).inc()
-        log("openclaw:notify", level="warn" if kind == "alert" else "info",
+        log(NOTIFY, level="warn" if kind == "alert" else "info",
             kind=kind, source=source, session=session, length=len(message))
         return session
 

@@ -49,8 +49,10 @@ class OrderedMultiService(MultiService):
         """
         Call ``call(child)`` on the children last-first, waiting for each
         result before the next; a failure is logged and the walk goes on.
+        :return: a Deferred firing with the number of children that failed.
         """
         children: Iterable[Any] = [c for c in reversed(list(self)) if only(c)]
+        failures = 0
         for child in children:
             action = begin(f"openclaw:service:{step}", service=child.name or repr(child))
             with action.context():
@@ -59,5 +61,8 @@ class OrderedMultiService(MultiService):
             try:
                 yield d.result
             except Exception:
-                pass  # already logged as the action's failure
-            self._set(child, state)
+                failures += 1  # already logged as the action's failure
+                self._set(child, "failed")
+            else:
+                self._set(child, state)
+        return failures

@@ -29,7 +29,12 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
+
+PERIODIC_FAILED = message_type("openclaw:periodic:failed", [
+    typed("service", [str], "whose loop (outbox, prune, state, check:NAME, heartbeat)"),
+    typed("error", [str], "the failure, repr'd"),
+], "a periodic call failed; the loop goes on and calls again at the next interval", "error")
 
 
 class PeriodicService(Service):
@@ -140,15 +145,16 @@ class PeriodicService(Service):
             return None
         return self._delayed.getTime()
 
-    def set_interval(self, seconds: float) -> None:
+    def set_interval(self, seconds: float, *, next_in: float | None = None) -> None:
         """
         Change the interval.  Between calls the next one is rescheduled
-        ``seconds`` after the end of the last call (or the start); a call
-        running or requested schedules with the new interval when it ends.
+        ``seconds`` after the end of the last call (or the start), or
+        ``next_in`` seconds from now when given; a call running or requested
+        schedules with the new interval when it ends.
         """
         self.interval = seconds
         if self.running and not self._stopped and not self._busy and self._soon is None:
-            self._arm(seconds)
+            self._arm(seconds if next_in is None else self.clock.seconds() - self._since + next_in)
 
     # The loop
 
@@ -185,7 +191,7 @@ class PeriodicService(Service):
 
     def _ended(self, result: Any) -> None:
         if isinstance(result, Failure):
-            log("openclaw:periodic:failed", level="error", service=self.name, error=repr(result.value))
+            log(PERIODIC_FAILED, level="error", service=self.name, error=repr(result.value))
             result = None
         self._busy = False
         self._since = self.clock.seconds()

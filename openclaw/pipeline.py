@@ -10,19 +10,21 @@ process dies at any point (events not done are replayed at start).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from eliot import Action
 from eliot.twisted import DeferredContext, inline_callbacks
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
+from twisted.internet.task import deferLater
 from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.agent.base import BrainError, BrainRequest
-from openclaw.eliotutil import begin, log
+from openclaw.eliotutil import action_type, begin, log, message_type, typed
 from openclaw.events import Event, OutboxItem
-from openclaw.interfaces import IAdmission, IDrainable
+from openclaw.config import Config, LanesConfig
+from openclaw.interfaces import IAdmission, IDrainable, IReconfigurable
 from openclaw.lanes import CHAT, HEARTBEAT, SYSTEM, Lanes
 from openclaw.runtime import Runtime
 
@@ -30,6 +32,45 @@ BUSY_REPLY = "I'm busy with your earlier messages; please send this one again in
 BRAIN_DOWN_REPLY = "Sorry, I could not reach my language model just now; please try again later."
 USAGE_PREFIX = "usage:"
 PRIORITY = {"message.received": CHAT, "user.command": CHAT, "system.heartbeat": HEARTBEAT}
+
+EVENT_ID = typed("event_id", [str], "the inbound event's id")
+SESSION_ID = typed("session_id", [str], "the session: <channel>:<chat>")
+LENGTH = typed("length", [int], "characters of the inbound text")
+PROVIDER = typed("provider", [str], "the brain that answered")
+MESSAGE = action_type("openclaw:message", [
+    EVENT_ID, SESSION_ID, typed("source", [str], "the channel it came from"),
+    typed("type", [str], "message.received, user.command, ..."), LENGTH,
+], [], "one inbound message from receipt to its stored reply")
+MESSAGE_REPLAYED = action_type("openclaw:message:replayed", [EVENT_ID, SESSION_ID, LENGTH], [],
+                               "a message recorded before a restart, answered now")
+MESSAGE_RECORDED = message_type("openclaw:message:recorded", [
+    EVENT_ID, typed("duplicate", [bool], "a repeat of a message already recorded: not answered again"),
+], "the message is durable (info when a repeat, else debug)", "debug")
+MESSAGE_ANSWERED = message_type("openclaw:message:answered", [
+    PROVIDER, typed("reply_length", [int], "characters of the reply"),
+    typed("tool_calls", [int], "tools the brain called"),
+    typed("input_tokens", [int], "model input tokens"), typed("output_tokens", [int], "model output tokens"),
+], "the brain answered")
+MESSAGE_BRAIN_FAILED = message_type("openclaw:message:brain-failed", [
+    typed("error", [str], "why"), typed("retryable", [bool], "whether a retry could work"),
+], "no brain could answer; the sender gets an apology", "error")
+REPLY_STORED = message_type("openclaw:message:reply-stored", [
+    EVENT_ID, typed("replies", [int], "outbox rows written (0: nothing to say)"),
+], "the reply is in the outbox and the event done, in one step", "debug")
+PIPELINE_ABANDONED = message_type("openclaw:pipeline:abandoned", [
+    typed("count", [int], "messages whose brain call was abandoned"),
+], "the drain was hurried: messages still thinking are left to replay after the restart", "warn")
+PIPELINE_REPLAY = message_type("openclaw:pipeline:replay", [typed("count", [int], "events queued again")],
+                               "unfinished messages found at start and queued again", "warn")
+PIPELINE_STORE_RETRY = message_type("openclaw:pipeline:store-retry", [
+    typed("op", [str], "the store operation"), typed("attempt", [int], "failures so far"),
+    typed("delay", [int, float], "seconds before the next try"), typed("error", [str], "the store's error"),
+], "a store operation for a message failed and is retried: the message is delayed, not lost", "warn")
+
+
+def store_retry_delay(attempt: int) -> float:
+    """Seconds before retry ``attempt`` (1, 2, ...) of a store operation: 0.5 s doubling, at most 30 s."""
+    return min(30.0, 0.5 * 2.0 ** min(attempt - 1, 6))
 
 
 class Busy(Exception):
@@ -40,21 +81,35 @@ class ShuttingDown(Exception):
     """The daemon is draining and takes no new messages."""
 
 
-@implementer(IAdmission, IDrainable)
+class StoreUnavailable(Exception):
+    """The store could not record the message (nothing was acknowledged): send it again later."""
+
+
+class Abandoned(Exception):
+    """A hurried drain gave up on this message's store retries; it stays received for the next start."""
+
+
+@implementer(IAdmission, IDrainable, IReconfigurable)
 class Pipeline(Service):
-    """Owns the lanes; ``receive`` is the one entry for every inbound event."""
+    """
+    Owns the lanes; ``receive`` is the one entry for every inbound event.
+    ``history`` is how many past messages the brain sees (``brain.history``).
+    """
 
     def __init__(
         self, runtime: Runtime, store: Any, brain: Any, outbox: Any,
-        history: int = 20, max_concurrent: int = 8, max_queue: int = 100, idle_after: float = 86400.0,
+        history: int = 20, lanes: LanesConfig = LanesConfig(),
     ) -> None:
         self.runtime = runtime
         self.store = store
         self.brain = brain
         self.outbox = outbox
         self.history = history
-        self.lanes = Lanes(runtime.clock, self._handle, max_concurrent, max_queue, idle_after)
+        self.lanes = Lanes(runtime.clock, self._handle, lanes.max_concurrent, lanes.max_queue, lanes.idle_after)
         self.draining = False
+        #: Set by ``hurry()``: in-flight brain work is abandoned, its events stay durable.
+        self.abandoned = False
+        self._thinking: dict[str, Deferred] = {}
         # The Eliot action of each message in flight: it spans receive ->
         # lane -> brain -> reply stored, and the delivery continues its task.
         self._actions: dict[str, Action] = {}
@@ -62,12 +117,37 @@ class Pipeline(Service):
     def startService(self) -> None:
         Service.startService(self)
         self.draining = False
-        self.replayed = self.store.pending_inbound()
+        self.replayed = self._durably("pending_inbound", self.store.pending_inbound)
         self.replayed.addCallback(self._replay)
+        self.replayed.addErrback(lambda f: f.trap(Abandoned))
+
+    @inlineCallbacks
+    def _durably(self, op: str, call: Callable[[], Deferred]) -> Any:
+        """
+        ``call()`` until the store takes it: a failing store delays an
+        acknowledged message, never loses it.  Only a hurried drain ends the
+        retries (``Abandoned``): the event stays received for the next start.
+        Every operation retried here is idempotent (``complete_inbound``
+        changes nothing the second time).
+        """
+        attempt = 0
+        while True:
+            try:
+                result = yield call()
+            except Exception as e:
+                if self.abandoned or not self.running:
+                    raise Abandoned() from None
+                attempt += 1
+                delay = store_retry_delay(attempt)
+                log(PIPELINE_STORE_RETRY, level="warn", op=op, attempt=attempt, delay=delay,
+                    error=str(e)[:300] or type(e).__name__)
+                yield deferLater(self.runtime.clock, delay, lambda: None)
+            else:
+                return result
 
     def _replay(self, events: list[Event]) -> int:
         if events:
-            log("openclaw:pipeline:replay", level="warn", count=len(events))
+            log(PIPELINE_REPLAY, level="warn", count=len(events))
         for event in events:
             self._submit(event, force=True)
         return len(events)
@@ -85,7 +165,7 @@ class Pipeline(Service):
         if not self.lanes.has_room(event.session_id):
             metrics.lane_overflows.inc()
             raise Busy()
-        action = begin("openclaw:message", event_id=event.id, session_id=event.session_id,
+        action = begin(MESSAGE, event_id=event.id, session_id=event.session_id,
                        source=event.source, type=event.type, length=len(event.text))
         self._actions[event.id] = action
         with action.context():
@@ -97,10 +177,9 @@ class Pipeline(Service):
     def _recorded(self, result: tuple[str, bool], event: Event, action: Action) -> tuple[str, bool]:
         event_id, duplicate = result
         with action.context():
-            log("openclaw:message:recorded", level="debug", event_id=event_id, duplicate=duplicate)
+            log(MESSAGE_RECORDED, level="info" if duplicate else "debug", event_id=event_id, duplicate=duplicate)
         if duplicate:
             self._actions.pop(event.id, None)
-            action.add_success_fields(duplicate=True)
             action.finish()
         else:
             self.runtime.sessions.touch(event.session_id, event.source, self.runtime.clock.seconds(),
@@ -110,21 +189,23 @@ class Pipeline(Service):
         return result
 
     def _record_failed(self, failure: Any, event: Event, action: Action) -> Any:
+        """Nothing was recorded, so nothing is acknowledged: the sender is told to send again."""
         self._actions.pop(event.id, None)
         action.finish(failure.value)
-        return failure
+        raise StoreUnavailable(failure.getErrorMessage() or type(failure.value).__name__)
 
     def _submit(self, event: Event, force: bool = False) -> None:
         priority = PRIORITY.get(event.type, SYSTEM)
         if not self.lanes.submit(event.session_id, event, priority, force=force):
             # Lost the race for the last slot after recording: answer, never drop.
-            self._complete(event, BUSY_REPLY)
+            self._complete(event, BUSY_REPLY).addErrback(lambda f: f.trap(Abandoned))
 
     def _handle(self, session_id: str, event: Event) -> Deferred:
         action = self._actions.pop(event.id, None) or begin(
-            "openclaw:message:replayed", event_id=event.id, session_id=session_id, length=len(event.text))
+            MESSAGE_REPLAYED, event_id=event.id, session_id=session_id, length=len(event.text))
         with action.context():
             d = DeferredContext(self._answer(session_id, event, action))
+            d.addErrback(lambda f: f.trap(Abandoned))  # left received: answered after the next start
             d.addActionFinish()
         return d.result
 
@@ -132,25 +213,39 @@ class Pipeline(Service):
     def _answer(self, session_id: str, event: Event, action: Action) -> Any:
         started = self.runtime.clock.seconds()
         # The rules brain answers from the facts alone: no store round trip for it.
-        history = (yield self.store.history(session_id, self.history + 1)) if self.brain.uses_history else []
+        history = (yield self._durably("history", lambda: self.store.history(session_id, self.history + 1))
+                   ) if self.brain.uses_history else []
         request = BrainRequest(
             session_id=session_id, text=event.text, event_id=event.id,
             history=[{"role": m["role"], "text": m["text"]} for m in history if m["event_id"] != event.id][-self.history:],
         )
+        if self.abandoned:
+            return
         try:
-            reply = yield self.brain.respond(request)
+            thinking = self._thinking[event.id] = self.brain.respond(request)
+            try:
+                reply = yield thinking
+            finally:
+                self._thinking.pop(event.id, None)
             text = reply.text
-            action.add_success_fields(provider=reply.provider, reply_length=len(text),
-                                      tool_calls=reply.tool_calls, **reply.usage)
+            log(MESSAGE_ANSWERED, provider=reply.provider, reply_length=len(text),
+                tool_calls=reply.tool_calls, **reply.usage)
             for kind, count in reply.usage.items():
                 metrics.brain_tokens.labels(reply.provider, kind).inc(count)
             if any(reply.usage.values()):
                 yield self._add_usage(session_id, reply.usage)
-        except BrainError as e:
-            log("openclaw:message:brain-failed", level="error", error=str(e), retryable=e.retryable)
+        except (BrainError, CancelledError) as e:
+            if self.abandoned:
+                return  # hurried: the event stays received and is answered after the next start
+            if isinstance(e, CancelledError):
+                raise
+            log(MESSAGE_BRAIN_FAILED, level="error", error=str(e), retryable=e.retryable)
             text = BRAIN_DOWN_REPLY
+        if self.abandoned:
+            return
         self.outbox.remember_task(event.id, action.serialize_task_id().decode())
         yield self._complete(event, text)
+        log(REPLY_STORED, level="debug", event_id=event.id, replies=1 if text else 0)
         metrics.response_duration.labels(event.source).observe(self.runtime.clock.seconds() - started)
 
     @inlineCallbacks
@@ -161,11 +256,11 @@ class Pipeline(Service):
         read-modify-write never races within its session.
         """
         key = USAGE_PREFIX + session_id
-        total = (yield self.store.get_state(key)) or {}
+        total = (yield self._durably("get_state", lambda: self.store.get_state(key))) or {}
         for kind, count in usage.items():
             total[kind] = total.get(kind, 0) + count
         total["replies"] = total.get("replies", 0) + 1
-        yield self.store.set_state(key, total)
+        yield self._durably("set_state", lambda: self.store.set_state(key, total))
 
     def _complete(self, event: Event, text: str) -> Deferred:
         replies = [OutboxItem(
@@ -173,7 +268,7 @@ class Pipeline(Service):
             dedupe_key=f"reply:{event.id}", reply_to=event.id,
             created_at=self.runtime.clock.seconds(), next_attempt=self.runtime.clock.seconds(),
         )] if text else []
-        d = self.store.complete_inbound(event.id, replies)
+        d = self._durably("complete_inbound", lambda: self.store.complete_inbound(event.id, replies))
         d.addCallback(lambda _: self.outbox.kick())
         return d
 
@@ -187,7 +282,27 @@ class Pipeline(Service):
         return self.lanes.until_idle()
 
     def hurry(self) -> None:
-        pass
+        """
+        Abandon the messages still with the brain: their events stay
+        ``received`` in the store, so the next start answers them (once).
+        """
+        if self.abandoned or not self.draining:
+            return
+        self.abandoned = True
+        abandoned = list(self._thinking.values())
+        if abandoned:
+            metrics.drain_abandoned_messages.inc(len(abandoned))
+            log(PIPELINE_ABANDONED, level="warn", count=len(abandoned))
+        for d in abandoned:
+            d.cancel()
+        self.lanes.release_waiters()
+
+    def reconfigure(self, config: Config) -> None:
+        """New lane limits and history length, for the next message (the brain reloads itself)."""
+        self.lanes.max_concurrent = config.lanes.max_concurrent
+        self.lanes.max_queue = config.lanes.max_queue
+        self.lanes.idle_after = config.lanes.idle_after
+        self.history = config.brain.history
 
     def stopService(self) -> Deferred:
         Service.stopService(self)

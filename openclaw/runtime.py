@@ -1,12 +1,13 @@
 """
-What the daemon knows about itself right now: its phase, the services'
-states, sessions, the last heartbeat.  Services write it; ``/health``, the
-gateway's ``status`` and the state file read it.
+What the daemon as a whole knows about itself: its phase, the services'
+lifecycle states, sessions, the last heartbeat, the config in use.  The
+services' own state (connectors, checks, the store ...) is not copied here:
+each reports it itself (``IStatusSource``, read through ``status.TreeStatus``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -27,15 +28,10 @@ class Runtime:
         self.services: dict[str, str] = {}
         self.sessions = Sessions()
         self.last_heartbeat: float | None = None
-        self.next_heartbeat: Callable[[], float | None] = lambda: None
-        self.heartbeat_overdue: Callable[[], bool] = lambda: False
-        self.checks: Callable[[], list[dict[str, Any]]] = list
-        self.mail: Callable[[], dict[str, dict[str, Any]]] = dict
-        self.report: Callable[[], str | None] = lambda: None
-        self.connectors: Callable[[], dict[str, dict[str, Any]]] = dict
-        self.gateway: Callable[[], dict[str, int]] = dict
         self.nofile: tuple[int, int] | None = None
-        self.outbox: dict[str, int] = {"pending": 0, "sent": 0, "failed": 0}
+        #: The config file in use (None: built-in defaults) and the last reload's outcome.
+        self.config_path: str | None = None
+        self.last_reload: dict[str, Any] | None = None
 
     def mark_ready(self) -> None:
         """Startup finished: every service started and every port listens."""

@@ -2,10 +2,11 @@
 ``twistd openclaw``: command-line options and the service tree.
 
 ``makeService`` only builds objects; services do their I/O when started.
-The order of ``build_service`` is the start order (docs/recovery.md):
-logging, store, state, gateway, web, connectors, pipeline (lanes), outbox,
-the proactive engine (checks, heartbeat, cron, mail), systemd notify.  Stopping drains and then stops the same list
-backwards.
+``build_service`` is the one factory of the tree: every collaborator is
+finished before the one that needs it is built, and the ``children`` list at
+its end is the start order, with each child's drain role beside it.
+Stopping refuses new work everywhere at once, drains that list backwards
+within one budget (``daemon.drain_timeout``), then stops it backwards.
 """
 
 from __future__ import annotations
@@ -16,27 +17,31 @@ from typing import Any
 
 from twisted.python import usage
 
-from openclaw import __version__
+from openclaw import __version__, runfile
 from openclaw.agent.factory import make_brain
+from openclaw.agent.service import BrainService
 from openclaw.agent.tools import all_tools
-from openclaw.config import EX_CONFIG, Config, ConfigError, default_home, load_config
-from openclaw.connectors.service import ConnectorsService, make_connectors
+from openclaw.config import EX_CONFIG, BrainConfig, Config, ConfigError, ConfigSource, default_home
+from openclaw.connectors.service import ChannelRoutes, ConnectorsService, make_connectors
 from openclaw.daemon import DaemonService
 from openclaw.events import OutboxItem, new_event_id
 from openclaw.facts import RuntimeFacts
 from openclaw.gateway.chat import WebchatHub, chat_methods
-from openclaw.gateway.methods import core_methods
+from openclaw.gateway.methods import core_methods, reload_method
 from openclaw.gateway.pairing import pairing_methods
 from openclaw.gateway.service import GatewayService
-from openclaw.logs import LoggingService
+from openclaw.logs import LoggingService, scrub_text
 from openclaw.notify import Notifier
 from openclaw.outbox import OutboxService
 from openclaw.pipeline import Pipeline
 from openclaw.proactive.engine import build_engine
 from openclaw.runtime import Runtime
 from openclaw.state import StateService
+from openclaw.status import TreeStatus
 from openclaw.store import make_store
 from openclaw.store.pruning import PruneService
+from openclaw.system import homelock
+from openclaw.system.homelock import HomeLocked
 from openclaw.system.sdnotify import SDNotifier
 from openclaw.system.systemd_service import SystemdService
 from openclaw.web import WebService
@@ -46,13 +51,14 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Run the openclaw daemon. With no options it keeps its data in "
-        "$OPENCLAW_HOME (else ~/.openclaw), serves the gateway on "
-        "127.0.0.1:18789 and /health, /metrics on 127.0.0.1:8080. "
-        "Endpoints are Twisted strports strings (tcp:0, unix:/path). "
-        "A bad configuration exits with status 78."
+        "$OPENCLAW_HOME (else ~/.openclaw), reads <home>/openclaw.yaml if it "
+        "exists, serves the gateway on 127.0.0.1:18789 and /health, /metrics "
+        "on 127.0.0.1:8080. Endpoints are Twisted strports strings (tcp:0, "
+        "unix:/path). A bad configuration exits with status 78, a home held "
+        "by another daemon with 73."
     )
     optParameters = [
-        ["config", "c", None, "YAML config file (default: $OPENCLAW_CONFIG, else none: built-in defaults)"],
+        ["config", "c", None, "YAML config file (default: $OPENCLAW_CONFIG, else <home>/openclaw.yaml if it exists)"],
         ["home", None, None, "home directory for data, logs and the token (default: $OPENCLAW_HOME, else ~/.openclaw)"],
         ["gateway", None, None, "gateway endpoint (default: tcp:18789:interface=127.0.0.1)"],
         ["web", None, None, "health/metrics endpoint (default: tcp:8080:interface=127.0.0.1)"],
@@ -60,23 +66,22 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
-        overrides = {
+        self.home = os.path.abspath(os.path.expanduser(self["home"] or default_home()))
+        self.source = ConfigSource(self["config"], self.home, os.environ, {
             "gateway.listen": self["gateway"],
             "web.listen": self["web"],
             "log.level": self["log-level"],
-        }
-        path = self["config"] or os.environ.get("OPENCLAW_CONFIG") or None
+        })
         try:
-            self.config = load_config(path, os.environ, overrides)
+            self.config = self.source.load()
         except ConfigError as e:
             sys.stderr.write(f"{e}\n")
             raise SystemExit(EX_CONFIG)
-        self.home = os.path.abspath(os.path.expanduser(self["home"] or default_home()))
 
 
-def status_line(runtime: Runtime) -> str:
+def status_line(runtime: Runtime, tree: TreeStatus) -> str:
     """The short summary systemd shows in ``systemctl status``."""
-    gateway = runtime.gateway()
+    gateway = tree.section("gateway", {})
     return (
         f"{runtime.phase}; {gateway.get('connections', 0)} gateway connections; "
         f"{len(runtime.sessions)} sessions"
@@ -85,20 +90,39 @@ def status_line(runtime: Runtime) -> str:
 
 def build_service(
     config: Config, home: str, reactor: Any, owns_process: bool = False,
-    console: bool = True, environ: Any = os.environ,
+    console: bool = True, environ: Any = os.environ, source: ConfigSource | None = None,
 ) -> DaemonService:
     """
-    The whole tree, children added in start order.  ``owns_process`` (twistd
-    only) adds signal handling and raises the open-files limit.
+    The whole tree for ``config``.  ``owns_process`` (twistd only) adds
+    signal handling and raises the open-files limit; ``source`` says where
+    the config came from, so a reload re-reads it the same way (without
+    one, a reload re-applies ``config``).
     """
     runtime = Runtime(reactor, config.digest())
-    root = DaemonService(runtime, reactor, home, owns_process)
+    known_secrets = SecretsOf(environ)
+    runtime.config_path = source.path() if source is not None else None
+    sd = SDNotifier.from_environ(environ)
+    # The root first: what the services report is read through it (/health,
+    # the rules brain, the heartbeat's snapshot), and a reload goes through it.
+    root = DaemonService(
+        runtime, reactor, home, config, owns_process,
+        load_config=source.load if source is not None else None,
+        notify=sd.send if sd is not None else (lambda **fields: None),
+        runfile_facts=lambda: listening_facts(gateway, web, runtime),
+    )
+    tree = TreeStatus(root)
     data = os.path.join(home, "data")
     store = make_store(config.store, home, reactor)
     hub = WebchatHub()
-    outbox = OutboxService(reactor, store, {"webchat": hub.deliver}, max_attempts=config.outbox.max_attempts,
-                           counts=runtime.outbox)
-    facts = RuntimeFacts(runtime)
+    # Secrets as the running config has them; the gateway token is made at
+    # start.  Both are looked up when asked (the logger: per record).
+    secrets = lambda: [*known_secrets(root.config), gateway.token]  # noqa: E731
+    connectors = ConnectorsService(runtime, lambda section: make_connectors(
+        section, reactor, pipeline, store, notifier, environ))
+    outbox = OutboxService(reactor, store, ChannelRoutes({"webchat": hub.deliver}, connectors),
+                           max_attempts=config.outbox.max_attempts,
+                           redact=lambda text: scrub_text(text, secrets()))
+    facts = RuntimeFacts(runtime, tree)
 
     def enqueue(session_id: str, text: str) -> Any:
         channel = session_id.split(":", 1)[0]
@@ -109,49 +133,54 @@ def build_service(
         d.addCallback(lambda result: (outbox.kick(), result)[1])
         return d
 
-    brain = make_brain(
-        config.brain, reactor, facts,
-        all_tools(reactor, facts, store, enqueue, facts.sessions), environ,
-    )
-    pipeline = Pipeline(
-        runtime, store, brain, outbox, history=config.brain.history,
-        max_concurrent=config.lanes.max_concurrent, max_queue=config.lanes.max_queue,
-        idle_after=config.lanes.idle_after,
-    )
-    methods = core_methods(runtime)
-    methods.update(chat_methods(pipeline, store, hub, outbox.kick))
-    gateway = GatewayService(reactor, runtime, config.gateway, os.path.join(home, "gateway.token"), methods)
-    gateway.close_listeners.append(hub.forget)
+    def brain_for(brain_config: BrainConfig) -> Any:
+        tools = all_tools(reactor, facts, store, enqueue, facts.sessions, http_allow=brain_config.http_check_allow)
+        return make_brain(brain_config, reactor, facts, tools, environ)
+
+    brains = BrainService(config.brain, brain_for)
+    brain = brains.brain
+    pipeline = Pipeline(runtime, store, brain, outbox, config.brain.history, config.lanes)
     notifier = Notifier(reactor, store, hub.push, outbox.kick, config.heartbeat.target)
-    connectors = ConnectorsService(runtime)
-    for connector in make_connectors(config.connectors, reactor, pipeline, store, notifier, environ):
-        connector.setServiceParent(connectors)
-        outbox.deliverers[connector.name] = connector.deliver
-    runtime.connectors = connectors.health
-    methods.update(pairing_methods(store, reactor))
-    static_secrets = config.secrets(environ)  # read once: the logger asks per record
+    connectors.build(config.connectors)
     logging = LoggingService(
         home, config.log.level, config.log.max_bytes, config.log.backups,
-        secrets=lambda: [*static_secrets, gateway.token], console=console,
+        secrets=secrets, console=console,
+        banner={"config": runtime.config_path or "built-in defaults", "home": home,
+                "version": __version__, "digest": runtime.config_digest},
     )
-    engine = build_engine(config, home, reactor, runtime, store, brain, notifier, hub.push,
+    engine = build_engine(config, home, reactor, runtime, tree, store, brain, notifier, hub.push,
                           logging.recent_errors, environ)
-    methods.update(engine.methods)
+    methods = {
+        **core_methods(runtime, tree),
+        **reload_method(root.reload),
+        **chat_methods(pipeline, store, hub, outbox.kick),
+        **pairing_methods(store, reactor),
+        **engine.methods,
+    }
+    gateway = GatewayService(reactor, runtime, config.gateway, os.path.join(home, "gateway.token"), methods,
+                             on_close=hub.forget)
+    web = WebService(reactor, runtime, config.web.listen, home=home, webhooks=connectors.webhooks,
+                     limits=config.web, tree=tree)
     root.when_ready.append(lambda: store.append_journal(
         "startup", reactor.seconds(), {"version": __version__, "pid": os.getpid()}))
+    # Start order.  Drain runs this list backwards: the engine stops making
+    # work, the pipeline finishes (or, past the budget, abandons) what it
+    # took, the outbox then sends the replies that produced, and only then
+    # do connectors and gateway connections close.
     children = [
-        ("logging", logging),
-        ("store", store),
+        ("logging", logging),        # first up, last down: everything logs
+        ("store", store),            # closed last of the working parts; reports failures (GuardedStore)
+        ("brain", brains),           # the model (a reload may replace it)
         ("state", StateService(runtime, os.path.join(data, "gateway-state.json"), config.state.save_every)),
-        ("gateway", gateway),
-        ("web", WebService(reactor, runtime, config.web.listen, home=home,
-                           webhooks={c.name: c.webhook for c in connectors if hasattr(c, "webhook")})),
-        ("connectors", connectors),
-        ("pipeline", pipeline),
-        ("outbox", outbox),
+        ("web", web),                # answers /health ("draining") until the stop phase
+        ("gateway", gateway),        # drain: stops listening at once; connections close last
+        ("connectors", connectors),  # kept up until the outbox has flushed
+        ("outbox", outbox),          # drain: one more pass for replies made while draining
+        ("pipeline", pipeline),      # drain: in-flight messages finish; hurried: abandoned, durable
+        ("notifier", notifier),      # alerts' target (reloadable); no I/O of its own
         ("prune", PruneService(reactor, store, config.store.retention)),
-        *engine.children,
-        ("systemd", SystemdService(SDNotifier.from_environ(environ), reactor, lambda: status_line(runtime), environ)),
+        *engine.children,            # drain: no new beats, checks, cron runs or mail
+        ("systemd", SystemdService(sd, reactor, lambda: status_line(runtime, tree), environ)),  # drain: STOPPING=1 first
     ]
     for name, child in children:
         child.setName(name)
@@ -159,7 +188,40 @@ def build_service(
     return root
 
 
+class SecretsOf:
+    """A config's secrets, read once per config: the logger asks for every record."""
+
+    def __init__(self, environ: Any) -> None:
+        self._environ = environ
+        self._config: Config | None = None
+        self._secrets: list[str] = []
+
+    def __call__(self, config: Config) -> list[str]:
+        if config is not self._config:
+            self._config, self._secrets = config, config.secrets(self._environ)
+        return self._secrets
+
+
+def listening_facts(gateway: GatewayService, web: WebService, runtime: Runtime) -> dict[str, Any]:
+    """What ``<home>/daemon.json`` tells CLI commands: the addresses actually bound."""
+    facts: dict[str, Any] = {"config": runtime.config_path, "started_at": runtime.started_at}
+    for name, service, scheme in (("gateway", gateway, "ws"), ("web", web, "http")):
+        host = service.port.getHost() if service.port is not None else None
+        if host is not None and hasattr(host, "port"):
+            facts[name] = runfile.address_url(scheme, host.host, host.port)
+    return facts
+
+
 def makeService(options: Options) -> DaemonService:
     from twisted.internet import reactor
 
-    return build_service(options.config, options.home, reactor, owns_process=True)
+    # The one piece of I/O here: a second daemon on this home must stop
+    # before twistd opens its log or anything is bound, with one line.
+    try:
+        lock = homelock.acquire(options.home)
+    except (HomeLocked, OSError) as e:
+        sys.stderr.write(f"openclaw: {e}\n")
+        raise SystemExit(homelock.EX_LOCKED if isinstance(e, HomeLocked) else 1)
+    root = build_service(options.config, options.home, reactor, owns_process=True, source=options.source)
+    root.hold_lock(lock)
+    return root

@@ -16,14 +16,18 @@ from typing import Any
 import orjson
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from twisted.web.server import Site
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from zope.interface import implementer
 
 from openclaw import health, metrics
+from openclaw.config import WebConfig
 from openclaw.eliotutil import enabled, log
+from openclaw.interfaces import IReconfigurable
 from openclaw.listening import ListeningService
 from openclaw.proactive.report import report_html
 from openclaw.runtime import RUNNING, Runtime
+from openclaw.status import NO_SERVICES, TreeStatus
+from openclaw.web_limits import LimitedSite
 
 
 def _json(request: Any, code: int, body: Any) -> bytes:
@@ -38,8 +42,10 @@ class HealthApp:
 
     app = Klein()
 
-    def __init__(self, runtime: Runtime, webhooks: dict[str, Any] | None = None, home: str | None = None) -> None:
+    def __init__(self, runtime: Runtime, webhooks: dict[str, Any] | None = None, home: str | None = None,
+                 tree: TreeStatus = NO_SERVICES) -> None:
         self.runtime = runtime
+        self.tree = tree
         self.home = home
         #: Platform webhooks by name (Telegram, WhatsApp): ``handler(request)``
         #: returns the body (or a Deferred of it) and sets the code.
@@ -47,7 +53,7 @@ class HealthApp:
 
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request: Any) -> bytes:
-        code, body = health.report(self.runtime, health.memory())
+        code, body = health.report(self.runtime, health.memory(), self.tree)
         return _json(request, code, body)
 
     @app.route("/livez", methods=["GET", "HEAD"])
@@ -56,8 +62,12 @@ class HealthApp:
 
     @app.route("/readyz", methods=["GET", "HEAD"])
     def readyz(self, request: Any) -> bytes:
-        ready = self.runtime.phase == RUNNING
-        return _json(request, 200 if ready else 503, {"status": self.runtime.phase, "ready": ready})
+        ready = self.runtime.phase == RUNNING and self.tree.ready()
+        body: dict[str, Any] = {"status": self.runtime.phase, "ready": ready}
+        if not ready and self.runtime.phase == RUNNING:
+            body["problems"] = self.tree.problems()
+            body["store"] = self.tree.section("store")
+        return _json(request, 200 if ready else 503, body)
 
     @app.route("/metrics", methods=["GET"])
     def metrics(self, request: Any) -> bytes:
@@ -89,8 +99,18 @@ class HealthApp:
         return _json(request, 405, {"error": {"code": "method_not_allowed", "method": request.method.decode()}})
 
 
-class QuietSite(Site):
-    """A Site whose access log is a debug-level Eliot message, not a line per probe."""
+def body_limit(limits: WebConfig, method: bytes, path: bytes) -> int:
+    """
+    Each route's body cap: webhook POSTs get ``web.max_webhook_body``; every
+    other route is GET-only and takes no body at all.
+    """
+    if method == b"POST" and path.startswith(b"/webhooks/"):
+        return limits.max_webhook_body
+    return 0
+
+
+class QuietSite(LimitedSite):
+    """A limited Site whose access log is a debug-level Eliot message, not a line per probe."""
 
     noisy = False
 
@@ -100,13 +120,19 @@ class QuietSite(Site):
                 path=request.path.decode("utf-8", "replace"), code=request.code)
 
 
+@implementer(IReconfigurable)
 class WebService(ListeningService):
     """Serves ``HealthApp`` on ``web.listen``."""
 
 
     def __init__(
         self, reactor: Any, runtime: Runtime, description: str,
-        webhooks: dict[str, Any] | None = None, home: str | None = None,
+        webhooks: dict[str, Any] | None = None, home: str | None = None, limits: WebConfig = WebConfig(),
+        tree: TreeStatus = NO_SERVICES,
     ) -> None:
-        site = QuietSite(HealthApp(runtime, webhooks, home).app.resource())
+        site = QuietSite(HealthApp(runtime, webhooks, home, tree).app.resource(), limits, body_limit)
         super().__init__(reactor, description, site, "web.listen")
+
+    def reconfigure(self, config: Any) -> None:
+        """New limits apply to the next connection and request (``web.listen`` needs a restart)."""
+        self.factory.reconfigure(config.web)

@@ -18,6 +18,8 @@ from openclaw.notify import Notifier
 from openclaw.outbox import OutboxService
 from openclaw.pipeline import Pipeline
 from openclaw.runtime import Runtime
+from openclaw.status import TreeStatus
+from tests.fakes import FixedStatus
 from openclaw.store.sqlite import SQLiteStore
 
 
@@ -31,7 +33,10 @@ class Harness:
         self.pushed: list[tuple[str, str, dict]] = []
         self.deliverers: dict[str, Callable] = {}
         self.outbox = OutboxService(reactor, self.store, self.deliverers, max_attempts=5, poll_every=0.2)
-        self.pipeline = Pipeline(self.runtime, self.store, RulesBrain(RuntimeFacts(self.runtime)), self.outbox)
+        # What /health would say of the connector, for the rules brain.
+        self.tree = TreeStatus([FixedStatus(
+            "connectors", lambda: {self.connector.name: self.connector.health()} if self.connector else {})])
+        self.pipeline = Pipeline(self.runtime, self.store, RulesBrain(RuntimeFacts(self.runtime, self.tree)), self.outbox)
         self.notifier = Notifier(reactor, self.store, self._push, self.outbox.kick)
         self.connector: Any = None
 
@@ -47,7 +52,6 @@ class Harness:
         self.store.startService()
         self.connector = make_connector(self)
         self.deliverers[self.connector.name] = self.connector.deliver
-        self.runtime.connectors = lambda: {self.connector.name: self.connector.health()}
         self.pipeline.startService()
         self.outbox.startService()
         self.connector.startService()

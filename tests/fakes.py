@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from zope.interface import implementer
+
+from openclaw.interfaces import IStatusSource
+from openclaw.status import StatusSource
 
 
 class StateStore:
@@ -24,3 +28,15 @@ class StateStore:
     def append_journal(self, kind: str, timestamp: float, payload: dict) -> Deferred:
         self.journal.append((kind, timestamp, dict(payload)))
         return succeed(None)
+
+
+@implementer(IStatusSource)
+class FixedStatus(StatusSource):
+    """A part of ``/health`` read from ``read()``: stands in for a service when a test builds parts alone."""
+
+    def __init__(self, key: str, read: Any) -> None:
+        self.status_key = key
+        self._read = read
+
+    def status(self) -> Any:
+        return self._read()

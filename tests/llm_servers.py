@@ -29,12 +29,13 @@ from openclaw.config import ProviderConfig
 
 @dataclass
 class Canned:
-    """One scripted answer; ``hang`` means never answer (for timeouts)."""
+    """One scripted answer; ``hang`` means never answer (for timeouts), ``delay`` answer that late."""
 
     status: int = 200
     body: Any = b""
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
+    delay: float = 0.0
 
 
 @dataclass
@@ -95,13 +96,25 @@ class FakeLLM(Resource):
         canned = self.script.pop(0) if self.script else Canned(500, {"error": {"type": "script_exhausted"}})
         if canned.hang:
             return NOT_DONE_YET
+        if canned.delay:
+            later = reactor.callLater(canned.delay, self._answer, request, canned)
+            request.notifyFinish().addErrback(lambda _: later.active() and later.cancel())
+            return NOT_DONE_YET
+        return self._answer(request, canned, finish=False)
+
+    def _answer(self, request: Any, canned: Canned, finish: bool = True) -> Any:
         request.setResponseCode(canned.status)
         for name, value in canned.headers.items():
             request.setHeader(name, value)
         if isinstance(canned.body, bytes):
-            return canned.body
-        request.setHeader("content-type", "application/json")
-        return json.dumps(canned.body).encode()
+            body = canned.body
+        else:
+            request.setHeader("content-type", "application/json")
+            body = json.dumps(canned.body).encode()
+        if not finish:
+            return body
+        request.write(body)
+        request.finish()
 
 
 KEY = "sk-test-SECRET-0123456789"

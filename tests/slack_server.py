@@ -18,7 +18,7 @@ from twisted.internet import defer, reactor
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from openclaw.connectors.config import SlackConfig
+from openclaw.config.connectors import SlackConfig
 from tests.waiting import until  # noqa: F401 (the tests import it from here)
 
 APP_TOKEN = "xapp-1-A1-SECRET-app-token"

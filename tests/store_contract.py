@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 import pytest_twisted
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import (
     Deferred,
@@ -28,6 +27,7 @@ from twisted.internet.threads import blockingCallFromThread
 
 from openclaw.events import MESSAGE_RECEIVED, Event, OutboxItem
 from openclaw.interfaces import IStore
+from tests.strategies import store_operations
 
 #: Messages of history per session every contract store keeps.
 HISTORY = 5
@@ -86,18 +86,6 @@ def in_thread(function: Callable[[], Any]) -> Deferred:
 
     threading.Thread(target=run, daemon=True).start()
     return d
-
-
-# One step of the model test: ("record", session, platform id or None),
-# ("complete", index of a recorded event) or ("fail", index).
-operations = st.lists(
-    st.one_of(
-        st.tuples(st.just("record"), st.integers(0, 2), st.none() | st.integers(0, 3)),
-        st.tuples(st.just("complete"), st.integers(0, 20)),
-        st.tuples(st.just("fail"), st.integers(0, 20)),
-    ),
-    max_size=25,
-)
 
 
 class StoreContract:
@@ -400,7 +388,7 @@ class StoreContract:
             return blockingCallFromThread(reactor, function, *args)
 
         @settings(max_examples=30, deadline=None, database=None)
-        @given(operations)
+        @given(store_operations())
         def check(ops: list[tuple]) -> None:
             store = call(backend.start, f"model{next(examples)}")
             try:

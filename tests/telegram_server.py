@@ -8,7 +8,12 @@ and forgets, every update below it.  ``sendMessage`` records texts and
 refuses ones over 4,096 UTF-16 units as Telegram does.  Failures are
 scripted per method (``script``), or global: ``reject`` (every call gets
 that status), ``stall`` (accept and never answer); ``restart`` drops every
-connection and listens again on the same port.
+connection and listens again on the same port.  ``close_after_response``
+answers as an HTTP/1.0 server (or one behind a proxy) does: an ``HTTP/1.0``
+status line with no keep-alive, and one request per connection.  The close
+comes a moment after the response (``CLOSE_DELAY``, as through a proxy); a
+request sent on the connection meanwhile is never answered, the connection
+dropped: what a client reusing a pooled connection runs into.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from openclaw.connectors.split import utf16_length
 from tests.waiting import until  # noqa: F401 (the tests import it from here)
 
 TOKEN = "123456:TEST-token-SECRET"
+CLOSE_DELAY = 0.2
 USERNAME = "openclaw_test_bot"
 
 
@@ -53,6 +59,22 @@ def text_update(chat_id: int, text: str, sender_id: int | None = None, first_nam
     }}
 
 
+def one_request_per_connection(request: Any) -> bool:
+    """
+    Serve ``request`` HTTP/1.0-style and close its connection ``CLOSE_DELAY``
+    after the response; :return: False (the connection dropped, nothing to
+    answer) for a second request on a connection already answered.
+    """
+    channel = request.channel
+    if getattr(channel, "answered", False):
+        channel.transport.abortConnection()
+        return False
+    channel.answered = True
+    request.clientproto = b"HTTP/1.0"
+    request.notifyFinish().addBoth(lambda _: reactor.callLater(CLOSE_DELAY, channel.transport.loseConnection))
+    return True
+
+
 class BotAPI(Resource):
     isLeaf = True
 
@@ -69,6 +91,8 @@ class BotAPI(Resource):
         self.script: dict[str, list[tuple[int, bytes] | None]] = {}
         self.reject: int | None = None
         self.stall = False
+        self.close_after_response = False
+        self.dropped = 0
         self._polls: list[tuple[Any, Any]] = []
         site = Site(self)
         site.noisy = False
@@ -125,6 +149,9 @@ class BotAPI(Resource):
     # Serving
 
     def render_POST(self, request: Any) -> Any:
+        if self.close_after_response and not one_request_per_connection(request):
+            self.dropped += 1
+            return NOT_DONE_YET
         parts = request.path.decode().split("/")
         method = parts[-1]
         self.calls[method] += 1

@@ -23,6 +23,7 @@ from tests.llm_servers import (
     model_brain,
     request,
 )
+from tests.strategies import anthropic_values
 
 
 def make(url, **kw):
@@ -155,17 +156,8 @@ def test_alternate_always_alternates_from_user(history, text):
     assert merged[-1]["content"].endswith(text)
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["type", "text", "tool_use", "id", "name", "input", "content", "stop_reason",
-                         "input_tokens", "output_tokens"]), inner, max_size=4),
-    max_leaves=20,
-)
-
-
 @given(st.dictionaries(st.sampled_from(["content", "usage", "stop_reason"]),
-                       json_values | st.just("tool_use"), max_size=3))
+                       anthropic_values() | st.just("tool_use"), max_size=3))
 def test_parser_only_raises_brain_errors(data):
     brain = make("http://127.0.0.1:1")
     try:

@@ -6,19 +6,14 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from openclaw import metrics
-from openclaw.config import GatewayConfig
-from openclaw.gateway.chat import WebchatHub, chat_methods
 from openclaw.gateway.frames import FrameError
-from openclaw.gateway.methods import core_methods
-from openclaw.gateway.service import GatewayService
-from openclaw.notify import Notifier
 from openclaw.proactive.checks import (
     ChecksService,
     checks_methods,
@@ -26,11 +21,10 @@ from openclaw.proactive.checks import (
     format_states,
     shown_target,
 )
-from openclaw.proactive.config import CheckConfig
+from openclaw.config.proactive import CheckConfig
 from openclaw.proactive.probes import ProbeResult
-from openclaw.runtime import Runtime
-from openclaw.store.sqlite import SQLiteStore
 from tests import wsclient
+from tests.daemon import RunningDaemon, daemon_config
 from tests.fakes import StateStore
 
 
@@ -217,36 +211,44 @@ def test_a_server_going_down_and_back_gives_one_alert_and_one_recovery_on_the_ga
     site = Site(Health())
     server = reactor.listenTCP(0, site, interface="127.0.0.1")
     port = server.getHost().port
-    store = SQLiteStore(reactor, str(tmp_path / "openclaw.sqlite3"))
-    store.startService()
-    runtime = Runtime(reactor)
-    hub = WebchatHub()
-    check = CheckConfig(name="website", type="http", target=f"http://127.0.0.1:{port}/", every=3600.0,
-                        fail_after=2, timeout=5.0)
-    notifier = Notifier(reactor, store, hub.push, lambda: None)
-    checks = ChecksService([check], store, notifier, reactor)
-    methods = core_methods(runtime)
-    methods.update(chat_methods(None, store, hub, lambda: None))
-    methods.update(checks_methods(checks))
-    gateway = GatewayService(reactor, runtime, GatewayConfig(listen="tcp:0:interface=127.0.0.1", token="t0ken"),
-                             str(tmp_path / "gateway.token"), methods)
-    gateway.close_listeners.append(hub.forget)
-    gateway.startService()
-    client = yield wsclient.connect(gateway.port.getHost().port, "t0ken")
+    # The real tree (tap.build_service), with one check and a long interval
+    # so that only the runs below probe.
+    daemon = RunningDaemon(str(tmp_path), daemon_config(checks=[{
+        "name": "website", "type": "http", "target": f"http://127.0.0.1:{port}/", "every": "1h",
+        "fail_after": 2, "timeout": "5s"}]))
+    try:
+        yield check_round_trip(daemon, server, port, site)
+    finally:
+        yield daemon.stop()
+        yield server_stopped(server)
+
+
+def server_stopped(server: Any) -> Any:
+    return server.stopListening() if getattr(server, "connected", False) else None
+
+
+@defer.inlineCallbacks
+def check_round_trip(daemon: RunningDaemon, server: Any, port: int, site: Site) -> Any:
+    checks = daemon.service.getServiceNamed("checks")
+    store = daemon.service.getServiceNamed("store")
+    client = yield wsclient.connect(daemon.gateway_port, daemon.token)
     reply = yield client.request("subscribe", {"session": "*"})
     assert reply["payload"] == {"subscribed": "*"}
 
-    checks.startService()  # probes once at start: up
     yield checks.loaded
-    up = yield checks.run("website")
+    up = yield checks.run("website")  # may join the probe made at start
     assert up["ok"] is True
+    probed_up = len((yield store.journal("check", 0)))
     yield server.stopListening()
     for _ in range(3):  # down: alert on the 2nd failure, nothing on the 3rd
         down = yield checks.run("website")
     assert down["ok"] is False and down["alerting"] and down["last_detail"] == "connection refused"
     server = reactor.listenTCP(port, site, interface="127.0.0.1")
-    for _ in range(2):  # back: one recovery, then quiet
-        back = yield checks.run("website")
+    try:
+        for _ in range(2):  # back: one recovery, then quiet
+            back = yield checks.run("website")
+    finally:
+        yield server.stopListening()
     assert back["ok"] is True and not back["alerting"]
 
     client.send("checks.list", request_id="list")
@@ -262,9 +264,5 @@ def test_a_server_going_down_and_back_gives_one_alert_and_one_recovery_on_the_ga
     assert alerts[0]["message"].startswith("website is DOWN: connection refused (2 failures since ")
     assert alerts[1]["message"].startswith("website is back up after ")
     journal = yield store.journal("check", 0)
-    assert [r["payload"]["ok"] for r in journal] == [True, False, False, False, True, True]
+    assert [r["payload"]["ok"] for r in journal][probed_up - 1:] == [True, False, False, False, True, True]
     yield client.close()
-    yield checks.stopService()
-    yield gateway.stopService()
-    yield server.stopListening()
-    yield store.stopService()

@@ -7,8 +7,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openclaw import config, parsing
+from openclaw import config
+from openclaw.config import parsing
 from openclaw.config import ConfigError, build_config, parse_duration, parse_size
+from tests.strategies import config_documents, duration_parts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,17 +25,17 @@ def test_no_file_gives_safe_defaults() -> None:
     c = build_config()
     assert c.gateway.listen == "tcp:18789:interface=127.0.0.1"
     assert c.web.listen == "tcp:8080:interface=127.0.0.1"
-    assert c.gateway.drain_timeout == 30.0
+    assert c.daemon.drain_timeout == 30.0
     assert c.gateway.max_frame_bytes == 1024 * 1024
     assert c.log.level == "info"
     assert c.heartbeat.every == 1800.0
 
 
 def test_layers_yaml_then_env_then_overrides() -> None:
-    document = {"gateway": {"drain_timeout": "1m", "max_bad_frames": 3}, "log": {"level": "debug"}}
-    environ = {"OPENCLAW_GATEWAY_DRAIN_TIMEOUT": "45s", "LOG_LEVEL": "warn"}
+    document = {"daemon": {"drain_timeout": "1m"}, "gateway": {"max_bad_frames": 3}, "log": {"level": "debug"}}
+    environ = {"OPENCLAW_DAEMON_DRAIN_TIMEOUT": "45s", "LOG_LEVEL": "warn"}
     c = build_config(document, environ, {"log.level": "trace", "web.listen": None})
-    assert c.gateway.drain_timeout == 45.0
+    assert c.daemon.drain_timeout == 45.0
     assert c.gateway.max_bad_frames == 3
     assert c.log.level == "trace"
     assert c.web.listen == "tcp:8080:interface=127.0.0.1"
@@ -44,9 +46,15 @@ def test_openclaw_log_level_wins_over_log_level() -> None:
 
 
 def test_bad_duration_names_key_value_and_reason() -> None:
-    assert error({"gateway": {"drain_timeout": "soon"}}) == (
-        'config error: gateway.drain_timeout: expected a duration like 30s, got "soon"'
+    assert error({"daemon": {"drain_timeout": "soon"}}) == (
+        'config error: daemon.drain_timeout: expected a duration from 0s to 1h, got "soon"'
     )
+
+
+def test_a_moved_key_says_where_it_went() -> None:
+    assert error({"gateway": {"drain_timeout": "5s"}}) == "config error: gateway.drain_timeout: moved to daemon.drain_timeout"
+    assert error(None, {"OPENCLAW_GATEWAY_DRAIN_TIMEOUT": "5s"}) == (
+        "config error: OPENCLAW_GATEWAY_DRAIN_TIMEOUT: moved to OPENCLAW_DAEMON_DRAIN_TIMEOUT")
 
 
 @pytest.mark.parametrize(
@@ -79,8 +87,8 @@ def test_unknown_environment_variables_are_refused() -> None:
 
 
 def test_environment_errors_name_the_variable() -> None:
-    assert error(None, {"OPENCLAW_GATEWAY_DRAIN_TIMEOUT": "later"}).startswith(
-        "config error: OPENCLAW_GATEWAY_DRAIN_TIMEOUT (gateway.drain_timeout): expected a duration"
+    assert error(None, {"OPENCLAW_DAEMON_DRAIN_TIMEOUT": "later"}).startswith(
+        "config error: OPENCLAW_DAEMON_DRAIN_TIMEOUT (daemon.drain_timeout): expected a duration"
     )
 
 
@@ -122,41 +130,58 @@ def test_digest_changes_with_config_but_hides_secrets() -> None:
     assert a.secrets() == ["s3cret-token-value"]
 
 
-durations = st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(["ms", "s", "m", "h", "d"])), min_size=1, max_size=4)
-
-
-@given(durations)
+@given(duration_parts())
 def test_durations_parse_to_the_sum_of_their_parts(parts) -> None:
     text = "".join(f"{n}{u}" for n, u in parts)
     expected = sum(n * parsing.DURATION_UNITS[u] for n, u in parts)
-    assert parse_duration(text) == pytest.approx(expected)
+    if expected == 0 or parsing.MIN_DURATION <= expected <= parsing.MAX_DURATION:
+        assert parse_duration(text) == pytest.approx(expected)
+    else:
+        with pytest.raises(ValueError, match="at most 10 years"):
+            parse_duration(text)
 
 
 @given(st.integers(0, 2**40), st.sampled_from(["", "B", "KB", "KiB", "MB", "MiB", "GB", "GiB"]))
 def test_sizes_parse(number, unit) -> None:
-    assert parse_size(f"{number}{unit}") == number * parsing._SIZE_UNITS[unit or None]
+    expected = number * parsing._SIZE_UNITS[unit or None]
+    if expected <= parsing.MAX_SIZE:
+        assert parse_size(f"{number}{unit}") == expected
+    else:
+        with pytest.raises(ValueError, match="at most 1TiB"):
+            parse_size(f"{number}{unit}")
 
 
-scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30)
-documents = st.dictionaries(
-    st.sampled_from(["gateway", "web", "log", "state", "heartbeat", "store", "nope"]),
-    st.none() | scalars | st.dictionaries(
-        st.sampled_from(["listen", "token", "max_frame_bytes", "drain_timeout", "max_bad_frames",
-                         "level", "max_bytes", "backups", "save_every", "every", "path", "bad"]),
-        scalars, max_size=4),
-    max_size=4,
-)
-
-
-@given(documents)
-def test_any_document_loads_or_fails_with_one_config_error_line(document) -> None:
+@given(config_documents())
+def test_any_document_loads_or_fails_with_one_line_per_config_error(document) -> None:
     try:
         c = build_config(document)
     except ConfigError as e:
-        text = str(e)
-        assert text.startswith("config error: ") and "\n" not in text
+        lines = str(e).split("\n")
+        assert all(line.startswith("config error: ") for line in lines)
+        assert len(lines) == len(getattr(e, "errors", [e]))
+        assert all(len(line) < 400 for line in lines)
     else:
-        assert c.gateway.max_bad_frames > 0 and c.gateway.drain_timeout >= 0
+        assert c.gateway.max_bad_frames > 0 and c.daemon.drain_timeout >= 0
+
+
+def test_every_error_is_reported_at_once_from_every_layer() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_config({"gateway": {"max_frame_bytes": 0, "nope": 1}, "heartbeat": {"every": 1e-7}},
+                     {"OPENCLAW_STORE_HISTORY": str(10**25)}, {"web.listen": "tcp:99999"})
+    assert str(info.value).split("\n") == [
+        "config error: gateway.nope: unknown key (known: listen, token, max_frame_bytes, max_bad_frames, max_connections, max_connections_per_address, max_requests_per_second, request_burst, send_high_water, send_hard_limit, allowed_origins)",
+        "config error: gateway.max_frame_bytes: expected a size from 256B to 64MiB, got 0",
+        "config error: heartbeat.every: expected a duration from 1s to 7d, or 0 (off), got 1e-07",
+        "config error: OPENCLAW_STORE_HISTORY (store.history): expected a whole number from 1 to 100,000, got "
+        '"10000000000000000000000000"',
+        'config error: web.listen: the port must be from 1 to 65535 (or 0: any free port), got 99999 in "tcp:99999"',
+    ]
+
+
+@pytest.mark.parametrize("value", [10**400, "1" * 400, 1e-7, float("inf"), float("nan"), -1, True, "3651d"])
+def test_durations_out_of_any_range_are_refused(value) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(value)
 
 
 # Connectors, checks, cron, mail
@@ -214,3 +239,14 @@ def test_any_valid_checks_list_round_trips_its_names(types: list[str]) -> None:
     entries = [{"name": f"c-{t}", "type": t, **({"target": targets[t]} if t in targets else {})} for t in types]
     config = build_config({"checks": entries})
     assert [(c.name, c.type) for c in config.checks] == [(e["name"], e["type"]) for e in entries]
+
+
+def test_every_numeric_key_has_a_range_and_the_docs_list_them() -> None:
+    from openclaw.config.example import RANGES_BEGIN, RANGES_END, render_ranges
+    from openclaw.config.parsing import count, parse_duration, parse_size, positive
+
+    unranged = [key for key, (parser, _) in config.KEYS.items() if parser in (count, positive, parse_duration, parse_size)]
+    assert unranged == []
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "configuration.md"), encoding="utf-8") as f:
+        text = f.read()
+    assert text[text.index(RANGES_BEGIN):text.index(RANGES_END) + len(RANGES_END)] == render_ranges()

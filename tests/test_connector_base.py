@@ -20,7 +20,7 @@ from openclaw.connectors.base import (
     NotConnected,
     Terminal,
 )
-from openclaw.connectors.config import ConnectorsConfig, TelegramConfig
+from openclaw.config.connectors import ConnectorsConfig, TelegramConfig
 from openclaw.connectors.service import CLASSES, make_connectors
 from openclaw.events import OutboxItem
 from openclaw.interfaces import IConnector

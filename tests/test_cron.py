@@ -14,7 +14,7 @@ from twisted.internet.task import Clock
 
 from openclaw.interfaces import IDrainable
 from openclaw.metrics import REGISTRY
-from openclaw.proactive.config import CronConfig
+from openclaw.config.proactive import CronConfig
 from openclaw.proactive.cron import CronService
 from openclaw.store.sqlite import SQLiteStore
 

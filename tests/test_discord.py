@@ -16,11 +16,12 @@ from twisted.internet import defer, reactor, task
 from openclaw.connectors import discord_protocol as proto
 from openclaw.connectors.access import NOT_ALLOWED_REPLY, approve
 from openclaw.connectors.base import FAILED
-from openclaw.connectors.config import DiscordConfig
+from openclaw.config.connectors import DiscordConfig
 from openclaw.connectors.discord import DiscordConnector, DiscordHTTPError, DiscordRest
 from openclaw.metrics import REGISTRY
 from tests.connector_harness import Harness
 from tests.discord_server import BOT_ID, DiscordServer, until
+from tests.eliot_tasks import answered, assert_one_task_per_message
 
 DM, GUILD_CHANNEL, GUILD = "100", "200", "300"
 
@@ -210,6 +211,16 @@ def test_a_direct_message_is_answered_and_the_bots_own_echo_ignored(running) -> 
     history = yield r.harness.store.history(f"discord:{DM}", 10)
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
     assert r.connector.health()["resumable"] is True
+
+
+@pytest_twisted.inlineCallbacks
+def test_each_message_is_its_own_eliot_task_from_receive_to_sent(running, eliot_logger) -> None:
+    r = running()
+    yield r.connected()
+    r.server.message(DM, "/help")
+    r.server.message(DM, "/status")
+    yield until(lambda: answered(eliot_logger.messages, "discord", 2), what="two answered tasks")
+    assert_one_task_per_message(eliot_logger.messages, "discord", 2)
 
 
 @pytest_twisted.inlineCallbacks

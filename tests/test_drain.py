@@ -47,7 +47,7 @@ def test_in_flight_requests_finish_new_ones_get_shutting_down(tmp_path) -> None:
     client.send("hold", request_id="slow-1")
     client.send("hold", request_id="slow-2")
     yield client.request("ping")  # the holds are now in flight
-    assert daemon.runtime.gateway()["inflight"] == 2
+    assert daemon.gateway.status()["inflight"] == 2
 
     stopping = daemon.stop()
     # Listening stopped at once: a new client is refused.
@@ -83,7 +83,7 @@ def test_in_flight_requests_finish_new_ones_get_shutting_down(tmp_path) -> None:
 def test_drain_timeout_abandons_what_is_left_and_logs_it(tmp_path) -> None:
     from twisted.internet.task import Clock
 
-    daemon = RunningDaemon(str(tmp_path), daemon_config(gateway={"drain_timeout": "5s"}))
+    daemon = RunningDaemon(str(tmp_path), daemon_config(daemon={"drain_timeout": "5s"}))
     clock = Clock()
     daemon.gateway.clock = clock
     held = add_hold_method(daemon)

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError, parse_request
+from tests.strategies import frame_values
 
 LIMIT = 1024
 
@@ -57,13 +58,6 @@ def test_null_params_mean_none() -> None:
     assert request == frames.Request("a", "ping", {})
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12,
-)
-
-
 @given(st.binary(max_size=200), st.booleans())
 def test_arbitrary_bytes_either_parse_or_raise_frame_error(payload: bytes, binary: bool) -> None:
     try:
@@ -77,7 +71,7 @@ def test_arbitrary_bytes_either_parse_or_raise_frame_error(payload: bytes, binar
         assert isinstance(request.id, str) and isinstance(request.params, dict)
 
 
-@given(st.dictionaries(st.sampled_from(["type", "id", "method", "params", "extra"]), json_values))
+@given(st.dictionaries(st.sampled_from(["type", "id", "method", "params", "extra"]), frame_values()))
 def test_arbitrary_objects_either_parse_or_raise_frame_error(frame: dict) -> None:
     payload = orjson.dumps(frame)
     try:
@@ -93,7 +87,7 @@ def test_arbitrary_objects_either_parse_or_raise_frame_error(frame: dict) -> Non
 @given(
     st.text(min_size=1, max_size=frames.MAX_ID_LENGTH),
     st.text(min_size=1, max_size=frames.MAX_METHOD_LENGTH),
-    st.dictionaries(st.text(max_size=8), json_values, max_size=5),
+    st.dictionaries(st.text(max_size=8), frame_values(), max_size=5),
 )
 def test_valid_requests_round_trip(request_id: str, method: str, params: dict) -> None:
     payload = orjson.dumps({"type": "req", "id": request_id, "method": method, "params": params})

@@ -8,6 +8,7 @@ import stat
 import orjson
 import pytest
 import pytest_twisted
+import treq
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
@@ -17,7 +18,8 @@ from openclaw.gateway import frames
 from openclaw.gateway.methods import core_methods
 from openclaw.gateway.service import AUTH_TIMEOUT, GatewayService
 from openclaw.runtime import Runtime
-from tests import wsclient
+from openclaw.status import TreeStatus
+from tests import hostile, wsclient
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -30,9 +32,11 @@ class Gateway:
         gateway.setdefault("token", token)
         self.config = build_config({"gateway": gateway}).gateway
         self.runtime = Runtime(clock or reactor)
-        table = core_methods(self.runtime)
+        reporting: list = []  # the gateway, once built, reports itself to /health
+        table = core_methods(self.runtime, TreeStatus(reporting))
         table.update(methods or {})
         self.service = GatewayService(reactor, self.runtime, self.config, str(tmp_path / "gateway.token"), table)
+        reporting.append(self.service)
         self.service.startService()
         self.port = self.service.port.getHost().port
 
@@ -65,7 +69,7 @@ def test_connect_then_ping_health_status(gateway) -> None:
     status = yield client.request("status")
     assert "webchat:test" in status["payload"]["sessions"]
     assert counter("openclaw_requests_total", source="gateway", type="ping") == before + 1
-    assert gateway.runtime.gateway() == {"connections": 1, "inflight": 0}
+    assert gateway.service.status() == {"connections": 1, "inflight": 0}
     yield client.close()
 
 
@@ -142,7 +146,7 @@ def test_unknown_method_and_duplicate_id(tmp_path) -> None:
     client.send("hold", request_id="same")
     duplicate = yield client.next()
     assert (duplicate["id"], duplicate["error"]["code"]) == ("same", "duplicate_id")
-    assert gw.runtime.gateway()["inflight"] == 1
+    assert gw.service.status()["inflight"] == 1
     hold.callback({"held": True})
     done = yield client.next()
     assert done == {"type": "res", "id": "same", "ok": True, "payload": {"held": True}}
@@ -159,7 +163,7 @@ def test_a_failing_method_answers_internal_error_without_a_traceback(tmp_path) -
     client = yield gw.connect()
     reply = yield client.request("broken")
     assert reply["error"]["code"] == "internal_error" and "secret" not in reply["error"]["message"]
-    assert gw.runtime.gateway()["inflight"] == 0
+    assert gw.service.status()["inflight"] == 0
     assert (yield client.request("ping"))["ok"]
     yield client.close()
     yield gw.stop()
@@ -220,3 +224,118 @@ def test_generated_token_is_saved_0600_and_reused(tmp_path) -> None:
     assert again.service.token == token
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     yield again.stop()
+
+
+# Limits (docs/gateway.md, "Limits")
+
+
+@pytest_twisted.inlineCallbacks
+def test_plain_http_gets_426_without_naming_the_library(gateway) -> None:
+    refused = counter("openclaw_gateway_refused_total", reason="handshake")
+    response = yield treq.get(f"http://127.0.0.1:{gateway.port}/", persistent=False)
+    body = yield response.content()
+    assert response.code == 426 and response.phrase == b"Upgrade Required" and body == b""
+    assert not response.headers.hasHeader(b"server")
+    assert counter("openclaw_gateway_refused_total", reason="handshake") == refused + 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_browser_origins_are_refused_unless_allowed(tmp_path) -> None:
+    gw = Gateway(tmp_path, allowed_origins=["https://console.example:8443"])
+    refused = counter("openclaw_gateway_refused_total", reason="origin")
+    with pytest.raises(ConnectionError, match="403"):
+        yield wsclient.connect(gw.port, origin="https://evil.example")
+    assert counter("openclaw_gateway_refused_total", reason="origin") == refused + 1
+    client = yield wsclient.connect(gw.port, TOKEN, origin="https://console.example:8443")
+    assert (yield client.request("ping"))["ok"]
+    yield client.close()
+    yield gw.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_connections_over_the_per_address_and_total_caps_get_503(tmp_path) -> None:
+    gw = Gateway(tmp_path, max_connections=3, max_connections_per_address=2)
+    per_address = counter("openclaw_gateway_refused_total", reason="too_many_per_address")
+    first, second = (yield gw.connect()), (yield gw.connect())
+    with pytest.raises(ConnectionError, match="503"):
+        yield gw.connect()
+    assert counter("openclaw_gateway_refused_total", reason="too_many_per_address") == per_address + 1
+    yield first.close()
+    third = yield gw.connect()  # a closed connection frees its place
+    assert (yield third.request("ping"))["ok"]
+    yield second.close()
+    yield third.close()
+    yield gw.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_requests_over_the_rate_get_rate_limited_until_tokens_return(tmp_path) -> None:
+    clock = Clock()
+    gw = Gateway(tmp_path, clock=clock, max_requests_per_second=2, request_burst=3)
+    limited = counter("openclaw_gateway_refused_total", reason="rate_limited")
+    client = yield gw.connect()  # connect spends the first token
+    assert (yield client.request("ping"))["ok"]
+    assert (yield client.request("ping"))["ok"]
+    refused = yield client.request("ping")
+    assert refused["id"] == "r4" and refused["error"]["code"] == "rate_limited"
+    assert counter("openclaw_gateway_refused_total", reason="rate_limited") == limited + 1
+    clock.advance(0.5)
+    assert (yield client.request("ping"))["ok"]
+    yield client.close()
+    yield gw.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_malformed_frame_before_connect_is_one_error_then_a_close(gateway) -> None:
+    client = yield wsclient.connect(gateway.port)
+    client.send_raw(b"{nope")
+    reply = yield client.next()
+    assert reply["error"]["code"] == "invalid_json"
+    assert (yield client.closed) == 1008
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_client_that_does_not_read_is_closed_past_the_send_hard_limit(tmp_path) -> None:
+    stalled: list[hostile.RawClient] = []
+    big = frames.encode_event("filler", {"x": "y" * 65536})
+
+    def spew(conn, params):
+        while conn.state == conn.STATE_OPEN:  # ends at the hard limit
+            conn.send(big)
+        reactor.callLater(0, stalled[0].transport.resumeProducing)  # now read what was queued
+        return {}
+
+    gw = Gateway(tmp_path, methods={"spew": spew}, send_high_water=65536, send_hard_limit=1024 * 1024)
+    full = counter("openclaw_gateway_refused_total", reason="send_queue_full")
+    paused = counter("openclaw_gateway_send_paused_total")
+    out = hostile.request_frame("connect", "c", {"token": TOKEN}) + hostile.request_frame("spew", "s")
+    stalled.append((yield hostile.raw_connect(gw.port, hostile.HANDSHAKE.format(extra="").encode() + out, stall=True)))
+    data = yield stalled[0].lost
+    received = hostile.server_frames(data[data.index(b"\r\n\r\n") + 4:])
+    fillers = [p for op, p in received if op == 1 and b"filler" in p]
+    assert 1 <= len(fillers) <= 1024 * 1024 // len(big) + 1  # bounded by the hard limit
+    opcode, payload = received[-1]
+    assert opcode == 8 and int.from_bytes(payload[:2], "big") == 1008 and b"send queue full" in payload
+    assert counter("openclaw_gateway_refused_total", reason="send_queue_full") == full + 1
+    assert counter("openclaw_gateway_send_paused_total") >= paused + 1
+    yield gw.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_reload_applies_new_limits_to_the_next_connection(tmp_path) -> None:
+    gw = Gateway(tmp_path)
+    first = yield gw.connect()
+    gw.service.reconfigure(build_config({"gateway": {"token": TOKEN, "max_connections_per_address": 1}}))
+    with pytest.raises(ConnectionError, match="503"):
+        yield gw.connect()
+    assert (yield first.request("ping"))["ok"]  # the open connection stays
+    yield first.close()
+    yield gw.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_endless_opening_handshake_is_refused_at_16_kib(gateway) -> None:
+    head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 20_000
+    client = yield hostile.raw_connect(gateway.port, head)
+    answer = yield client.lost
+    assert answer.startswith(b"HTTP/1.1 431 ")

@@ -24,7 +24,7 @@ from openclaw.agent.rules import RulesBrain
 from openclaw.config import HeartbeatConfig
 from openclaw.gateway.frames import FrameError
 from openclaw.notify import Notifier
-from openclaw.proactive.config import ActiveHours
+from openclaw.config.proactive import ActiveHours
 from openclaw.proactive.heartbeat import (
     REMIND_AFTER,
     SESSION,
@@ -36,11 +36,12 @@ from openclaw.proactive.heartbeat import (
 from openclaw.proactive.snapshot import Snapshotter, digest, mount_of
 from openclaw.proactive.verdict import TOKEN
 from openclaw.runtime import Runtime
+from openclaw.status import TreeStatus
 from openclaw.store.sqlite import SQLiteStore
 from tests import strategies
-from tests.fakes import StateStore
+from tests.fakes import FixedStatus, StateStore
 from tests.llm_servers import FakeFacts
-from tests.test_verdict import dressed
+from tests.strategies import dressed_tokens
 from tests.waiting import step_clock
 
 EVERY = 1800.0
@@ -193,7 +194,7 @@ def test_wakes_in_one_turn_share_a_beat(tmp_path) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(dressed(), st.sampled_from(["", "All good.", " nothing to report", "\n\n_Everything is fine._"]),
+@given(dressed_tokens(), st.sampled_from(["", "All good.", " nothing to report", "\n\n_Everything is fine._"]),
        st.booleans())
 def test_heartbeat_ok_in_any_dressing_is_never_delivered(tmp_path_factory, token: str, ack: str, first: bool) -> None:
     rig = Rig(tmp_path_factory.mktemp("hb"), FakeBrain(token + ack if first else ack + " " + token))
@@ -450,9 +451,9 @@ def test_drain_waits_for_the_running_beat_and_then_takes_none(tmp_path) -> None:
 
 def test_snapshot_fields_and_a_digest_blind_to_the_clock(tmp_path) -> None:
     rig = Rig(tmp_path, FakeBrain(TOKEN), checks=[{"name": "disk", "ok": True, "detail": ""}])
-    rig.runtime.connectors = lambda: {"telegram": {"connected": False, "last_error": "401", "last_receive": "x"}}
     rig.runtime.sessions.touch("telegram:1", "telegram", rig.clock.seconds())
-    snap = Snapshotter(rig.runtime, str(tmp_path), "Europe/Berlin", recent_errors=lambda: 3,
+    down = FixedStatus("connectors", lambda: {"telegram": {"connected": False, "last_error": "401", "last_receive": "x"}})
+    snap = Snapshotter(rig.runtime, str(tmp_path), "Europe/Berlin", tree=TreeStatus([down]), recent_errors=lambda: 3,
                        checks=lambda: succeed([{"name": "disk", "ok": True}]), cron_due=lambda: ["morning-report"],
                        host=lambda mounts: {"mounts": mounts})
     first = snap.take().result

@@ -24,7 +24,7 @@ from openclaw.agent.base import BrainReply
 from openclaw.metrics import REGISTRY
 from openclaw.notify import Notifier
 from openclaw.backoff import backoff_policy
-from openclaw.proactive.config import MailConfig
+from openclaw.config.proactive import MailConfig
 from openclaw.proactive.importance import Verdict, consult, gist, judge, model_judge
 from openclaw.proactive.mail import (
     FAILED_RETRY,
@@ -42,6 +42,7 @@ from openclaw.proactive.mail import (
 )
 from tests.imap_server import PASSWORD, USER, message, running_dovecot
 from tests.llm_servers import eliot_messages
+from tests.strategies import mail_keywords, word_separators
 
 BOSS = "Big Boss <boss@example.com>"
 RULES = MailConfig(name="inbox", host="127.0.0.1", user=USER, vip=("boss@example.com", "@vip.example"),
@@ -67,11 +68,7 @@ def test_vip_needs_the_address_not_a_display_name_or_lookalike() -> None:
     assert not judge("boss@example.com.evil.example", "hi", (), "", RULES).important
 
 
-keyword = st.text(string.ascii_letters, min_size=1, max_size=12)
-separator = st.text(" .,:;!?()-\n", min_size=1, max_size=3)
-
-
-@given(keyword, separator, separator, st.booleans())
+@given(mail_keywords(), word_separators(), word_separators(), st.booleans())
 def test_keyword_matches_as_a_whole_word_ignoring_case(word: str, before: str, after: str, in_subject: bool) -> None:
     config = MailConfig(name="m", host="h", user="u", keywords=(word,))
     text = f"Hello{before}{word.swapcase()}{after}bye"
@@ -79,7 +76,7 @@ def test_keyword_matches_as_a_whole_word_ignoring_case(word: str, before: str, a
     assert verdict == Verdict(True, f"keyword:{word}")
 
 
-@given(keyword, st.text(string.ascii_letters + string.digits + "_", min_size=1, max_size=3))
+@given(mail_keywords(), st.text(string.ascii_letters + string.digits + "_", min_size=1, max_size=3))
 def test_keyword_inside_a_longer_word_does_not_match(word: str, glued: str) -> None:
     config = MailConfig(name="m", host="h", user="u", keywords=(word,))
     assert not judge("a@b.c", f"{glued}{word}{glued}", (), f"{word}{glued}", config).important
@@ -231,7 +228,6 @@ def imap() -> Any:
 def imap_tls() -> Any:
     with running_dovecot(tls=True) as server:
         yield server
-
 
 
 def within(d: Deferred, seconds: float = 15) -> Deferred:

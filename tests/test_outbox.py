@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
@@ -9,6 +11,7 @@ from twisted.internet.task import Clock
 
 from openclaw import metrics
 from openclaw.events import OutboxItem
+from openclaw.logs import scrub_text
 from openclaw.outbox import OutboxService
 from openclaw.store.sqlite import SQLiteStore
 from tests.waiting import until
@@ -138,3 +141,20 @@ def test_kicks_during_a_pass_wait_for_it_and_coalesce_into_one_more(store) -> No
     yield outbox.stopService()
     assert outbox.kick().called  # after stop: at once, no pass
     assert len(passes) == 2
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_delivery_error_is_redacted_before_it_is_stored(store) -> None:
+    token = "tok-0123456789abcdef"
+    echoed = f"HTTP 401 from https://api.example/bot{token}/send: {base64.b64encode(token.encode()).decode()}"
+    deliver = Deliverer(lambda i: RuntimeError(echoed))
+    clock = Clock()
+    clock.advance(NOW)
+    outbox = OutboxService(clock, store, {"test": deliver}, redact=lambda text: scrub_text(text, [token]))
+    yield store.enqueue_outbox(item(1))
+    yield outbox.kick()
+    clock.advance(3600)
+    (row,) = yield store.due_outbox(clock.seconds(), 10)
+    assert "HTTP 401" in row.last_error and "<redacted>" in row.last_error
+    assert token not in row.last_error and base64.b64encode(token.encode()).decode() not in row.last_error
+    yield outbox.stopService()

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from openclaw.proactive.config import CheckConfig
+from openclaw.config.proactive import CheckConfig
 from openclaw.proactive.policy import FLAP_CHANGES, CheckState, step
+from tests.strategies import check_configs, check_results
 
 
 def config(**kw) -> CheckConfig:
@@ -87,15 +88,6 @@ def test_an_ongoing_incident_is_not_alerted_again_after_a_restart() -> None:
 
 # Properties
 
-configs = st.builds(
-    config,
-    fail_after=st.integers(1, 5),
-    realert_every=st.sampled_from([0.0, 0.0, 5.0, 30.0, 100.0]),
-    flap_window=st.sampled_from([0.0, 0.0, 10.0, 60.0, 300.0]),
-)
-results = st.lists(st.tuples(st.booleans(), st.floats(0.001, 120.0)), max_size=80)
-
-
 def check_history(cfg: CheckConfig, history: list[tuple[bool, float, str | None, CheckState]]) -> None:
     """Every rule about what a sequence of decisions may look like."""
     incidents: set[str] = set()
@@ -121,7 +113,7 @@ def check_history(cfg: CheckConfig, history: list[tuple[bool, float, str | None,
 
 
 @settings(max_examples=300, deadline=None)
-@given(configs, results)
+@given(check_configs(config), check_results())
 def test_any_sequence_keeps_the_incident_rules(cfg: CheckConfig, seq: list[tuple[bool, float]]) -> None:
     state, now, history = CheckState(), 1_700_000_000.0, []
     for ok, dt in seq:
@@ -149,7 +141,7 @@ def test_without_flap_suppression_decisions_are_exact(fail_after: int, seq: list
 
 
 @settings(max_examples=200, deadline=None)
-@given(configs, results, st.booleans())
+@given(check_configs(config), check_results(), st.booleans())
 def test_a_settled_check_always_gets_its_held_decision(cfg: CheckConfig, seq, end_ok: bool) -> None:
     """Whatever happened before, a result held long enough is eventually reported."""
     state, now = CheckState(), 0.0
@@ -165,7 +157,7 @@ def test_a_settled_check_always_gets_its_held_decision(cfg: CheckConfig, seq, en
 class Restarts(RuleBasedStateMachine):
     """Results interleaved with restarts that round-trip the state through JSON."""
 
-    @initialize(cfg=configs)
+    @initialize(cfg=check_configs(config))
     def setup(self, cfg: CheckConfig) -> None:
         self.cfg = cfg
         self.state = CheckState()

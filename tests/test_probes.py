@@ -22,7 +22,7 @@ from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from openclaw.proactive.config import CHECK_TYPES, CheckConfig
+from openclaw.config.proactive import CHECK_TYPES, CheckConfig
 from openclaw.proactive.probes import ProbeResult, make_probe, timed
 
 

@@ -10,10 +10,10 @@ import subprocess
 import sys
 
 from hypothesis import given
-from hypothesis import strategies as st
 
 from openclaw.system import rlimits
 from openclaw.system.rlimits import NOFILE_CAP, nofile_candidates, raise_nofile
+from tests.strategies import nofile_limits
 
 CHILD = """
 import json, resource, sys
@@ -78,10 +78,7 @@ def test_nothing_allowed_leaves_limits_alone(monkeypatch) -> None:
     assert raise_nofile() == (256, 4096)
 
 
-limits = st.integers(min_value=0, max_value=2**40)
-
-
-@given(limits, limits)
+@given(nofile_limits(), nofile_limits())
 def test_candidates_descend_from_hard_and_stay_above_soft(soft: int, hard: int) -> None:
     candidates = nofile_candidates(soft, hard)
     assert all(c > soft for c in candidates)
@@ -93,7 +90,7 @@ def test_candidates_descend_from_hard_and_stay_above_soft(soft: int, hard: int) 
         assert candidates == []
 
 
-@given(limits)
+@given(nofile_limits())
 def test_unlimited_hard_starts_at_cap(soft: int) -> None:
     candidates = nofile_candidates(soft, resource.RLIM_INFINITY)
     assert candidates[:1] == ([NOFILE_CAP] if soft < NOFILE_CAP else [])

@@ -18,6 +18,7 @@ from openclaw.proactive.schedule import (
     plan,
     zone,
 )
+from tests.strategies import cron_expressions, dst_starts
 
 BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
 ZONES = (BERLIN, NEW_YORK, ZoneInfo("Australia/Lord_Howe"), timezone.utc)  # Lord Howe: a 30-minute shift
@@ -132,22 +133,8 @@ def test_the_host_zone_keeps_its_dst_rules(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 # Properties over expressions, zones and outages around 2024's DST changes.
-expressions = st.builds(
-    lambda m, h, dom, dow: f"{m} {h} {dom} * {dow}",
-    st.sampled_from(["0", "30", "*/15", "0,45", "59"]),
-    st.sampled_from(["*", "1", "2", "3", "1-3", "*/2", "9"]),
-    st.sampled_from(["*", "*", "1", "27-31"]),
-    st.sampled_from(["*", "*", "0", "1-5"]),
-)
-starts = st.builds(
-    lambda day, minute: day + minute * 60.0,
-    st.sampled_from([at(timezone.utc, 2024, m, d) for m, d in ((3, 9), (3, 30), (10, 26), (11, 2), (4, 6))]),
-    st.integers(0, 3 * 1440),
-)
-
-
 @settings(max_examples=150, deadline=None)
-@given(expressions, st.sampled_from(ZONES), starts)
+@given(cron_expressions(), st.sampled_from(ZONES), dst_starts())
 def test_due_times_are_strictly_increasing_and_after_the_start(expression, tz, start) -> None:
     times = list(islice(due_times(expression, tz, start), 60))
     assert times and times[0] > start
@@ -158,7 +145,7 @@ def test_due_times_are_strictly_increasing_and_after_the_start(expression, tz, s
 
 
 @settings(max_examples=80, deadline=None)
-@given(expressions, st.sampled_from(ZONES), starts,
+@given(cron_expressions(), st.sampled_from(ZONES), dst_starts(),
        st.lists(st.floats(0, 1.5 * 86400), min_size=1, max_size=5), st.sampled_from([60.0, 3600.0, 86400.0]))
 def test_across_restarts_every_due_time_runs_or_is_missed_exactly_once(expression, tz, first_seen, gaps, grace):
     settled, now, seen = first_seen, first_seen, []

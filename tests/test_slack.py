@@ -26,6 +26,7 @@ from openclaw.connectors.slack import (
 )
 from openclaw.connectors.split import split_text
 from tests.connector_harness import Harness
+from tests.eliot_tasks import INBOUND, answered, assert_one_task_per_message, inbound_tasks, kind
 from tests.slack_server import (
     APP_TOKEN,
     BOT_TOKEN,
@@ -37,6 +38,7 @@ from tests.slack_server import (
     config,
     until,
 )
+from tests.strategies import slack_events, slack_values
 
 
 @pytest.fixture
@@ -105,20 +107,7 @@ def test_direct_messages_and_mentions_are_answered_other_events_are_not() -> Non
             inbound_message(bad, BOT_USER)
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=12,
-)
-event_fields = st.fixed_dictionaries({}, optional={
-    "type": st.sampled_from(["message", "app_mention", "other"]) | json_values,
-    "channel": st.text(max_size=5) | json_values, "user": st.sampled_from(["U1", BOT_USER]) | json_values,
-    "text": st.text(max_size=30) | json_values, "ts": st.text(max_size=5) | json_values,
-    "channel_type": st.just("im") | json_values, "subtype": json_values, "bot_id": json_values,
-})
-
-
-@given(json_values | event_fields)
+@given(slack_values() | slack_events(BOT_USER))
 def test_any_event_is_answered_ignored_or_malformed(event: Any) -> None:
     try:
         message = inbound_message(event, BOT_USER)
@@ -152,6 +141,16 @@ def test_a_direct_message_is_recorded_acknowledged_and_answered(harness, server)
     yield until(lambda: server.texts("C9") and mention in server.acks)
     assert (yield user_texts(harness, "slack:C9")) == ["/help"]
     assert connector.health()["connected"] and connector.health()["last_receive"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_each_message_is_its_own_eliot_task_from_receive_to_sent(harness, server, eliot_logger) -> None:
+    connector = start(harness, server)
+    yield until(lambda: connected(connector))
+    server.message("/help")
+    server.message("/status")
+    yield until(lambda: answered(eliot_logger.messages, "slack", 2), what="two answered tasks")
+    assert_one_task_per_message(eliot_logger.messages, "slack", 2)
 
 
 @pytest_twisted.inlineCallbacks
@@ -366,7 +365,7 @@ def test_pairing_approval_lets_the_sender_through(harness, server) -> None:
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_message_refused_while_draining_is_not_acknowledged(harness, server) -> None:
+def test_a_message_refused_while_draining_is_not_acknowledged(harness, server, eliot_logger) -> None:
     connector = start(harness, server)
     yield until(lambda: connected(connector))
     harness.pipeline.refuse_new()
@@ -377,6 +376,9 @@ def test_a_message_refused_while_draining_is_not_acknowledged(harness, server) -
     later = server.message("/status")
     yield until(lambda: later in server.acks)  # frames arrive in order: an ack of the first would be in
     assert envelope not in server.acks and envelope in server.pending
+    first = inbound_tasks(eliot_logger.messages, "slack")[0]  # not a failure: it comes again after the restart
+    assert [(kind(m), m.get("verdict")) for m in first] == [
+        ((INBOUND, "started"), None), ((INBOUND, "succeeded"), "shutting-down")]
     yield server.stop()
     server.start()
     yield until(lambda: envelope in server.acks and len(server.texts("D1")) == 2)

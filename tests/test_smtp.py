@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import email
 import json
+import sqlite3
 from email import policy
 from typing import Any
 
+import pytest
 import pytest_twisted
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,7 +32,7 @@ from twisted.mail.imap4 import PLAINCredentials
 from zope.interface import implementer
 
 from openclaw.connectors.base import CONNECTED, FAILED
-from openclaw.connectors.config import SmtpConfig
+from openclaw.config.connectors import SmtpConfig
 from openclaw.connectors.smtp import (
     SUBJECT_LIMIT,
     SmtpConnector,
@@ -113,12 +116,30 @@ class Realm:
         raise NotImplementedError()
 
 
+class EchoingESMTP(smtp.ESMTP):
+    """
+    Refuses a login with a 535 that quotes the whole AUTH exchange back, as
+    some servers do: base64 of the password (LOGIN) or of ``\\0user\\0password`` (PLAIN).
+    """
+
+    def lineReceived(self, line: bytes) -> Any:
+        self.heard = getattr(self, "heard", []) + [line]
+        return super().lineReceived(line)
+
+    def _ebAuthenticated(self, reason: Any) -> None:
+        self.challenge = None
+        self.sendCode(535, b"5.7.8 authentication failed: " + b" ".join(self.heard[-3:]))
+
+
 class MailServer(smtp.SMTPFactory):
     """ESMTP on 127.0.0.1 with AUTH LOGIN/PLAIN (unauthenticated senders refused), STARTTLS when ``tls``."""
 
     protocol = smtp.ESMTP
 
-    def __init__(self, tls: bool = True, anonymous: bool = False) -> None:
+    def __init__(self, tls: bool = True, anonymous: bool = False, mechanisms: tuple[bytes, ...] = (b"LOGIN", b"PLAIN"),
+                 protocol: Any = smtp.ESMTP) -> None:
+        self.protocol = protocol
+        self.mechanisms = mechanisms
         checkers: list[Any] = [InMemoryUsernamePasswordDatabaseDontUse(**{USER: PASSWORD.encode()})]
         if anonymous:
             checkers.append(AllowAnonymousAccess())
@@ -130,7 +151,8 @@ class MailServer(smtp.SMTPFactory):
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)
-        protocol.challengers = {b"LOGIN": smtp.LOGINCredentials, b"PLAIN": PLAINCredentials}
+        challengers = {b"LOGIN": smtp.LOGINCredentials, b"PLAIN": PLAINCredentials}
+        protocol.challengers = {name: challengers[name] for name in self.mechanisms}
         protocol.ctx = self.tls
         self.protocols.append(protocol)
         return protocol
@@ -248,6 +270,35 @@ def test_a_wrong_password_is_reported_in_health_without_the_password(tmp_path) -
     finally:
         yield harness.stop()
         yield server.stop()
+
+
+@pytest.mark.parametrize("mechanism", [b"LOGIN", b"PLAIN"])
+@pytest_twisted.inlineCallbacks
+def test_a_535_echoing_the_auth_exchange_reaches_no_health_log_or_store_with_the_password(tmp_path, mechanism) -> None:
+    wrong = "wrong-PASSWORD-99"
+    server = MailServer(tls=False, mechanisms=(mechanism,), protocol=EchoingESMTP).start()
+    harness, connector = start(tmp_path, config(server.port, password=wrong, starttls=False))
+    try:
+        with eliot_messages() as messages:
+            yield harness.notifier.notify("alert", "disk", "Disk full", "disk:echo", target=f"smtp:{OWNER}")
+            yield until(lambda: harness.outbox.counts.get("pending") == 1 and connector.last_failed is not None)
+            yield until(lambda: stored_errors(tmp_path))
+        echoed = b" ".join(server.protocols[-1].heard[-3:]).decode()
+        forms = [base64.b64encode(v.encode()).decode().rstrip("=") for v in (wrong, f"\0{USER}\0{wrong}")]
+        assert any(form in echoed for form in forms), echoed  # the server did quote the secret
+        health = json.dumps(connector.health())
+        assert "535" in health and "<redacted>" in health
+        for where in (health, json.dumps(messages, default=str), json.dumps(stored_errors(tmp_path))):
+            assert wrong not in where and not any(form in where for form in forms)
+    finally:
+        yield harness.stop()
+        yield server.stop()
+
+
+def stored_errors(tmp_path: Any) -> list[str]:
+    """``outbox.last_error`` of every row, read from the database file as an operator would."""
+    with sqlite3.connect(tmp_path / "openclaw.sqlite3") as db:
+        return [row[0] for row in db.execute("SELECT last_error FROM outbox WHERE last_error IS NOT NULL")]
 
 
 @pytest_twisted.inlineCallbacks

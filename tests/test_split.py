@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from openclaw.connectors.split import split_text, utf16_length
-
-words = st.lists(st.sampled_from(["a", "word", "longerword", "😀", "\n", "\n\n", " ", "x" * 30]), max_size=200)
+from tests.strategies import split_words
 
 
 @given(st.text(max_size=3000), st.integers(min_value=2, max_value=500))
@@ -20,7 +19,7 @@ def test_parts_fit_are_not_empty_and_lose_only_whitespace(text: str, limit: int)
     assert re.sub(r"\s", "", "".join(parts)) == re.sub(r"\s", "", text)
 
 
-@given(words.map("".join), st.integers(min_value=2, max_value=100))
+@given(split_words().map("".join), st.integers(min_value=2, max_value=100))
 def test_utf16_limit_counts_emoji_twice(text: str, limit: int) -> None:
     for part in split_text(text, limit, utf16_length):
         assert 0 < utf16_length(part) <= limit

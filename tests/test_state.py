@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
+from openclaw import state
 from openclaw.runtime import Runtime
 from openclaw.state import STATE_VERSION, StateService, read_state, write_atomic
+from tests.strategies import state_sessions
 
 
 def service(tmp_path, clock=None, digest="d1", every=60.0) -> StateService:
@@ -50,7 +52,21 @@ def test_periodic_save_on_the_clock(tmp_path) -> None:
     svc.stopService()
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"version": 99}', b"\x00\xff"])
+HOSTILE = [
+    b"[" * 100_000 + b"]" * 100_000,  # nesting that crashed json.loads with RecursionError
+    b'{"version": 1, "sessions": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_001,
+    b'{"version": 1, "sessions": {"s": {"channel": "c", "first_seen": 1, "last_active": ' + b"[" * 50 + b"]" * 50 + b"}}}",
+    b'{"version": 1, "last_heartbeat": ' + b"9" * 400 + b"}",
+    b'{"version": 1, "last_heartbeat": 1e999}',
+    b'{"version": 1, "sessions": []}',
+    b'{"version": 1, "sessions": {"s": {"channel": "c", "first_seen": 1, "last_active": 2, "extra": {}}}}',
+    b'{"version": 1, "config_digest": {"x": 1}}',
+    b'{"version": 1, "surprise": true}',
+    b"null",
+]
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"version": 99}', b"\x00\xff", *HOSTILE])
 def test_corrupt_file_is_moved_aside_with_a_warning(tmp_path, content) -> None:
     path = tmp_path / "data" / "gateway-state.json"
     path.parent.mkdir()
@@ -65,6 +81,36 @@ def test_corrupt_file_is_moved_aside_with_a_warning(tmp_path, content) -> None:
     assert json.loads(path.read_text())["version"] == STATE_VERSION
 
 
+def test_a_file_over_the_size_cap_is_moved_aside_unread(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(state, "MAX_STATE_BYTES", 100)
+    path = tmp_path / "s.json"
+    path.write_bytes(b'{"version": 1, "saved_at": ' + b"1" * 120 + b"}")
+    found, problem = read_state(str(path), 7)
+    assert found is None and problem.startswith("larger than 100 bytes")
+    assert (tmp_path / "s.json.corrupt.7").exists() and not path.exists()
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=300) | st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+).map(lambda v: json.dumps({"version": 1, "sessions": v}).encode()))
+def test_any_content_is_restored_or_moved_aside_never_raised(content) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "s.json")
+        with open(path, "wb") as f:
+            f.write(content)
+        found, problem = read_state(path, 1)
+        if found is None:
+            assert problem and os.path.exists(path + ".corrupt.1") and not os.path.exists(path)
+        else:
+            assert problem is None
+            runtime = Runtime(Clock())
+            assert runtime.sessions.restore(found.get("sessions")) == len(found.get("sessions", {}))
+
+
 def test_missing_file_is_not_a_problem(tmp_path) -> None:
     assert read_state(str(tmp_path / "none.json"), 0) == (None, None)
 
@@ -77,22 +123,37 @@ def test_write_atomic_leaves_no_temp_files(tmp_path) -> None:
     assert os.listdir(tmp_path / "x") == ["s.json"]
 
 
-sessions = st.dictionaries(
-    st.text(min_size=1, max_size=20),
-    st.one_of(
-        st.fixed_dictionaries({"channel": st.text(max_size=10), "first_seen": st.floats(0, 2e9),
-                               "last_active": st.floats(0, 2e9), "peer": st.none() | st.text(max_size=10)}),
-        st.integers(), st.text(max_size=5), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
-    ),
-    max_size=6,
-)
-
-
 @settings(max_examples=100)
-@given(sessions)
+@given(state_sessions())
 def test_restore_keeps_well_formed_sessions_and_skips_the_rest(saved) -> None:
     runtime = Runtime(Clock())
     restored = runtime.sessions.restore(saved)
     good = {k for k, v in saved.items() if isinstance(v, dict) and "channel" in v}
     assert restored == len(good) == len(runtime.sessions)
     assert set(runtime.sessions.snapshot()) == good
+
+
+def test_a_daemon_whose_state_file_is_nested_100000_deep_starts_and_answers(tmp_path) -> None:
+    import subprocess
+    import urllib.request
+
+    from tests.process import OPENCLAW, DaemonProcess, clean_env
+
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    (home / "data" / "gateway-state.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    token = "state-test-token-0123456789"
+    daemon = DaemonProcess(tmp_path, str(home), OPENCLAW_GATEWAY_TOKEN=token)
+    try:
+        daemon.start()
+        with urllib.request.urlopen(f"http://127.0.0.1:{daemon.web}/livez", timeout=10) as response:
+            assert response.status == 200
+        sent = subprocess.run([OPENCLAW, "send", "/help", "--home", str(home), "--gateway", daemon.url],
+                              capture_output=True, text=True, timeout=60, env=clean_env(OPENCLAW_GATEWAY_TOKEN=token))
+        assert sent.returncode == 0 and "/status" in sent.stdout, sent
+        code, output = daemon.stop()
+    finally:
+        daemon.ensure_dead()
+    assert code == 0 and b"Traceback" not in output and b"openclaw:state:corrupt" in output, output.decode()
+    assert [p.name for p in (home / "data").iterdir() if ".corrupt." in p.name]
+    assert json.loads((home / "data" / "gateway-state.json").read_text())["version"] == STATE_VERSION

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +24,7 @@ from openclaw import metrics
 from openclaw.agent.rules import GREETING, NO_MODEL
 from openclaw.connectors.access import NOT_ALLOWED_REPLY, approve
 from openclaw.connectors.base import FAILED
-from openclaw.connectors.config import TelegramConfig
+from openclaw.config.connectors import TelegramConfig
 from openclaw.connectors.split import utf16_length
 from openclaw.connectors.telegram import (
     OFFSET_KEY,
@@ -34,8 +38,12 @@ from openclaw.connectors.telegram import (
     parse_reply,
     parse_update,
 )
+from openclaw.logs import LoggingService
 from openclaw.web import WebService
 from tests.connector_harness import Harness
+from tests.eliot_tasks import answered, assert_one_task_per_message, one_task
+from tests.strategies import telegram_values
+from tests.llm_servers import eliot_messages
 from tests.telegram_server import TOKEN, USERNAME, BotAPI, error, ok, text_update, until
 
 SECRET = "webhook-SECRET-42"
@@ -85,17 +93,8 @@ async def harnesses(tmp_path):
 
 # Pure parsing
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["message", "chat", "from", "id", "text", "message_id", "first_name", "update_id",
-                         "ok", "result", "error_code", "description", "parameters", "retry_after"]),
-        inner, max_size=5),
-    max_leaves=20,
-)
 
-
-@given(json_values)
+@given(telegram_values())
 def test_any_update_parses_to_a_message_nothing_or_malformed(update: Any) -> None:
     try:
         result = parse_update(update, USERNAME)
@@ -137,7 +136,7 @@ def test_commands_lose_this_bots_name_and_ignore_other_bots(text: str, expected:
     assert addressed(text, USERNAME) == expected
 
 
-@given(st.integers(100, 599), st.binary(max_size=50) | json_values.map(lambda v: json.dumps(v).encode()))
+@given(st.integers(100, 599), st.binary(max_size=50) | telegram_values().map(lambda v: json.dumps(v).encode()))
 def test_any_answer_gives_a_result_or_an_api_error(status: int, body: bytes) -> None:
     try:
         parse_reply("getMe", status, body)
@@ -168,7 +167,7 @@ async def sending(api: BotAPI):
     clock = Clock()
     c = TelegramConnector(reactor, config(api), None, None, environ={}, clock=clock)
     yield clock, c
-    await c.pool.closeCachedConnections()
+    await c.http.close()
 
 
 def waiting(clock: Clock, delay: float) -> bool:
@@ -259,6 +258,87 @@ def test_a_message_is_answered_and_its_offset_confirmed_and_stored(api: BotAPI, 
     api.push(text_update(42, "what's up?"))
     yield until(lambda: len(api.texts(42)) == 2, what="a second reply")
     assert api.texts(42)[1] == NO_MODEL
+
+
+@pytest_twisted.inlineCallbacks
+def test_each_message_is_its_own_eliot_task_from_receive_to_sent(api: BotAPI, harnesses, eliot_logger) -> None:
+    h = harnesses()
+    start(h, api)
+    api.push(text_update(42, "/help"))
+    api.push(text_update(42, "/status"))
+    yield until(lambda: answered(eliot_logger.messages, "telegram", 2), what="two answered tasks")
+    assert_one_task_per_message(eliot_logger.messages, "telegram", 2)
+
+
+@pytest_twisted.inlineCallbacks
+def test_eliot_tree_draws_a_telegram_message_as_its_own_tree_from_receive_to_sent(
+    api: BotAPI, harnesses, tmp_path: Path, eliot_logger,
+) -> None:
+    logging = LoggingService(str(tmp_path), "info")
+    logging.startService()
+    try:
+        start(harnesses(), api)
+        api.push(text_update(42, "/help"))
+        yield until(lambda: answered(eliot_logger.messages, "telegram", 1), what="an answered task")
+    finally:
+        logging.stopService()
+    task = one_task(eliot_logger.messages, "telegram")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "eliot-tree"), "--color", "never", "-u", task,
+         str(tmp_path / "logs" / "combined.log")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line and line[0].isalnum()] == [task]  # one tree, this message's
+    drawn = [next((i for i, line in enumerate(lines) if node in line), -1) for node in (
+        "openclaw:connector:inbound/1 ⇒ started", "openclaw:message/2/1 ⇒ started",
+        "openclaw:outbox:deliver/", "openclaw:connector:send/", "openclaw:connector:send/")]
+    assert -1 not in drawn and drawn == sorted(drawn), result.stdout
+    assert "connection_task:" in result.stdout and "verdict: accepted" in result.stdout
+    assert sum("openclaw:connector:send/" in line and "⇒ succeeded" in line for line in lines) == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_server_that_closes_the_connection_after_every_response_gets_every_message_answered(
+        api: BotAPI, harnesses) -> None:
+    api.close_after_response = True
+    h = harnesses()
+    with eliot_messages() as messages:
+        c = start(h, api)
+        for n in range(6):
+            api.push(text_update(42, f"/start {n}" if n % 2 else "/start"))
+            yield until(lambda: len(api.texts(42)) == n + 1, timeout=5, what=f"reply {n + 1}")
+        # Polls on connections the server had closed were sent again, not counted as lost.
+        yield until(lambda: api.calls["getUpdates"] >= 8, what="polling on")
+    assert c.is_connected() and c.reconnects == 0 and c.health()["last_error"] is None
+    assert not [m for m in messages if m.get("message_type") == "openclaw:connector:reconnect"
+                and m.get("connector") == "telegram"]
+    assert api.dropped > 0  # requests on connections the server was closing did happen
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_error_body_quoting_the_token_reaches_the_store_without_it(api: BotAPI, harnesses) -> None:
+    from openclaw.events import OutboxItem
+
+    h = harnesses()
+    start(h, api)
+    quoted = base64.b64encode(TOKEN.encode()).decode()
+    api.fail_next("sendMessage", error(400, f"Bad Request: bot{TOKEN} is not in this chat ({quoted})"))
+    yield h.store.enqueue_outbox(OutboxItem(session_id="telegram:42", channel="telegram", text="hi",
+                                            dedupe_key="echo:1", created_at=0.0, next_attempt=0.0))
+    h.outbox.kick()
+    yield until(lambda: api.calls["sendMessage"] >= 1, what="the send")
+    reads: list = []
+
+    def stored() -> bool:
+        h.store.due_outbox(2e9, 10).addCallback(reads.append)  # read as due far in the future
+        return any(r.last_error for rows in reads for r in rows)
+
+    yield until(stored, what="the delivery error stored")
+    error_text = next(r.last_error for rows in reads for r in rows if r.last_error)
+    assert "Bad Request: bot<redacted> is not in this chat (<redacted>)" in error_text
+    assert TOKEN not in error_text and quoted.rstrip("=") not in error_text
 
 
 @pytest_twisted.inlineCallbacks

@@ -7,7 +7,8 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from openclaw.daemon import DaemonService
+from openclaw.config import build_config
+from openclaw.daemon import HURRY_GRACE, DaemonService
 from openclaw.interfaces import IDrainable
 from openclaw.ordered import OrderedMultiService
 from openclaw.runtime import DRAINING, RUNNING, STARTING, STOPPED, Runtime
@@ -49,9 +50,10 @@ class DrainingRecorder(Recorder):
 NAMES = ["logging", "store", "state", "gateway", "web", "connectors", "heartbeat", "systemd"]
 
 
-def build(journal: list, drainable=("gateway", "heartbeat"), failing=()) -> tuple[DaemonService, dict]:
-    runtime = Runtime(Clock())
-    root = DaemonService(runtime, reactor=None)
+def build(journal: list, drainable=("gateway", "heartbeat"), failing=(), clock=None) -> tuple[DaemonService, dict]:
+    clock = clock or Clock()
+    runtime = Runtime(clock)
+    root = DaemonService(runtime, clock, None, build_config({"daemon": {"drain_timeout": "30s"}}))
     children = {}
     for name in NAMES:
         cls = DrainingRecorder if name in drainable else Recorder
@@ -101,7 +103,41 @@ def test_a_failing_stop_is_logged_and_the_walk_goes_on() -> None:
         children[name].stopping.callback(None)
     assert done.called
     assert ("stop", "logging") in journal and ("stop", "store") in journal
-    assert root.runtime.services["web"] == "stopped"
+    assert root.runtime.services["web"] == "failed"
+    assert root.runtime.services["store"] == "stopped"
+
+
+def test_the_drain_budget_hurries_a_slow_child_and_the_rest_drain_hurried() -> None:
+    journal: list = []
+    clock = Clock()
+    root, children = build(journal, clock=clock)
+    root.startService()
+    root.stopService()
+    assert journal[-1] == ("drain", "heartbeat")
+    clock.advance(29.9)
+    assert ("hurry", "heartbeat") not in journal
+    clock.advance(0.1)
+    assert journal[-1] == ("hurry", "heartbeat")
+    children["heartbeat"].draining.callback(None)
+    # The budget is spent: the next child is hurried as soon as it drains.
+    assert journal[-1] == ("drain", "gateway")
+    clock.advance(0)
+    assert journal[-1] == ("hurry", "gateway")
+
+
+def test_a_child_that_ignores_hurry_is_given_up_on_and_counted() -> None:
+    journal: list = []
+    clock = Clock()
+    root, children = build(journal, drainable=("heartbeat",), clock=clock)
+    root.startService()
+    done = root.stopService()
+    clock.advance(30)
+    assert journal[-1] == ("hurry", "heartbeat")
+    clock.advance(HURRY_GRACE)
+    assert root.runtime.services["heartbeat"] == "failed"
+    for name in reversed(NAMES):
+        children[name].stopping.callback(None)
+    assert done.called and root.runtime.phase == STOPPED
 
 
 def test_hurry_reaches_every_drainable_child() -> None:

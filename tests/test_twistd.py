@@ -65,8 +65,8 @@ def test_the_plugin_is_found_from_a_built_wheel(tmp_path) -> None:
 @pytest.mark.parametrize(
     "yaml_text, expected",
     [
-        ("gateway:\n  drain_timeout: soon\n",
-         'config error: gateway.drain_timeout: expected a duration like 30s, got "soon"'),
+        ("daemon:\n  drain_timeout: soon\n",
+         'config error: daemon.drain_timeout: expected a duration from 0s to 1h, got "soon"'),
         ("gateway:\n  listn: x\n", "config error: gateway.listn: unknown key"),
         ("web:\n  listen: tcp:notaport\n", "config error: web.listen: expected an endpoint"),
     ],
@@ -78,6 +78,31 @@ def test_bad_config_exits_78_with_one_line_before_binding(tmp_path, yaml_text, e
     assert result.returncode == 78, result
     assert result.stderr.strip().startswith(expected)
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "content, env, args, expected",
+    [
+        (b"log: {level: \xff\xfe}\n", {}, (), "not UTF-8 text (byte 0xff at offset 13)"),
+        (b"heartbeat: {every: " + b"9" * 400 + b"}\n", {}, (), "heartbeat.every: expected a duration from 1s to 7d"),
+        (b"heartbeat: {every: 0.0000001}\n", {}, (), "heartbeat.every: expected a duration from 1s to 7d"),
+        (b"gateway: {max_frame_bytes: 10000000000000000000000000}\n", {}, (), "gateway.max_frame_bytes: expected a size"),
+        (b"gateway: {max_frame_bytes: 0}\n", {}, (), "gateway.max_frame_bytes: expected a size from 256B to 64MiB"),
+        (b"store: {history: 10000000000000000000000000}\n", {}, (), "store.history: expected a whole number"),
+        (b"", {"OPENCLAW_GATEWAY_LISTEN": "tcp:99999"}, (), "OPENCLAW_GATEWAY_LISTEN (gateway.listen): the port must"),
+        (b"", {}, ("--web", "tcp:-1"), "web.listen: the port must be from 1 to 65535"),
+        (b"[" * 100000, {}, (), "invalid YAML"),
+    ],
+)
+def test_values_out_of_range_exit_78_before_the_home_is_created(tmp_path, content, env, args, expected) -> None:
+    config = tmp_path / "openclaw.yaml"
+    config.write_bytes(content)
+    home = tmp_path / "home"
+    result = twistd("--config", str(config), "--home", str(home), *args, env=clean_env(**env))
+    assert result.returncode == 78, result
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not home.exists()
     assert not (tmp_path / "home").exists()
 
 
@@ -135,5 +160,5 @@ def test_run_notify_health_sigterm_drain_exit_0(tmp_path) -> None:
     assert all("log_level" in line for line in lines)
     stops = [line["service"] for line in lines
              if line.get("action_type") == "openclaw:service:stop" and line.get("action_status") == "started"]
-    assert stops == ["systemd", "cron", "heartbeat", "prune", "outbox", "pipeline", "connectors", "web", "gateway", "state",
-                     "store", "logging"]
+    assert stops == ["systemd", "cron", "reports", "heartbeat", "checks", "prune", "notifier", "pipeline", "outbox", "connectors",
+                     "gateway", "web", "state", "brain", "store", "logging"]

@@ -12,23 +12,7 @@ from openclaw.proactive.verdict import (
     is_heartbeat_ok,
     strip_token,
 )
-
-WRAPS = [("", ""), ("**", "**"), ("__", "__"), ("*", "*"), ("_", "_"), ("`", "`"), ("```\n", "\n```"),
-         ("~~", "~~"), ("> ", ""), ("# ", ""), ("### ", ""), ('"', '"'), ("(", ")"), ("[", "]")]
-SPACE = st.text(alphabet=" \t\n", max_size=4)
-PUNCT = st.sampled_from(["", ".", "!", ":", " -", " \u2014", ",", "..."])
-ACK = st.text(alphabet=st.characters(codec="utf-8", categories=("L", "N", "Zs", "P")), max_size=200).filter(
-    lambda t: TOKEN.lower() not in t.lower())
-
-
-@st.composite
-def dressed(draw) -> str:
-    """The token with markdown around it, maybe nested, with spaces and punctuation."""
-    token = draw(st.sampled_from([TOKEN, TOKEN.lower(), "Heartbeat_OK"]))
-    for left, right in draw(st.lists(st.sampled_from(WRAPS), max_size=3)):
-        token = left + token + right
-    return draw(SPACE) + token + draw(PUNCT) + draw(SPACE)
-
+from tests.strategies import acknowledgements, dressed_tokens
 
 @pytest.mark.parametrize("text", [
     "HEARTBEAT_OK", " **HEARTBEAT_OK** ", "`HEARTBEAT_OK`", "HEARTBEAT_OK.", "HEARTBEAT_OK \u2014 all good",
@@ -53,19 +37,19 @@ def test_a_long_message_with_the_token_is_delivered_without_it() -> None:
         assert strip_token(text).startswith("The backup job failed") and TOKEN not in strip_token(text)
 
 
-@given(dressed(), ACK)
+@given(dressed_tokens(), acknowledgements())
 def test_token_dressed_then_a_short_ack_is_ok(token: str, ack: str) -> None:
     # A separator: "HEARTBEAT_OK0" is another word, which strip_token still removes.
     assert is_heartbeat_ok(token + " " + ack)
     assert is_heartbeat_ok(ack + " " + token)
 
 
-@given(dressed(), st.text(alphabet="abcdefgh ", min_size=MAX_ACK_CHARS + 20, max_size=600).filter(
+@given(dressed_tokens(), st.text(alphabet="abcdefgh ", min_size=MAX_ACK_CHARS + 20, max_size=600).filter(
     lambda t: len(t.strip()) > MAX_ACK_CHARS + 10))
 def test_token_with_a_long_message_is_not_ok(token: str, message: str) -> None:
     assert not is_heartbeat_ok(token + "x" + message)
 
 
-@given(st.lists(st.one_of(dressed(), st.text(max_size=30), st.just(TOKEN[:5]), st.just(TOKEN[5:])), max_size=8))
+@given(st.lists(st.one_of(dressed_tokens(), st.text(max_size=30), st.just(TOKEN[:5]), st.just(TOKEN[5:])), max_size=8))
 def test_strip_never_leaves_the_token(parts: list[str]) -> None:
     assert TOKEN.lower() not in strip_token("".join(parts)).lower()

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 import pytest_twisted
 import treq
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.application.service import Service
 from twisted.internet import reactor
+from twisted.internet.task import Clock
 from zope.interface import implementer
 
+from openclaw.config import build_config
 from openclaw.interfaces import IConnector
+from openclaw.metrics import REGISTRY
 from openclaw.runtime import Runtime
-from openclaw.web import WebService
-from tests import wsclient
+from openclaw.web import HealthApp, QuietSite, WebService, body_limit
+from tests import hostile, wsclient
 from tests.daemon import RunningDaemon
 
 
@@ -85,9 +89,13 @@ def test_unknown_paths_are_json_404_and_wrong_methods_405(tmp_path) -> None:
     daemon = RunningDaemon(str(tmp_path))
     code, headers, body = yield daemon.get("/admin")
     assert code == 404 and orjson.loads(body) == {"error": {"code": "not_found", "path": "/admin"}}
-    response = yield treq.post(daemon.url("/health"), data=b"x", persistent=False)
+    response = yield treq.post(daemon.url("/health"), persistent=False)
     assert response.code == 405
     assert orjson.loads((yield response.content()))["error"]["code"] == "method_not_allowed"
+    # A GET-only route takes no body at all: refused before routing.
+    response = yield treq.post(daemon.url("/health"), data=b"x", persistent=False)
+    assert response.code == 413
+    assert orjson.loads((yield response.content()))["error"]["code"] == "body_too_large"
     yield daemon.stop()
 
 
@@ -143,3 +151,117 @@ def test_alert_rules_use_only_exported_metric_names() -> None:
     exported |= {family.name + "_total" for family in metrics.REGISTRY.collect() if family.type == "counter"}
     used = {name for rule in rules for name in re.findall(r"\b(?:openclaw|process)_[a-z_]+", rule["expr"])}
     assert used and used <= exported, used - exported
+
+
+# Limits (docs/configuration.md, "web")
+
+
+class LimitedWeb:
+    """The routes on a limited site whose deadlines run on ``clock``."""
+
+    def __init__(self, clock=None, **limits) -> None:
+        self.limits = build_config({"web": limits}).web
+        site = QuietSite(HealthApp(Runtime(reactor)).app.resource(), self.limits, body_limit,
+                         reactor=clock or reactor)
+        self.listening = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.port = self.listening.getHost().port
+
+    def send(self, data: bytes):
+        """Connect, send ``data`` and fire with everything the server answered once it closed."""
+        return hostile.raw_connect(self.port, data).addCallback(lambda client: client.lost)
+
+    def stop(self):
+        return self.listening.stopListening()
+
+
+@pytest.fixture
+def web():
+    site = LimitedWeb()
+    yield site
+    pytest_twisted.blockon(site.stop())
+
+
+def refused(reason: str) -> float:
+    return REGISTRY.get_sample_value("openclaw_web_refused_total", {"reason": reason}) or 0.0
+
+
+@pytest.mark.parametrize("encodings", [
+    [b"chunked", b"identity"],  # Twisted alone ignores identity and processes the body
+    [b"identity"],
+    [b"gzip, chunked"],
+    [b"chunked, chunked"],
+])
+@pytest_twisted.inlineCallbacks
+def test_any_transfer_encoding_but_one_chunked_is_400(web, encodings) -> None:
+    before = refused("bad_transfer_encoding")
+    headers = b"".join(b"Transfer-Encoding: %s\r\n" % e for e in encodings)
+    answer = yield web.send(b"POST /webhooks/x HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ") and b'"bad_transfer_encoding"' in answer
+    assert refused("bad_transfer_encoding") == before + 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_body_on_a_get_only_route_and_a_body_over_the_webhook_cap_are_413_at_once(web) -> None:
+    before = refused("body_too_large")
+    answer = yield web.send(b"GET /livez HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 413 ") and b'"body_too_large"' in answer
+    too_big = web.limits.max_webhook_body + 1
+    answer = yield web.send(b"POST /webhooks/x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % too_big)
+    assert answer.startswith(b"HTTP/1.1 413 ")  # answered on the headers alone: no body was sent
+    assert refused("body_too_large") == before + 2
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_chunked_body_is_cut_off_at_the_cap() -> None:
+    web = LimitedWeb(max_webhook_body="1KiB")
+    chunk = b"200\r\n" + b"x" * 512 + b"\r\n"
+    answer = yield web.send(b"POST /webhooks/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 3)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    answer = yield web.send(b"POST /webhooks/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                            b"Connection: close\r\n\r\n" + chunk * 2 + b"0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 404 ")  # within the cap: routed (no webhook named x)
+    yield web.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_incomplete_request_is_closed_with_408_at_the_deadline() -> None:
+    clock = Clock()
+    web = LimitedWeb(clock, request_timeout="5s")
+    before = refused("request_timeout")
+    client = yield hostile.raw_connect(web.port, b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+    clock.advance(4.9)
+    assert not client.lost.called
+    client.transport.write(b"X-More: y\r\n")  # bytes keep coming: an idle timeout would never fire
+    clock.advance(0.1)
+    answer = yield client.lost
+    assert answer.startswith(b"HTTP/1.1 408 ") and refused("request_timeout") == before + 1
+    yield web.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_connections_over_the_cap_get_503() -> None:
+    web = LimitedWeb(max_connections=1)
+    before = refused("too_many_connections")
+    holder = yield hostile.raw_connect(web.port, b"")
+    answer = yield web.send(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 503 ") and b'"too_many_connections"' in answer
+    assert refused("too_many_connections") == before + 1
+    holder.transport.loseConnection()
+    yield holder.lost
+    answer = yield web.send(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    yield web.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_reload_applies_new_web_limits() -> None:
+    web = WebService(reactor, Runtime(reactor), "tcp:0:interface=127.0.0.1")
+    web.startService()
+    web.reconfigure(build_config({"web": {"max_webhook_body": "2KiB"}}))
+    port = web.port.getHost().port
+    head = b"POST /webhooks/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+    answer = yield hostile.raw_connect(port, head % 2049).addCallback(lambda client: client.lost)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    answer = yield hostile.raw_connect(port, head % 2048 + b"x" * 2048).addCallback(lambda client: client.lost)
+    assert answer.startswith(b"HTTP/1.1 404 ")  # within the new cap: routed
+    yield web.stopService()

@@ -136,7 +136,8 @@ def test_one_eliot_tree_per_message_from_receive_to_send(tmp_path) -> None:
     kinds = {m.get("action_type") or m.get("message_type") for m in task}
     assert {"openclaw:message", "openclaw:outbox:deliver"} <= kinds
     end = next(m for m in task if m.get("action_type") == "openclaw:message" and m.get("action_status") == "succeeded")
-    assert end["provider"] == "rules" and end["reply_length"] > 0 and end["log_level"] == "info"
+    answered = next(m for m in task if m.get("message_type") == "openclaw:message:answered")
+    assert answered["provider"] == "rules" and answered["reply_length"] > 0 and end["log_level"] == "info"
     assert "/help" not in json.dumps(task)  # message bodies never at info
     assert start["length"] == 5 and start["session_id"] == "webchat:test"
 

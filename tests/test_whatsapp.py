@@ -18,7 +18,7 @@ from openclaw import metrics
 from openclaw.agent.rules import help_text
 from openclaw.connectors.access import NOT_ALLOWED_REPLY, approve
 from openclaw.connectors.base import CONNECTED, FAILED, NotConnected
-from openclaw.connectors.config import WhatsAppConfig
+from openclaw.config.connectors import WhatsAppConfig
 from openclaw.connectors.whatsapp import (
     TEXT_LIMIT,
     GraphError,
@@ -29,7 +29,9 @@ from openclaw.connectors.whatsapp import (
 from openclaw.events import OutboxItem
 from openclaw.web import WebService
 from tests.connector_harness import Harness
+from tests.eliot_tasks import answered, assert_one_task_per_message
 from tests.llm_servers import eliot_messages
+from tests.strategies import whatsapp_values
 from tests.whatsapp_server import (
     Canned,
     GraphServer,
@@ -136,6 +138,21 @@ def test_a_signed_message_is_answered_through_the_graph_api(tmp_path) -> None:
         sessions = yield rig.harness.store.sessions()
         assert [s["session_id"] for s in sessions] == [f"whatsapp:{ANN}"]
         assert rig.graph.count("GET") == 1
+    finally:
+        yield rig.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_each_message_is_its_own_eliot_task_from_receive_to_sent(tmp_path, eliot_logger) -> None:
+    rig = Rig(str(tmp_path))
+    try:
+        yield until(lambda: rig.connector.state == CONNECTED)
+        code, _ = yield rig.post(text_message(PID, ANN, "wamid.IN1", "/help"))
+        assert code == 200
+        code, _ = yield rig.post(text_message(PID, ANN, "wamid.IN2", "/status"))
+        assert code == 200
+        yield until(lambda: answered(eliot_logger.messages, "whatsapp", 2), what="two answered tasks")
+        assert_one_task_per_message(eliot_logger.messages, "whatsapp", 2)
     finally:
         yield rig.stop()
 
@@ -406,16 +423,7 @@ def test_a_draining_daemon_answers_503_so_meta_redelivers(tmp_path) -> None:
         yield rig.stop()
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["object", "entry", "changes", "value", "field", "messages", "statuses", "from", "id",
-                         "type", "text", "body", "contacts", "profile", "name", "wa_id", "metadata", "status"]),
-        inner, max_size=5),
-    max_leaves=30)
-
-
-@given(json_values)
+@given(whatsapp_values())
 def test_parsing_any_json_never_raises(data: Any) -> None:
     note = parse_notification(data, PID)
     assert all(m.text and m.wa_id and m.message_id for m in note.messages)

@@ -76,9 +76,10 @@ class Client:
 
 
 @defer.inlineCallbacks
-def connect(port: int, token: str | None = None, max_size: int = 16 * 1024 * 1024) -> Any:
-    """Open a connection; with ``token``, also send ``connect`` and check it worked."""
-    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/")
+def connect(port: int, token: str | None = None, max_size: int = 16 * 1024 * 1024,
+            origin: str | None = None) -> Any:
+    """Open a connection (as a browser page of ``origin``, if given); with ``token``, also send ``connect``."""
+    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/", origin=origin)
     factory.protocol = _Protocol
     factory.setProtocolOptions(maxMessagePayloadSize=max_size, maxFramePayloadSize=max_size)
     factory.opened = defer.Deferred()

@@ -20,8 +20,21 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from openclaw.agent.base import BrainError, BrainRequest
-from openclaw.eliotutil import begin, log
+from openclaw.eliotutil import action_type, begin, log, message_type, typed
 from openclaw.interfaces import IBrain
+
+
+PROVIDER = typed("provider", [str], "one brain behind the failover")
+BRAIN_FAILOVER = action_type("openclaw:brain:failover", [typed("providers", [int], "brains to try, in order")], [
+    PROVIDER, typed("failed_before", [int], "providers that failed before this one answered"),
+], "one answer from the first brain whose circuit allows it")
+BRAIN_SKIPPED = message_type("openclaw:brain:skipped", [
+    PROVIDER, typed("failures", [int], "failures in a row that opened its circuit"),
+], "a provider skipped: its circuit is open", "debug")
+BRAIN_PROVIDER_FAILED = message_type("openclaw:brain:provider-failed", [
+    PROVIDER, typed("status", [int, None], "the HTTP status, if any"), typed("retryable", [bool], "worth retrying"),
+    typed("reason", [str], "the error"), typed("circuit", [str], "the circuit's state after it"),
+], "a provider failed; the next one is tried", "warn")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
@@ -92,7 +105,7 @@ class FailoverBrain:
         self._clock = clock
 
     def respond(self, request: BrainRequest) -> Deferred:
-        action = begin("openclaw:brain:failover", providers=len(self.brains))
+        action = begin(BRAIN_FAILOVER, providers=len(self.brains))
         with action.context():
             return DeferredContext(self._respond(request)).addActionFinish()
 
@@ -101,7 +114,7 @@ class FailoverBrain:
         errors: list[BrainError] = []
         for brain, circuit in zip(self.brains, self.circuits):
             if not circuit.allow(self._clock.seconds()):
-                log("openclaw:brain:skipped", "debug", provider=brain.name, failures=circuit.failures)
+                log(BRAIN_SKIPPED, "debug", provider=brain.name, failures=circuit.failures)
                 continue
             try:
                 reply = yield brain.respond(request)
@@ -109,7 +122,7 @@ class FailoverBrain:
                 error = e if isinstance(e, BrainError) else BrainError(f"{brain.name}: {type(e).__name__}", retryable=True)
                 circuit.failed(self._clock.seconds())
                 errors.append(error)
-                log("openclaw:brain:provider-failed", "warn", provider=brain.name, status=error.status,
+                log(BRAIN_PROVIDER_FAILED, "warn", provider=brain.name, status=error.status,
                     retryable=error.retryable, reason=str(error), circuit=circuit.state(self._clock.seconds()))
                 continue
             circuit.succeeded()

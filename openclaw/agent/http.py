@@ -3,16 +3,16 @@ What the HTTP model brains share: keys, timeouts, retries with backoff, and
 the tool-call loop.
 
 ``openai.py`` and ``anthropic.py`` only say how their API spells a request,
-a reply and a tool result (the ``ModelBrain`` hooks).  Deciding when to
-retry and how long to wait is pure (``is_retryable`` here, the backoff
-policy and ``retry_after`` in ``openclaw.backoff``) so tests drive it
-without a network or a clock.
+a reply and a tool result (the ``ModelBrain`` hooks).  The transport is the
+shared ``openclaw.http.HTTPClient``; what is model-specific here is the
+retry policy around it.  Deciding when to retry and how long to wait is
+pure (``is_retryable`` here, the backoff policy and ``retry_after`` in
+``openclaw.backoff``) so tests drive it without a network or a clock.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import random
 from abc import ABC, abstractmethod
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import treq
+import orjson
 from eliot import current_action
 from eliot.twisted import DeferredContext
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -32,9 +32,10 @@ from zope.interface import implementer
 
 from openclaw.agent.base import BrainError, BrainReply, BrainRequest, empty_usage
 from openclaw.agent.tools import ToolBox
-from openclaw.backoff import backoff_policy, retry_after
+from openclaw.backoff import backoff_policy
 from openclaw.config import ProviderConfig
-from openclaw.eliotutil import begin, log
+from openclaw.eliotutil import action_type, begin, log, message_type, typed
+from openclaw.http import HTTPClient
 from openclaw.interfaces import IBrain
 
 MAX_WAIT = 30.0
@@ -44,6 +45,24 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 20.0
 BACKOFF_JITTER = 0.5
 """Retries wait 0.25-0.5 s, 0.5-1 s, 1-2 s ... at most 20 s ("equal jitter"), unless the server says how long."""
+
+
+PROVIDER = typed("provider", [str], "the model provider and model")
+ATTEMPT = typed("attempt", [int], "0 for the first request")
+BRAIN_RESPOND = action_type("openclaw:brain:respond", [
+    PROVIDER, typed("text_length", [int], "characters of the message"),
+    typed("history_length", [int], "earlier messages sent along"),
+], [
+    typed("reply_length", [int], "characters of the reply"), typed("tool_calls", [int], "tools called"),
+    typed("input_tokens", [int], "input tokens, all rounds"), typed("output_tokens", [int], "output tokens, all rounds"),
+], "one model answer, with its tool rounds")
+BRAIN_HTTP = message_type("openclaw:brain:http", [
+    PROVIDER, typed("status", [int], "HTTP status"), ATTEMPT, typed("response_length", [int], "bytes received"),
+], "one HTTP response from a model API", "debug")
+BRAIN_RETRY = message_type("openclaw:brain:retry", [
+    PROVIDER, typed("status", [int, None], "HTTP status, none for a transport error"), ATTEMPT,
+    typed("delay", [int, float], "seconds before the retry"), typed("reason", [str], "the error"),
+], "a model request failed and is retried", "warn")
 
 
 def is_retryable(status: int) -> bool:
@@ -83,9 +102,9 @@ def error_kind(body: bytes) -> str:
     The human message is left out: some APIs echo part of the key in it.
     """
     try:
-        error = json.loads(body).get("error")
+        error = orjson.loads(body).get("error")
         kind = error.get("code") or error.get("type")
-    except (ValueError, AttributeError, TypeError, RecursionError):
+    except (ValueError, AttributeError, TypeError):
         return ""
     if not isinstance(kind, str):
         return ""
@@ -95,8 +114,8 @@ def error_kind(body: bytes) -> str:
 def decode_json(body: bytes, label: str) -> dict:
     """A JSON object from ``body``, else a retryable ``BrainError`` (a garbled answer may not repeat)."""
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise BrainError(f"{label}: response is not JSON", retryable=True) from None
     if not isinstance(data, dict):
         raise BrainError(f"{label}: response is not a JSON object", retryable=True)
@@ -117,13 +136,6 @@ def usage_of(data: dict, input_key: str, output_key: str) -> dict:
     return {"input_tokens": count(usage.get(input_key)), "output_tokens": count(usage.get(output_key))}
 
 
-@dataclass(frozen=True)
-class HTTPResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
 class JSONPoster:
     """
     POSTs JSON and returns the decoded JSON answer, with a per-attempt
@@ -141,28 +153,28 @@ class JSONPoster:
         sleep: Callable[[float], Deferred] | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self._reactor = reactor
         self._label = label
         self._timeout = timeout
         self._max_retries = max_retries
         self._clock = clock or reactor
         self._sleep = sleep or (lambda delay: deferLater(self._clock, delay))
         self._backoff = backoff_policy(BACKOFF_BASE, BACKOFF_CAP, jitter=BACKOFF_JITTER, rand=jitter)
+        # Not pooled: a brain has no stop to close idle connections at.
+        self._http = HTTPClient(reactor, label, clock=self._clock, persistent=False, timeout=timeout)
 
     @inlineCallbacks
     def post(self, url: str, headers: dict[str, str], body: dict):
         """Fire with the response's JSON object or fail with a ``BrainError``."""
-        payload = json.dumps(body).encode("utf-8")
         for attempt in range(self._max_retries + 1):
             wait = None
             try:
-                response = yield self._once(url, headers, payload)
+                response = yield self._http.request("POST", url, headers=headers, json=body)
             except DeferredTimeout:
                 error = BrainError(f"{self._label}: no answer within {self._timeout:g}s", retryable=True)
             except Exception as e:  # noqa: BLE001 - any transport failure (DNS, refused, reset) may pass
                 error = BrainError(f"{self._label}: request failed: {type(e).__name__}", retryable=True)
             else:
-                log("openclaw:brain:http", "debug", provider=self._label, status=response.status,
+                log(BRAIN_HTTP, "debug", provider=self._label, status=response.status,
                     attempt=attempt, response_length=len(response.body))
                 if 200 <= response.status < 300:
                     return decode_json(response.body, self._label)
@@ -172,35 +184,15 @@ class JSONPoster:
                     retryable=is_retryable(response.status),
                     status=response.status,
                 )
-                wait = retry_after(response.headers.get("retry-after"))
+                wait = response.retry_after
             if not error.retryable or attempt == self._max_retries:
                 raise error
             delay = wait if wait is not None else self._backoff(attempt)
             if delay > MAX_WAIT:
                 raise error
-            log("openclaw:brain:retry", "warn", provider=self._label, status=error.status,
+            log(BRAIN_RETRY, "warn", provider=self._label, status=error.status,
                 attempt=attempt, delay=delay, reason=str(error))
             yield self._sleep(delay)
-
-    def _once(self, url: str, headers: dict[str, str], payload: bytes) -> Deferred:
-        d = treq.post(url, data=payload, headers=headers, reactor=self._reactor, persistent=False)
-
-        def read(response: Any) -> Deferred:
-            return treq.content(response).addCallback(
-                lambda body: HTTPResponse(
-                    response.code,
-                    {k.decode("latin-1").lower(): v[-1].decode("latin-1") for k, v in response.headers.getAllRawHeaders()},
-                    body,
-                )
-            )
-
-        d.addCallback(read)
-        return d.addTimeout(self._timeout, self._clock, onTimeoutCancel=_timed_out)
-
-
-def _timed_out(result: Any, timeout: float) -> None:
-    """Whatever cancelling left (the agent wraps it in ResponseNeverReceived), it was a timeout."""
-    raise DeferredTimeout(f"no answer within {timeout:g}s")
 
 
 @dataclass(frozen=True)
@@ -304,7 +296,7 @@ class ModelBrain(ABC):
             raise BrainError(f"{self.name}: unexpected response shape ({type(e).__name__})", retryable=True) from None
 
     def respond(self, request: BrainRequest) -> Deferred:
-        action = begin("openclaw:brain:respond", provider=self.name, text_length=len(request.text),
+        action = begin(BRAIN_RESPOND, provider=self.name, text_length=len(request.text),
                        history_length=len(request.history))
         with action.context():
             return DeferredContext(self._respond(request)).addActionFinish()

@@ -13,16 +13,20 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from openclaw.agent.base import Facts
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 
 RESULT_LIMIT = 4000
 """Characters of a tool result sent back to the model; the rest is cut."""
+
+BRAIN_TOOL = message_type("openclaw:brain:tool", [
+    typed("tool", [str], "the tool's name"), typed("ok", [bool], "false when it answered an error"),
+    typed("result_length", [int], "characters of the result"),
+], "the model called a tool", "debug")
 
 _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
     "string": str,
@@ -130,7 +134,7 @@ class ToolBox:
 
 
 def _logged(text: str, name: str) -> str:
-    log("openclaw:brain:tool", "debug", tool=name, ok=not text.startswith("error:"), result_length=len(text))
+    log(BRAIN_TOOL, "debug", tool=name, ok=not text.startswith("error:"), result_length=len(text))
     return text
 
 
@@ -186,35 +190,25 @@ def get_status(facts: Facts) -> Tool:
     )
 
 
-def http_check(reactor: IReactorTime, timeout: float) -> Tool:
+def http_check(
+    reactor: IReactorTime, timeout: float, allow: Sequence[str] = (), resolve: Callable[[str], Deferred] | None = None,
+) -> Tool:
     """
     GET a URL and report status, elapsed time and content type (not the
     body: a page's text is no business of the model's and may be large).
-    Only http and https are allowed.
+    Only http and https, and only public addresses unless ``allow`` lists
+    networks (``agent/http_check.py`` says why and how it is checked).
     """
 
-    @inlineCallbacks
-    def call(args: dict):
-        url = args["url"]
-        if urlsplit(url).scheme not in ("http", "https"):
-            return "error: only http and https URLs can be checked"
-        started = reactor.seconds()
-        import treq  # only when a model actually checks a URL
+    def call(args: dict) -> Deferred:
+        # Only when a model actually checks a URL: the HTTP client is not small.
+        from openclaw.agent.http_check import check_url, parse_networks
 
-        d = treq.get(url.encode("utf-8"), reactor=reactor, persistent=False)
-        d.addTimeout(timeout, reactor)
-        response = yield d
-        elapsed = reactor.seconds() - started
-        yield response.content()
-        return {
-            "status": response.code,
-            "elapsed_ms": round(elapsed * 1000),
-            "content_type": response.headers.getRawHeaders("content-type", [""])[0],
-        }
+        return check_url(reactor, args["url"], timeout, parse_networks(allow), resolve)
 
     return Tool(
         name="http_check",
-        description="Check that a web address answers: HTTP status, response time and content type.",
+        description="Check that a public web address answers: HTTP status, response time and content type.",
         parameters=_strings(url="an http or https URL"),
         call=call,
     )
@@ -265,12 +259,13 @@ def all_tools(
     enqueue: Callable[[str, str], Deferred],
     known_sessions: Callable[[], list[str]],
     http_timeout: float = 10.0,
+    http_allow: Sequence[str] = (),
 ) -> list[Tool]:
     """The five tools built from the runtime's collaborators; the box filters them."""
     return [
         send_message(enqueue, known_sessions),
         get_status(facts),
-        http_check(reactor, http_timeout),
+        http_check(reactor, http_timeout, http_allow),
         remember(store),
         recall(store),
     ]

@@ -17,11 +17,23 @@ from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
 
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 
 PAIRING_TTL = 15 * 60.0
 ALLOW_PREFIX = "allow:"
 PAIRING_PREFIX = "pairing:"
+
+
+CONNECTOR = typed("connector", [str], "the connector's name")
+SENDER_ID = typed("sender_id", [str], "the platform's id of the sender")
+PAIRING_REQUESTED = message_type("openclaw:pairing:requested", [
+    CONNECTOR, SENDER_ID, typed("sender_name", [str], "the sender's display name"),
+    typed("code", [str], "the pairing code to approve"), typed("expires_in", [int, float], "seconds it stays valid"),
+], "an unknown sender was given a pairing code", "warn")
+PAIRING_APPROVED = message_type("openclaw:pairing:approved", [CONNECTOR, SENDER_ID],
+                                "openclaw pairing approve")
+PAIRING_REVOKED = message_type("openclaw:pairing:revoked", [typed("sender", [str], "<connector>:<sender id>")],
+                               "openclaw pairing revoke")
 
 NOT_ALLOWED_REPLY = "Sorry, I only talk to people my owner has allowed."
 PAIRING_REPLY = (
@@ -99,6 +111,14 @@ class Access:
         self._told_to_slow_down: set[str] = set()
         self._refused_at: dict[str, float] = {}
 
+    def reconfigure(self, allow_from: tuple[str, ...], pairing: bool, rate_per_minute: int) -> None:
+        """New rules from a reload; approvals and pairing codes in the store stay."""
+        self.allow_from = frozenset(allow_from)
+        self.pairing = pairing
+        if rate_per_minute != self.rate_per_minute:
+            self.rate_per_minute = rate_per_minute
+            self._buckets.clear()
+
     @inlineCallbacks
     def decide(self, sender_id: str, chat_id: str, sender_name: str = "") -> Any:
         """:return: a Deferred firing with the ``Decision`` for one inbound message."""
@@ -156,7 +176,7 @@ class Access:
             "connector": self.connector, "sender_id": sender_id, "chat_id": chat_id,
             "sender_name": sender_name, "expires": now + PAIRING_TTL, "requested": now,
         })
-        log("openclaw:pairing:requested", level="warn", connector=self.connector, sender_id=sender_id,
+        log(PAIRING_REQUESTED, level="warn", connector=self.connector, sender_id=sender_id,
             sender_name=sender_name, code=code, expires_in=PAIRING_TTL)
         return code
 
@@ -189,7 +209,7 @@ def approve(store: Any, code: str, now: float) -> Any:
     yield store.set_state(allow_key(entry["connector"], entry["sender_id"]), {
         "approved": now, "sender_name": entry.get("sender_name", ""), "chat_id": entry.get("chat_id"),
     })
-    log("openclaw:pairing:approved", connector=entry["connector"], sender_id=entry["sender_id"])
+    log(PAIRING_APPROVED, connector=entry["connector"], sender_id=entry["sender_id"])
     return f"{entry['connector']}:{entry['sender_id']}"
 
 
@@ -210,5 +230,5 @@ def revoke(store: Any, sender: str) -> Any:
     existed = (yield store.get_state(key)) is not None
     yield store.delete_state(key)
     if existed:
-        log("openclaw:pairing:revoked", sender=sender)
+        log(PAIRING_REVOKED, sender=sender)
     return existed

@@ -18,7 +18,6 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import orjson
-import treq
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.defer import Deferred, fail, inlineCallbacks
@@ -29,9 +28,10 @@ from twisted.internet.task import deferLater
 from openclaw import __version__
 from openclaw.connectors import discord_protocol as proto
 from openclaw.connectors.base import ConnectorService, Terminal
-from openclaw.connectors.config import credential
+from openclaw.config.connectors import credential
 from openclaw.connectors.split import split_text
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
+from openclaw.http import HTTPClient
 from openclaw.pipeline import ShuttingDown
 
 CONNECT_TIMEOUT = 30.0
@@ -44,6 +44,34 @@ MAX_RATE_LIMITED = 5
 # other code keeps it resumable.
 CLOSE_FOR_GOOD, CLOSE_TO_RESUME = 1000, 4000
 MESSAGES_ROUTE = "POST /channels/{channel_id}/messages"
+
+
+DISCORD_OPENED = message_type("openclaw:discord:opened", [typed("url", [str], "the gateway URL")],
+                              "the gateway WebSocket is open", "debug")
+DISCORD_RECONNECT_REQUESTED = message_type("openclaw:discord:reconnect-requested", [],
+                                           "Discord asked us to reconnect (op 7): resuming")
+DISCORD_RESUME = message_type("openclaw:discord:resume", [
+    typed("session_id", [str, None], "the gateway session resumed"), typed("seq", [int, None], "the last sequence seen"),
+], "resuming the gateway session")
+DISCORD_IDENTIFY = message_type("openclaw:discord:identify", [typed("intents", [int], "the intents asked for")],
+                                "starting a new gateway session")
+DISCORD_INVALID_SESSION = message_type("openclaw:discord:invalid-session", [
+    typed("resumable", [bool], "whether Discord allows a resume"),
+], "Discord invalidated the session (op 9)", "warn")
+DISCORD_CLOSED = message_type("openclaw:discord:closed", [
+    typed("code", [int, None], "the close code"), typed("reason", [str], "the close reason, at most 200 characters"),
+    typed("then", [str], "what follows: resume, new session, terminal..."),
+], "the gateway WebSocket closed (info when openclaw closed it, else warn)", "warn")
+DISCORD_RATE_LIMITED = message_type("openclaw:discord:rate-limited", [
+    typed("channel_id", [str], "the channel sent to"), typed("retry_after", [int, float], "seconds waited"),
+    typed("scope", [str], "Discord's x-ratelimit-scope"),
+], "a send answered 429: waiting it out", "warn")
+DISCORD_ZOMBIE = message_type("openclaw:discord:zombie", [
+    typed("heartbeat_interval", [int, float], "seconds between heartbeats"),
+], "a heartbeat went unacknowledged: the connection is torn down", "warn")
+DISCORD_RECEIVE_FAILED = message_type("openclaw:discord:receive-failed", [
+    typed("message_id", [str], "the message's id"), typed("error", [str], "why"),
+], "a message could not be recorded (warn while draining: it is lost; else error)", "error")
 
 
 class DiscordHTTPError(Exception):
@@ -123,7 +151,7 @@ class _Connection:
 
     def opened(self) -> None:
         self._open = True
-        log("openclaw:discord:opened", level="debug", url=self.url)
+        log(DISCORD_OPENED, level="debug", url=self.url)
 
     def received(self, payload: bytes, binary: bool) -> None:
         if self._over:
@@ -148,7 +176,7 @@ class _Connection:
         elif op == proto.HELLO:
             self._hello(d)
         elif op == proto.RECONNECT:
-            log("openclaw:discord:reconnect-requested", level="info")
+            log(DISCORD_RECONNECT_REQUESTED, level="info")
             self.close(CLOSE_TO_RESUME, proto.RESUME_SESSION)
         elif op == proto.INVALID_SESSION:
             self._invalid_session(d is True)
@@ -169,15 +197,15 @@ class _Connection:
         """RESUME when there is a session to continue, else IDENTIFY (the token is never logged)."""
         c = self.connector
         if resume and c.session_id is not None:
-            log("openclaw:discord:resume", level="info", session_id=c.session_id, seq=c.seq)
+            log(DISCORD_RESUME, level="info", session_id=c.session_id, seq=c.seq)
             self._send(proto.resume(c.token, c.session_id, c.seq))
         else:
-            log("openclaw:discord:identify", level="info", intents=proto.INTENTS)
+            log(DISCORD_IDENTIFY, level="info", intents=proto.INTENTS)
             self._send(proto.identify(c.token))
 
     def _invalid_session(self, resumable: bool) -> None:
         """Discord asks for a short random wait before identifying again."""
-        log("openclaw:discord:invalid-session", level="warn", resumable=resumable)
+        log(DISCORD_INVALID_SESSION, level="warn", resumable=resumable)
         if resumable and self.connector.session_id is not None:
             self._begin_session(resume=True)
             return
@@ -223,7 +251,7 @@ class _Connection:
             self.done.errback(ConnectionError(f"gateway handshake failed: {reason}"))
             return
         action = self._after_close or proto.close_action(code)
-        log("openclaw:discord:closed", level="info" if self._after_close else "warn", code=code,
+        log(DISCORD_CLOSED, level="info" if self._after_close else "warn", code=code,
             reason=reason[:200], then=action)
         if action == proto.TERMINAL:
             self.done.errback(Terminal(f"{proto.TERMINAL_CODES[code]} (gateway close {code})"))
@@ -257,6 +285,8 @@ class DiscordRest:
         self.clock = clock
         self.api_url = api_url.rstrip("/")
         self.limits = proto.RateLimits()
+        # Not pooled, as before: each REST call on a connection of its own.
+        self.http = HTTPClient(reactor, "discord", clock=clock, persistent=False, timeout=REST_TIMEOUT)
         self._headers = {
             "Authorization": f"Bot {token}", "Content-Type": "application/json",
             "User-Agent": f"DiscordBot (https://github.com/openclaw/openclaw, {__version__})",
@@ -278,7 +308,7 @@ class DiscordRest:
             status, headers, payload = yield self._post(url, body)
             if status == 429:
                 wait = self.limits.limited(MESSAGES_ROUTE, channel_id, payload, headers, self.clock.seconds())
-                log("openclaw:discord:rate-limited", level="warn", channel_id=channel_id, retry_after=wait,
+                log(DISCORD_RATE_LIMITED, level="warn", channel_id=channel_id, retry_after=wait,
                     scope=headers.get("x-ratelimit-scope", ""))
                 continue
             self.limits.update(MESSAGES_ROUTE, channel_id, headers, self.clock.seconds())
@@ -290,16 +320,12 @@ class DiscordRest:
 
     @inlineCallbacks
     def _post(self, url: str, body: bytes) -> Any:
-        d = treq.post(url, data=body, headers=self._headers, reactor=self.reactor, persistent=False)
-        response = yield d.addTimeout(REST_TIMEOUT, self.reactor)
-        raw = yield treq.content(response)
-        headers = {k.decode("latin-1").lower(): v[-1].decode("latin-1")
-                   for k, v in response.headers.getAllRawHeaders()}
+        response = yield self.http.request("POST", url, data=body, headers=self._headers)
         try:
-            payload = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
+            payload = response.json() if response.body else None
+        except ValueError:
             payload = None
-        return response.code, headers, payload
+        return response.status, response.headers, payload
 
 
 class DiscordConnector(ConnectorService):
@@ -346,7 +372,7 @@ class DiscordConnector(ConnectorService):
         A heartbeat fell due unacknowledged: a zombie connection, torn down
         and counted as a stall.
         """
-        log("openclaw:discord:zombie", level="warn", heartbeat_interval=interval)
+        log(DISCORD_ZOMBIE, level="warn", heartbeat_interval=interval)
         self.stall(f"heartbeat not acknowledged within {interval:g}s")
 
     def dispatched(self, kind: Any, d: Any) -> None:
@@ -383,7 +409,7 @@ class DiscordConnector(ConnectorService):
     def _receive_failed(self, failure: Any, message_id: str) -> None:
         # Discord keeps no backlog past a session: a message refused while draining is gone.
         level = "warn" if failure.check(ShuttingDown) else "error"
-        log("openclaw:discord:receive-failed", level=level, message_id=message_id, error=repr(failure.value))
+        log(DISCORD_RECEIVE_FAILED, level=level, message_id=message_id, error=repr(failure.value))
 
     @inlineCallbacks
     def send_text(self, chat_id: str, text: str, dedupe_key: str) -> Any:

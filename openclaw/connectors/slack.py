@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import treq
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -32,11 +31,11 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.task import deferLater
 
-from openclaw.backoff import retry_after
 from openclaw.connectors.base import ConnectorService, Terminal
-from openclaw.connectors.config import SlackConfig, credential
+from openclaw.config.connectors import SlackConfig, credential
 from openclaw.connectors.split import split_text
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
+from openclaw.http import HTTPClient, RateLimit
 from openclaw.pipeline import ShuttingDown
 
 TEXT_LIMIT = 40_000
@@ -44,6 +43,7 @@ REQUEST_TIMEOUT = 30.0
 MAX_RATE_WAIT = 60.0
 """A ``Retry-After`` longer than this fails the send (the outbox retries later) rather than holding it."""
 RATE_RETRIES = 3
+RATE_LIMIT = RateLimit(RATE_RETRIES, MAX_RATE_WAIT, default=1.0)
 TERMINAL_ERRORS = frozenset({
     "invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
     "not_allowed_token_type", "missing_scope",
@@ -51,6 +51,12 @@ TERMINAL_ERRORS = frozenset({
 """Web API errors no retry can fix: the token is wrong, revoked or lacks a scope."""
 REMEMBERED_SENDS = 1000
 """Partly sent replies whose progress is kept for the outbox's retry (oldest forgotten first)."""
+
+
+SLACK_DISCONNECT = message_type("openclaw:slack:disconnect", [typed("reason", [str], "Slack's reason")],
+                                "Slack asked us to reconnect")
+SLACK_NOT_ACKNOWLEDGED = message_type("openclaw:slack:not-acknowledged", [typed("reason", [str], "why")],
+                                      "an envelope left for Slack to re-send (info while stopping, else error)")
 
 
 class SlackError(Exception):
@@ -203,6 +209,8 @@ class SlackConnector(ConnectorService):
         self.app_token = credential(config, "app_token", environ)
         self.bot_token = credential(config, "bot_token", environ)
         self.sleep = sleep or (lambda delay: deferLater(reactor, delay))
+        # Not pooled, as before: each Web API call on a connection of its own.
+        self.http = HTTPClient(reactor, "slack", persistent=False, timeout=REQUEST_TIMEOUT, sleep=self.sleep)
         self.bot_user_id: str | None = None
         self._order = DeferredLock()
         self._sent_parts: dict[str, int] = {}
@@ -251,7 +259,7 @@ class SlackConnector(ConnectorService):
                 self.up()
         elif kind == "disconnect":
             reason = str(frame.get("reason"))[:60]
-            log("openclaw:slack:disconnect", reason=reason)
+            log(SLACK_DISCONNECT, reason=reason)
             if reason == "link_disabled":
                 link.close(Terminal("Socket Mode was turned off for the app (link_disabled)"))
             else:
@@ -286,9 +294,9 @@ class SlackConnector(ConnectorService):
     def _not_taken(self, failure: Any) -> None:
         """Not acknowledged: Slack sends the envelope again (after a restart, to the new connection)."""
         if failure.check(ShuttingDown):
-            log("openclaw:slack:not-acknowledged", reason="shutting down")
+            log(SLACK_NOT_ACKNOWLEDGED, reason="shutting down")
         else:
-            log("openclaw:slack:not-acknowledged", level="error", reason=repr(failure.value))
+            log(SLACK_NOT_ACKNOWLEDGED, level="error", reason=repr(failure.value))
 
     def drain(self) -> Deferred:
         """Envelopes being recorded finish (and are acknowledged) first."""
@@ -311,41 +319,22 @@ class SlackConnector(ConnectorService):
         POST one Web API method; fire with its JSON answer when ``ok``, else
         fail with ``SlackError``.  A 429 is waited out ``RATE_RETRIES`` times.
         """
-        for attempt in range(RATE_RETRIES + 1):
-            status, wait, answer = yield self._post(method, token, body)
-            if status != 429:
-                break
-            wait = 1.0 if wait is None else wait
-            if attempt == RATE_RETRIES or wait > MAX_RATE_WAIT:
-                raise SlackError(method, f"ratelimited (retry after {wait:g}s)")
-            log("openclaw:slack:rate-limited", level="warn", method=method, delay=wait)
-            yield self.sleep(wait)
-        if status != 200:
-            raise SlackError(method, f"HTTP {status}")
+        response = yield self.http.request(
+            "POST", f"{self.config.api_url}/{method}", json=body, rate_limit=RATE_LIMIT,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json; charset=utf-8"})
+        if response.status == 429:
+            raise SlackError(method, f"ratelimited (retry after {1.0 if response.retry_after is None else response.retry_after:g}s)")
+        if response.status != 200:
+            raise SlackError(method, f"HTTP {response.status}")
         try:
-            data = json.loads(answer)
-        except (ValueError, RecursionError):
+            data = response.json()
+        except ValueError:
             raise SlackError(method, "answer is not JSON") from None
         if not isinstance(data, dict):
             raise SlackError(method, "answer is not an object")
         if data.get("ok") is not True:
             raise SlackError(method, str(data.get("error") or "not ok")[:80])
         return data
-
-    def _post(self, method: str, token: str, body: dict) -> Deferred:
-        """Fires with ``(status, retry_after, body)``; non-persistent, so nothing lingers per call."""
-        d = treq.post(
-            f"{self.config.api_url}/{method}", data=json.dumps(body).encode(), reactor=self.clock,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json; charset=utf-8"},
-            persistent=False,
-        )
-
-        def read(response: Any) -> Deferred:
-            wait = retry_after(response.headers.getRawHeaders("retry-after", [None])[-1])
-            return treq.content(response).addCallback(lambda content: (response.code, wait, content))
-
-        d.addCallback(read)
-        return d.addTimeout(REQUEST_TIMEOUT, self.clock)
 
     @inlineCallbacks
     def send_text(self, chat_id: str, text: str, dedupe_key: str) -> Any:

@@ -27,17 +27,29 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.mail.smtp import ESMTPSenderFactory, SMTPClientError
 
+from openclaw.config.sections import sasl_forms
 from openclaw.connectors.base import ConnectorService, Terminal
-from openclaw.connectors.config import SmtpConfig, credential
-from openclaw.eliotutil import log
+from openclaw.config.connectors import SmtpConfig, credential
+from openclaw.eliotutil import log, message_type, typed
 from openclaw.health import iso
+
+
+SMTP_SENT = message_type("openclaw:smtp:sent", [
+    typed("to", [str], "the recipient"), typed("dedupe_key", [str], "the row's idempotency key"),
+], "one email sent")
+SMTP_SEND_FAILED = message_type("openclaw:smtp:send-failed", [typed("error", [str, None], "why, without the transcript")],
+                                "an email could not be sent (the outbox retries)", "warn")
 
 SUBJECT_LIMIT = 78
 _ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+")
 
 
 class SmtpError(Exception):
-    """A send failed; the text is safe to show (no protocol transcript, which holds the AUTH exchange)."""
+    """
+    A send failed; the text is safe to show: no protocol transcript, and the
+    server's reply scrubbed of the credentials (a 535 may echo the AUTH
+    exchange, base64(password) or base64(\\0user\\0password)).
+    """
 
 
 def subject_of(text: str) -> str:
@@ -146,12 +158,16 @@ class SmtpConnector(ConnectorService):
     def _sent(self, _: Any, to: str, dedupe_key: str) -> None:
         self.sent += 1
         self.last_sent = self.clock.seconds()
-        log("openclaw:smtp:sent", to=to, dedupe_key=dedupe_key)
+        log(SMTP_SENT, to=to, dedupe_key=dedupe_key)
+
+    def secrets(self) -> list[str]:
+        """The password, and the SASL PLAIN forms AUTH puts on the wire."""
+        return [*super().secrets(), *sasl_forms(self.config.user, self.password)]
 
     def _failed(self, failure: Any) -> None:
-        self.last_error = describe(failure, self.config.host, self.config.port, self.config.timeout)
+        self.last_error = self.scrub(describe(failure, self.config.host, self.config.port, self.config.timeout))
         self.last_failed = self.clock.seconds()
-        log("openclaw:smtp:send-failed", level="warn", error=self.last_error)
+        log(SMTP_SEND_FAILED, level="warn", error=self.last_error)
         raise SmtpError(self.last_error)
 
     def health(self) -> dict[str, Any]:

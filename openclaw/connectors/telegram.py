@@ -15,7 +15,6 @@ not know its public URL: the operator registers it with ``setWebhook``.
 from __future__ import annotations
 
 import hmac
-import json
 import math
 import os
 import random
@@ -25,18 +24,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import treq
+import orjson
 from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
-from twisted.web.client import HTTPConnectionPool, ResponseDone, ResponseNeverReceived
-from twisted.web.http import PotentialDataLoss
 
 from openclaw import metrics
 from openclaw.connectors.base import ConnectorService, Terminal
-from openclaw.connectors.config import TelegramConfig, credential
+from openclaw.config.connectors import TelegramConfig, credential
 from openclaw.connectors.split import split_text, utf16_length
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
+from openclaw.http import HTTPClient
 from openclaw.pipeline import ShuttingDown
 
 TEXT_LIMIT = 4096
@@ -59,6 +56,23 @@ MAX_REMEMBERED_SENDS = 1000
 
 _MENTION = re.compile(r"(/\w+)@(\w+)")
 _NUMERIC = re.compile(r"-?\d+")
+
+
+CONNECTOR = typed("connector", [str], "the connector's name")
+CONFLICT = message_type("openclaw:connector:conflict", [CONNECTOR, typed("hint", [str], "what to do")],
+                        "Telegram answered 409: another poller or a webhook is set", "warn")
+PAUSED = message_type("openclaw:connector:paused", [CONNECTOR, typed("reason", [str], "why: draining")],
+                      "polling stopped taking updates (the daemon drains)")
+SKIPPED = message_type("openclaw:connector:skipped", [CONNECTOR, typed("reason", [str], "why")],
+                       "an update that is not a text for us", "debug")
+RATE_LIMITED = message_type("openclaw:connector:rate-limited", [
+    CONNECTOR, typed("method", [str], "the Bot API method"), typed("retry_after", [int, float], "seconds waited"),
+], "Telegram answered 429: waiting it out", "warn")
+WEBHOOK_REFUSED = message_type("openclaw:connector:webhook-refused", [
+    CONNECTOR, typed("reason", [str], "missing or wrong secret token"),
+], "a webhook request without the right secret was refused (401)", "warn")
+WEBHOOK_FAILED = message_type("openclaw:connector:webhook-failed", [CONNECTOR, typed("error", [str], "why")],
+                              "a webhook update could not be recorded (500; Telegram sends it again)", "error")
 
 
 class ApiError(Exception):
@@ -110,8 +124,8 @@ def parse_reply(method: str, status: int, body: bytes) -> Any:
     not the Bot API's JSON (a proxy's HTML error page is just an error).
     """
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
         data = None
     if not isinstance(data, dict):
         raise (BadReply if status == 200 else ApiError)(method, status, "response is not a JSON object")
@@ -181,44 +195,6 @@ def _seconds(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-class _Body(Protocol):
-    """Collects a response body into ``done``."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.done: Deferred = Deferred(lambda _: self.transport.stopProducing())
-
-    def dataReceived(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def connectionLost(self, reason: Any = None) -> None:
-        if reason is None or reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(b"".join(self.chunks))
-        else:
-            self.done.errback(reason)
-
-
-def read_body(response: Any) -> Deferred:
-    """
-    The body of ``response``; cancelling drops the connection (treq's
-    ``content`` cannot be cancelled, and ``readBody`` cannot abort an
-    HTTP/1.1 response), so a server stalling mid-body is left too.
-    """
-    body = _Body()
-    response.deliverBody(body)
-    return body.done
-
-
-def _cancelled_as_such(failure: Any) -> Any:
-    """
-    A request cancelled before its answer fails with ``ResponseNeverReceived``;
-    it was a cancel (the watchdog's, a timeout's), and must read as one.
-    """
-    if failure.check(ResponseNeverReceived) and any(r.check(CancelledError) for r in failure.value.reasons):
-        raise CancelledError()
-    return failure
-
-
 def _shielded(d: Deferred) -> Deferred:
     """
     ``d``'s result, through a Deferred whose cancelling leaves ``d`` running:
@@ -242,7 +218,7 @@ class TelegramConnector(ConnectorService):
         super().__init__("telegram", clock or reactor, config, pipeline, store, notifier, rng)
         self.reactor = reactor
         self.token = credential(config, "token", environ)
-        self.pool = HTTPConnectionPool(reactor)
+        self.http = HTTPClient(reactor, "telegram", clock=self.clock)
         self.username: str | None = None
         self.offset: int | None = None
         # Parts already sent of a text whose later part failed, so the
@@ -269,7 +245,7 @@ class TelegramConnector(ConnectorService):
             if e.status in REJECTED:
                 raise Terminal(f"telegram rejected the bot token ({REJECTED[e.status]})") from None
             if e.status == 409:
-                log("openclaw:connector:conflict", level="warn", connector=self.name,
+                log(CONFLICT, level="warn", connector=self.name,
                     hint="another client polls this bot or a webhook is set (deleteWebhook or stop it)")
             raise
 
@@ -302,7 +278,7 @@ class TelegramConnector(ConnectorService):
             except ShuttingDown:
                 # Unconfirmed, the batch is read again later; until stopService
                 # (or the watchdog) ends this connection, fetch nothing.
-                log("openclaw:connector:paused", connector=self.name, reason="draining")
+                log(PAUSED, connector=self.name, reason="draining")
                 yield Deferred()
 
     @inlineCallbacks
@@ -328,7 +304,7 @@ class TelegramConnector(ConnectorService):
             self.malformed("update", str(e))
             return succeed(None)
         if incoming is None:
-            log("openclaw:connector:skipped", level="debug", connector=self.name, reason="not a text for us")
+            log(SKIPPED, level="debug", connector=self.name, reason="not a text for us")
             return succeed(None)
         return _shielded(self.receive_message(
             incoming.chat_id, incoming.sender_id, incoming.text, incoming.message_id, incoming.sender_name))
@@ -344,11 +320,14 @@ class TelegramConnector(ConnectorService):
     # The Bot API
 
     def _post(self, method: str, params: dict, timeout: float) -> Deferred:
-        d = treq.post(f"{self.config.api_url}/bot{self.token}/{method}", json=params, pool=self.pool,
-                      reactor=self.reactor, unbuffered=True)
-        d.addCallbacks(lambda response: read_body(response).addCallback(lambda body: (response.code, body)),
-                       _cancelled_as_such)
-        return d.addTimeout(timeout, self.clock)
+        """
+        Every method but ``sendMessage`` may be sent twice: reads, and
+        ``getUpdates`` confirms by offset.  So they are resent once on a
+        fresh connection when a pooled one turns out closed.
+        """
+        d = self.http.request("POST", f"{self.config.api_url}/bot{self.token}/{method}", json=params,
+                              timeout=timeout, idempotent=method != "sendMessage")
+        return d.addCallback(lambda response: (response.status, response.body))
 
     @inlineCallbacks
     def _call(self, method: str, params: dict, timeout: float) -> Any:
@@ -360,7 +339,7 @@ class TelegramConnector(ConnectorService):
             except ApiError as e:
                 if e.retry_after is None or e.retry_after > MAX_RETRY_AFTER:
                     raise
-                log("openclaw:connector:rate-limited", level="warn", connector=self.name, method=method,
+                log(RATE_LIMITED, level="warn", connector=self.name, method=method,
                     retry_after=e.retry_after)
                 yield deferLater(self.clock, e.retry_after)
 
@@ -398,7 +377,7 @@ class TelegramConnector(ConnectorService):
         secret = self.config.webhook_secret.encode()
         if not secret or not hmac.compare_digest(given, secret):
             metrics.connector_refused.labels(self.name, "unauthorized").inc()
-            log("openclaw:connector:webhook-refused", level="warn", connector=self.name,
+            log(WEBHOOK_REFUSED, level="warn", connector=self.name,
                 reason="missing" if not given else "wrong secret token")
             request.setResponseCode(401)
             return b""
@@ -409,8 +388,8 @@ class TelegramConnector(ConnectorService):
             request.setResponseCode(503)
             return b""
         try:
-            update = json.loads(request.content.read())
-        except (ValueError, RecursionError):
+            update = orjson.loads(request.content.read())
+        except orjson.JSONDecodeError:
             self.malformed("webhook", "body is not JSON")
             return b""
         d = self._take(update)
@@ -421,7 +400,7 @@ class TelegramConnector(ConnectorService):
         if failure.check(CancelledError):
             return b""  # Telegram hung up; the update is recorded anyway and redelivered
         if not failure.check(ShuttingDown):
-            log("openclaw:connector:webhook-failed", level="error", connector=self.name, error=repr(failure.value))
+            log(WEBHOOK_FAILED, level="error", connector=self.name, error=repr(failure.value))
         request.setResponseCode(503 if failure.check(ShuttingDown) else 500)
         return b""
 
@@ -432,4 +411,4 @@ class TelegramConnector(ConnectorService):
 
     def stopService(self) -> Deferred:
         super().stopService()
-        return self.pool.closeCachedConnections()
+        return self.http.close()

@@ -21,16 +21,17 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
-import treq
+import orjson
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 
 from openclaw import metrics
 from openclaw.backoff import backoff_policy, retry_after
 from openclaw.connectors.base import ConnectorService, Terminal
-from openclaw.connectors.config import WhatsAppConfig, credential
+from openclaw.config.connectors import WhatsAppConfig, credential
 from openclaw.connectors.split import split_text
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
+from openclaw.http import HTTPClient
 from openclaw.pipeline import ShuttingDown
 
 TEXT_LIMIT = 4096
@@ -48,6 +49,33 @@ RATE_JITTER = 0.5
 """Rate-limited sends wait as ``Retry-After`` says, else 0.5-1 s, 1-2 s, 2-4 s, 4-8 s; a longer ask fails the send."""
 MAX_PARTIAL = 1000
 """Sends that failed part-way, remembered so a retry resumes after the parts already sent."""
+
+
+WHATSAPP_SENT = message_type("openclaw:whatsapp:sent", [
+    typed("dedupe_key", [str], "the reply's idempotency key"), typed("length", [int], "characters"),
+    typed("wamid", [str, None], "Meta's message id"),
+], "one part of a text was sent", "debug")
+WHATSAPP_RATE_LIMITED = message_type("openclaw:whatsapp:rate-limited", [
+    typed("code", [int, None], "Meta's error code"), typed("status", [int], "HTTP status"),
+    typed("delay", [int, float], "seconds waited"), typed("attempt", [int], "retries so far"),
+], "a send was rate limited: waiting it out", "warn")
+WHATSAPP_SUBSCRIPTION_VERIFIED = message_type("openclaw:whatsapp:subscription-verified", [],
+                                              "Meta verified the webhook subscription")
+WHATSAPP_SUBSCRIPTION_REFUSED = message_type("openclaw:whatsapp:subscription-refused", [
+    typed("configured", [bool], "whether a verify token is configured"),
+], "a subscription check with the wrong verify token", "warn")
+WHATSAPP_BAD_SIGNATURE = message_type("openclaw:whatsapp:bad-signature", [
+    typed("signed", [bool], "whether the request had a signature"), typed("length", [int], "body bytes"),
+    typed("secret_configured", [bool], "whether an app secret is configured"), typed("peer", [str], "the sender's address"),
+], "a webhook request whose signature did not match (403)", "warn")
+WHATSAPP_SKIPPED = message_type("openclaw:whatsapp:skipped", [typed("what", [str], "what was skipped")],
+                                "a webhook entry that is not a text for us", "debug")
+WHATSAPP_WEBHOOK_FAILED = message_type("openclaw:whatsapp:webhook-failed", [typed("error", [str], "why")],
+                                       "a webhook could not be recorded (500; Meta sends it again)", "error")
+WHATSAPP_DELIVERY_FAILED = message_type("openclaw:whatsapp:delivery-failed", [
+    typed("message_id", [str], "Meta's message id"), typed("recipient_id", [str], "who it was for"),
+    typed("errors", [list], "Meta's errors"),
+], "a status 'failed' for a message we sent", "warn")
 
 
 @dataclass(frozen=True)
@@ -153,9 +181,9 @@ def _add_status(note: Notification, status: dict) -> None:
 def graph_error(body: bytes) -> tuple[int | None, str]:
     """Meta's ``error.code`` and (shortened) ``error.message`` from an error body."""
     try:
-        error = json.loads(body)["error"]
+        error = orjson.loads(body)["error"]
         code, message = error.get("code"), error.get("message")
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None, ""
     return (code if isinstance(code, int) and not isinstance(code, bool) else None), _text(message)[:200]
 
@@ -163,8 +191,8 @@ def graph_error(body: bytes) -> tuple[int | None, str]:
 def sent_id(body: bytes) -> str:
     """The ``wamid`` of a sent message (statuses name it), or ``""``: it is only logged."""
     try:
-        return _text(json.loads(body)["messages"][0]["id"])
-    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
+        return _text(orjson.loads(body)["messages"][0]["id"])
+    except (ValueError, KeyError, IndexError, TypeError):
         return ""
 
 
@@ -205,6 +233,8 @@ class WhatsAppConnector(ConnectorService):
         self.app_secret = credential(config, "app_secret", environ)
         self._partial: OrderedDict[str, int] = OrderedDict()
         self.rate_backoff = backoff_policy(RATE_BASE, RATE_CAP, jitter=RATE_JITTER, rand=rng)
+        # Not pooled, as before: each Graph API call on a connection of its own.
+        self.http = HTTPClient(reactor, "whatsapp", persistent=False, timeout=REQUEST_TIMEOUT)
 
     # The "connection": a credentials check, then nothing to do but wait.
 
@@ -227,19 +257,9 @@ class WhatsAppConnector(ConnectorService):
 
     def _request(self, method: str, path: str, body: dict | None = None) -> Deferred:
         """:return: a Deferred firing with ``(status, lower-case headers, body)``."""
-        headers = {b"Authorization": [b"Bearer " + self.token.encode("utf-8")]}
-        if body is not None:
-            headers[b"Content-Type"] = [b"application/json"]
-        d = treq.request(method, self.config.api_url + path, headers=headers, reactor=self.clock, persistent=False,
-                         data=json.dumps(body).encode() if body is not None else None)
-
-        def read(response: Any) -> Deferred:
-            found = {k.decode("latin-1").lower(): v[-1].decode("latin-1")
-                     for k, v in response.headers.getAllRawHeaders()}
-            return treq.content(response).addCallback(lambda content: (response.code, found, content))
-
-        d.addCallback(read)
-        return d.addTimeout(REQUEST_TIMEOUT, self.clock)
+        d = self.http.request(method, self.config.api_url + path, json=body,
+                              headers={"Authorization": f"Bearer {self.token}"})
+        return d.addCallback(lambda response: (response.status, response.headers, response.body))
 
     # Outbound
 
@@ -262,7 +282,7 @@ class WhatsAppConnector(ConnectorService):
         for attempt in range(RATE_RETRIES + 1):
             status, headers, body = yield self._request("POST", f"/{self.config.phone_number_id}/messages", payload)
             if 200 <= status < 300:
-                log("openclaw:whatsapp:sent", level="debug", dedupe_key=dedupe_key, length=len(text),
+                log(WHATSAPP_SENT, level="debug", dedupe_key=dedupe_key, length=len(text),
                     wamid=sent_id(body))
                 return
             code, message = graph_error(body)
@@ -275,7 +295,7 @@ class WhatsAppConnector(ConnectorService):
                 if asked is not None and asked > RATE_CAP:
                     raise error
                 delay = asked if asked is not None else self.rate_backoff(attempt)
-                log("openclaw:whatsapp:rate-limited", level="warn", code=code, status=status,
+                log(WHATSAPP_RATE_LIMITED, level="warn", code=code, status=status,
                     delay=round(delay, 2), attempt=attempt)
                 yield deferLater(self.clock, delay)
                 continue
@@ -293,12 +313,12 @@ class WhatsAppConnector(ConnectorService):
         token = _first(request.args, b"hub.verify_token") or b""
         expected = self.config.verify_token.encode("utf-8")
         if _first(request.args, b"hub.mode") == b"subscribe" and expected and hmac.compare_digest(token, expected):
-            log("openclaw:whatsapp:subscription-verified")
+            log(WHATSAPP_SUBSCRIPTION_VERIFIED)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             request.setHeader(b"X-Content-Type-Options", b"nosniff")
             return _first(request.args, b"hub.challenge") or b""
         metrics.connector_refused.labels(self.name, "bad_verify_token").inc()
-        log("openclaw:whatsapp:subscription-refused", level="warn", configured=bool(expected))
+        log(WHATSAPP_SUBSCRIPTION_REFUSED, level="warn", configured=bool(expected))
         request.setResponseCode(403)
         return b"forbidden"
 
@@ -309,7 +329,7 @@ class WhatsAppConnector(ConnectorService):
         header = request.getHeader(b"X-Hub-Signature-256")
         if not signature_ok(self.app_secret, raw, header.encode("latin-1") if isinstance(header, str) else header):
             metrics.connector_refused.labels(self.name, "bad_signature").inc()
-            log("openclaw:whatsapp:bad-signature", level="warn", signed=header is not None, length=len(raw),
+            log(WHATSAPP_BAD_SIGNATURE, level="warn", signed=header is not None, length=len(raw),
                 secret_configured=bool(self.app_secret), peer=getattr(request.getClientAddress(), "host", ""))
             return _answer(request, 403, {"error": "bad signature"})
         if not self.running:
@@ -321,7 +341,7 @@ class WhatsAppConnector(ConnectorService):
             return _answer(request, 400, {"error": "not JSON"})
         note = parse_notification(data, self.config.phone_number_id)
         for what in note.skipped:
-            log("openclaw:whatsapp:skipped", level="debug", what=what)
+            log(WHATSAPP_SKIPPED, level="debug", what=what)
         for problem in note.malformed:
             self.malformed("webhook", problem)
         try:
@@ -333,12 +353,12 @@ class WhatsAppConnector(ConnectorService):
         except ShuttingDown:
             return _answer(request, 503, {"error": "shutting down"})  # Meta retries later
         except Exception as e:
-            log("openclaw:whatsapp:webhook-failed", level="error", error=repr(e))
+            log(WHATSAPP_WEBHOOK_FAILED, level="error", error=repr(e))
             return _answer(request, 500, {"error": "not recorded"})
         return _answer(request, 200, {"ok": True})
 
     def _record_status(self, status: Status) -> Deferred:
         if status.status == "failed":
-            log("openclaw:whatsapp:delivery-failed", level="warn", message_id=status.message_id,
+            log(WHATSAPP_DELIVERY_FAILED, level="warn", message_id=status.message_id,
                 recipient_id=status.recipient_id, errors=status.errors)
         return self.store.append_journal("whatsapp_status", self.clock.seconds(), asdict(status))

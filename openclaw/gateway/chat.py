@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from openclaw.events import MESSAGE_RECEIVED, Event, OutboxItem
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
-from openclaw.pipeline import USAGE_PREFIX, Busy, ShuttingDown
+from openclaw.pipeline import USAGE_PREFIX, Busy, ShuttingDown, StoreUnavailable
 
 MAX_TEXT = 32_000
 MAX_HISTORY = 500
@@ -61,6 +61,12 @@ def _session(conn: Any, params: dict) -> str:
     return session
 
 
+def _store_unavailable(failure: Any) -> Any:
+    failure.trap(StoreUnavailable)
+    raise FrameError(frames.STORE_UNAVAILABLE,
+                     "the store is failing, so nothing was recorded; send it again shortly") from None
+
+
 def chat_methods(pipeline: Any, store: Any, hub: WebchatHub, outbox_kick: Callable[[], None]) -> dict[str, Callable]:
     """The webchat methods, for the gateway's method table."""
 
@@ -86,7 +92,7 @@ def chat_methods(pipeline: Any, store: Any, hub: WebchatHub, outbox_kick: Callab
             raise FrameError(frames.BUSY, "this session has too many messages waiting; try again shortly") from None
         except ShuttingDown:
             raise FrameError(frames.SHUTTING_DOWN, "the daemon is shutting down; reconnect later") from None
-        d.addCallback(lambda r: {"event_id": r[0], "session": session, "duplicate": r[1]})
+        d.addCallbacks(lambda r: {"event_id": r[0], "session": session, "duplicate": r[1]}, _store_unavailable)
         return d
 
     def history(conn: Any, params: dict) -> Deferred:

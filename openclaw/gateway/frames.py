@@ -29,6 +29,8 @@ UNKNOWN_METHOD = "unknown_method"
 DUPLICATE_ID = "duplicate_id"
 SHUTTING_DOWN = "shutting_down"
 BUSY = "busy"
+STORE_UNAVAILABLE = "store_unavailable"
+RATE_LIMITED = "rate_limited"
 INTERNAL_ERROR = "internal_error"
 
 

@@ -1,6 +1,13 @@
 """
 The Autobahn protocol of one gateway connection.  It only moves frames: every
 decision is made by the gateway service it hands them to.
+
+Backpressure is Twisted's producer/consumer: each connection registers itself
+as the streaming producer of its own transport, so when replies queue past
+``gateway.send_high_water`` the transport calls ``pauseProducing`` and the
+connection stops reading requests until the queue has drained.  Replies still
+produced while paused (answers to requests already read, pushed events) are
+counted; past ``gateway.send_hard_limit`` the client is closed with 1008.
 """
 
 from __future__ import annotations
@@ -8,54 +15,162 @@ from __future__ import annotations
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+from openclaw import metrics
+from openclaw.config import GatewayConfig
+from openclaw.limits import ConnectionCaps, TokenBucket, refusal
+
+#: Request line and headers of the opening handshake, at most (Twisted's web server allows 16 KiB too).
+MAX_HANDSHAKE_BYTES = 16 * 1024
 
 
+@implementer(IPushProducer)
 class GatewayProtocol(WebSocketServerProtocol):
-    """One client connection, with its auth and in-flight state."""
+    """One client connection, with its auth, in-flight and backpressure state."""
+
+    address = ""
+    paused = False
+    reading_stopped = False
+    #: Bytes this connection may still queue while paused before it is closed.
+    paused_budget = 0
+    bucket: TokenBucket | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = self.factory.config.send_high_water
+        self.transport.registerProducer(self, True)
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        self.factory.caps.release(self.address)
+
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn buffers the handshake until it sees its end: bound it.
+        if self.state == self.STATE_CONNECTING and len(self.data) + len(data) > MAX_HANDSHAKE_BYTES:
+            self.failHandshake("request header too large", 431)
+            return
+        super().dataReceived(data)
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        """Autobahn's refusal (426 for plain HTTP, 403 for a foreign origin, ...), counted."""
+        metrics.gateway_refused.labels("origin" if code == 403 else "handshake").inc()
+        if code == 426:
+            responseHeaders = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Content-Length", "0")]
+            reason = "Upgrade Required"
+        super().failHandshake(reason, code, responseHeaders)
 
     def onConnect(self, request: Any) -> None:
+        origin = request.origin  # "" without an Origin header: not a browser
+        if origin and origin.lower().rstrip("/") not in self.factory.config.allowed_origins:
+            raise ConnectionDeny(403, "origin not allowed (gateway.allowed_origins)")
         self.peer_address = request.peer
         self.authenticated = False
         self.session_id: str | None = None
         self.inflight: set[str] = set()
         self.bad_frames = 0
         self.auth_timer: Any = None
+        config = self.factory.config
+        if config.max_requests_per_second:
+            self.bucket = TokenBucket(config.max_requests_per_second, config.request_burst,
+                                      self.factory.gateway.clock.seconds())
 
     def onOpen(self) -> None:
         self.factory.gateway.opened(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.factory.gateway.received(self, payload, isBinary)
+        # Frames that arrive after a close was sent are not answered: not even parsed.
+        if self.state == self.STATE_OPEN:
+            self.factory.gateway.received(self, payload, isBinary)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         # Autobahn calls onClose also for connections that never opened.
         if hasattr(self, "inflight"):
             self.factory.gateway.closed(self, code)
 
+    # IPushProducer: the transport says when its send buffer passes the high-water mark.
+
+    def pauseProducing(self) -> None:
+        # The transport asks again on every write while its buffer is full.
+        if not self.paused:
+            self.paused = True
+            config = self.factory.config
+            self.paused_budget = max(0, config.send_hard_limit - config.send_high_water)
+            metrics.gateway_send_paused.inc()
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if not self.reading_stopped:
+            self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        """The transport is going away; nothing to stop."""
+
     def send(self, data: bytes) -> None:
-        """Send a text frame if the connection is still open."""
+        """Send a text frame if the connection is still open and within its send bound."""
         if self.state == self.STATE_OPEN:
+            if self.paused:
+                self.paused_budget -= len(data)
+                if self.paused_budget < 0:
+                    self.factory.gateway.overflowed(self)
+                    return
             self.sendMessage(data, isBinary=False)
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str, stop_reading: bool = False) -> None:
         """
         Start the closing handshake with ``code``.  Autobahn's ``sendClose``
         only allows 1000 and 3000-4999 for applications; the gateway needs
         1001 (going away), 1008 (policy) and 1009 (too big) from RFC 6455.
+        With ``stop_reading`` nothing more is read from the client: what it
+        sends after a policy close is not worth parsing (Autobahn drops the
+        connection when the closing handshake times out).
         """
         if self.state == self.STATE_OPEN:
             self.sendCloseFrame(code=code, reasonUtf8=reason.encode()[:123], isReply=False)
+            if stop_reading:
+                self.reading_stopped = True
+                self.transport.pauseProducing()
 
 
-def make_factory(gateway: Any, max_frame_bytes: int) -> WebSocketServerFactory:
+class GatewayFactory(WebSocketServerFactory):
+    """Refuses connections over ``gateway.max_connections`` (in total, per address) with a 503."""
+
+    protocol = GatewayProtocol
+
+    def __init__(self, gateway: Any, config: GatewayConfig) -> None:
+        super().__init__(server=None)  # no version banner in any response
+        self.gateway = gateway
+        self.caps = ConnectionCaps(config.max_connections, config.max_connections_per_address)
+        self.reconfigure(config)
+
+    def reconfigure(self, config: GatewayConfig) -> None:
+        """New limits apply to the next connection (caps, rate) and the next send (queue bounds)."""
+        self.config = config
+        self.caps.total, self.caps.per_address = config.max_connections, config.max_connections_per_address
+
+    def buildProtocol(self, addr: Any) -> Any:
+        address = getattr(addr, "host", "")
+        reason = self.caps.admit(address)
+        if reason is not None:
+            metrics.gateway_refused.labels(reason).inc()
+            return refusal(reason)
+        protocol = super().buildProtocol(addr)
+        protocol.address = address
+        return protocol
+
+
+def make_factory(gateway: Any, config: GatewayConfig) -> GatewayFactory:
     """
     A factory whose protocols report to ``gateway``.  Autobahn's own limit is
     four times ours: frames between the two get a ``frame_too_large`` reply,
     frames past it are cut off with 1009 before they fill memory.
     """
-    factory = WebSocketServerFactory()
-    factory.protocol = GatewayProtocol
-    factory.gateway = gateway
+    factory = GatewayFactory(gateway, config)
+    max_frame_bytes = config.max_frame_bytes
     hard_limit = max(4 * max_frame_bytes, max_frame_bytes + 65536)
     factory.setProtocolOptions(
         maxMessagePayloadSize=hard_limit,
@@ -68,5 +183,7 @@ def make_factory(gateway: Any, max_frame_bytes: int) -> WebSocketServerFactory:
         closeHandshakeTimeout=2,
         autoPingInterval=30,
         autoPingTimeout=15,
+        # A plain HTTP request gets 426, not a status page naming the library.
+        webStatus=False,
     )
     return factory

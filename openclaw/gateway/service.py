@@ -3,28 +3,43 @@ The gateway service: authenticates connections, dispatches requests, tracks
 what is in flight, and drains.
 
 Draining stops listening at once, answers new requests ``shutting_down``,
-waits for in-flight requests (at most ``gateway.drain_timeout``, or until
-``hurry()``), then closes every connection with 1001.
+waits for in-flight requests (until they finish or the root, its budget
+``daemon.drain_timeout`` spent, calls ``hurry()``), then closes every
+connection with 1001.  It drains last, so replies the pipeline finishes
+while draining still reach webchat clients.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from openclaw import __version__, metrics
-from openclaw.config import GatewayConfig
-from openclaw.eliotutil import begin, enabled, log
+from openclaw.config import Config, GatewayConfig
+from openclaw.eliotutil import action_type, begin, enabled, log, message_type, typed
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
 from openclaw.gateway.protocol import GatewayProtocol, make_factory
 from openclaw.gateway.token import load_or_create_token, token_matches
-from openclaw.interfaces import IAdmission, IDrainable
+from openclaw.interfaces import IAdmission, IDrainable, IReconfigurable, IStatusSource
 from openclaw.listening import ListeningService
 from openclaw.runtime import Runtime
+from openclaw.status import StatusSource
+
+
+GATEWAY_DRAIN = action_type("openclaw:gateway:drain", [
+    typed("inflight", [int], "requests still running"), typed("connections", [int], "open connections"),
+], [], "the gateway waiting for in-flight requests at shutdown (until the daemon hurries it), then closing connections")
+GATEWAY_DRAIN_ABANDONED = message_type("openclaw:gateway:drain-abandoned", [
+    typed("count", [int], "requests abandoned"), typed("requests", [dict], "their ids by peer"),
+], "the drain bound passed or the operator hurried: requests left unanswered", "warn")
+GATEWAY_SEND_QUEUE_FULL = message_type("openclaw:gateway:send-queue-full", [
+    typed("peer", [str], "the client"), typed("session_id", [str, None], "its session, once connected"),
+    typed("limit", [int], "gateway.send_hard_limit"),
+], "a client that does not read its replies closed with 1008", "warn")
 
 AUTH_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
@@ -32,10 +47,14 @@ CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_GOING_AWAY = 1008, 1009, 1001
 MAX_CLIENT_LENGTH = 64
 
 
-@implementer(IAdmission, IDrainable)
-class GatewayService(ListeningService):
-    """The WebSocket gateway; ``methods`` maps method names to handlers."""
-
+@implementer(IAdmission, IDrainable, IReconfigurable, IStatusSource)
+class GatewayService(StatusSource, ListeningService):
+    """
+    The WebSocket gateway; ``methods`` is the final table of method names
+    to handlers (each counted under its own name in
+    ``openclaw_requests_total``); ``on_close(conn)`` hears each closed
+    connection (webchat forgets its subscriptions).
+    """
 
     def __init__(
         self,
@@ -43,29 +62,33 @@ class GatewayService(ListeningService):
         runtime: Runtime,
         config: GatewayConfig,
         token_path: str,
-        methods: dict[str, Callable[[Any, dict], Any]],
+        methods: Mapping[str, Callable[[Any, dict], Any]],
+        on_close: Callable[[GatewayProtocol], None] = lambda conn: None,
     ) -> None:
-        super().__init__(reactor, config.listen, make_factory(self, config.max_frame_bytes), "gateway.listen")
+        super().__init__(reactor, config.listen, make_factory(self, config), "gateway.listen")
         self.runtime = runtime
         self.clock = runtime.clock
         self.config = config
         self.token_path = token_path
         self.token = ""
-        self.methods = methods
+        self.methods = dict(methods)
         self.connections: set[GatewayProtocol] = set()
-        self.close_listeners: list[Callable[[GatewayProtocol], None]] = []
+        self._on_close = on_close
         self.inflight = 0
         self.draining = False
         self._idle: Deferred | None = None
-        self._drain_timer: Any = None
         self._closed: Deferred | None = None
         self._drained: Deferred | None = None
         self._stopped_listening: Deferred = succeed(None)
         self._hurried = False
         self.request_metrics = metrics.RequestMetrics("gateway", ["connect", "invalid", *methods])
-        runtime.gateway = lambda: {"connections": len(self.connections), "inflight": self.inflight}
         metrics.gateway_connections.set_function(lambda: len(self.connections))
         metrics.gateway_inflight.set_function(lambda: self.inflight)
+
+    status_key = "gateway"
+
+    def status(self) -> dict[str, int]:
+        return {"connections": len(self.connections), "inflight": self.inflight}
 
     def privilegedStartService(self) -> None:
         self.token = load_or_create_token(self.token_path, self.config.token)
@@ -90,8 +113,7 @@ class GatewayService(ListeningService):
         if conn.auth_timer is not None and conn.auth_timer.active():
             conn.auth_timer.cancel()
         self.connections.discard(conn)
-        for listener in self.close_listeners:
-            listener(conn)
+        self._on_close(conn)
         log(
             "openclaw:gateway:close", peer=conn.peer_address, code=code,
             session_id=conn.session_id, abandoned=len(conn.inflight),
@@ -115,6 +137,9 @@ class GatewayService(ListeningService):
                 None if is_binary else frames.peek_id(payload), frames.SHUTTING_DOWN,
                 "the daemon is shutting down; reconnect later",
             ))
+            return
+        if conn.bucket is not None and not conn.bucket.take(started):
+            self._rate_limited(conn, payload, is_binary)
             return
         try:
             request = frames.parse_request(payload, is_binary, self.config.max_frame_bytes)
@@ -181,7 +206,9 @@ class GatewayService(ListeningService):
         metrics.gateway_frame_errors.labels(error.code).inc()
         conn.bad_frames += 1
         conn.send(frames.encode_error(error.request_id, error.code, error.message))
-        if conn.bad_frames >= self.config.max_bad_frames:
+        if not conn.authenticated:
+            self._unauthorized_close(conn)
+        elif conn.bad_frames >= self.config.max_bad_frames:
             log("openclaw:gateway:too-many-bad-frames", level="warn", peer=conn.peer_address,
                 bad_frames=conn.bad_frames, last_code=error.code)
             too_big = error.code == frames.FRAME_TOO_LARGE
@@ -191,7 +218,26 @@ class GatewayService(ListeningService):
         metrics.gateway_auth_failures.inc()
         log("openclaw:gateway:unauthorized", level="warn", peer=conn.peer_address)
         conn.send(frames.encode_error(request_id, frames.UNAUTHORIZED, message))
-        conn.close(CLOSE_POLICY, "unauthorized")
+        self._unauthorized_close(conn)
+
+    def _unauthorized_close(self, conn: GatewayProtocol) -> None:
+        """Before ``connect`` only ``connect`` is served: one error, then close, reading nothing more."""
+        conn.close(CLOSE_POLICY, "unauthorized", stop_reading=True)
+
+    def _rate_limited(self, conn: GatewayProtocol, payload: bytes, is_binary: bool) -> None:
+        metrics.gateway_refused.labels("rate_limited").inc()
+        conn.send(frames.encode_error(
+            None if is_binary else frames.peek_id(payload), frames.RATE_LIMITED,
+            f"more than {self.config.max_requests_per_second} requests per second "
+            f"(burst {self.config.request_burst}); slow down",
+        ))
+
+    def overflowed(self, conn: GatewayProtocol) -> None:
+        """The client queued more than ``send_hard_limit`` unread bytes: close it."""
+        metrics.gateway_refused.labels("send_queue_full").inc()
+        log(GATEWAY_SEND_QUEUE_FULL, level="warn", peer=conn.peer_address,
+            session_id=conn.session_id, limit=self.config.send_hard_limit)
+        conn.close(CLOSE_POLICY, "send queue full: the client does not read its replies", stop_reading=True)
 
     def _connect(self, conn: GatewayProtocol, params: dict) -> dict[str, Any]:
         client = params.get("client")
@@ -227,26 +273,22 @@ class GatewayService(ListeningService):
         return self._drained
 
     def _drain(self) -> Deferred:
-        action = begin("openclaw:gateway:drain", inflight=self.inflight,
-                       connections=len(self.connections), timeout=self.config.drain_timeout)
+        action = begin(GATEWAY_DRAIN, inflight=self.inflight, connections=len(self.connections))
         with action.context():
             d = self._stopped_listening
             if self.inflight and not self._hurried:
                 self._idle = Deferred()
-                self._drain_timer = self.clock.callLater(self.config.drain_timeout, self._give_up)
                 d.addCallback(lambda _: self._idle)
             d.addCallback(lambda _: self._close_all())
         d.addBoth(lambda result: (action.finish(), result)[1])
         return d
 
     def _give_up(self) -> None:
-        """The drain bound passed (or the operator hurried): abandon what is left."""
-        if self._drain_timer is not None and self._drain_timer.active():
-            self._drain_timer.cancel()
+        """The drain budget is spent (or the operator hurried): abandon what is left."""
         if self._idle is None:
             return
         abandoned = {c.peer_address: sorted(c.inflight) for c in self.connections if c.inflight}
-        log("openclaw:gateway:drain-abandoned", level="warn", count=self.inflight, requests=abandoned)
+        log(GATEWAY_DRAIN_ABANDONED, level="warn", count=self.inflight, requests=abandoned)
         metrics.drain_abandoned.inc(self.inflight)
         self._idle, d = None, self._idle
         d.callback(None)
@@ -257,8 +299,6 @@ class GatewayService(ListeningService):
         self._give_up()
 
     def _close_all(self) -> Deferred:
-        if self._drain_timer is not None and self._drain_timer.active():
-            self._drain_timer.cancel()
         if not self.connections:
             return succeed(None)
         self._closed = Deferred()
@@ -271,6 +311,14 @@ class GatewayService(ListeningService):
     def _abort_all(self) -> None:
         for conn in list(self.connections):
             conn.transport.abortConnection()
+
+    def reconfigure(self, config: Config) -> None:
+        """Limits and the token apply to the next frame and connection; open connections stay."""
+        if config.gateway == self.config:
+            return
+        self.config = config.gateway
+        self.factory.reconfigure(config.gateway)
+        self.token = load_or_create_token(self.token_path, config.gateway.token)
 
     def stopService(self) -> Deferred:
         d = self.drain()

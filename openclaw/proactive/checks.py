@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import partial
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from twisted.application.service import Service
@@ -24,17 +24,45 @@ from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succ
 from zope.interface import implementer
 
 from openclaw import metrics
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
-from openclaw.interfaces import IDrainable
+from openclaw.config import Config
+from openclaw.interfaces import IDrainable, IReconfigurable, IStatusSource
+from openclaw.config.proactive import CheckConfig
 from openclaw.periodic import PeriodicService
-from openclaw.proactive.config import CheckConfig
+from openclaw.status import StatusSource
 from openclaw.proactive.policy import CheckState, Decision, flapping, step
-from openclaw.proactive.probes import Probe, ProbeResult, make_probe
+
+if TYPE_CHECKING:  # probes pull in HTTP, TLS and psutil: only once a check is configured
+    from openclaw.proactive.probes import Probe, ProbeResult
 
 # Checks of a service that can be down; the others watch this host's resources.
 SERVICE_TYPES = ("http", "tcp", "dns", "process")
+
+
+CHECK = typed("check", [str], "the check's name")
+ERROR = typed("error", [str], "why")
+CHECK_STARTED = message_type("openclaw:check:started", [typed("checks", [int], "checks configured")],
+                             "the checks' loops started")
+CHECK_RESULT = message_type("openclaw:check:result", [
+    CHECK, typed("ok", [bool], "the probe passed"), typed("latency", [int, float], "seconds"),
+    typed("detail", [str], "the probe's words"),
+], "one check run: a probe's result", "debug")
+CHECK_DECISION = message_type("openclaw:check:decision", [
+    CHECK, typed("decision", [str], "alert, realert or recovery"), typed("incident", [str, None], "the incident id"),
+    typed("failures", [int], "failures in a row"),
+], "a check alerted, re-alerted or recovered (warn for alerts)", "warn")
+CHECK_RECONFIGURED = message_type("openclaw:check:reconfigured", [
+    typed("checks", [int], "checks configured now"), typed("changed", [list], "checks added or changed"),
+], "a reload changed the checks")
+CHECK_LOAD_FAILED = message_type("openclaw:check:load-failed", [CHECK, ERROR],
+                                 "a check's saved state could not be read", "error")
+CHECK_JOURNAL_FAILED = message_type("openclaw:check:journal-failed", [CHECK, ERROR],
+                                    "a result's journal record could not be written", "error")
+CHECK_DECIDE_FAILED = message_type("openclaw:check:decide-failed", [
+    CHECK, typed("decision", [str, None], "the decision being sent"), ERROR,
+], "a decision could not be sent or saved (the next result decides again)", "error")
 
 
 def duration(seconds: float) -> str:
@@ -89,8 +117,8 @@ def format_states(states: list[dict[str, Any]], now: float) -> str:
     return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[4]]).rstrip() for row in rows)
 
 
-@implementer(IDrainable)
-class ChecksService(Service):
+@implementer(IDrainable, IReconfigurable, IStatusSource)
+class ChecksService(StatusSource, Service):
     """
     One ``PeriodicService`` per check on ``clock``: the first probe at start,
     then ``every`` after each probe ends; a check's runs never overlap.
@@ -108,7 +136,9 @@ class ChecksService(Service):
         self.store = store
         self.notifier = notifier
         self.clock = clock
-        self.probes = probes if probes is not None else {c.name: make_probe(c, reactor or clock) for c in checks}
+        self._reactor = reactor or clock
+        self._given_probes = probes
+        self.probes = {c.name: self._probe(c) for c in checks}
         self.zone = ZoneInfo(timezone) if timezone else None
         #: Fires once saved states are loaded and loops run (not ``ready``: must not gate readiness).
         self.loaded: Deferred = succeed(None)
@@ -117,9 +147,8 @@ class ChecksService(Service):
         self._states = {name: CheckState() for name in self.checks}
         self._saved: dict[str, dict] = {}
         self._last: dict[str, ProbeResult] = {}
-        self.loops = {name: PeriodicService(clock, check.every, partial(self._run, name), name=f"check:{name}",
-                                            first=0)
-                      for name, check in self.checks.items()}
+        self.loops = {name: self._loop(check) for name, check in self.checks.items()}
+        self._retiring: list[Deferred] = []  # the stops of removed checks' loops whose probe is in flight
         self._draining = False
 
     def startService(self) -> None:
@@ -135,18 +164,72 @@ class ChecksService(Service):
             try:
                 data = yield self.store.get_state(f"check:{name}")
             except Exception as e:
-                log("openclaw:check:load-failed", level="error", check=name, error=repr(e))
+                log(CHECK_LOAD_FAILED, level="error", check=name, error=repr(e))
                 continue
             if data is not None:
                 self._states[name] = CheckState.from_json(data)
                 self._saved[name] = self._states[name].to_json()
+
+    def _probe(self, check: CheckConfig) -> Probe:
+        if self._given_probes is not None:
+            return self._given_probes[check.name]
+        from openclaw.proactive.probes import make_probe
+
+        return make_probe(check, self._reactor)
 
     def _start_loops(self) -> None:
         if self._draining or not self.running:
             return
         for loop in self.loops.values():
             loop.startService()
-        log("openclaw:check:started", checks=len(self.checks))
+        log(CHECK_STARTED, checks=len(self.checks))
+
+    def _loop(self, check: CheckConfig) -> PeriodicService:
+        """A check's loop: the first probe at start, then ``every`` after each probe ends."""
+        return PeriodicService(self.clock, check.every, partial(self._run, check.name), name=f"check:{check.name}",
+                               first=0)
+
+    def reconfigure(self, config: Config) -> None:
+        """
+        Checks compared by name: removed ones stop, added ones start, changed
+        ones probe again at once with their new interval and their policy
+        state kept (an ongoing incident stays one incident); unchanged ones
+        keep their schedule.  A probe in flight finishes.
+        """
+        self.zone = ZoneInfo(config.heartbeat.timezone) if config.heartbeat.timezone else None
+        wanted = {c.name: c for c in config.checks}
+        if wanted == self.checks:
+            return
+        for name in set(self.checks) - set(wanted):
+            stopped = self.loops.pop(name).stopService()
+            if not stopped.called:  # a probe in flight: drain waits for it too
+                self._retiring.append(stopped)
+                stopped.addBoth(lambda result, d=stopped: (self._retiring.remove(d), result)[1])
+            del self.probes[name]
+            self._states.pop(name, None)
+            self._last.pop(name, None)
+            for gauge in (metrics.check_up, metrics.check_latency):
+                try:
+                    gauge.remove(name)
+                except KeyError:  # never probed
+                    pass
+        changed = [name for name, c in wanted.items() if self.checks.get(name) != c]
+        live = self.running and not self._draining and self.loaded.called
+        for name in changed:
+            self.probes[name] = self._probe(wanted[name])
+            self._states.setdefault(name, CheckState())
+        self.checks = wanted
+        log(CHECK_RECONFIGURED, checks=len(wanted), changed=sorted(changed))
+        for name in changed:
+            loop = self.loops.get(name)
+            if loop is None:
+                self.loops[name] = loop = self._loop(wanted[name])
+                if live:
+                    loop.startService()  # first=0: probes at once
+            else:
+                loop.set_interval(wanted[name].every)
+                if live:
+                    loop.call_soon()  # what it probes may have changed: at once, or right after the probe in flight
 
     def run(self, name: str) -> Deferred:
         """
@@ -167,18 +250,22 @@ class ChecksService(Service):
         try:
             result = yield self.probes[name]()
         except Exception as e:  # probes report failures as results; this is a bug
+            from openclaw.proactive.probes import ProbeResult
+
             result = ProbeResult(False, 0.0, f"probe error: {e!r}")
+        if name not in self._states:
+            return None  # removed by a reload while it probed
         now = self.clock.seconds()
         self._last[name] = result
         metrics.check_up.labels(name).set(1 if result.ok else 0)
         metrics.check_latency.labels(name).set(result.latency)
-        log("openclaw:check:result", level="debug", check=name, ok=result.ok,
+        log(CHECK_RESULT, level="debug", check=name, ok=result.ok,
             latency=round(result.latency, 4), detail=result.detail)
         try:
             yield self.store.append_journal(
                 "check", now, {"check": name, "ok": result.ok, "latency": result.latency, "detail": result.detail})
         except Exception as e:
-            log("openclaw:check:journal-failed", level="error", check=name, error=repr(e))
+            log(CHECK_JOURNAL_FAILED, level="error", check=name, error=repr(e))
         state, decision = step(self._states[name], result.ok, now, check)
         try:
             if decision is not None:
@@ -186,7 +273,7 @@ class ChecksService(Service):
             self._states[name] = state
             yield self._save(name, state)
         except Exception as e:
-            log("openclaw:check:decide-failed", level="error", check=name, decision=decision, error=repr(e))
+            log(CHECK_DECIDE_FAILED, level="error", check=name, decision=decision, error=repr(e))
         return self.state_of(name)
 
     def _notify(self, check: CheckConfig, state: CheckState, decision: Decision, detail: str, now: float) -> Deferred:
@@ -194,7 +281,7 @@ class ChecksService(Service):
         key = f"check:{check.name}:{state.incident}:{kind}"
         if decision == "realert":
             key = f"check:{check.name}:{state.incident}:realert-{state.realerts}"
-        log("openclaw:check:decision", level="warn" if kind == "alert" else "info", check=check.name,
+        log(CHECK_DECISION, level="warn" if kind == "alert" else "info", check=check.name,
             decision=decision, incident=state.incident, failures=state.failures)
         d = self.notifier.notify(kind, check.name, message(decision, check, state, detail, now, self._at),
                                  dedupe_key=key)
@@ -224,6 +311,12 @@ class ChecksService(Service):
             "failures": state.failures, "alerting": state.alerting, "flapping": flapping(state.changes),
         }
 
+    status_key = "checks"
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Each check's state by name (an alerting check is the owner's news, not the daemon's illness)."""
+        return {state["name"]: state for state in self.states()}
+
     def states(self) -> list[dict[str, Any]]:
         """Every check's status, in config order: ``openclaw checks``, ``/health``, heartbeat."""
         return [self.state_of(name) for name in self.checks]
@@ -233,7 +326,8 @@ class ChecksService(Service):
     def drain(self) -> Deferred:
         """No new probes; wait for those in flight (each bounded by its timeout)."""
         self._draining = True
-        return DeferredList([loop.stopService() for loop in self.loops.values()]).addCallback(lambda _: None)
+        stops = [loop.stopService() for loop in self.loops.values()] + list(self._retiring)
+        return DeferredList(stops).addCallback(lambda _: None)
 
     def hurry(self) -> None:
         """Nothing to cut short: in-flight probes end by their own timeout."""

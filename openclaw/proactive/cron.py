@@ -39,15 +39,44 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
 from openclaw import metrics
-from openclaw.eliotutil import log
-from openclaw.interfaces import IDrainable
-from openclaw.proactive.config import CronConfig
+from openclaw.config import Config
+from openclaw.config.proactive import CronConfig
+from openclaw.eliotutil import log, message_type, typed
+from openclaw.interfaces import IDrainable, IReconfigurable
 from openclaw.proactive.schedule import plan, wall, zone
 
 #: A timer firing this late is still on time, whatever the job's grace.
 SLACK = 60.0
 #: Seconds before trying again when the store failed during a decision.
 RETRY = 60.0
+
+
+JOB = typed("job", [str], "the cron job's name")
+DUE = typed("due", [int, float], "the due time, epoch seconds")
+ERROR = typed("error", [str], "why")
+CRON_RUN = message_type("openclaw:cron:run", [JOB, typed("action", [str], "heartbeat, message or report"), DUE],
+                        "a cron job fires")
+_ENDED = [JOB, DUE, typed("error", [str, None], "why it did not end ok"), typed("duration", [int, float], "seconds")]
+CRON_OUTCOMES = {
+    "ok": message_type("openclaw:cron:ok", _ENDED, "a run ended well"),
+    "failed": message_type("openclaw:cron:failed", _ENDED, "a run failed", "warn"),
+    "interrupted": message_type("openclaw:cron:interrupted", _ENDED, "the daemon stopped during a run", "warn"),
+    "missed": message_type("openclaw:cron:missed", [
+        JOB, DUE, typed("count", [int], "due times missed"), typed("last", [int, float], "the last one missed"),
+        typed("more", [bool], "more were missed than counted"),
+    ], "due times passed while the daemon was down (not run)", "warn"),
+    "skipped": message_type("openclaw:cron:skipped", [JOB, DUE, typed("running", [int, float], "the run still going")],
+                            "a due time came while the previous run was still going", "warn"),
+}
+CRON_NEVER_DUE = message_type("openclaw:cron:never-due", [JOB, typed("schedule", [str], "the expression")],
+                              "the expression matches no date", "warn")
+CRON_TICK_FAILED = message_type("openclaw:cron:tick-failed", [JOB, ERROR], "a job's tick failed (retried)", "error")
+CRON_SAVE_FAILED = message_type("openclaw:cron:save-failed", [JOB, ERROR], "a run's record could not be saved",
+                                "error")
+CRON_NOTIFY_FAILED = message_type("openclaw:cron:notify-failed", [JOB, ERROR],
+                                  "the owner could not be told of a failed run", "error")
+CRON_JOURNAL_FAILED = message_type("openclaw:cron:journal-failed", [JOB, ERROR],
+                                   "a run's journal record could not be written", "error")
 
 Record = dict[str, Any]
 
@@ -79,7 +108,7 @@ class _Job:
         return f"cron:{self.config.name}"
 
 
-@implementer(IDrainable)
+@implementer(IDrainable, IReconfigurable)
 class CronService(Service):
     """
     :param run_report: ``(day) -> Deferred`` writes and sends the report of
@@ -136,7 +165,7 @@ class CronService(Service):
             if skipped is not None:
                 yield self._journal(job, "skipped", skipped, running=job.record["due"])
         except Exception as e:
-            log("openclaw:cron:tick-failed", level="error", job=job.config.name, error=repr(e))
+            log(CRON_TICK_FAILED, level="error", job=job.config.name, error=repr(e))
             retry = RETRY
         self._schedule(job, retry)
 
@@ -145,7 +174,7 @@ class CronService(Service):
             return
         if delay is None:
             if job.next_due is None:
-                log("openclaw:cron:never-due", level="warn", job=job.config.name, schedule=job.config.schedule)
+                log(CRON_NEVER_DUE, level="warn", job=job.config.name, schedule=job.config.schedule)
                 return
             delay = max(0.0, job.next_due - self.clock.seconds())
         job.timer = self.clock.callLater(delay, self._tick, job)
@@ -185,7 +214,7 @@ class CronService(Service):
             # Without the record a restart could run this due time again.
             yield self._finish(job, record, "failed", f"could not record the start: {e}")
             return
-        log("openclaw:cron:run", job=job.config.name, action=job.config.action, due=due)
+        log(CRON_RUN, job=job.config.name, action=job.config.action, due=due)
         try:
             yield maybeDeferred(self._action, job.config, due, job.tz)
         except Exception as e:
@@ -210,7 +239,7 @@ class CronService(Service):
         try:
             yield self.store.set_state(job.key, dict(record))
         except Exception as e:
-            log("openclaw:cron:save-failed", level="error", job=job.config.name, error=repr(e))
+            log(CRON_SAVE_FAILED, level="error", job=job.config.name, error=repr(e))
         yield self._journal(job, outcome, due, error=error, duration=round(now - record["started"], 3))
         if outcome != "ok":
             try:
@@ -218,20 +247,20 @@ class CronService(Service):
                     "info", job.config.name, f"Cron job {job.config.name} {outcome}: {error}",
                     dedupe_key=f"cron-{outcome}:{job.config.name}:{due:.0f}", target=job.config.target)
             except Exception as e:
-                log("openclaw:cron:notify-failed", level="error", job=job.config.name, error=repr(e))
+                log(CRON_NOTIFY_FAILED, level="error", job=job.config.name, error=repr(e))
 
     @inlineCallbacks
     def _journal(self, job: _Job, outcome: str, due: float, **fields: Any) -> Any:
         """One journal record and metric count: ``count`` due times (missed ones come in a batch)."""
         name = job.config.name
         metrics.cron_runs.labels(name, outcome).inc(fields.get("count", 1))
-        log("openclaw:cron:" + outcome, level="info" if outcome == "ok" else "warn",
+        log(CRON_OUTCOMES[outcome], level="info" if outcome == "ok" else "warn",
             job=name, due=due, **fields)
         try:
             yield self.store.append_journal("cron", self.clock.seconds(), {
                 "job": name, "action": job.config.action, "due": due, "outcome": outcome, **fields})
         except Exception as e:
-            log("openclaw:cron:journal-failed", level="error", job=name, error=repr(e))
+            log(CRON_JOURNAL_FAILED, level="error", job=name, error=repr(e))
 
     def states(self) -> list[dict[str, Any]]:
         """Each job's schedule and last run, for status listings."""
@@ -245,6 +274,37 @@ class CronService(Service):
                 "outcome": record.get("outcome"), "error": record.get("error"),
             })
         return result
+
+    def reconfigure(self, config: Config) -> None:
+        """
+        Jobs compared by name: a removed one stops being scheduled, an added
+        or changed one is scheduled from its record in the store (so a due
+        time it already fired is not fired again), an unchanged one is left
+        alone.  A job running now finishes.
+        """
+        wanted = {job.name: job for job in config.cron}
+        if self.timezone == config.heartbeat.timezone and [j.config for j in self._jobs] == list(config.cron):
+            return
+        self.timezone = config.heartbeat.timezone
+        kept = {job.config.name: job for job in self._jobs}
+        jobs = []
+        for name, job_config in wanted.items():
+            job = kept.pop(name, None)
+            tz = zone(job_config.timezone or self.timezone)
+            if job is not None and job.config == job_config and job.tz == tz:
+                jobs.append(job)
+                continue
+            if job is not None and job.timer is not None and job.timer.active():
+                job.timer.cancel()
+            jobs.append(_Job(job_config, tz))
+        for job in kept.values():
+            if job.timer is not None and job.timer.active():
+                job.timer.cancel()
+        self._jobs = jobs
+        if self.running and not self._stopping:
+            for job in jobs:
+                if job.timer is None and job.running is None and job.record is None:
+                    self._tick(job)
 
     def drain(self) -> Deferred:
         """No new runs; wait for the ones in progress (``hurry`` stops waiting)."""

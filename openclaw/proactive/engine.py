@@ -16,11 +16,13 @@ from typing import Any, Callable, Mapping
 from openclaw.config import Config
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
+from openclaw.proactive.checks import ChecksService, checks_methods
 from openclaw.proactive.cron import CronService
 from openclaw.proactive.heartbeat import HeartbeatService, heartbeat_methods
 from openclaw.proactive.report import Reporter, brain_summarizer
 from openclaw.proactive.snapshot import Snapshotter
 from openclaw.runtime import Runtime
+from openclaw.status import TreeStatus
 
 
 @dataclass
@@ -29,44 +31,36 @@ class Engine:
 
     children: list[tuple[str, Any]] = field(default_factory=list)
     methods: dict[str, Callable[[Any, dict], Any]] = field(default_factory=dict)
-    reporter: Any = None
 
 
 def build_engine(
-    config: Config, home: str, reactor: Any, runtime: Runtime, store: Any, brain: Any, notifier: Any,
-    push: Callable[[str, str, dict], int], recent_errors: Callable[[], int],
+    config: Config, home: str, reactor: Any, runtime: Runtime, tree: TreeStatus, store: Any, brain: Any,
+    notifier: Any, push: Callable[[str, str, dict], int], recent_errors: Callable[[], int],
     environ: Mapping[str, str] = os.environ,
 ) -> Engine:
-    """Build (not start) the proactive services for ``config``."""
+    """Build (not start) the proactive services for ``config``; ``tree`` is what the services report."""
     engine = Engine()
-    checks_states: Callable[[], list] = list
-    if config.checks:
-        from openclaw.proactive.checks import ChecksService, checks_methods
-
-        checks = ChecksService(config.checks, store, notifier, reactor, reactor=reactor,
-                               timezone=config.heartbeat.timezone)
-        checks_states = checks.states
-        runtime.checks = checks.states
-        engine.children.append(("checks", checks))
-        engine.methods.update(checks_methods(checks))
-    else:
-        engine.methods["checks.list"] = lambda conn, params: {"checks": []}
+    # Always there, even with no checks, so a reload can add the first one;
+    # the probes' HTTP and TLS clients load only once a check exists.
+    checks = ChecksService(config.checks, store, notifier, reactor, reactor=reactor,
+                           timezone=config.heartbeat.timezone)
+    checks_states = checks.states
+    engine.children.append(("checks", checks))
+    engine.methods.update(checks_methods(checks))
 
     cron: CronService | None = None
     snapshotter = Snapshotter(
-        runtime, home, config.heartbeat.timezone, recent_errors=recent_errors, checks=checks_states,
+        runtime, home, config.heartbeat.timezone, tree=tree, recent_errors=recent_errors, checks=checks_states,
         cron_due=lambda: [j["name"] for j in cron.states()
                           if j.get("next_due") is not None and j["next_due"] <= reactor.seconds()],
     )
     heartbeat = HeartbeatService(runtime, config.heartbeat, home, brain, store, notifier, snapshotter, push=push)
-    if config.checks:
-        checks.on_change = lambda name: heartbeat.wake("check")  # a model may want to act on it
+    checks.on_change = lambda name: heartbeat.wake("check")  # a model may want to act on it
     engine.children.append(("heartbeat", heartbeat))
     engine.methods.update(heartbeat_methods(heartbeat))
 
     reporter = Reporter(reactor, store, notifier, home, config.heartbeat.timezone, summarize=brain_summarizer(brain))
-    engine.reporter = reporter
-    runtime.report = reporter.get
+    engine.children.append(("reports", reporter))
     cron = CronService(reactor, store, config.cron, notifier, run_report=reporter.run,
                        run_heartbeat=heartbeat.run_instruction, timezone=config.heartbeat.timezone)
     engine.children.append(("cron", cron))
@@ -77,13 +71,12 @@ def build_engine(
         from openclaw.proactive.mail import MailWatchService
 
         mail = MailWatchService(reactor, store, notifier, config.mail, environ=environ,
-                                ask_model=_mail_judge(config, reactor, runtime, environ))
-        runtime.mail = mail.health
+                                ask_model=_mail_judge(config, reactor, runtime, tree, environ))
         engine.children.append(("mail", mail))
     return engine
 
 
-def _mail_judge(config: Config, reactor: Any, runtime: Runtime, environ: Mapping[str, str]) -> Any:
+def _mail_judge(config: Config, reactor: Any, runtime: Runtime, tree: TreeStatus, environ: Mapping[str, str]) -> Any:
     """
     A model that may promote mail the rules skipped: a brain of its own
     without tools, since mail text is untrusted input.  None without a model.
@@ -96,7 +89,7 @@ def _mail_judge(config: Config, reactor: Any, runtime: Runtime, environ: Mapping
     from openclaw.facts import RuntimeFacts
     from openclaw.proactive.importance import model_judge
 
-    return model_judge(make_brain(replace(config.brain, tools=()), reactor, RuntimeFacts(runtime), (), environ))
+    return model_judge(make_brain(replace(config.brain, tools=()), reactor, RuntimeFacts(runtime, tree), (), environ))
 
 
 def _reports_get(reporter: Reporter) -> Callable[[Any, dict], Any]:

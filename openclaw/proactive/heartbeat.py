@@ -45,17 +45,18 @@ from zope.interface import implementer
 
 from openclaw import health, metrics
 from openclaw.agent.base import BrainRequest
-from openclaw.config import HeartbeatConfig
-from openclaw.eliotutil import begin, log
+from openclaw.config import Config, HeartbeatConfig
+from openclaw.eliotutil import action_type, begin, log, message_type, typed
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
-from openclaw.interfaces import IDrainable
+from openclaw.interfaces import IDrainable, IReconfigurable, IStatusSource
+from openclaw.config.proactive import ActiveHours
 from openclaw.periodic import PeriodicService
-from openclaw.proactive.config import ActiveHours
 from openclaw.proactive.schedule import instant, wall, zone
 from openclaw.proactive.snapshot import Snapshotter, digest, local_time
 from openclaw.proactive.verdict import TOKEN, is_heartbeat_ok, strip_token
 from openclaw.runtime import Runtime
+from openclaw.status import StatusSource
 
 SESSION = "system:heartbeat"
 VERDICTS = ("ok", "acted", "failed", "skipped")
@@ -151,6 +152,23 @@ MEMORY_USED_PERCENT = 95.0
 FINDING_PREFIXES = ("check:", "host:")
 
 
+ERROR = typed("error", [str], "why")
+HEARTBEAT_BEAT = action_type("openclaw:heartbeat:beat", [
+    typed("reason", [str], "interval, run, cron, wake..."), typed("forced", [bool], "run outside active hours / when busy"),
+], [], "one heartbeat; openclaw:notify inside when it told the owner something")
+HEARTBEAT_FAILED = message_type("openclaw:heartbeat:failed", [ERROR],
+                                "the brain or the snapshot failed; the beat is recorded failed, nothing sent", "error")
+HEARTBEAT_ERROR = message_type("openclaw:heartbeat:error", [ERROR], "a bug in the beat itself (the next one runs)",
+                               "error")
+HEARTBEAT_JOURNAL_FAILED = message_type("openclaw:heartbeat:journal-failed", [ERROR],
+                                        "the beat's journal record could not be written", "error")
+HEARTBEAT_OVERDUE = message_type("openclaw:heartbeat:overdue", [
+    typed("every", [int, float], "the interval, seconds"), typed("last", [int, float, None], "the last good beat"),
+    typed("running", [bool], "a beat is running now"),
+], "the dead-man signal: no good beat within twice the interval", "error")
+HEARTBEAT_RECOVERED = message_type("openclaw:heartbeat:recovered", [], "a good beat after overdue", "warn")
+
+
 def findings(snapshot: dict) -> dict[str, str]:
     """What the rules heartbeat tells about, by a stable key: failing checks and a full disk or memory."""
     found = {f"check:{c.get('name')}": _finding(c) for c in failing_checks(snapshot)}
@@ -174,8 +192,8 @@ def finding_message(new: dict[str, str]) -> str:
     return f"Heartbeat: {head}:\n" + "\n".join(f"- {text}" for text in new.values())
 
 
-@implementer(IDrainable)
-class HeartbeatService(Service):
+@implementer(IDrainable, IReconfigurable, IStatusSource)
+class HeartbeatService(StatusSource, Service):
     """
     :param config: the ``heartbeat:`` section (``every=0``: no timer; explicit
         runs still work).
@@ -213,6 +231,7 @@ class HeartbeatService(Service):
         self._stopping = False
         self._drained: Deferred | None = None
         self._flagged = False
+        self._started_at = self.clock.seconds()
         for verdict in VERDICTS:
             metrics.heartbeat_runs.labels(verdict)
 
@@ -221,11 +240,34 @@ class HeartbeatService(Service):
     def startService(self) -> None:
         Service.startService(self)
         self._stopping = False
-        self.runtime.next_heartbeat = self.next_beat
-        self.runtime.heartbeat_overdue = self.overdue
+        self._started_at = self.clock.seconds()
         self.loop.startService()
         if self.every > 0:
             self._set_deadline(self.clock.seconds())
+
+    def reconfigure(self, config: Config) -> None:
+        """
+        A new interval, active hours or zone: the next beat is re-planned from
+        the last one (never from now, so shortening the interval is felt at
+        once and a reload is not a beat); a beat in flight finishes first.
+        """
+        new = config.heartbeat
+        if new == self.config:
+            return
+        self.config, self.tz = new, zone(new.timezone)
+        # Between beats the loop re-plans the next one from the end of the
+        # last (or the start), moved into the new hours; a beat running or
+        # requested plans with the new interval when it ends.
+        self.loop.set_interval(new.every)
+        if not self.running or self._stopping or self.loop.busy or self._reasons:
+            return  # the beat in flight (or asked for) sets the deadline when it succeeds
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
+        self.deadline = None
+        due = self.loop.next_call()
+        if self.every > 0 and due is not None:
+            self._set_deadline_at(due + self.every)
 
     def drain(self) -> Deferred:
         """No new beats once shutdown begins; wait for the one in flight (``hurry`` stops waiting)."""
@@ -264,6 +306,11 @@ class HeartbeatService(Service):
         """When the next timed beat is due; ``None`` while one runs, or when disabled or stopped."""
         return self.loop.next_call()
 
+    status_key = "heartbeat"
+
+    def problems(self) -> list[str]:
+        return ["the heartbeat is overdue"] if self.overdue() else []
+
     def overdue(self) -> bool:
         """The dead-man signal: a due beat has not completed successfully within one more interval."""
         return self.deadline is not None and not self._stopping and self.clock.seconds() >= self.deadline
@@ -273,21 +320,25 @@ class HeartbeatService(Service):
 
     def _set_deadline(self, after: float) -> None:
         """After a success (or at start): the beat due next must complete within one more interval."""
-        self.deadline = self._into_hours(after + self.every) + self.every
+        self._set_deadline_at(self._into_hours(after + self.every) + self.every)
+
+    def _set_deadline_at(self, deadline: float) -> None:
+        """The dead-man deadline: ``overdue`` from ``deadline`` on unless a beat succeeds first."""
+        self.deadline = deadline
         if self._watchdog is not None and self._watchdog.active():
             self._watchdog.cancel()
         self._watchdog = self.clock.callLater(self.deadline - self.clock.seconds(), self._watch)
         if self._flagged:
             self._flagged = False
             metrics.heartbeat_overdue.set(0)
-            log("openclaw:heartbeat:recovered", level="warn")
+            log(HEARTBEAT_RECOVERED, level="warn")
 
     def _watch(self) -> None:
         self._watchdog = None
         if self.overdue():
             self._flagged = True
             metrics.heartbeat_overdue.set(1)
-            log("openclaw:heartbeat:overdue", level="error", every=self.every,
+            log(HEARTBEAT_OVERDUE, level="error", every=self.every,
                 last=self.runtime.last_heartbeat, running=self.loop.busy)
 
     def wake(self, reason: str = "wake", force: bool = False) -> Deferred:
@@ -325,7 +376,7 @@ class HeartbeatService(Service):
         record: dict[str, Any] = {"verdict": "skipped", "reason": ",".join(reasons), "actions": [], "tool_calls": 0}
         if instructions:
             record["instruction"] = "\n".join(instructions)
-        action = begin("openclaw:heartbeat:beat", reason=record["reason"], forced=force)
+        action = begin(HEARTBEAT_BEAT, reason=record["reason"], forced=force)
         with action.context():
             d = DeferredContext(self._beat(record, force))
             d.addCallback(lambda _: record)
@@ -340,7 +391,7 @@ class HeartbeatService(Service):
     @staticmethod
     def _broken(failure: Any) -> dict[str, Any]:
         """A bug in the beat itself: recorded as failed; the loop goes on."""
-        log("openclaw:heartbeat:error", level="error", error=failure.getErrorMessage())
+        log(HEARTBEAT_ERROR, level="error", error=failure.getErrorMessage())
         return {"verdict": "failed", "error": failure.getErrorMessage()}
 
     # One beat
@@ -363,7 +414,7 @@ class HeartbeatService(Service):
         except Exception as e:  # noqa: BLE001 - a failed beat is recorded; the owner hears nothing
             record["verdict"] = "failed"
             record["error"] = f"{type(e).__name__}: {e}"[:500]
-            log("openclaw:heartbeat:failed", level="error", error=record["error"])
+            log(HEARTBEAT_FAILED, level="error", error=record["error"])
         finished = self.clock.seconds()
         record["duration"] = round(finished - started, 3)
         metrics.heartbeat_runs.labels(record["verdict"]).inc()
@@ -372,7 +423,7 @@ class HeartbeatService(Service):
         try:
             yield self.store.append_journal("heartbeat", started, record)
         except Exception as e:  # noqa: BLE001 - the beat happened even if its record did not stick
-            log("openclaw:heartbeat:journal-failed", level="error", error=repr(e))
+            log(HEARTBEAT_JOURNAL_FAILED, level="error", error=repr(e))
         record["timestamp"] = started
         self.last = record
         event = {"verdict": record["verdict"], "timestamp": started, "actions": record["actions"]}
@@ -438,12 +489,11 @@ class HeartbeatService(Service):
     # Gateway
 
     def status(self) -> dict[str, Any]:
-        """The ``heartbeat.status`` payload."""
-        times = health.status(self.runtime)
+        """The ``heartbeat.status`` payload, and the heartbeat's part of ``/health``."""
         hours = self.config.active_hours
         return {
-            "last": times["last_heartbeat"],
-            "next": times["next_heartbeat"],
+            "last": health.iso(self.runtime.last_heartbeat),
+            "next": health.iso(self.next_beat()),
             "overdue": self.overdue(),
             "running": self.loop.busy,
             "last_verdict": self.last["verdict"] if self.last else None,

@@ -17,13 +17,17 @@ from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
-from openclaw.eliotutil import log
-from openclaw.proactive.config import MailConfig
+from openclaw.config.proactive import MailConfig
+from openclaw.eliotutil import log, message_type, typed
 
 # ask_model(sender, subject, excerpt) -> Deferred[bool]
 AskModel = Callable[[str, str, str], Any]
 
 GIST_MAX = 100
+
+
+MAIL_MODEL_FAILED = message_type("openclaw:mail:model-failed", [typed("error", [str], "why")],
+                                 "the model could not judge a mail: the rules' verdict stands", "warn")
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ def consult(verdict: Verdict, ask_model: AskModel | None, sender: str, subject: 
         return succeed(verdict)
 
     def failed(failure: Any) -> Verdict:
-        log("openclaw:mail:model-failed", level="warn", error=repr(failure.value))
+        log(MAIL_MODEL_FAILED, level="warn", error=repr(failure.value))
         return verdict
 
     d = maybeDeferred(ask_model, sender, subject, excerpt)

@@ -52,10 +52,11 @@ from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.backoff import backoff_policy
-from openclaw.eliotutil import begin, log
+from openclaw.eliotutil import action_type, begin, log, message_type, typed
 from openclaw.health import iso
-from openclaw.interfaces import IDrainable
-from openclaw.proactive.config import MailConfig
+from openclaw.interfaces import IDrainable, IReconfigurable, IStatusSource
+from openclaw.config.proactive import MailConfig
+from openclaw.status import StatusSource
 from openclaw.proactive.importance import AskModel, consult, gist, judge
 
 EXCERPT_BYTES = 500
@@ -76,6 +77,33 @@ _FETCH_ITEMS = (
     b"(UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM SUBJECT CONTENT-TYPE CONTENT-TRANSFER-ENCODING)] "
     b"BODY.PEEK[1.MIME] BODY.PEEK[1]<0.%d>)" % EXCERPT_BYTES
 )
+
+
+MAILBOX = typed("mailbox", [str], "the mailbox's name in the config")
+ERROR = typed("error", [str], "why")
+LAST_UID = typed("last_uid", [int], "the newest UID judged")
+MAIL_CONNECT = action_type("openclaw:mail:connect", [
+    MAILBOX, typed("host", [str], "IMAP host"), typed("port", [int], "IMAP port"), typed("tls", [str], "tls, starttls or none"),
+    typed("user", [str], "login name"), typed("attempt", [int], "attempts since the last good one"),
+], [
+    typed("mode", [str], "idle or poll"), typed("uidvalidity", [int], "the mailbox's UIDVALIDITY"), LAST_UID,
+], "one IMAP connection and login")
+MAIL_FETCH = action_type("openclaw:mail:fetch", [MAILBOX, typed("after_uid", [int], "UIDs above this are new")], [
+    typed("new", [int], "new mails"), typed("important", [int], "of them important"), LAST_UID,
+], "one look for new mail", "debug")
+MAIL_SEEN = message_type("openclaw:mail:seen", [
+    MAILBOX, typed("uid", [int], "the mail's UID"), typed("important", [bool], "the owner is told"),
+    typed("reason", [str], "why (never the sender or subject)"),
+], "one new mail judged")
+MAIL_FAILED = message_type("openclaw:mail:failed", [MAILBOX, ERROR, typed("retry_in", [int, float], "seconds")],
+                           "login refused or a setting only a person can fix; retried hourly", "error")
+MAIL_DISCONNECTED = message_type("openclaw:mail:disconnected", [MAILBOX, ERROR,
+                                                                typed("retry_in", [int, float], "seconds")],
+                                 "the connection ended; retrying", "warn")
+MAIL_UIDVALIDITY_CHANGED = message_type("openclaw:mail:uidvalidity-changed", [
+    MAILBOX, typed("old", [int, None], "the saved UIDVALIDITY"), typed("new", [int], "the server's"),
+    typed("skipped_to", [int], "old mail up to this UID is not judged"),
+], "the server renumbered the mailbox", "warn")
 
 
 # --- Reading a fetched mail (pure) ------------------------------------------------
@@ -371,14 +399,14 @@ class MailboxWatcher:
                 continue
             except LoginRefused as e:
                 delay, state, error = FAILED_RETRY, "failed", str(e)
-                log("openclaw:mail:failed", level="error", mailbox=self.config.name, error=error, retry_in=delay)
+                log(MAIL_FAILED, level="error", mailbox=self.config.name, error=error, retry_in=delay)
             except Exception as e:
                 if self._stopping:
                     break
                 self.failures += 1
                 delay = self.backoff(self.failures - 1)
                 state, error = "backoff", _describe(e)
-                log("openclaw:mail:disconnected", level="warn", mailbox=self.config.name,
+                log(MAIL_DISCONNECTED, level="warn", mailbox=self.config.name,
                     error=error, retry_in=round(delay, 1))
             wait = self._sleep(delay)  # scheduled before anyone hears of the new state
             self._changed(state, error)
@@ -402,7 +430,7 @@ class MailboxWatcher:
         self.attempts += 1
         self._changed("connecting")
         try:
-            action = begin("openclaw:mail:connect", mailbox=self.config.name, host=self.config.host,
+            action = begin(MAIL_CONNECT, mailbox=self.config.name, host=self.config.host,
                            port=self.config.port, tls=self.config.tls, user=self.config.user,
                            attempt=self.attempts)
             with action.context():
@@ -487,7 +515,7 @@ class MailboxWatcher:
         saved = yield self.store.get_state(self.key)
         if not isinstance(saved, dict) or saved.get("uidvalidity") != uidvalidity:
             if isinstance(saved, dict):
-                log("openclaw:mail:uidvalidity-changed", level="warn", mailbox=self.config.name,
+                log(MAIL_UIDVALIDITY_CHANGED, level="warn", mailbox=self.config.name,
                     old=saved.get("uidvalidity"), new=uidvalidity, skipped_to=newest)
             saved = {"uidvalidity": uidvalidity, "last_uid": newest}
             yield self.store.set_state(self.key, saved)
@@ -498,7 +526,7 @@ class MailboxWatcher:
     @inlineCallbacks
     def _check(self, proto: WatchClient) -> Any:
         # Debug: every poll or IDLE wake-up has one; each mail seen gets an info line.
-        action = begin("openclaw:mail:fetch", level="debug", mailbox=self.config.name, after_uid=self.last_uid)
+        action = begin(MAIL_FETCH, level="debug", mailbox=self.config.name, after_uid=self.last_uid)
         with action.context():
             d = DeferredContext(maybeDeferred(self._fetch_new, proto, action))
             d.addActionFinish()
@@ -530,7 +558,7 @@ class MailboxWatcher:
         verdict = judge(mail.sender, mail.subject, mail.flags, mail.excerpt, self.config)
         verdict = yield consult(verdict, self.ask_model, mail.sender, mail.subject, mail.excerpt)
         metrics.mail_notified.labels(name, "true" if verdict.important else "false").inc()
-        log("openclaw:mail:seen", mailbox=name, uid=mail.uid, important=verdict.important, reason=verdict.reason)
+        log(MAIL_SEEN, mailbox=name, uid=mail.uid, important=verdict.important, reason=verdict.reason)
         if verdict.important:
             yield self.notifier.notify("info", f"mail:{name}", notification_text(mail),
                                        dedupe_key=f"mail:{name}:{self.uidvalidity}:{mail.uid}",
@@ -584,8 +612,8 @@ class MailboxWatcher:
 # --- The service -------------------------------------------------------------------
 
 
-@implementer(IDrainable)
-class MailWatchService(Service):
+@implementer(IDrainable, IReconfigurable, IStatusSource)
+class MailWatchService(StatusSource, Service):
     """
     Watches every configured mailbox.
 
@@ -602,15 +630,36 @@ class MailWatchService(Service):
         environ: Mapping[str, str] = os.environ, ask_model: AskModel | None = None,
         clock: Any = None, rand: Callable[[], float] = random.random,
     ) -> None:
-        self.watchers = {
-            m.name: MailboxWatcher(m, reactor, clock or reactor, store, notifier, environ, ask_model, rand)
-            for m in mailboxes
-        }
+        self._watcher = lambda m: MailboxWatcher(m, reactor, clock or reactor, store, notifier, environ,
+                                                 ask_model, rand)
+        self.watchers = {m.name: self._watcher(m) for m in mailboxes}
+
+    @inlineCallbacks
+    def reconfigure(self, config: Any) -> Any:
+        """Mailboxes compared by name: changed and removed ones stop, added and changed ones start."""
+        wanted = {m.name: m for m in config.mail}
+        for name, watcher in list(self.watchers.items()):
+            if wanted.get(name) != watcher.config:
+                del self.watchers[name]
+                yield watcher.stop()
+        for name, mailbox in wanted.items():
+            if name not in self.watchers:
+                self.watchers[name] = watcher = self._watcher(mailbox)
+                if self.running:
+                    watcher.start()
 
     def startService(self) -> None:
         Service.startService(self)
         for watcher in self.watchers.values():
             watcher.start()
+
+    status_key = "mail"
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return self.health()
+
+    def problems(self) -> list[str]:
+        return [f"mailbox {name} failed" for name, detail in self.health().items() if detail.get("state") == "failed"]
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Each mailbox's state, last error, last check and last UID seen, by name."""

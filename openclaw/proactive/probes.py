@@ -47,7 +47,7 @@ from twisted.web.client import (
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from openclaw.proactive.config import CheckConfig
+from openclaw.config.proactive import CheckConfig
 
 MAX_BODY = 1024 * 1024  # enough for body_match on any health page
 MAX_LOG_READ = 4 * 1024 * 1024  # per look; a burst is read over several looks

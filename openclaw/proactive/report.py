@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Callable
 
+from twisted.application.service import Service
 from twisted.internet.defer import inlineCallbacks, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from openclaw import metrics
 from openclaw.agent.base import BrainRequest
-from openclaw.eliotutil import log
+from openclaw.eliotutil import log, message_type, typed
 from openclaw.proactive.schedule import instant, wall, zone
 
 #: Messages of a session's history read to see whether it was active on a
@@ -38,6 +39,14 @@ SUMMARY_PROMPT = (
 )
 #: Colours of the chart's lines, one per check, in turn.
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+REPORT_WRITTEN = message_type("openclaw:report:written", [
+    typed("day", [str], "the report's day"), typed("path", [str], "where it was written"),
+    typed("summary", [bool], "the model's summary is in it"),
+], "a morning report was written")
+REPORT_SUMMARY_FAILED = message_type("openclaw:report:summary-failed", [typed("error", [str], "why")],
+                                     "the model's summary was left out", "warn")
 
 
 @dataclass(frozen=True)
@@ -332,8 +341,11 @@ def brain_summarizer(brain: Any) -> Callable[[str], Any] | None:
     return summarize
 
 
-class Reporter:
+class Reporter(Service):
     """
+    Writes and serves the morning reports; a service of the tree (no I/O at
+    start) so the rules brain finds the latest through the tree.
+
     :param timezone: the zone whose days reports cover (empty: the host's).
     :param summarize: ``(markdown) -> Deferred[str]``: a model's summary, or None.
     """
@@ -369,7 +381,7 @@ class Reporter:
         _write(os.path.join(folder, name + ".html"), render_html(data, summary))
         _write(path, text)
         yield self.notifier.notify("info", "report", text, dedupe_key=f"report:{name}", target=target)
-        log("openclaw:report:written", day=name, path=path, summary=bool(summary))
+        log(REPORT_WRITTEN, day=name, path=path, summary=bool(summary))
         return path
 
     def _summary(self, markdown: str) -> Any:
@@ -379,7 +391,7 @@ class Reporter:
         d.addTimeout(self.summary_timeout, self.clock)
 
         def failed(failure: Any) -> str:
-            log("openclaw:report:summary-failed", level="warn", error=failure.getErrorMessage())
+            log(REPORT_SUMMARY_FAILED, level="warn", error=failure.getErrorMessage())
             return ""
 
         return d.addCallbacks(lambda text: text if isinstance(text, str) else "", failed)

@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 
 from openclaw.proactive.schedule import zone
 from openclaw.runtime import Runtime
+from openclaw.status import NO_SERVICES, TreeStatus
 
 # Left out of the digest: they change on every beat without meaning anything.
 VOLATILE = ("now", "uptime", "host")
@@ -90,7 +91,8 @@ def digest(snapshot: dict[str, Any]) -> str:
 
 class Snapshotter:
     """
-    Builds snapshots from the runtime and injected sources.
+    Builds snapshots from the runtime, what the services report (``tree``)
+    and injected sources.
 
     :param recent_errors: how many errors were logged in the last hour.
     :param checks: the latest check results, dicts with ``name``, ``ok``
@@ -101,13 +103,14 @@ class Snapshotter:
     """
 
     def __init__(
-        self, runtime: Runtime, home: str, timezone: str = "",
+        self, runtime: Runtime, home: str, timezone: str = "", tree: TreeStatus = NO_SERVICES,
         recent_errors: Callable[[], int] = lambda: 0,
         checks: Callable[[], Any] = list,
         cron_due: Callable[[], Any] = list,
         host: Callable[[Iterable[str]], dict[str, Any]] = host_stats,
     ) -> None:
         self.runtime = runtime
+        self.tree = tree
         self.timezone = timezone
         self.tz = zone(timezone)
         self.mounts = sorted({"/", mount_of(home)})
@@ -135,13 +138,13 @@ class Snapshotter:
             },
             "uptime": round(runtime.uptime()),
             "host": self.host(self.mounts),
-            "connectors": connector_states(runtime.connectors()),
+            "connectors": connector_states(self.tree.section("connectors", {})),
             "sessions": {
                 "known": len(runtime.sessions),
                 "active_last_hour": sum(1 for s in runtime.sessions.snapshot().values()
                                         if s["last_active"] >= active_since),
             },
-            "outbox": {"pending": runtime.outbox.get("pending", 0), "failed": runtime.outbox.get("failed", 0)},
+            "outbox": {key: (self.tree.section("outbox") or {}).get(key, 0) for key in ("pending", "failed")},
             "errors_last_hour": self.recent_errors(),
             "checks": check_states(checks),
             "cron_due": list(cron_due),

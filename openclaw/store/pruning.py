@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.eliotutil import begin, log
-from openclaw.interfaces import IDrainable
+from openclaw.interfaces import IDrainable, IReconfigurable
 from openclaw.periodic import PeriodicService
 
 ROUND = 5_000
@@ -27,7 +27,7 @@ MAX_ROUNDS = 20
 FIRST_AFTER = 60.0
 
 
-@implementer(IDrainable)
+@implementer(IDrainable, IReconfigurable)
 class PruneService(Service):
     """``retention`` 0 keeps everything."""
 
@@ -35,22 +35,36 @@ class PruneService(Service):
         self.clock = clock
         self.store = store
         self.retention = retention
-        #: A pass ``FIRST_AFTER`` seconds after start, then ``every`` after each pass ends.
-        self.loop = PeriodicService(clock, every, self._run, name="prune", first=FIRST_AFTER)
+        self.every = every
+        #: A pass ``FIRST_AFTER`` seconds after start, then ``every`` after each pass ends
+        #: (no pass, and interval ``0``, while ``retention`` is ``0``).
+        on = retention > 0
+        self.loop = PeriodicService(clock, every if on else 0, self._run, name="prune",
+                                    first=FIRST_AFTER if on else None)
         #: What the last pass removed, by kind.
         self.last: dict[str, int] | None = None
 
     def startService(self) -> None:
         Service.startService(self)
-        if self.retention > 0:
-            self.loop.startService()
+        self.loop.startService()
+
+    def reconfigure(self, config: Any) -> None:
+        """A new ``store.retention``: 0 stops pruning; from 0, the first pass comes ``FIRST_AFTER`` later."""
+        retention, self.retention = self.retention, config.store.retention
+        if retention == self.retention:
+            return
+        on = self.retention > 0
+        self.loop.first = FIRST_AFTER if on else None
+        # A pass in flight finishes and the loop goes on (or not) with the new interval.
+        self.loop.set_interval(self.every if on else 0, next_in=FIRST_AFTER if on and retention <= 0 else None)
 
     def _run(self) -> Deferred:
         action = begin("openclaw:store:prune", retention=self.retention)
         with action.context():
             d = DeferredContext(self.prune())
             d.addActionFinish()
-        return d.result
+        # Logged here, as before the loop: the loop goes on either way.
+        return d.result.addErrback(lambda f: log("openclaw:store:prune-failed", level="error", error=repr(f.value)))
 
     @inlineCallbacks
     def prune(self) -> Any:

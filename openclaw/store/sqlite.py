@@ -112,9 +112,14 @@ class StoreError(StartupError):
 
 def open_database(path: str) -> sqlite3.Connection:
     """Open (creating) the file, enable WAL, and migrate it to SCHEMA_VERSION."""
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    # Create the file 0600 first: SQLite gives its -wal/-shm files the same mode.
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    try:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        # Create the file 0600 first: SQLite gives its -wal/-shm files the same mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as e:  # a read-only filesystem, permissions, a file where a directory should be
+        reason = f"{e.filename} is not a directory" if isinstance(e, (FileExistsError, NotADirectoryError)) \
+            else e.strerror
+        raise StoreError(f"store: cannot open {path}: {reason}") from None
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode=WAL")

@@ -1,38 +1,32 @@
 """
-Typed configuration: built-in defaults, then a YAML file, then ``OPENCLAW_*``
-environment variables, then twistd command-line options.
+The configuration's sections: one frozen dataclass per section (holding the
+defaults), the parser of every key and the table that names them.  A parser
+raises ``ValueError`` with the reason; ``loading`` adds the key.
 
-Everything is validated before any port is bound.  A bad value raises
-``ConfigError`` whose text is one line naming the key, the value and why; the
-twistd plugin turns it into exit status 78 (EX_CONFIG) so a service manager
-does not restart-loop on a broken file.
+This package is a leaf: it imports nothing from the rest of openclaw, so
+every layer may import its section from here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping
 
-from openclaw.connectors.config import (
+from openclaw.config.connectors import (
     PLATFORMS,
     SECRET_FIELDS,
     ConnectorsConfig,
     parse_platform,
 )
-from openclaw.parsing import (
-    count,
-    format_duration,
-    got,
-    parse_duration,
-    parse_size,
-    positive,
-    string,
-)
-from openclaw.proactive.config import (
+from openclaw.config.parsing import duration, got, origins, size, string, whole
+
+MiB = 2**20
+from openclaw.config.proactive import (
     DEFAULT_CRON,
     ActiveHours,
     CheckConfig,
@@ -46,18 +40,7 @@ from openclaw.proactive.config import (
     parse_timezone,
 )
 
-EX_CONFIG = 78
-
 LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
-
-
-class ConfigError(Exception):
-    """A configuration value is wrong; ``str()`` is the one line to print."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"config error: {key}: {reason}")
-        self.key = key
-        self.reason = reason
 
 
 def _level(value: Any) -> str:
@@ -77,12 +60,20 @@ def parse_endpoint(value: Any) -> str:
     from twisted.internet.endpoints import serverFromString
 
     try:
-        serverFromString(reactor, value)
+        endpoint = serverFromString(reactor, value)
     except Exception as e:
         raise ValueError(
             f"expected an endpoint like tcp:8080:interface=127.0.0.1, got {got(value)} ({e})"
         ) from None
+    port = getattr(endpoint, "_port", None)  # TCP, TCP6 and SSL endpoints; UNIX ones have none
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise ValueError(f"the port must be from 1 to 65535 (or 0: any free port), got {port} in {got(value)}")
     return value
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    drain_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -90,13 +81,22 @@ class GatewayConfig:
     listen: str = "tcp:18789:interface=127.0.0.1"
     token: str = ""
     max_frame_bytes: int = 1024 * 1024
-    drain_timeout: float = 30.0
     max_bad_frames: int = 10
+    max_connections: int = 512
+    max_connections_per_address: int = 128
+    max_requests_per_second: int = 200
+    request_burst: int = 400
+    send_high_water: int = 64 * 1024
+    send_hard_limit: int = 1024 * 1024
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class WebConfig:
     listen: str = "tcp:8080:interface=127.0.0.1"
+    max_connections: int = 512
+    request_timeout: float = 10.0
+    max_webhook_body: int = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,7 @@ class BrainConfig:
     max_tool_rounds: int = 4
     history: int = 20
     tools: tuple[str, ...] = ("get_status", "remember", "recall")
+    http_check_allow: tuple[str, ...] = ()
     system_prompt: str = (
         "You are openclaw, a proactive personal assistant running as a daemon on your "
         "owner's machine. Be brief and concrete."
@@ -166,6 +167,7 @@ class BrainConfig:
 
 @dataclass(frozen=True)
 class Config:
+    daemon: DaemonConfig = DaemonConfig()
     gateway: GatewayConfig = GatewayConfig()
     web: WebConfig = WebConfig()
     log: LogConfig = LogConfig()
@@ -202,9 +204,21 @@ class Config:
         for provider in self.brain.providers:
             found += [v for v in (provider.api_key, environ.get(provider.api_key_env, "")) if v]
         found += self.connectors.secrets(environ)
+        smtp = self.connectors.smtp
+        found += sasl_forms(smtp.user, smtp.password or environ.get(smtp.password_env, ""))
         for mailbox in self.mail:
             found += [v for v in (mailbox.password, environ.get(mailbox.password_env, "")) if v]
+            found += sasl_forms(mailbox.user, mailbox.password or environ.get(mailbox.password_env, ""))
         return found
+
+
+def sasl_forms(user: str, password: str) -> list[str]:
+    """
+    What a login puts on the wire besides the bare password: SASL PLAIN's
+    ``\\0user\\0pass`` (and ``user\\0pass``), which redaction then knows in
+    base64 as an AUTH PLAIN transcript holds it.  Empty without both.
+    """
+    return [f"{user}\0{password}", f"\0{user}\0{password}"] if user and password else []
 
 
 def parse_store_url(value: Any) -> str:
@@ -221,6 +235,9 @@ PROVIDER_DEFAULTS = {
     "anthropic": ("https://api.anthropic.com", "ANTHROPIC_API_KEY"),
 }
 _PROVIDER_KEYS = {"kind", "model", "base_url", "api_key_env", "api_key", "timeout", "max_retries"}
+
+
+_provider_timeout, _provider_retries = duration(1, 600), whole(0, 10)
 
 
 def parse_providers(value: Any) -> tuple[ProviderConfig, ...]:
@@ -258,8 +275,8 @@ def parse_providers(value: Any) -> tuple[ProviderConfig, ...]:
                 kind=kind, model=model, base_url=base_url.rstrip("/"),
                 api_key_env=string(raw.get("api_key_env", key_env)),
                 api_key=string(raw.get("api_key", "")),
-                timeout=parse_duration(raw.get("timeout", 60)),
-                max_retries=count(raw.get("max_retries", 2)),
+                timeout=_provider_timeout(raw.get("timeout", 60)),
+                max_retries=_provider_retries(raw.get("max_retries", 2)),
             ))
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
@@ -278,37 +295,59 @@ def parse_tools(value: Any) -> tuple[str, ...]:
     raise ValueError(f"expected a list drawn from {', '.join(TOOL_NAMES)}, got {got(value)}")
 
 
+def parse_networks(value: Any) -> tuple[str, ...]:
+    """A list (or comma-separated text) of IP networks or addresses, e.g. ``10.0.0.0/8, ::1``."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of IP networks, got {got(value)}")
+    try:
+        return tuple(str(ipaddress.ip_network(v.strip(), strict=False)) for v in value)
+    except ValueError as e:
+        raise ValueError(f"expected a list of IP networks: {e}") from None
 
 
 # (section, key) -> (parser, what it is for); the dataclasses hold the defaults.
 KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
+    ("daemon", "drain_timeout"): (duration(0, 3600), "shutdown budget for the whole tree: in-flight replies, outbox flush, connections (keep TimeoutStopSec above it)"),
     ("gateway", "listen"): (parse_endpoint, "WebSocket gateway endpoint (Twisted strports); keep 127.0.0.1 unless a proxy fronts it"),
     ("gateway", "token"): (string, "shared secret clients send in `connect`; empty: generated into <home>/gateway.token (0600)"),
-    ("gateway", "max_frame_bytes"): (parse_size, "largest request frame answered; larger ones get `frame_too_large`"),
-    ("gateway", "drain_timeout"): (parse_duration, "how long shutdown waits for in-flight requests (keep TimeoutStopSec above it)"),
-    ("gateway", "max_bad_frames"): (positive, "malformed frames from one connection before it is closed (1008/1009)"),
+    ("gateway", "max_frame_bytes"): (size(256, 64 * MiB), "largest request frame answered; larger ones get `frame_too_large`"),
+    ("gateway", "max_bad_frames"): (whole(1, 1000), "malformed frames from one connection before it is closed (1008/1009)"),
+    ("gateway", "max_connections"): (whole(1, 65535), "open WebSocket connections at most; more get HTTP 503"),
+    ("gateway", "max_connections_per_address"): (whole(1, 65535), "open connections from one client address at most"),
+    ("gateway", "max_requests_per_second"): (whole(0, 1_000_000), "requests per second one connection may send on average; more get `rate_limited`; 0: no limit"),
+    ("gateway", "request_burst"): (whole(1, 1_000_000), "requests one connection may send at once above that rate"),
+    ("gateway", "send_high_water"): (size(4096, 16 * MiB), "bytes queued for a client before its connection's requests stop being read"),
+    ("gateway", "send_hard_limit"): (size(4096, 256 * MiB), "bytes queued for a client that does not read before it is closed with 1008"),
+    ("gateway", "allowed_origins"): (origins, "browser origins (https://host:port) allowed to open the gateway; others get HTTP 403; none by default"),
     ("web", "listen"): (parse_endpoint, "health/metrics HTTP endpoint: /health /livez /readyz /metrics"),
+    ("web", "max_connections"): (whole(1, 65535), "open HTTP connections at most; more get 503"),
+    ("web", "request_timeout"): (duration(0.5, 600), "time a connection has to deliver a complete request (headers and body); then it is closed"),
+    ("web", "max_webhook_body"): (size(0, 64 * MiB), "largest body a /webhooks/<name> POST may have; larger: 413 before it is read"),
     ("log", "level"): (_level, "error | warn | info | debug | trace (also LOG_LEVEL, --log-level)"),
-    ("log", "max_bytes"): (parse_size, "rotate combined.log / error.log past this size"),
-    ("log", "backups"): (positive, "rotated files kept per log"),
-    ("state", "save_every"): (parse_duration, "how often gateway-state.json is written (also at shutdown)"),
-    ("heartbeat", "every"): (parse_duration, "heartbeat interval; 0 disables; the first beat is one interval after start"),
+    ("log", "max_bytes"): (size(64 * 1024, 1024 * MiB), "rotate combined.log / error.log past this size"),
+    ("log", "backups"): (whole(1, 100), "rotated files kept per log"),
+    ("state", "save_every"): (duration(1, 86400, off=True), "how often gateway-state.json is written (also at shutdown)"),
+    ("heartbeat", "every"): (duration(1, 7 * 86400, off=True), "heartbeat interval; 0 disables; the first beat is one interval after start"),
     ("heartbeat", "active_hours"): (parse_active_hours, "{start: \"08:00\", end: \"23:00\"}: beat only between these local times; null: always"),
     ("heartbeat", "timezone"): (parse_timezone, "IANA zone for active hours, cron and reports (e.g. Europe/Berlin); empty: the host's"),
     ("heartbeat", "target"): (parse_target, "where alerts and reports go: last (the owner's last active session) or a session id"),
     ("store", "url"): (parse_store_url, "sqlite:///<path> or redis://host:port/db; empty: SQLite in <home>/data/"),
     ("store", "prefix"): (string, "Redis key prefix, so several daemons can share one Redis"),
-    ("store", "history"): (positive, "messages of history kept per session"),
-    ("store", "retention"): (parse_duration, "sent messages, finished events and journal records older than this are pruned; 0 keeps all"),
+    ("store", "history"): (whole(1, 100_000), "messages of history kept per session"),
+    ("store", "retention"): (duration(3600, 10 * 365 * 86400, off=True), "sent messages, finished events and journal records older than this are pruned; 0 keeps all"),
     ("brain", "providers"): (parse_providers, "model providers in failover order; none: the offline rules brain"),
-    ("brain", "max_tool_rounds"): (count, "tool-call rounds a model may take for one message"),
-    ("brain", "history"): (positive, "past messages of the session sent to the model"),
+    ("brain", "max_tool_rounds"): (whole(0, 32), "tool-call rounds a model may take for one message"),
+    ("brain", "history"): (whole(1, 1000), "past messages of the session sent to the model"),
     ("brain", "tools"): (parse_tools, "tools model brains may call"),
     ("brain", "system_prompt"): (string, "the system prompt of model brains"),
-    ("lanes", "max_concurrent"): (positive, "sessions handled at the same time (one message at a time within a session)"),
-    ("lanes", "max_queue"): (positive, "messages waiting per session before senders are told to retry"),
-    ("lanes", "idle_after"): (parse_duration, "an idle session's lane is dropped after this (re-created on demand)"),
-    ("outbox", "max_attempts"): (positive, "delivery attempts before an outbox message is marked failed"),
+    ("brain", "http_check_allow"): (parse_networks, "networks http_check may reach although loopback, private, "
+                                                    "link-local or metadata (e.g. [192.168.1.0/24]); none by default"),
+    ("lanes", "max_concurrent"): (whole(1, 100_000), "sessions handled at the same time (one message at a time within a session)"),
+    ("lanes", "max_queue"): (whole(1, 1_000_000), "messages waiting per session before senders are told to retry"),
+    ("lanes", "idle_after"): (duration(60, 30 * 86400), "an idle session's lane is dropped after this (re-created on demand)"),
+    ("outbox", "max_attempts"): (whole(1, 1000), "delivery attempts before an outbox message is marked failed"),
     **{("connectors", name): (parse_platform(name), f"the {name} connector (docs/connectors.md)") for name in PLATFORMS},
 }
 # Sections that are lists of entries rather than mappings of keys.
@@ -320,182 +359,7 @@ LIST_SECTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
 PARSERS = {k: v[0] for k, v in KEYS.items()}
 SECRET_KEYS = (("gateway", "token"),)
 
-# Environment variables that are not config keys but are ours all the same.
-RESERVED_ENV = frozenset({"OPENCLAW_HOME", "OPENCLAW_CONFIG"})
-
 
 def env_name(section: str, key: str) -> str:
-    """``gateway.drain_timeout`` -> ``OPENCLAW_GATEWAY_DRAIN_TIMEOUT``."""
+    """``daemon.drain_timeout`` -> ``OPENCLAW_DAEMON_DRAIN_TIMEOUT``."""
     return f"OPENCLAW_{section}_{key}".upper()
-
-
-def _apply(raw: dict[str, Any], where: Callable[[str, str], str]) -> dict:
-    """
-    Parse every ``section.key`` (and list section) of ``raw``; errors name
-    the key via ``where``.
-    """
-    parsed: dict[str, Any] = {}
-    for section, values in raw.items():
-        if section in LIST_SECTIONS:
-            try:
-                parsed[section] = LIST_SECTIONS[section][0](values)
-            except ValueError as e:
-                raise ConfigError(where(section, ""), str(e)) from None
-            continue
-        for key, value in values.items():
-            try:
-                parsed.setdefault(section, {})[key] = PARSERS[section, key](value)
-            except ValueError as e:
-                raise ConfigError(where(section, key), str(e)) from None
-    return parsed
-
-
-def _known(section: str) -> str:
-    return ", ".join(k for s, k in PARSERS if s == section)
-
-
-def _from_yaml(document: Any, path: str) -> dict[str, dict[str, Any]]:
-    if document is None:
-        return {}
-    if not isinstance(document, dict):
-        raise ConfigError(path, f"expected a mapping of sections, got {type(document).__name__}")
-    sections = sorted({s for s, _ in PARSERS} | set(LIST_SECTIONS))
-    raw: dict[str, dict[str, Any]] = {}
-    for section, values in document.items():
-        if section not in sections:
-            raise ConfigError(str(section), f"unknown section (known: {', '.join(sections)})")
-        if section in LIST_SECTIONS:
-            raw[section] = values
-            continue
-        if values is None:
-            continue
-        if not isinstance(values, dict):
-            raise ConfigError(section, f"expected a mapping, got {got(values)}")
-        for key, value in values.items():
-            if (section, key) not in PARSERS:
-                raise ConfigError(f"{section}.{key}", f"unknown key (known: {_known(section)})")
-            raw.setdefault(section, {})[key] = value
-    return raw
-
-
-def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    names = {env_name(s, k): (s, k) for s, k in PARSERS}
-    raw: dict[str, Any] = {}
-    for name, value in environ.items():
-        if not name.startswith("OPENCLAW_") or name in RESERVED_ENV:
-            continue
-        section = name[len("OPENCLAW_"):].lower()
-        if section in LIST_SECTIONS:
-            raw[section] = value
-            continue
-        if name not in names:
-            raise ConfigError(name, "unknown environment variable (config keys map to OPENCLAW_<SECTION>_<KEY>)")
-        section, key = names[name]
-        raw.setdefault(section, {})[key] = value
-    if "LOG_LEVEL" in environ and "OPENCLAW_LOG_LEVEL" not in environ:
-        raw.setdefault("log", {})["level"] = environ["LOG_LEVEL"]
-    return raw
-
-
-def read_yaml(path: str) -> Any:
-    """Read and parse the YAML file at ``path``; failures are ConfigErrors."""
-    import yaml  # only when a file is given: the no-config start stays lean
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except OSError as e:
-        raise ConfigError(path, f"cannot read config file ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(path, f"invalid YAML{where}: {getattr(e, 'problem', e)}") from None
-
-
-def build_config(
-    document: Any = None,
-    environ: Mapping[str, str] = {},
-    overrides: Mapping[str, Any] = {},
-    path: str = "<config>",
-) -> Config:
-    """
-    Layer defaults, a parsed YAML ``document``, ``environ`` and command-line
-    ``overrides`` (``{"gateway.listen": ...}``) into a validated Config.
-    """
-    layers = [
-        _apply(_from_yaml(document, path), lambda s, k: f"{s}.{k}" if k else s),
-        _apply(_from_env(environ), lambda s, k: f"{env_name(s, k)} ({s}.{k})" if k else f"OPENCLAW_{s.upper()} ({s})"),
-    ]
-    cli: dict[str, dict[str, Any]] = {}
-    for dotted, value in overrides.items():
-        if value is not None:
-            section, key = dotted.split(".")
-            cli.setdefault(section, {})[key] = value
-    layers.append(_apply(cli, lambda s, k: f"{s}.{k}"))
-    config = Config()
-    for layer in layers:
-        for section, values in layer.items():
-            if section in LIST_SECTIONS:
-                config = replace(config, **{section: values})
-                continue
-            config = replace(config, **{section: replace(getattr(config, section), **values)})
-    return config
-
-
-def load_config(
-    path: str | None, environ: Mapping[str, str] = os.environ, overrides: Mapping[str, Any] = {}
-) -> Config:
-    """Load the YAML file at ``path`` (if any) and layer env and overrides on top."""
-    document = read_yaml(path) if path else None
-    return build_config(document, environ, overrides, path or "<config>")
-
-
-def default_home(environ: Mapping[str, str] = os.environ) -> str:
-    """``$OPENCLAW_HOME``, else ``~/.openclaw``."""
-    return environ.get("OPENCLAW_HOME") or os.path.expanduser("~/.openclaw")
-
-
-def render_example() -> str:
-    """
-    The commented example config (``etc/openclaw.example.yaml`` and what
-    ``openclaw init`` writes), rendered from the key table so it cannot drift.
-    """
-    lines = [
-        "# openclaw configuration. Every key is optional; the values shown are the",
-        "# defaults. Each key can also be set by an environment variable, shown",
-        "# after it, which wins over this file; twistd options win over both.",
-        "# Keep this file 0600 if it holds a token.",
-    ]
-    for section_field in fields(Config):
-        section = section_field.name
-        lines.append("")
-        if section in LIST_SECTIONS:
-            lines.append(f"# {LIST_SECTIONS[section][1]} [OPENCLAW_{section.upper()} as JSON]")
-            lines.append(f"# {section}: {json.dumps([_plain(e) for e in section_field.default])}")
-            continue
-        lines.append(f"{section}:")
-        for key_field in fields(section_field.default):
-            key = key_field.name
-            default = key_field.default
-            lines.append(f"  # {KEYS[section, key][1]} [{env_name(section, key)}]")
-            lines.append(f"  # {key}: {_yaml_scalar(section, key, default)}")
-    return "\n".join(lines) + "\n"
-
-
-def _plain(value: Any) -> Any:
-    """A dataclass entry as the mapping a YAML file would hold (defaults left out)."""
-    defaults = {f.name: f.default for f in fields(value)}
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value).items() if v != defaults[k]}
-
-
-def _yaml_scalar(section: str, key: str, value: Any) -> str:
-    parser = PARSERS[section, key]
-    if section == "connectors":
-        return json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value).items()})
-    if parser is parse_duration:
-        return format_duration(value)
-    if parser is parse_size and value % (1024 * 1024) == 0:
-        return f"{value // (1024 * 1024)}MiB"
-    if isinstance(value, tuple):
-        return json.dumps(list(value))
-    return json.dumps(value)

@@ -11,16 +11,16 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
-from openclaw.parsing import (
+from openclaw.config.parsing import (
     boolean,
-    count,
+    duration,
     got,
     json_text,
     parse_duration,
-    positive,
     text,
+    whole,
 )
-from openclaw.parsing import fields as fields_of
+from openclaw.config.parsing import fields as fields_of
 
 CHECK_TYPES = ("http", "tcp", "dns", "disk", "memory", "load", "cpu", "process", "logfile")
 CRON_ACTIONS = ("report", "message", "heartbeat")
@@ -191,13 +191,14 @@ def _action(value: Any) -> str:
 
 
 _PARSERS: dict[str, Callable[[Any], Any]] = {
-    "name": _name, "type": _check_type, "every": parse_duration, "timeout": parse_duration, "fail_after": positive,
-    "latency_max": _optional_duration, "expect_status": count, "cert_days_min": count,
+    "name": _name, "type": _check_type, "every": duration(0.05, 30 * 86400), "timeout": duration(0.01, 600),
+    "fail_after": whole(1, 1000), "latency_max": _optional_duration, "expect_status": whole(0, 599),
+    "cert_days_min": whole(0, 3650),
     "min_free_percent": _percent, "max_percent": _percent, "pattern": _regex, "body_match": _regex,
     "realert_every": _optional_duration, "flap_window": _optional_duration,
-    "schedule": _schedule, "action": _action, "timezone": parse_timezone, "grace": parse_duration,
-    "target": text, "port": positive, "tls": _tls, "vip": _strings, "keywords": _strings,
-    "poll_every": parse_duration, "idle": boolean,
+    "schedule": _schedule, "action": _action, "timezone": parse_timezone, "grace": duration(0, 7 * 86400),
+    "target": text, "port": whole(1, 65535), "tls": _tls, "vip": _strings, "keywords": _strings,
+    "poll_every": duration(0.05, 86400), "idle": boolean,
 }
 
 

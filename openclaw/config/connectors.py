@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
-from openclaw.parsing import boolean, count, got, json_text, parse_duration
-from openclaw.parsing import fields as fields_of
+from openclaw.config.parsing import boolean, duration, got, json_text, whole
+from openclaw.config.parsing import fields as fields_of
 
 
 def _url(value: Any) -> str:
@@ -110,10 +110,10 @@ PLATFORMS: dict[str, type] = {
 }
 
 _FIELD_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "enabled": boolean, "allow_from": _senders, "pairing": boolean, "rate_per_minute": count,
-    "stall_timeout": parse_duration, "backoff_max": parse_duration, "stable_after": parse_duration,
-    "api_url": _url, "gateway_url": _url, "mode": _mode, "poll_timeout": parse_duration,
-    "port": count, "starttls": boolean, "to": _senders, "timeout": parse_duration,
+    "enabled": boolean, "allow_from": _senders, "pairing": boolean, "rate_per_minute": whole(0, 10_000),
+    "stall_timeout": duration(0, 86400), "backoff_max": duration(0, 3600), "stable_after": duration(0, 86400),
+    "api_url": _url, "gateway_url": _url, "mode": _mode, "poll_timeout": duration(0, 600),
+    "port": whole(1, 65535), "starttls": boolean, "to": _senders, "timeout": duration(0.01, 600),
 }
 
 SECRET_FIELDS = ("token", "app_token", "bot_token", "app_secret", "password", "webhook_secret", "verify_token")
