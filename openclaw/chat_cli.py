@@ -16,6 +16,7 @@ from typing import Any, Callable
 from twisted.internet import task, threads
 from twisted.internet.defer import Deferred, inlineCallbacks
 
+from openclaw.backoff import backoff_policy
 from openclaw.client import (
     GatewayClient,
     GatewayError,
@@ -25,7 +26,8 @@ from openclaw.client import (
 )
 from openclaw.config import default_home
 
-RECONNECT_DELAYS = (0.5, 1, 2, 5, 10)
+RECONNECT = backoff_policy(0.5, 10.0)
+"""Waits between attempts to reach the daemon: 0.5 s, 1 s, 2 s, 4 s, 8 s, then every 10 s."""
 
 
 def cli_client_id() -> str:
@@ -116,9 +118,9 @@ class ChatSession:
                 self.session = self.session or client.session
                 yield client.request("subscribe", {"session": self.session})
             except (ConnectionError, GatewayError, OSError) as e:
-                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                delay = RECONNECT(attempt)
                 attempt += 1
-                self.show(f"(not connected: {e}; retrying in {delay}s)")
+                self.show(f"(not connected: {e}; retrying in {delay:g}s)")
                 yield task.deferLater(self.reactor, delay, lambda: None)
                 continue
             self.client = client
