@@ -197,7 +197,8 @@ def test_wakes_in_one_turn_share_a_beat(tmp_path) -> None:
 @given(dressed_tokens(), st.sampled_from(["", "All good.", " nothing to report", "\n\n_Everything is fine._"]),
        st.booleans())
 def test_heartbeat_ok_in_any_dressing_is_never_delivered(tmp_path_factory, token: str, ack: str, first: bool) -> None:
-    rig = Rig(tmp_path_factory.mktemp("hb"), FakeBrain(token + ack if first else ack + " " + token))
+    # A space between them either way: "HEARTBEAT_OKAll good." is rightly not the token.
+    rig = Rig(tmp_path_factory.mktemp("hb"), FakeBrain(token + " " + ack if first else ack + " " + token))
     rig.advance(EVERY)
     assert rig.notifier.sent == [] and rig.store.verdicts() == ["ok"]
     assert all("text" not in p for _, _, p in rig.pushed)
