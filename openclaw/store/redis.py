@@ -111,8 +111,11 @@ redis.call('ZREM', ARGV[1]..'in:pending', ARGV[2])
 return 1
 """
 
+# ARGV: prefix, id, dedupe key, item json, next attempt, session, history
+# entry or '', history limit.
 _ENQUEUE_ONE = _ENQUEUE + """
 local id, duplicate = enqueue(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+if duplicate == 0 and ARGV[7] ~= '' then append_history(ARGV[1], ARGV[6], ARGV[7], tonumber(ARGV[8])) end
 return {id, tostring(duplicate)}
 """
 
@@ -389,10 +392,12 @@ class RedisStore(Service):
     # Outbox
 
     @inlineCallbacks
-    def enqueue_outbox(self, item: OutboxItem) -> Any:
+    def enqueue_outbox(self, item: OutboxItem, remember: bool = False) -> Any:
         now = self._reactor.seconds()
+        entry = self._history_entry("assistant", item.text, item.id, now) if remember else ""
         outbox_id, duplicate = yield self._eval(
-            _ENQUEUE_ONE, item.id, item.dedupe_key, self._item_json(item, now), _number(item.next_attempt or now))
+            _ENQUEUE_ONE, item.id, item.dedupe_key, self._item_json(item, now), _number(item.next_attempt or now),
+            item.session_id, entry, self.history_limit)
         return outbox_id, duplicate == "1"
 
     @inlineCallbacks
