@@ -239,6 +239,13 @@ def rotate(directory: str, keep: int) -> list[str]:
     return gone
 
 
+def scheduled(source: Source, directory: str, keep: int, now: float) -> dict[str, Any]:
+    """A cron ``backup`` run: a new backup in ``directory``, then only the newest ``keep`` kept."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = create(source, directory, now)
+    return {"path": path, "removed": rotate(directory, keep)}
+
+
 def summary(head: dict[str, Any]) -> str:
     """What ``backup verify`` prints for a good backup."""
     made = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(head["created_at"]))

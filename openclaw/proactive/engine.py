@@ -62,7 +62,8 @@ def build_engine(
     reporter = Reporter(reactor, store, notifier, home, config.heartbeat.timezone, summarize=brain_summarizer(brain))
     engine.children.append(("reports", reporter))
     cron = CronService(reactor, store, config.cron, notifier, run_report=reporter.run,
-                       run_heartbeat=heartbeat.run_instruction, timezone=config.heartbeat.timezone)
+                       run_heartbeat=heartbeat.run_instruction, timezone=config.heartbeat.timezone,
+                       run_backup=_backup_job(config, home, reactor, runtime))
     engine.children.append(("cron", cron))
     engine.methods["cron.list"] = lambda conn, params: {"jobs": cron.states()}
     engine.methods["reports.get"] = _reports_get(reporter)
@@ -74,6 +75,23 @@ def build_engine(
                                 ask_model=_mail_judge(config, reactor, runtime, tree, environ))
         engine.children.append(("mail", mail))
     return engine
+
+
+def _backup_job(config: Config, home: str, reactor: Any, runtime: Runtime) -> Callable[[Any], Any]:
+    """A cron ``backup`` run, on a thread (the online backup reads the whole file)."""
+    from twisted.internet.threads import deferToThreadPool
+
+    from openclaw import backup
+    from openclaw.store import sqlite_path
+
+    def run(job: Any) -> Any:
+        if config.store.url.startswith("redis://"):
+            raise backup.BackupError("backup: a Redis store is backed up by the server's own RDB/AOF snapshots")
+        source = backup.sources(home, sqlite_path(config.store, home), runtime.config_path, with_secrets=False)
+        return deferToThreadPool(reactor, reactor.getThreadPool(), backup.scheduled, source,
+                                 job.to or os.path.join(home, "backups"), job.keep, reactor.seconds())
+
+    return run
 
 
 def _mail_judge(config: Config, reactor: Any, runtime: Runtime, tree: TreeStatus, environ: Mapping[str, str]) -> Any:
