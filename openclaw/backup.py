@@ -20,8 +20,9 @@ import sqlite3
 import tarfile
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from openclaw import __version__
 from openclaw.store.sqlite import SCHEMA_VERSION
@@ -30,6 +31,7 @@ from openclaw.system import homelock
 FORMAT = 1
 MANIFEST = "manifest.json"
 STORE = "store.sqlite3"
+REDIS = "redis.json"
 TOKEN = "gateway.token"
 PREFIX = "openclaw-backup-"
 SUFFIX = ".tar"
@@ -118,20 +120,21 @@ def _schema_version(data: bytes) -> int:
             db.close()
 
 
-def create(source: Source, to: str, now: float, with_secrets: bool = False) -> str:
+def create(source: Source, to: str, now: float, with_secrets: bool = False, redis: bytes | None = None) -> str:
     """
     Write a backup of ``source`` to ``to`` (a file, or a directory to put a
     timestamped file in), created 0600 and renamed into place when complete.
+    ``redis``: a Redis store's export, instead of the SQLite file.
 
     :return: the path written.
     """
     if os.path.isdir(to):
         to = os.path.join(to, backup_name(now))
-    members = {STORE: copy_sqlite(source.store)}
+    members = {REDIS: redis} if redis is not None else {STORE: copy_sqlite(source.store)}
     for name, path in source.files.items():
         with open(path, "rb") as f:
             members[name] = f.read()
-    schema = _schema_version(members[STORE])
+    schema = _schema_version(members[STORE]) if redis is None else SCHEMA_VERSION
     head = manifest({n: _sha256(d) for n, d in members.items()}, schema, now, with_secrets)
     directory = os.path.dirname(os.path.abspath(to))
     fd, tmp = tempfile.mkstemp(prefix=".backup-", dir=directory)  # mkstemp makes it 0600
@@ -176,36 +179,53 @@ def read(path: str) -> tuple[dict, dict[str, bytes]]:
     for name, digest in files.items():
         if _sha256(members[name]) != digest:
             raise BackupError(f"backup: {name} in {path} does not match its checksum")
-    if STORE not in members:
+    if REDIS in members:
+        try:
+            if not isinstance(json.loads(members[REDIS]), list):
+                raise ValueError
+        except ValueError:
+            raise BackupError(f"backup: the Redis export in {path} is not a list of keys") from None
+    elif STORE not in members:
         raise BackupError(f"backup: {path} holds no store")
-    if _schema_version(members[STORE]) != head.get("schema_version"):
+    elif _schema_version(members[STORE]) != head.get("schema_version"):
         raise BackupError(f"backup: the store in {path} is not the schema version its manifest says")
     return head, members
 
 
 def restore(path: str, home: str, store_path: str, config_file: str) -> list[str]:
     """
-    Put the backup at ``path`` back into ``home``: refused while a daemon
-    holds the home's lock, which the restore holds itself meanwhile (so no
-    daemon starts on a half-restored home).  The store replaces ``store_path`` (its stale
-    ``-wal``/``-shm`` removed first); the other files go into ``home``
-    (the config to ``config_file``), 0600.
+    Put the backup at ``path`` back into ``home`` (see ``put``), holding the
+    home's lock meanwhile: refused while a daemon holds it, and no daemon
+    starts on a half-restored home.
 
     :return: the paths written.
     """
     head, members = read(path)
+    with home_locked(home):
+        return put(head, members, path, home, store_path, config_file)
+
+
+@contextmanager
+def home_locked(home: str) -> Iterator[None]:
+    """Hold ``home``'s lock; :raise BackupError: while a daemon holds it."""
     try:
         lock = homelock.acquire(home)
     except homelock.HomeLocked:
         who = f"pid {homelock.holder(home)}" if homelock.holder(home) else "another process"
         raise BackupError(f"backup: a daemon ({who}) holds {home}; stop it before restoring") from None
     try:
-        return _put(head, members, path, home, store_path, config_file)
+        yield
     finally:
         os.close(lock)
 
 
-def _put(head: dict, members: dict[str, bytes], path: str, home: str, store_path: str, config_file: str) -> list[str]:
+def put(head: dict, members: dict[str, bytes], path: str, home: str, store_path: str, config_file: str) -> list[str]:
+    """
+    Write a checked backup's files: the store replaces ``store_path`` (its
+    stale ``-wal``/``-shm`` removed first); the config goes to
+    ``config_file``, the rest into ``home``, each 0600.  A Redis export is
+    left to the caller.
+    """
     if head["schema_version"] > SCHEMA_VERSION:
         raise BackupError(f"backup: {path} has store schema {head['schema_version']}, this openclaw knows "
                           f"up to {SCHEMA_VERSION}; restore with a newer openclaw")
@@ -239,10 +259,10 @@ def rotate(directory: str, keep: int) -> list[str]:
     return gone
 
 
-def scheduled(source: Source, directory: str, keep: int, now: float) -> dict[str, Any]:
+def scheduled(source: Source, directory: str, keep: int, now: float, redis: bytes | None = None) -> dict[str, Any]:
     """A cron ``backup`` run: a new backup in ``directory``, then only the newest ``keep`` kept."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    path = create(source, directory, now)
+    path = create(source, directory, now, redis=redis)
     return {"path": path, "removed": rotate(directory, keep)}
 
 

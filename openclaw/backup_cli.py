@@ -1,7 +1,7 @@
 """
 ``openclaw backup create|verify|restore``: works on the home's files
-directly (the store's online backup is safe while the daemon runs; a
-restore is refused while one runs).
+directly (SQLite's online backup and the Redis export are safe while the
+daemon runs; a restore is refused while one runs).
 """
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ import argparse
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
+
+import orjson
+from twisted.internet.defer import Deferred, maybeDeferred
 
 from openclaw import backup
 from openclaw.config.loading import config_path, default_home, load_config, HOME_CONFIG
@@ -19,6 +22,27 @@ from openclaw.store import sqlite_path
 
 def _home(args: argparse.Namespace) -> str:
     return os.path.abspath(os.path.expanduser(args.home or default_home()))
+
+
+def _on_redis(config: Any, work: Callable[[Any], Any]) -> Any:
+    """Run ``work(store)`` against the configured Redis store; :return: its result (or raise its error)."""
+    from openclaw.chat_cli import _react
+    from openclaw.store.redis import RedisStore
+
+    outcome: dict[str, Any] = {}
+
+    def run(reactor: Any) -> Deferred:
+        store = RedisStore(reactor, config.store.url, config.store.prefix, config.store.history)
+        d = maybeDeferred(store.startService)
+        d.addCallback(lambda _: work(store))
+        d.addCallbacks(lambda result: outcome.update(result=result), lambda f: outcome.update(error=f.value))
+        d.addBoth(lambda _: store.stopService())
+        return d
+
+    _react(run)
+    if "error" in outcome:
+        raise backup.BackupError(f"backup: Redis: {outcome['error']}")
+    return outcome["result"]
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -30,20 +54,27 @@ def cmd_backup(args: argparse.Namespace) -> int:
             return 0
         path = config_path(args.config, home)
         config = load_config(path)
-        if config.store.url.startswith("redis://"):
-            print("openclaw: backup of a Redis store is not supported by this command; use the server's own "
-                  "RDB/AOF snapshots (see docs/storage.md)", file=sys.stderr)
-            return 1
-        store = sqlite_path(config.store, home)
+        on_redis = config.store.url.startswith("redis://")
+        store = "" if on_redis else sqlite_path(config.store, home)
         if args.action == "create":
             source = backup.sources(home, store, path, args.with_secrets)
+            exported = orjson.dumps(_on_redis(config, lambda s: s.export())) if on_redis else None
             to = args.to or os.path.join(home, "backups")
             if args.to is None:
                 os.makedirs(to, mode=0o700, exist_ok=True)
-            print(f"wrote {backup.create(source, to, time.time(), args.with_secrets)}")
+            print(f"wrote {backup.create(source, to, time.time(), args.with_secrets, redis=exported)}")
             return 0
-        for written in backup.restore(args.path, home, store, path or os.path.join(home, HOME_CONFIG)):
-            print(f"restored {written}")
+        head, members = backup.read(args.path)
+        if on_redis != (backup.REDIS in members):
+            raise backup.BackupError(f"backup: {args.path} holds a {'Redis' if backup.REDIS in members else 'SQLite'} "
+                                     f"store but the config names {'Redis' if on_redis else 'SQLite'}")
+        with backup.home_locked(home):
+            written = backup.put(head, members, args.path, home, store, path or os.path.join(home, HOME_CONFIG))
+            if on_redis:
+                count = _on_redis(config, lambda s: s.import_keys(orjson.loads(members[backup.REDIS])))
+                written.append(f"{count} Redis keys under {config.store.prefix!r}")
+        for item in written:
+            print(f"restored {item}")
         return 0
     except (backup.BackupError, OSError) as e:
         print(f"openclaw: {e}", file=sys.stderr)

@@ -6,7 +6,11 @@ import io
 import os
 import sqlite3
 import stat
+import subprocess
 import tarfile
+from typing import Any
+
+import orjson
 
 import pytest
 import pytest_twisted
@@ -15,10 +19,14 @@ from twisted.internet import defer, reactor
 from twisted.internet.threads import deferToThread
 
 from openclaw import backup, cli
+from openclaw.store.redis import RedisStore
 from openclaw.store.sqlite import SCHEMA_VERSION, open_database
 from openclaw.system import homelock
 from tests import wsclient
-from tests.process import DaemonProcess
+from tests.process import DaemonProcess, clean_env
+from tests.store_contract import message, reply
+from tests.test_cli import OPENCLAW
+from tests.test_store_faults import redis_server  # noqa: F401  (a fixture)
 from tests.test_crash import SESSIONS, TOKEN, Ledger, pump
 
 
@@ -113,11 +121,63 @@ def test_restore_is_refused_while_a_daemon_holds_the_home(tmp_path, capsys) -> N
     assert cli.main(["backup", "restore", out, "--home", home]) == 0  # the lock is gone
 
 
-def test_a_redis_store_is_refused_plainly(tmp_path, capsys) -> None:
-    config = tmp_path / "c.yaml"
-    config.write_text('store: {url: "redis://127.0.0.1:6379/0"}\n')
-    assert cli.main(["backup", "create", "--home", str(tmp_path), "--config", str(config)]) == 1
-    assert "Redis" in capsys.readouterr().err
+def canonical(entries: list) -> dict:
+    """An export with Redis's orderless types made comparable (hash fields, set members)."""
+    def value(kind: str, v: Any) -> Any:
+        if kind == "hash":
+            return dict(zip(v[::2], v[1::2]))
+        return sorted(v) if kind == "set" else v
+    return {key: (kind, value(kind, v)) for key, kind, v in entries}
+
+
+@pytest_twisted.inlineCallbacks
+def test_redis_export_and_import_cover_every_key_under_the_prefix_only(redis_server) -> None:
+    url = f"redis://127.0.0.1:{redis_server.port}/0"
+    source, target = RedisStore(reactor, url, "a:", 5), RedisStore(reactor, url, "b:", 5)
+    yield source.startService()
+    yield target.startService()
+    try:
+        event = message(session="s1", text="hello")
+        yield source.record_inbound(event)
+        yield source.complete_inbound(event.id, [reply(event, "hi back")])
+        yield source.set_state("k", {"v": 1.5})
+        yield source.append_journal("alert", 12.25, {"what": "disk"})
+        yield target.set_state("stale", 1)
+        exported = yield source.export()
+        assert exported and all(not key.startswith("a:") for key, _, _ in exported)
+        assert (yield target.import_keys(orjson.loads(orjson.dumps(exported)))) == len(exported)
+        assert (yield target.get_state("stale")) is None
+        assert (yield target.get_state("k")) == {"v": 1.5}
+        assert [m["text"] for m in (yield target.history("s1", 10))] == ["hello", "hi back"]
+        assert (yield target.journal("alert", 0.0)) == (yield source.journal("alert", 0.0))
+        assert (yield target.outbox_counts()) == (yield source.outbox_counts())
+        assert canonical((yield target.export())) == canonical(exported)
+        assert (yield source.get_state("k")) == {"v": 1.5}  # the source is untouched
+    finally:
+        yield source.stopService()
+        yield target.stopService()
+
+
+def test_the_cli_backs_up_and_restores_a_redis_store(tmp_path, redis_server) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "openclaw.yaml").write_text(f'store: {{url: "redis://127.0.0.1:{redis_server.port}/0", prefix: "p:"}}\n')
+    redis = ["redis-cli", "-p", str(redis_server.port)]
+    subprocess.run([*redis, "hset", "p:state", "k", '"v"'], check=True, capture_output=True)
+    subprocess.run([*redis, "set", "other:key", "x"], check=True, capture_output=True)
+    out = str(tmp_path / "r.tar")
+    run = lambda *a: subprocess.run([OPENCLAW, "backup", *a, "--home", str(home)], capture_output=True, text=True,
+                                    timeout=60, env=clean_env())
+    made = run("create", "--to", out)
+    assert made.returncode == 0, made.stderr
+    with tarfile.open(out) as tar:
+        assert "redis.json" in tar.getnames() and "store.sqlite3" not in tar.getnames()
+    subprocess.run([*redis, "hset", "p:state", "k", '"changed"'], check=True, capture_output=True)
+    subprocess.run([*redis, "set", "p:extra", "1"], check=True, capture_output=True)
+    done = run("restore", out)
+    assert done.returncode == 0, done.stderr
+    get = lambda *a: subprocess.run([*redis, *a], capture_output=True, text=True).stdout.strip()
+    assert get("hget", "p:state", "k") == '"v"' and get("exists", "p:extra") == "0" and get("get", "other:key") == "x"
 
 
 @pytest_twisted.inlineCallbacks
@@ -163,3 +223,30 @@ def test_a_backup_during_a_message_stream_restores_every_acknowledged_message(tm
     answered = {m["event_id"] for ms in history.values() for m in ms if m["role"] == "assistant"}
     assert set(acked_before.values()) <= users
     assert set(acked_before.values()) <= answered
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_daemons_backup_job_on_sqlite_and_redis(tmp_path, redis_server) -> Any:
+    from types import SimpleNamespace
+
+    from openclaw.config import build_config
+    from openclaw.config.proactive import CronConfig
+    from openclaw.proactive.engine import _backup_job
+
+    home, _ = _home(tmp_path)
+    job = CronConfig(name="b", schedule="0 3 * * *", action="backup", keep=1, to=str(tmp_path / "out"))
+    runtime = SimpleNamespace(config_path=os.path.join(home, "openclaw.yaml"))
+    made = yield _backup_job(build_config(), home, reactor, runtime, None)(job)
+    head, members = backup.read(made["path"])
+    assert set(members) == {"store.sqlite3", "openclaw.yaml", "HEARTBEAT.md"} and made["removed"] == []
+    config = build_config({"store": {"url": f"redis://127.0.0.1:{redis_server.port}/0", "prefix": "j:"}})
+    redis = RedisStore(reactor, config.store.url, "j:", 5)
+    yield redis.startService()
+    try:
+        yield redis.set_state("k", 1)
+        again = yield _backup_job(config, home, reactor, runtime, SimpleNamespace(store=redis))(job)
+    finally:
+        yield redis.stopService()
+    _, members = backup.read(again["path"])
+    assert "redis.json" in members and "store.sqlite3" not in members
+    assert os.listdir(tmp_path / "out") == [os.path.basename(again["path"])]  # keep 1

@@ -63,7 +63,7 @@ def build_engine(
     engine.children.append(("reports", reporter))
     cron = CronService(reactor, store, config.cron, notifier, run_report=reporter.run,
                        run_heartbeat=heartbeat.run_instruction, timezone=config.heartbeat.timezone,
-                       run_backup=_backup_job(config, home, reactor, runtime))
+                       run_backup=_backup_job(config, home, reactor, runtime, store))
     engine.children.append(("cron", cron))
     engine.methods["cron.list"] = lambda conn, params: {"jobs": cron.states()}
     engine.methods["reports.get"] = _reports_get(reporter)
@@ -77,19 +77,25 @@ def build_engine(
     return engine
 
 
-def _backup_job(config: Config, home: str, reactor: Any, runtime: Runtime) -> Callable[[Any], Any]:
-    """A cron ``backup`` run, on a thread (the online backup reads the whole file)."""
+def _backup_job(config: Config, home: str, reactor: Any, runtime: Runtime, store: Any) -> Callable[[Any], Any]:
+    """A cron ``backup`` run, on a thread (the online backup reads the whole file); Redis is exported first."""
+    import orjson
+    from twisted.internet.defer import maybeDeferred
     from twisted.internet.threads import deferToThreadPool
 
     from openclaw import backup
     from openclaw.store import sqlite_path
 
+    on_redis = config.store.url.startswith("redis://")
+
     def run(job: Any) -> Any:
-        if config.store.url.startswith("redis://"):
-            raise backup.BackupError("backup: a Redis store is backed up by the server's own RDB/AOF snapshots")
-        source = backup.sources(home, sqlite_path(config.store, home), runtime.config_path, with_secrets=False)
-        return deferToThreadPool(reactor, reactor.getThreadPool(), backup.scheduled, source,
-                                 job.to or os.path.join(home, "backups"), job.keep, reactor.seconds())
+        source = backup.sources(home, "" if on_redis else sqlite_path(config.store, home), runtime.config_path,
+                                with_secrets=False)
+        d = maybeDeferred(store.store.export) if on_redis else maybeDeferred(lambda: None)
+        d.addCallback(lambda entries: deferToThreadPool(
+            reactor, reactor.getThreadPool(), backup.scheduled, source, job.to or os.path.join(home, "backups"),
+            job.keep, reactor.seconds(), None if entries is None else orjson.dumps(entries)))
+        return d
 
     return run
 

@@ -195,6 +195,54 @@ return 1
 """
 
 
+# A typed export of every key under the prefix (all values are text here),
+# and its inverse, which first deletes what is under the prefix.
+_EXPORT = """
+local p, out, cursor = ARGV[1], {}, '0'
+repeat
+  local r = redis.call('SCAN', cursor, 'MATCH', p..'*', 'COUNT', 1000)
+  cursor = r[1]
+  for _, key in ipairs(r[2]) do
+    local t, value = redis.call('TYPE', key).ok, nil
+    if t == 'string' then value = redis.call('GET', key)
+    elseif t == 'hash' then value = redis.call('HGETALL', key)
+    elseif t == 'list' then value = redis.call('LRANGE', key, 0, -1)
+    elseif t == 'set' then value = redis.call('SMEMBERS', key)
+    elseif t == 'zset' then value = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    else return redis.error_reply('ERR cannot export '..key..' of type '..t) end
+    table.insert(out, {string.sub(key, #p + 1), t, value})
+  end
+until cursor == '0'
+return cjson.encode(out)
+"""
+
+_IMPORT = """
+local p, cursor = ARGV[1], '0'
+repeat
+  local r = redis.call('SCAN', cursor, 'MATCH', p..'*', 'COUNT', 1000)
+  cursor = r[1]
+  for _, key in ipairs(r[2]) do redis.call('DEL', key) end
+until cursor == '0'
+local n = 0
+for _, entry in ipairs(cjson.decode(ARGV[2])) do
+  local key, t, v = p..entry[1], entry[2], entry[3]
+  if t == 'string' then redis.call('SET', key, v)
+  elseif #v > 0 then
+    for i = 1, #v, 1000 do
+      local chunk = {unpack(v, i, math.min(i + 999, #v))}
+      if t == 'hash' then redis.call('HSET', key, unpack(chunk))
+      elseif t == 'list' then redis.call('RPUSH', key, unpack(chunk))
+      elseif t == 'set' then redis.call('SADD', key, unpack(chunk))
+      elseif t == 'zset' then
+        for j = 1, #chunk, 2 do redis.call('ZADD', key, chunk[j + 1], chunk[j]) end
+      end
+    end
+  end
+  n = n + 1
+end
+return n
+"""
+
 # ARGV: prefix, before, limit.  Sent outbox rows and finished inbound events
 # (with their dedupe entries) and journal records older than ``before``.
 _PRUNE = """
@@ -472,6 +520,21 @@ class RedisStore(Service):
             f"{self.prefix}journal:{kind}", _number(since), "+inf", withscores=True)
         return [{"kind": kind, "timestamp": float(score), "payload": orjson.loads(member.split(":", 1)[1])}
                 for member, score in rows]
+
+    # Backups
+
+    @inlineCallbacks
+    def export(self) -> Any:
+        """
+        :return: a Deferred firing with every key under the prefix, typed
+            (``[[key without prefix, type, value], ...]``), read atomically.
+        """
+        entries = orjson.loads((yield self._eval(_EXPORT)))
+        return entries if isinstance(entries, list) else []  # Lua encodes an empty table as {}
+
+    def import_keys(self, entries: list) -> Deferred:
+        """Replace everything under the prefix with ``entries`` (as ``export`` gave them), atomically."""
+        return self._eval(_IMPORT, orjson.dumps(entries).decode())
 
     @staticmethod
     def _history_entry(role: str, text: str, event_id: str, timestamp: float) -> str:
