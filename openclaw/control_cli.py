@@ -1,6 +1,7 @@
 """
 Subcommands that ask the running daemon one thing over the gateway and print
-the answer: ``pairing``, ``checks``, ``heartbeat``, ``report``, ``reload``.
+the answer: ``pairing``, ``checks``, ``heartbeat``, ``report``, ``reload``,
+``alerts``.
 
 Each is a (method, params) pair and a renderer; the daemon does the work,
 so the CLI never opens the store itself (SQLite or Redis alike).
@@ -19,7 +20,7 @@ from twisted.internet.defer import Deferred
 
 from openclaw.chat_cli import _react, _target, cli_client_id
 from openclaw.client import GatewayClient
-from openclaw.config.parsing import format_duration
+from openclaw.config.parsing import format_duration, parse_duration
 
 
 def call(args: argparse.Namespace, method: str, params: dict) -> tuple[Any, str | None]:
@@ -81,6 +82,14 @@ def render_heartbeat_status(payload: dict) -> str:
     ])
 
 
+def render_alerts(payload: dict) -> str:
+    if not payload["alerts"]:
+        return "No alerts or recoveries in that time."
+    return "\n".join(f"{_when(a['timestamp'])}  [{a.get('kind')}] {a.get('check')}: {a.get('message')}"
+                     + (f"  (to {a['session']})" if a.get("session") else "  (nobody to tell)")
+                     for a in payload["alerts"])
+
+
 def render_reload(payload: dict) -> str:
     if payload["result"] == "rejected":
         return f"reload rejected, nothing changed: {payload['reason']}"
@@ -113,6 +122,8 @@ def _method(args: argparse.Namespace) -> tuple[str, dict, Callable[[Any], str]]:
         return "reports.get", {"date": args.date} if args.date else {}, lambda p: p["markdown"].rstrip()
     if args.command == "reload":
         return "reload", {}, render_reload
+    if args.command == "alerts":
+        return "alerts.list", {"since": args.since, "all": args.all}, render_alerts
     if args.command == "pairing":
         if args.action == "approve":
             return "pairing.approve", {"code": args.arg}, lambda p: f"approved {p['sender']}"
@@ -135,6 +146,16 @@ def cmd_control(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(payload, indent=2) if args.json else render(payload))
     return 1 if FAILED.get(method, lambda p: False)(payload) else 0
+
+
+def _since(value: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return seconds
 
 
 def _common(parser: argparse.ArgumentParser, timeout: float = 30.0) -> None:
@@ -160,6 +181,10 @@ def add_control_parsers(sub: Any) -> None:
     _common(heartbeat, timeout=300.0)  # a beat with a model can take minutes
     reload = sub.add_parser("reload", help="re-read the config and apply what changed (as SIGHUP does)")
     _common(reload)
+    alerts = sub.add_parser("alerts", help="recent alerts and recoveries, from the journal")
+    alerts.add_argument("--since", type=_since, default=86400.0, help="how far back, e.g. 6h, 7d (default 1d)")
+    alerts.add_argument("--all", action="store_true", help="include info messages (cron, reports, mail)")
+    _common(alerts)
     report = sub.add_parser("report", help="print a morning report (default: the latest)")
     report.add_argument("date", nargs="?", help="YYYY-MM-DD")
     _common(report)

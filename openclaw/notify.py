@@ -127,3 +127,30 @@ class Notifier(Service):
             kind=kind, source=source, session=session, length=len(message))
         return session
 
+
+
+#: The longest ``alerts.list`` look back (the journal is pruned after ``store.retention`` anyway).
+MAX_SINCE = 366 * 86400.0
+
+
+def alerts_method(clock: Any, store: Any) -> Callable[[Any, dict], Any]:
+    """
+    ``alerts.list``: params ``{since?}`` (seconds back, default a day; ``all``:
+    include ``info``) -> ``{alerts: [{timestamp, kind, check, message, session}]}``,
+    oldest first, from the journal.
+    """
+    from openclaw.gateway import frames
+    from openclaw.gateway.frames import FrameError
+
+    def list_alerts(conn: Any, params: dict) -> Any:
+        since = params.get("since", 86400.0)
+        if isinstance(since, bool) or not isinstance(since, (int, float)) or not 0 < since <= MAX_SINCE:
+            raise FrameError(frames.INVALID_FIELD, f"field 'since' must be seconds from 1 to {MAX_SINCE:.0f}")
+        everything = params.get("all", False) is True
+        d = store.journal("alert", clock.seconds() - since)
+        d.addCallback(lambda rows: {"alerts": [
+            {"timestamp": r["timestamp"], **{k: r["payload"].get(k) for k in ("kind", "check", "message", "session")}}
+            for r in rows if everything or r["payload"].get("kind") in ("alert", "recovery")]})
+        return d
+
+    return list_alerts

@@ -1,4 +1,4 @@
-"""``openclaw checks``, ``heartbeat`` and ``report`` against a running daemon."""
+"""``openclaw checks``, ``alerts``, ``heartbeat`` and ``report`` against a running daemon."""
 
 from __future__ import annotations
 
@@ -31,6 +31,12 @@ def test_checks_heartbeat_and_report_commands(tmp_path) -> None:
     listed = yield cli(daemon, "checks")
     assert listed.returncode == 1, listed.stderr
     assert listed.stdout.startswith("db") and "DOWN" in listed.stdout and "alerted" in listed.stdout
+
+    alerts = yield cli(daemon, "alerts", "--since", "1h")
+    assert alerts.returncode == 0, alerts.stderr
+    assert "[alert] db: db is DOWN" in alerts.stdout
+    bad = yield cli(daemon, "alerts", "--since", "soon")
+    assert bad.returncode == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr
 
     status = yield cli(daemon, "heartbeat", "status")
     assert status.returncode == 0 and "on time" in status.stdout and "every: 30m" in status.stdout

@@ -8,12 +8,14 @@ import pytest_twisted
 from twisted.internet import reactor
 
 import orjson
+import pytest
 from hypothesis import given, strategies as st
 from twisted.internet.task import Clock
 
 from openclaw.events import OutboxItem
 from openclaw.gateway.chat import WebchatHub
-from openclaw.notify import KINDS, Notifier, webchat_alert, webchat_key
+from openclaw.gateway.frames import FrameError
+from openclaw.notify import KINDS, Notifier, alerts_method, webchat_alert, webchat_key
 from tests.store_contract import message
 
 
@@ -108,3 +110,23 @@ def test_replies_and_unknown_keys_stay_chat_replies() -> None:
 @given(st.sampled_from(KINDS), st.text(), st.text())
 def test_the_webchat_key_carries_kind_and_source(kind: str, source: str, key: str) -> None:
     assert webchat_alert(webchat_key(kind, source, key)) == (kind, source)
+
+
+@pytest_twisted.inlineCallbacks
+def test_alerts_list_reads_the_journal_since_and_checks_its_field(store: Any) -> None:
+    clock = Clock()
+    clock.advance(10_000)
+    notifier = Notifier(clock, store, Pushes(), lambda: None, target="telegram:7")
+    yield notifier.notify("alert", "web", "web is DOWN", "a")
+    clock.advance(3600)
+    yield notifier.notify("recovery", "web", "web is back up", "b")
+    yield notifier.notify("info", "report", "the report", "c")
+    list_alerts = alerts_method(clock, store)
+    recent = yield list_alerts(None, {"since": 60})
+    assert [(a["kind"], a["check"], a["message"], a["session"]) for a in recent["alerts"]] == [
+        ("recovery", "web", "web is back up", "telegram:7")]
+    assert [a["kind"] for a in (yield list_alerts(None, {}))["alerts"]] == ["alert", "recovery"]
+    assert [a["kind"] for a in (yield list_alerts(None, {"all": True}))["alerts"]] == ["alert", "recovery", "info"]
+    for bad in (0, -1, "1d", True, 10**9):
+        with pytest.raises(FrameError, match="'since'"):
+            list_alerts(None, {"since": bad})

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 from openclaw.config import Config
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
+from openclaw.notify import alerts_method
 from openclaw.proactive.checks import ChecksService, checks_methods
 from openclaw.proactive.cron import CronService
 from openclaw.proactive.heartbeat import HeartbeatService, heartbeat_methods
@@ -67,6 +68,7 @@ def build_engine(
     engine.children.append(("cron", cron))
     engine.methods["cron.list"] = lambda conn, params: {"jobs": cron.states()}
     engine.methods["reports.get"] = _reports_get(reporter)
+    engine.methods["alerts.list"] = alerts_method(reactor, store)
 
     if config.mail:
         from openclaw.proactive.mail import MailWatchService
