@@ -13,12 +13,11 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 
-from openclaw.chat_cli import _react, _target, cli_client_id
+from openclaw.chat_cli import _react, _target, cli_client_id, when
 from openclaw.client import GatewayClient
 from openclaw.config.parsing import format_duration, parse_duration
 
@@ -45,15 +44,11 @@ def call(args: argparse.Namespace, method: str, params: dict) -> tuple[Any, str 
     return outcome.get("payload"), outcome.get("error")
 
 
-def _when(value: Any) -> str:
-    return datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M") if isinstance(value, (int, float)) else str(value)
-
-
 def render_pairing(payload: dict) -> str:
     lines = ["Waiting for approval:" if payload["pending"] else "No pairing requests are waiting."]
     for p in payload["pending"]:
         lines.append(f"  {p['code']}  {p['connector']}:{p['sender_id']}  {p.get('sender_name') or ''}"
-                     f"  (expires {_when(p['expires'])})")
+                     f"  (expires {when(p['expires'])})")
     lines.append("Approved by pairing:" if payload["approved"] else "Nobody is approved by pairing yet.")
     lines += [f"  {a['sender']}  {a.get('sender_name') or ''}" for a in payload["approved"]]
     return "\n".join(lines)
@@ -85,7 +80,7 @@ def render_heartbeat_status(payload: dict) -> str:
 def render_alerts(payload: dict) -> str:
     if not payload["alerts"]:
         return "No alerts or recoveries in that time."
-    return "\n".join(f"{_when(a['timestamp'])}  [{a.get('kind')}] {a.get('check')}: {a.get('message')}"
+    return "\n".join(f"{when(a['timestamp'])}  [{a.get('kind')}] {a.get('check')}: {a.get('message')}"
                      + (f"  (to {a['session']})" if a.get("session") else "  (nobody to tell)")
                      for a in payload["alerts"])
 
