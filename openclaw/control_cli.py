@@ -63,6 +63,13 @@ def render_checks(payload: dict) -> str:
 def render_beat(payload: dict) -> str:
     fields = [f"verdict: {payload.get('verdict')}"]
     fields += [f"{k}: {payload[k]}" for k in ("reason", "duration", "actions", "error", "skipped") if payload.get(k)]
+    if payload.get("checked"):
+        fields += ["checked:"] + [f"  - {line}" for line in payload["checked"]]
+    if payload.get("note"):
+        fields.append(f"note: {payload['note']}")
+    if payload.get("not_acted_on"):
+        fields += ["HEARTBEAT.md items not acted on without a model:"]
+        fields += [f"  - {item}" for item in payload["not_acted_on"]]
     return "\n".join(fields)
 
 

@@ -43,6 +43,11 @@ def test_checks_heartbeat_and_report_commands(tmp_path) -> None:
     beat = yield cli(daemon, "heartbeat", "now")
     assert beat.returncode == 0, beat.stdout + beat.stderr
     assert beat.stdout.startswith("verdict: ")
+    assert "checked:\n  - checks: 1 configured" in beat.stdout
+    (tmp_path / "HEARTBEAT.md").write_text("- Is the backup fresh?\n")
+    beat = yield cli(daemon, "heartbeat", "now")
+    assert "HEARTBEAT.md items not acted on without a model:\n  - Is the backup fresh?" in beat.stdout
+    assert "no model is configured" in beat.stdout
 
     missing = yield cli(daemon, "report")
     assert missing.returncode == 1 and "no report for any day yet" in missing.stderr
