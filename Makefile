@@ -15,8 +15,12 @@ $(STAMP): setup.py pyproject.toml
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
+# On a terminal, `set -m` runs twistd in its own process group and hands it
+# the terminal: Ctrl-C reaches only the daemon, which drains and exits 0,
+# instead of also killing make (which would then report 130 whatever the
+# daemon did).
 run: $(STAMP)
-	$(VENV)/bin/twistd -n --pidfile= openclaw $(ARGS)
+	@[ ! -t 0 ] || set -m; $(VENV)/bin/twistd -n --pidfile= openclaw $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)

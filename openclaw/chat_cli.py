@@ -157,6 +157,8 @@ class ChatSession:
                 break
             if not line:
                 continue
+            if line == "/help":  # the daemon lists its commands; leaving is this client's
+                self.show("(this chat: /quit, /exit or Ctrl-D leaves)")
             if self.client is None:
                 self.show("(not connected yet; message not sent)")
                 continue

@@ -29,6 +29,16 @@ def path_socket() -> Iterator[tuple[socket.socket, str]]:
     shutil.rmtree(directory)
 
 
+@pytest_twisted.async_yield_fixture(autouse=True)
+async def stop_daemons_left_running() -> Any:
+    """Every tree a test started (``tests.daemon.RunningDaemon``) is stopped, even when the test failed."""
+    yield
+    from tests.daemon import RUNNING
+
+    for daemon in list(RUNNING):
+        await daemon.stop()
+
+
 @pytest_twisted.async_yield_fixture
 async def store(tmp_path) -> Any:
     """A started SQLite store in the test's directory, stopped afterwards."""

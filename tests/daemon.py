@@ -26,6 +26,9 @@ def daemon_config(**sections: Any) -> Config:
     return build_config(document)
 
 
+#: Daemons started and not stopped yet: the conftest stops what a failed test left running.
+RUNNING: list["RunningDaemon"] = []
+
 EPHEMERAL = {"gateway.listen": "tcp:0:interface=127.0.0.1", "web.listen": "tcp:0:interface=127.0.0.1"}
 
 
@@ -49,6 +52,7 @@ class RunningDaemon:
         self.home = home
         self.config = config or (source.load() if source is not None else daemon_config())
         self.service = build_service(self.config, home, reactor, console=False, environ=environ or {}, source=source)
+        RUNNING.append(self)
         self.service.startService()
         self.runtime = self.service.runtime
         self.gateway = self.service.getServiceNamed("gateway")
@@ -69,4 +73,8 @@ class RunningDaemon:
         return response.code, response.headers, body
 
     def stop(self) -> defer.Deferred:
+        if self in RUNNING:
+            RUNNING.remove(self)
+        if not self.service.running:
+            return defer.succeed(None)
         return defer.maybeDeferred(self.service.stopService)

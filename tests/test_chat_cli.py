@@ -29,6 +29,7 @@ def test_a_line_is_sent_and_its_reply_shown_then_quit(tmp_path) -> None:
     chat = ScriptedChat(reactor, f"ws://127.0.0.1:{daemon.gateway_port}/", daemon.token, None)
     finished = chat.read_loop()
     chat.lines.put("/help")
+    assert (yield chat.shown.get()) == "(this chat: /quit, /exit or Ctrl-D leaves)"
     shown = yield chat.shown.get()
     assert shown.startswith("openclaw: ") and "/status" in shown
     assert chat.session == f"webchat:{cli_client_id()}"
@@ -76,6 +77,7 @@ def test_the_chat_reconnects_when_the_daemon_restarts(tmp_path) -> None:
     while chat.shown.pending:  # retries shown while the daemon was away
         assert chat.shown.pending.pop(0).startswith("(not connected:")
     chat.lines.put("/help")
+    assert (yield chat.shown.get()).startswith("(this chat: /quit")
     shown = yield chat.shown.get()
     assert shown.startswith("openclaw: ") and "/status" in shown
     chat.lines.put("/quit")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest_twisted
-from twisted.internet import protocol, reactor, task
+from twisted.internet import protocol, reactor
 
 from openclaw.config import build_config
 from tests.daemon import RunningDaemon
+from tests.waiting import until
 from tests.test_pairing import cli
 
 
@@ -22,12 +23,9 @@ def test_checks_heartbeat_and_report_commands(tmp_path) -> None:
         "gateway": {"listen": "tcp:0:interface=127.0.0.1"}, "web": {"listen": "tcp:0:interface=127.0.0.1"},
         "checks": [{"name": "db", "type": "tcp", "target": f"127.0.0.1:{port}", "every": "0.05s", "fail_after": 1}],
     })
-    daemon = RunningDaemon(str(tmp_path), config)
+    daemon = RunningDaemon(str(tmp_path), config)  # stopped by the conftest if the test fails
     checks = daemon.service.getServiceNamed("checks")
-    for _ in range(500):
-        if any(s["alerting"] for s in checks.states()):
-            break
-        yield task.deferLater(reactor, 0.01, lambda: None)
+    yield until(lambda: any(s["alerting"] for s in checks.states()), what="the check alerting")
     listed = yield cli(daemon, "checks")
     assert listed.returncode == 1, listed.stderr
     assert listed.stdout.startswith("db") and "DOWN" in listed.stdout and "alerted" in listed.stdout

@@ -57,15 +57,16 @@ def pump(port: int, ledger: Ledger, messages: list[str], catch_up: bool = False)
     a crash can be lost on the wire (the kernel resets a killed process's
     connections), but never from the store.
     """
-    client = yield wsclient.connect(port, TOKEN)
-    yield client.request("subscribe", {})
-    pending = {}
-    for msg in messages:
-        request_id = client.send("chat.send", {"text": f"/status {msg}", "session": ledger.session_of[msg],
-                                               "client_msg_id": msg})
-        pending[request_id] = msg
-    reads = 0  # history requests in flight
     try:
+        # The kill may come before the handshake is done: that too is "killed under us".
+        client = yield wsclient.connect(port, TOKEN)
+        yield client.request("subscribe", {})
+        pending = {}
+        for msg in messages:
+            request_id = client.send("chat.send", {"text": f"/status {msg}", "session": ledger.session_of[msg],
+                                                   "client_msg_id": msg})
+            pending[request_id] = msg
+        reads = 0  # history requests in flight
         while pending or (catch_up and ledger.missing_replies()):
             if not pending and not reads:
                 for session in SESSIONS:

@@ -281,6 +281,16 @@ brain:
 """
 
 
+def model_daemon(tmp_path, daemons, llm, budget: str) -> tuple[str, HomeDaemon]:
+    """A started daemon on a fresh home whose brain is the fake model, with drain budget ``budget``."""
+    home = str(tmp_path / "home")
+    os.makedirs(home, mode=0o700)
+    write(os.path.join(home, "openclaw.yaml"), MODEL.replace("BUDGET", budget).replace("URL", llm.url))
+    daemon = daemons(home)
+    daemon.start()
+    return home, daemon
+
+
 @defer.inlineCallbacks
 def send_while_thinking(llm: FakeLLM, daemon: HomeDaemon, text: str) -> defer.Deferred:
     client = yield wsclient.connect(daemon.gateway_port, GATEWAY_TOKEN)
@@ -293,14 +303,9 @@ def send_while_thinking(llm: FakeLLM, daemon: HomeDaemon, text: str) -> defer.De
 
 
 @pytest_twisted.inlineCallbacks
-def test_sigterm_while_the_model_thinks_delivers_the_reply_before_exit(tmp_path, daemons) -> None:
-    llm = FakeLLM().start()
-    home = str(tmp_path / "home")
-    os.makedirs(home, mode=0o700)
-    write(os.path.join(home, "openclaw.yaml"), MODEL.replace("BUDGET", "30s").replace("URL", llm.url))
-    daemon = daemons(home)
+def test_sigterm_while_the_model_thinks_delivers_the_reply_before_exit(tmp_path, daemons, llm) -> None:
+    home, daemon = model_daemon(tmp_path, daemons, llm, budget="30s")
     try:
-        daemon.start()
         llm.answer(replace_delay(openai_text("thought it through"), 2.0))
         client, event_id = yield send_while_thinking(llm, daemon, "think slowly")
         daemon.signal(signal.SIGTERM)
@@ -311,18 +316,12 @@ def test_sigterm_while_the_model_thinks_delivers_the_reply_before_exit(tmp_path,
         assert daemon.process.returncode == 0
     finally:
         daemon.ensure_dead()
-        yield llm.stop()
 
 
 @pytest_twisted.inlineCallbacks
-def test_past_the_budget_the_work_is_abandoned_durable_and_answered_after_restart(tmp_path, daemons) -> None:
-    llm = FakeLLM().start()
-    home = str(tmp_path / "home")
-    os.makedirs(home, mode=0o700)
-    write(os.path.join(home, "openclaw.yaml"), MODEL.replace("BUDGET", "1s").replace("URL", llm.url))
-    daemon = daemons(home)
+def test_past_the_budget_the_work_is_abandoned_durable_and_answered_after_restart(tmp_path, daemons, llm) -> None:
+    home, daemon = model_daemon(tmp_path, daemons, llm, budget="1s")
     try:
-        daemon.start()
         llm.answer(replace_delay(openai_text("too late"), 30.0))
         client, event_id = yield send_while_thinking(llm, daemon, "think for ages")
         daemon.signal(signal.SIGTERM)
@@ -348,18 +347,12 @@ def test_past_the_budget_the_work_is_abandoned_durable_and_answered_after_restar
         yield until(daemon.exited, timeout=60)
     finally:
         daemon.ensure_dead()
-        yield llm.stop()
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_second_sigterm_ends_the_drain_at_once(tmp_path, daemons) -> None:
-    llm = FakeLLM().start()
-    home = str(tmp_path / "home")
-    os.makedirs(home, mode=0o700)
-    write(os.path.join(home, "openclaw.yaml"), MODEL.replace("BUDGET", "10m").replace("URL", llm.url))
-    daemon = daemons(home)
+def test_a_second_sigterm_ends_the_drain_at_once(tmp_path, daemons, llm) -> None:
+    home, daemon = model_daemon(tmp_path, daemons, llm, budget="10m")
     try:
-        daemon.start()
         llm.answer(replace_delay(openai_text("never needed"), 600.0))
         client, _ = yield send_while_thinking(llm, daemon, "take forever")
         daemon.signal(signal.SIGTERM)
@@ -371,7 +364,6 @@ def test_a_second_sigterm_ends_the_drain_at_once(tmp_path, daemons) -> None:
         assert effects == ["drain", "hurry"]
     finally:
         daemon.ensure_dead()
-        yield llm.stop()
 
 
 def replace_delay(canned, delay: float):

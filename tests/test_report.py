@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from datetime import date, datetime
 from typing import Any
+from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 import pytest_twisted
 from twisted.internet import reactor
@@ -14,12 +18,16 @@ from twisted.internet.task import Clock
 
 from openclaw.agent.base import BrainReply, BrainRequest
 from openclaw.proactive.report import (
+    CHAR_WIDTH,
     SUMMARY_PROMPT,
+    CheckDay,
+    ReportData,
     Reporter,
     brain_summarizer,
     collect,
     day_bounds,
     p95,
+    render_chart,
     render_html,
     render_markdown,
     report_html,
@@ -157,6 +165,43 @@ def test_html_has_a_chart_and_escapes_text(store: SQLiteStore) -> Any:
         assert f">{label}</text>" in page
 
 
+def text_extents(svg: str) -> list[tuple[str, float, float, float, float]]:
+    """``(text, left, right, top, bottom)`` of each <text>, at CHAR_WIDTH per character."""
+    root = ElementTree.fromstring(svg)
+    boxes = []
+    for node in root.iter("{http://www.w3.org/2000/svg}text"):
+        size, at, baseline = float(node.get("font-size")), float(node.get("x")), float(node.get("y"))
+        wide = CHAR_WIDTH * size * len(node.text)
+        shift = {"start": 0.0, "middle": wide / 2, "end": wide}[node.get("text-anchor", "start")]
+        boxes.append((node.text, at - shift, at - shift + wide, baseline - size, baseline))
+    return boxes
+
+
+def chart_data(names: list[str], latency: float) -> ReportData:
+    start, end = day_bounds(DAY, BERLIN)
+    ticks = tuple((start + h * 3600, f"{h:02d}:00") for h in (0, 6, 12, 18)) + ((end, "24:00"),)
+    checks = tuple(CheckDay(name, 2, 2, latency, ((start + 60, latency), (end - 60, latency / 2))) for name in names)
+    return ReportData(DAY, start, end, {}, 0, 0, (), checks, {}, (), ticks)
+
+
+@given(st.lists(st.text(st.characters(codec="ascii", categories=("L", "N", "P")), min_size=1, max_size=40),
+                max_size=15),
+       st.floats(0.0005, 1e5))
+def test_chart_text_stays_inside_the_picture(names: list[str], latency: float) -> None:
+    svg = render_chart(chart_data(names, latency))
+    root = ElementTree.fromstring(svg)
+    width, height = float(root.get("width")), float(root.get("height"))
+    assert root.get("viewBox") == f"0 0 {width:g} {height:g}"
+    for text, left, right, top, bottom in text_extents(svg):
+        assert 0 <= left and right <= width and 0 <= top and bottom <= height, (text, left, right, top, bottom)
+
+
+def test_chart_edge_labels_are_anchored_inside() -> None:
+    """The "24:00" tick sits on the right edge: centred, its second half would be cut off."""
+    boxes = {text: (left, right) for text, left, right, _, _ in text_extents(render_chart(chart_data(["web"], 1.0)))}
+    assert boxes["24:00"][1] <= 640 < boxes["24:00"][1] + CHAR_WIDTH * 10 * len("24:00") / 2
+
+
 def test_a_day_of_dst_change_has_23_or_25_hours() -> None:
     spring, autumn = day_bounds(date(2024, 3, 31), BERLIN), day_bounds(date(2024, 10, 27), BERLIN)
     assert spring[1] - spring[0] == 23 * 3600 and autumn[1] - autumn[0] == 25 * 3600
@@ -182,6 +227,8 @@ def test_reporter_writes_sends_and_serves(store: SQLiteStore, tmp_path) -> Any:
     path = yield reporter.run(DAY)
     assert path == os.path.join(str(tmp_path), "reports", "2024-05-01.md")
     assert summaries == [EXPECTED]
+    for name in ("2024-05-01.md", "2024-05-01.html"):  # 0600 whatever the umask, like the rest of the home
+        assert os.stat(os.path.join(str(tmp_path), "reports", name)).st_mode & 0o777 == 0o600
     text = EXPECTED.replace("\n\n## Messages", "\n\nMostly quiet; one web outage.\n\n## Messages", 1)
     with open(path, encoding="utf-8") as f:
         assert f.read() == text

@@ -18,7 +18,7 @@ from openclaw import metrics
 from openclaw.gateway import frames
 from tests import wsclient
 from tests.daemon import RunningDaemon, daemon_config
-from tests.llm_servers import FakeLLM, openai_text
+from tests.llm_servers import openai_text
 from tests.process import TWISTD, clean_env, free_port
 from tests.waiting import until
 
@@ -32,22 +32,19 @@ def read_only(daemon: RunningDaemon, on: bool) -> defer.Deferred:
     return deferToThreadPool(reactor, sqlite._pool, sqlite._db.execute, f"PRAGMA query_only = {'ON' if on else 'OFF'}")
 
 
+def model_brain(llm) -> dict:
+    """The ``brain`` section of a daemon that asks the fake model (its answers are slow when the test says so)."""
+    return {"providers": [{"kind": "openai", "model": "m", "base_url": llm.url, "api_key": "sk-test-0123456789abcdef",
+                           "timeout": "30s", "max_retries": 0}]}
+
+
 def errors(op: str) -> float:
     return metrics.REGISTRY.get_sample_value("openclaw_store_errors_total", {"op": op}) or 0.0
 
 
-@pytest.fixture
-def llm():
-    server = FakeLLM().start()
-    yield server
-    pytest_twisted.blockon(server.stop())
-
-
 @pytest_twisted.inlineCallbacks
 def test_a_read_only_store_delays_an_acknowledged_reply_and_refuses_new_messages(tmp_path, llm) -> None:
-    daemon = RunningDaemon(str(tmp_path), daemon_config(brain={"providers": [{
-        "kind": "openai", "model": "m", "base_url": llm.url, "api_key": "sk-test-0123456789abcdef",
-        "timeout": "30s", "max_retries": 0}]}))
+    daemon = RunningDaemon(str(tmp_path), daemon_config(brain=model_brain(llm)))
     try:
         client = yield wsclient.connect(daemon.gateway_port, daemon.token)
         llm.answer(openai_text("written once the disk is back", prompt_tokens=0, completion_tokens=0))
@@ -153,9 +150,7 @@ def redis_server(tmp_path):
 @pytest_twisted.inlineCallbacks
 def test_redis_killed_and_restarted_leaves_no_acknowledged_message_unanswered(tmp_path, llm, redis_server) -> None:
     daemon = RunningDaemon(str(tmp_path / "home"), daemon_config(
-        store={"url": f"redis://127.0.0.1:{redis_server.port}/0"},
-        brain={"providers": [{"kind": "openai", "model": "m", "base_url": llm.url, "api_key": "sk-test-0123456789abcdef",
-                              "timeout": "30s", "max_retries": 0}]}))
+        store={"url": f"redis://127.0.0.1:{redis_server.port}/0"}, brain=model_brain(llm)))
     try:
         yield daemon.service.ready
         client = yield wsclient.connect(daemon.gateway_port, daemon.token)

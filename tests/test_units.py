@@ -36,7 +36,10 @@ from tests.strategies import unit_strings
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
-needs_systemd_analyze = pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
+# Skipped locally without it; under CI (.ci/run installs systemd) its absence fails in verify().
+needs_systemd_analyze = pytest.mark.skipif(
+    SYSTEMD_ANALYZE is None and not os.environ.get("CI"), reason="systemd-analyze is not installed"
+)
 
 
 def settings(unit: str) -> dict[tuple[str, str], list[str]]:
@@ -59,9 +62,22 @@ def systemd_unquote(word: str, exec_line: bool) -> str:
     return value.replace("$$", "$") if exec_line else value
 
 
-@pytest.mark.parametrize("name", [SYSTEMD_TEMPLATE, LAUNCHD_TEMPLATE])
-def test_etc_copies_match_packaged_templates(name: str) -> None:
-    assert (ROOT / "etc" / name).read_text("utf-8") == read_template(name)
+def test_etc_launchd_copy_matches_packaged_template() -> None:
+    assert (ROOT / "etc" / LAUNCHD_TEMPLATE).read_text("utf-8") == read_template(LAUNCHD_TEMPLATE)
+
+
+# etc/openclaw.service is this render; regenerate it after a template change with
+#   python -c 'from tests.test_units import example_unit; print(example_unit(), end="")' > etc/openclaw.service
+EXAMPLE_PYTHON = "/opt/openclaw/bin/python"
+
+
+def example_unit(python: str = EXAMPLE_PYTHON) -> str:
+    """The system unit docs/deployment.md shows: a venv in /opt/openclaw, home /var/lib/openclaw."""
+    return render_systemd(python, "/var/lib/openclaw", "openclaw", "openclaw", True)
+
+
+def test_etc_unit_is_a_fresh_render() -> None:
+    assert (ROOT / "etc" / SYSTEMD_TEMPLATE).read_text("utf-8") == example_unit()
 
 
 def test_system_unit_settings() -> None:
@@ -160,6 +176,7 @@ def fake_venv(tmp_path: Path) -> str:
 
 
 def verify(unit_text: str, tmp_path: Path, user_manager: bool) -> subprocess.CompletedProcess:
+    assert SYSTEMD_ANALYZE is not None, "systemd-analyze is required under CI (Debian package systemd)"
     unit_dir = tmp_path / "units"
     unit_dir.mkdir()
     (unit_dir / "openclaw.service").write_text(unit_text)
@@ -184,6 +201,17 @@ def test_systemd_analyze_verify_is_clean(system: bool, fake_venv: str, tmp_path:
     result = verify(unit, tmp_path, user_manager=not system)
     complaints = [line for line in result.stderr.splitlines() if "openclaw.service" in line]
     assert (result.returncode, complaints) == (0, [])
+
+
+@needs_systemd_analyze
+def test_systemd_analyze_verifies_the_etc_unit(fake_venv: str, tmp_path: Path) -> None:
+    """The shipped example, with its twistd path pointed at one that exists (verify checks that)."""
+    shipped = (ROOT / "etc" / SYSTEMD_TEMPLATE).read_text("utf-8")
+    assert shipped.replace(twistd_path(EXAMPLE_PYTHON), systemd_quote(twistd_path(fake_venv), exec_line=True)) == example_unit(fake_venv)
+    result = verify(example_unit(fake_venv), tmp_path, user_manager=False)
+    complaints = [line for line in result.stderr.splitlines() if "openclaw.service" in line]
+    assert (result.returncode, complaints) == (0, [])
+    assert settings(shipped)[("Service", "ExecReload")] == ["/bin/kill -HUP $MAINPID"]
 
 
 @needs_systemd_analyze
@@ -255,6 +283,28 @@ def test_install_writes_rendered_unit_and_prints_commands(unit_dir: Path, capsys
     assert (unit_dir / "openclaw.service").stat().st_mode & 0o777 == 0o644
     out = capsys.readouterr().out
     assert "systemctl --user daemon-reload && systemctl --user enable --now openclaw.service" in out
+
+
+@pytest.mark.parametrize("manager", ["systemd", "launchd"])
+def test_install_says_when_the_service_manager_is_not_running(manager: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(install.RUNNING_MARKERS, manager, str(tmp_path / "absent"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    environ = {"OPENCLAW_HOME": "/srv/my openclaw", "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    assert cli(["install", f"--{manager}"], environ) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith(f"error: {manager} is not running here")
+    assert f"{shlex.quote(twistd_path(sys.executable))} -n --pidfile= openclaw --home '/srv/my openclaw'" in err
+    assert not (tmp_path / "config").exists() and not (tmp_path / "home").exists()  # nothing written
+
+
+def test_install_writes_where_the_running_manager_reads(tmp_path: Path, monkeypatch, capsys) -> None:
+    (tmp_path / "run-systemd").mkdir()
+    monkeypatch.setitem(install.RUNNING_MARKERS, "systemd", str(tmp_path / "run-systemd"))
+    environ = {"OPENCLAW_HOME": "/srv/openclaw", "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    assert cli(["install", "--systemd", "--user"], environ) == 0
+    assert (tmp_path / "config" / "systemd" / "user" / "openclaw.service").read_text().startswith("# openclaw")
+    assert "systemctl --user daemon-reload" in capsys.readouterr().out
 
 
 def test_system_install_fills_user_and_plain_systemctl(unit_dir: Path, capsys) -> None:

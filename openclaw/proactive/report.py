@@ -227,12 +227,43 @@ def render_markdown(data: ReportData, summary: str = "") -> str:
     return "\n".join(out)
 
 
+#: A text's width per character as a share of its font size: a generous
+#: guess for a sans-serif, so labels are placed to fit without measuring.
+CHAR_WIDTH = 0.62
+LEGEND_STEP = 90  # px per legend entry
+LEGEND_ROW = 14  # px per legend row
+
+
+def _tick_anchor(at: float, label: str, font_size: float, width: int) -> str:
+    """Centre a tick label on its tick unless that would cut it at an edge of the chart."""
+    half = CHAR_WIDTH * font_size * len(label) / 2
+    if at - half < 0:
+        return "start"
+    if at + half > width:
+        return "end"
+    return "middle"
+
+
+def _fit(label: str, font_size: float, room: float) -> str:
+    """``label``, shortened with an ellipsis to fit ``room`` px."""
+    most = max(1, int(room / (CHAR_WIDTH * font_size)))
+    return label if len(label) <= most else label[:most - 1] + "\u2026"
+
+
 def render_chart(data: ReportData, width: int = 640, height: int = 200) -> str:
-    """An inline SVG of each check's latency over the day: one polyline per check."""
+    """
+    An inline SVG of each check's latency over the day: one polyline per
+    check, a legend below that wraps onto more rows (the SVG grows) rather
+    than running out of the picture.
+    """
     left, right, top, bottom = 56, 8, 8, 40
     span = max(data.end - data.start, 1.0)
     peak = max((latency for c in data.checks for _, latency in c.points), default=0.0) or 1.0
     plot_w, plot_h = width - left - right, height - top - bottom
+    drawn = [c for c in data.checks if c.points]
+    per_row = max(1, (width - left) // LEGEND_STEP)
+    rows = max(1, -(-len(drawn) // per_row))
+    height += (rows - 1) * LEGEND_ROW
 
     def x(t: float) -> float:
         return left + plot_w * (t - data.start) / span
@@ -244,12 +275,13 @@ def render_chart(data: ReportData, width: int = 640, height: int = 200) -> str:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img"><title>Check latency on {data.day.isoformat()}</title>',
              f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ccc"/>',
-             f'<text x="{left - 4}" y="{top + 10}" text-anchor="end" font-size="10">{e(_latency(peak))}</text>',
+             f'<text x="{left - 4}" y="{top + 10}" text-anchor="end" font-size="10">'
+             f'{e(_fit(_latency(peak), 10, left - 4))}</text>',
              f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end" font-size="10">0</text>']
     for t, label in data.ticks:
-        parts.append(f'<text x="{x(t):.1f}" y="{top + plot_h + 14}" text-anchor="middle" '
+        parts.append(f'<text x="{x(t):.1f}" y="{top + plot_h + 14}" text-anchor="{_tick_anchor(x(t), label, 10, width)}" '
                      f'font-size="10">{e(label)}</text>')
-    for n, check in enumerate(c for c in data.checks if c.points):
+    for n, check in enumerate(drawn):
         colour = PALETTE[n % len(PALETTE)]
         # A lone sample as a zero-length line: its round cap shows as a dot.
         samples = check.points if len(check.points) > 1 else check.points * 2
@@ -257,8 +289,9 @@ def render_chart(data: ReportData, width: int = 640, height: int = 200) -> str:
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" stroke-linecap="round" '
                      f'stroke-linejoin="round" points="{points}">'
                      f'<title>{e(check.name)}</title></polyline>')
-        parts.append(f'<text x="{left + 90 * n}" y="{height - 6}" font-size="11" fill="{colour}">'
-                     f'{e(check.name)}</text>')
+        row, column = divmod(n, per_row)
+        parts.append(f'<text x="{left + LEGEND_STEP * column}" y="{height - 6 - (rows - 1 - row) * LEGEND_ROW}" '
+                     f'font-size="11" fill="{colour}">{e(_fit(check.name, 11, LEGEND_STEP - 6))}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -318,7 +351,10 @@ def report_html(home: str, day: Any) -> bytes | None:
 def _write(path: str, text: str) -> None:
     """Whole or not at all: a reader never sees half a report."""
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    # 0600 like the rest of the home: a report quotes messages and alerts.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a leftover .tmp from a crash keeps its old mode otherwise
+    with open(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
 

@@ -23,6 +23,10 @@ from openclaw.system.units import render_launchd, render_systemd, twistd_path
 SYSTEMD_UNIT = "openclaw.service"
 LAUNCHD_LABEL = "com.openclaw.gateway"
 
+#: What exists only where the manager runs: systemd's runtime directory
+#: (sd_booted(3)'s test), launchd's control tool (macOS has it at boot).
+RUNNING_MARKERS = {"systemd": "/run/systemd/system", "launchd": "/bin/launchctl"}
+
 # Exit codes of `status`, after the LSB ones `systemctl status` uses.
 STATUS_CURRENT, STATUS_OUTDATED, STATUS_MISSING = 0, 1, 3
 
@@ -206,6 +210,16 @@ def _install(args: argparse.Namespace, target: Target, environ: Mapping[str, str
     if args.print_only:
         sys.stdout.write(content)
         return 0
+    if args.unit_dir is None and not os.path.exists(RUNNING_MARKERS[target.manager]):
+        # A container or a chroot: a unit written here would never start.
+        print(
+            f"error: {target.manager} is not running here ({RUNNING_MARKERS[target.manager]} is missing),"
+            f" so nothing would start the unit; run the daemon directly instead:"
+            f" {shlex.quote(twistd)} -n --pidfile= openclaw --home {shlex.quote(home)}"
+            " (or write the unit for another machine with --print or --unit-dir)",
+            file=sys.stderr,
+        )
+        return 1
     existing = _read(target.path)
     if existing == content:
         print(f"{target.path} is already installed and up to date.")

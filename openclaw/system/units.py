@@ -3,7 +3,8 @@ Rendering the systemd unit and the launchd agent from their templates.
 
 Pure: text in, text out.  The templates ship inside the package
 (``openclaw/system/templates/``, package data) so an installed openclaw can
-render them; ``etc/`` holds identical copies for people reading the source.
+render them; ``etc/`` holds a copy of the launchd template and a rendered
+system unit (checked by tests/test_units.py) for people reading the source.
 """
 
 import os
