@@ -81,6 +81,13 @@ def _react(main: Any) -> None:
     reactor.run(installSignalHandlers=True)
 
 
+def when(value: Any) -> str:
+    """A timestamp as local ``YYYY-MM-DD HH:MM`` for the terminal."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M") if isinstance(value, (int, float)) else str(value)
+
+
 class ChatSession:
     """The interactive loop: one reader thread, one (re)connecting client."""
 
@@ -104,7 +111,8 @@ class ChatSession:
         if name == "chat.reply":
             self.show(f"openclaw: {payload.get('text', '')}")
         elif name == "alert":
-            self.show(f"[{payload.get('kind', 'alert')}] {payload.get('message', '')}")
+            away = f" (while you were away, {when(payload.get('at'))})" if payload.get("while_away") else ""
+            self.show(f"[{payload.get('kind', 'alert')}] {payload.get('message', '')}{away}")
         elif name == "heartbeat":
             self.show(f"[heartbeat] {payload.get('verdict', '')} {payload.get('message') or ''}".rstrip())
 

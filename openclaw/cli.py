@@ -28,6 +28,7 @@ from openclaw.config import (
     load_config,
     render_example,
 )
+from openclaw.backup_cli import add_backup_parser
 from openclaw.control_cli import add_control_parsers
 from openclaw.system.install import add_service_parser, run_service
 
@@ -141,6 +142,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     add_chat_parsers(sub)
     add_control_parsers(sub)
+    add_backup_parser(sub)
     add_service_parser(sub)
     return top
 

@@ -26,9 +26,11 @@ from openclaw.gateway.frames import FrameError
 from openclaw.notify import Notifier
 from openclaw.config.proactive import ActiveHours
 from openclaw.proactive.heartbeat import (
+    MAX_ITEMS,
     REMIND_AFTER,
     SESSION,
     HeartbeatService,
+    checklist_items,
     heartbeat_methods,
     in_active_hours,
     next_active,
@@ -306,6 +308,38 @@ def test_rules_brain_watches_this_host_with_no_configuration(tmp_path) -> None:
     rig.host = {**HOST, "memory_percent": 99.0}
     rig.advance(EVERY)
     assert rig.notifier.sent[-1]["message"] == "Heartbeat: this needs your attention:\n- memory: 99% used"
+
+
+def beat(rig: Rig, instruction: str = "") -> dict:
+    """An explicit beat, run to its end on the rig's clock; :return: its record."""
+    done = []
+    rig.service.beat_now(instruction).addCallback(done.append)
+    rig.advance(0)
+    assert done, "the beat did not finish"
+    return done[0]
+
+
+def test_a_rules_beat_says_what_it_checked_and_which_checklist_items_need_a_model(tmp_path) -> None:
+    rig = Rig(tmp_path, RulesBrain(FakeFacts()), checks=[{"name": "web", "ok": False, "detail": "refused"}])
+    (tmp_path / "HEARTBEAT.md").write_text("# Mine\n\nprose, not an item\n- Is the backup fresh?\n"
+                                           "- Did the NAS\n  log errors?\n1. Mornings: a summary\n")
+    record = beat(rig, "look at the printer")
+    assert record["checked"] == [
+        "checks: 1 configured, 1 failing (1 without an alert policy of their own)",
+        "disks: / (a finding at 90% used)", "memory: 40.0% used (a finding at 95%)"]
+    assert record["not_acted_on"] == ["Is the backup fresh?", "Did the NAS log errors?", "Mornings: a summary"]
+    assert "does not read HEARTBEAT.md or the instruction" in record["note"]
+    assert rig.store.journal[-1][2]["not_acted_on"] == record["not_acted_on"]  # in the journal too
+    (tmp_path / "HEARTBEAT.md").write_text("")
+    quiet = beat(rig)
+    assert "not_acted_on" not in quiet and "note" not in quiet and quiet["checked"]
+
+
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=30)
+                .map(str.strip).filter(bool), max_size=60))
+def test_checklist_items_are_the_list_lines(items: list[str]) -> None:
+    text = "# A heading\n" + "".join(f"- {item}\n" for item in items) + "\nA closing paragraph.\n"
+    assert checklist_items(text) == [" ".join(item.split("\n"))[:200] for item in items][:MAX_ITEMS]
 
 
 def test_rules_brain_reads_check_service_states_and_ignores_unprobed_checks(tmp_path) -> None:

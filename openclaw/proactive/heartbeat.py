@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any, Callable
 
@@ -181,6 +182,45 @@ def findings(snapshot: dict) -> dict[str, str]:
     if isinstance(memory, (int, float)) and memory >= MEMORY_USED_PERCENT:
         found["host:memory"] = f"memory: {memory:g}% used"
     return found
+
+
+MAX_ITEMS = 50
+_ITEM = re.compile(r"\s{0,3}(?:[-*+]|\d{1,3}[.)])\s+(.*\S)")
+
+
+def checklist_items(text: str) -> list[str]:
+    """
+    The items of a ``HEARTBEAT.md``: its list lines (``-``, ``*``, ``+``,
+    ``1.``), with indented continuation lines joined; headings and prose
+    are not items.  At most ``MAX_ITEMS``, each cut to 200 characters.
+    """
+    items: list[str] = []
+    in_item = False
+    for line in text.splitlines():
+        match = _ITEM.fullmatch(line)
+        if match:
+            items.append(match.group(1))
+            in_item = True
+        elif in_item and line.startswith((" ", "\t")) and line.strip():
+            items[-1] += " " + line.strip()
+        else:
+            in_item = False
+    return [item[:200] for item in items[:MAX_ITEMS]]
+
+
+def rules_checked(snapshot: dict) -> list[str]:
+    """What the rules heartbeat looked at, in words, for the beat's record and ``heartbeat now``."""
+    checks = snapshot.get("checks", [])
+    failing = sum(c.get("ok") is False for c in checks)
+    told = len(failing_checks(snapshot))
+    host = snapshot.get("host") or {}
+    disks = sorted(host.get("disks") or {})
+    return [
+        f"checks: {len(checks)} configured, {failing} failing"
+        + (f" ({told} without an alert policy of their own)" if told else ""),
+        f"disks: {', '.join(disks) or 'none found'} (a finding at {DISK_USED_PERCENT:g}% used)",
+        f"memory: {host.get('memory_percent', '?')}% used (a finding at {MEMORY_USED_PERCENT:g}%)",
+    ]
 
 
 def finding_message(new: dict[str, str]) -> str:
@@ -440,8 +480,20 @@ class HeartbeatService(StatusSource, Service):
 
     @inlineCallbacks
     def _rules(self, snapshot: dict, reported: dict[str, dict], record: dict) -> Any:
-        """No model: findings not yet told become one alert; cleared ones are forgotten."""
+        """
+        No model: findings not yet told become one alert; cleared ones are
+        forgotten.  The record says what was checked and which checklist
+        items (and instruction) went unread for want of a model.
+        """
         now = self.clock.seconds()
+        record["checked"] = rules_checked(snapshot)
+        items = checklist_items(self._read_checklist())
+        if items:
+            record["not_acted_on"] = items
+        if items or record.get("instruction"):
+            record["note"] = ("no model is configured (brain.providers), so the rules heartbeat does not read "
+                              "HEARTBEAT.md" + (" or the instruction" if record.get("instruction") else "")
+                              + "; it checks only what is listed under checked")
         found = findings(snapshot)
         kept = {k: v for k, v in reported.items() if not k.startswith(FINDING_PREFIXES) or k in found}
         new = {k: text for k, text in found.items() if k not in kept}
