@@ -16,6 +16,7 @@ from typing import Any, Callable
 from twisted.internet import task, threads
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 
+from openclaw.backoff import backoff_policy
 from openclaw.client import (
     GatewayClient,
     GatewayError,
@@ -26,7 +27,8 @@ from openclaw.client import (
 )
 from openclaw.config import default_home
 
-RECONNECT_DELAYS = (0.5, 1, 2, 5, 10)
+RECONNECT = backoff_policy(0.5, 10.0)
+"""Waits between attempts to reach the daemon: 0.5 s, 1 s, 2 s, 4 s, 8 s, then every 10 s."""
 
 
 def cli_client_id() -> str:
@@ -84,6 +86,13 @@ def _react(main: Any) -> None:
     reactor.run(installSignalHandlers=True)
 
 
+def when(value: Any) -> str:
+    """A timestamp as local ``YYYY-MM-DD HH:MM`` for the terminal."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M") if isinstance(value, (int, float)) else str(value)
+
+
 class ChatSession:
     """The interactive loop: one reader thread, one (re)connecting client."""
 
@@ -108,7 +117,8 @@ class ChatSession:
         if name == "chat.reply":
             self.show(f"openclaw: {payload.get('text', '')}")
         elif name == "alert":
-            self.show(f"[{payload.get('kind', 'alert')}] {payload.get('message', '')}")
+            away = f" (while you were away, {when(payload.get('at'))})" if payload.get("while_away") else ""
+            self.show(f"[{payload.get('kind', 'alert')}] {payload.get('message', '')}{away}")
         elif name == "heartbeat":
             self.show(f"[heartbeat] {payload.get('verdict', '')} {payload.get('message') or ''}".rstrip())
 
@@ -121,20 +131,14 @@ class ChatSession:
                 yield client.connect(self.reactor)
                 self.session = self.session or client.session
                 yield client.request("subscribe", {"session": self.session})
-            except GatewayError as e:
-                if e.terminal:
+            except (ConnectionError, GatewayError, OSError) as e:
+                if isinstance(e, GatewayError) and e.terminal:
                     self.failed = e.message
                     self.show(f"(cannot chat: {e.message}; check the token, then start again)")
                     return
-                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                delay = RECONNECT(attempt)
                 attempt += 1
-                self.show(f"(not connected: {e}; retrying in {delay}s)")
-                yield task.deferLater(self.reactor, delay, lambda: None)
-                continue
-            except (ConnectionError, OSError) as e:
-                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
-                attempt += 1
-                self.show(f"(not connected: {e}; retrying in {delay}s)")
+                self.show(f"(not connected: {e}; retrying in {delay:g}s)")
                 yield task.deferLater(self.reactor, delay, lambda: None)
                 continue
             self.client = client

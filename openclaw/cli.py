@@ -28,6 +28,7 @@ from openclaw.config import (
     load_config,
     render_example,
 )
+from openclaw.backup_cli import add_backup_parser
 from openclaw.config_cli import add_config_parser, add_location_options
 from openclaw.control_cli import add_control_parsers
 from openclaw.doctor.command import add_doctor_parser
@@ -143,6 +144,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     add_chat_parsers(sub)
     add_control_parsers(sub)
+    add_backup_parser(sub)
     add_service_parser(sub)
     add_config_parser(sub)
     add_doctor_parser(sub)

@@ -1,6 +1,7 @@
 """
 Subcommands that ask the running daemon one thing over the gateway and print
-the answer: ``pairing``, ``checks``, ``heartbeat``, ``report``, ``reload``.
+the answer: ``pairing``, ``checks``, ``heartbeat``, ``report``, ``reload``,
+``alerts``.
 
 Each is a (method, params) pair and a renderer; the daemon does the work,
 so the CLI never opens the store itself (SQLite or Redis alike).
@@ -12,14 +13,13 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 
-from openclaw.chat_cli import _react, _target, cli_client_id
+from openclaw.chat_cli import _react, _target, cli_client_id, when
 from openclaw.client import GatewayClient, explain
-from openclaw.config.parsing import format_duration
+from openclaw.config.parsing import format_duration, parse_duration
 
 
 def call(args: argparse.Namespace, method: str, params: dict) -> tuple[Any, str | None]:
@@ -44,15 +44,11 @@ def call(args: argparse.Namespace, method: str, params: dict) -> tuple[Any, str 
     return outcome.get("payload"), outcome.get("error")
 
 
-def _when(value: Any) -> str:
-    return datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M") if isinstance(value, (int, float)) else str(value)
-
-
 def render_pairing(payload: dict) -> str:
     lines = ["Waiting for approval:" if payload["pending"] else "No pairing requests are waiting."]
     for p in payload["pending"]:
         lines.append(f"  {p['code']}  {p['connector']}:{p['sender_id']}  {p.get('sender_name') or ''}"
-                     f"  (expires {_when(p['expires'])})")
+                     f"  (expires {when(p['expires'])})")
     lines.append("Approved by pairing:" if payload["approved"] else "Nobody is approved by pairing yet.")
     lines += [f"  {a['sender']}  {a.get('sender_name') or ''}" for a in payload["approved"]]
     return "\n".join(lines)
@@ -67,6 +63,13 @@ def render_checks(payload: dict) -> str:
 def render_beat(payload: dict) -> str:
     fields = [f"verdict: {payload.get('verdict')}"]
     fields += [f"{k}: {payload[k]}" for k in ("reason", "duration", "actions", "error", "skipped") if payload.get(k)]
+    if payload.get("checked"):
+        fields += ["checked:"] + [f"  - {line}" for line in payload["checked"]]
+    if payload.get("note"):
+        fields.append(f"note: {payload['note']}")
+    if payload.get("not_acted_on"):
+        fields += ["HEARTBEAT.md items not acted on without a model:"]
+        fields += [f"  - {item}" for item in payload["not_acted_on"]]
     return "\n".join(fields)
 
 
@@ -86,11 +89,19 @@ def render_cron(payload: dict) -> str:
         return "No cron jobs."
     lines = []
     for job in payload["jobs"]:
-        last = f"last {_when(job['last_run'])} {job.get('outcome') or ''}".rstrip() if job.get("last_run") else "never run"
+        last = f"last {when(job['last_run'])} {job.get('outcome') or ''}".rstrip() if job.get("last_run") else "never run"
         lines.append(f"{job['name']}  {job['schedule']} ({job['timezone']})  {job['action']}  "
-                     f"next {_when(job['next_due']) if job.get('next_due') else '-'}  {last}"
+                     f"next {when(job['next_due']) if job.get('next_due') else '-'}  {last}"
                      + ("  RUNNING" if job.get("running") else "") + (f"  error: {job['error']}" if job.get("error") else ""))
     return "\n".join(lines)
+
+
+def render_alerts(payload: dict) -> str:
+    if not payload["alerts"]:
+        return "No alerts or recoveries in that time."
+    return "\n".join(f"{when(a['timestamp'])}  [{a.get('kind')}] {a.get('check')}: {a.get('message')}"
+                     + (f"  (to {a['session']})" if a.get("session") else "  (nobody to tell)")
+                     for a in payload["alerts"])
 
 
 def render_reload(payload: dict) -> str:
@@ -131,6 +142,8 @@ def _method(args: argparse.Namespace) -> tuple[str, dict, Callable[[Any], str]]:
         return "reports.get", params, lambda p: p["markdown"].rstrip()
     if args.command == "reload":
         return "reload", {}, render_reload
+    if args.command == "alerts":
+        return "alerts.list", {"since": args.since, "all": args.all}, render_alerts
     if args.command == "pairing":
         if args.action == "approve":
             return "pairing.approve", {"code": args.arg}, lambda p: f"approved {p['sender']}"
@@ -162,6 +175,16 @@ def cmd_control(args: argparse.Namespace) -> int:
     return 1 if FAILED.get(method, lambda p: False)(payload) else 0
 
 
+def _since(value: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return seconds
+
+
 def _common(parser: argparse.ArgumentParser, timeout: float = 30.0) -> None:
     parser.add_argument("--gateway", help="ws://host:port/ (default: $OPENCLAW_GATEWAY_URL, else the running "
                         "daemon's <home>/daemon.json, else the config)")
@@ -190,6 +213,10 @@ def add_control_parsers(sub: Any) -> None:
     _common(heartbeat, timeout=300.0)  # a beat with a model can take minutes
     reload = sub.add_parser("reload", help="re-read the config and apply what changed (as SIGHUP does)")
     _common(reload)
+    alerts = sub.add_parser("alerts", help="recent alerts and recoveries, from the journal")
+    alerts.add_argument("--since", type=_since, default=86400.0, help="how far back, e.g. 6h, 7d (default 1d)")
+    alerts.add_argument("--all", action="store_true", help="include info messages (cron, reports, mail)")
+    _common(alerts)
     report = sub.add_parser("report", help="print a morning report (default: the latest)")
     report.add_argument("date", nargs="?", help="YYYY-MM-DD")
     report.add_argument("--today", action="store_true", help="today so far (rendered now; nothing written or sent)")

@@ -38,6 +38,7 @@ from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from openclaw import metrics
+from openclaw.backoff import retry_after
 from openclaw.eliotutil import log, message_type, typed
 
 CLIENT = typed("client", [str], "which client: the connector or provider it serves")
@@ -81,8 +82,6 @@ class Response:
     @property
     def retry_after(self) -> float | None:
         """Seconds the ``Retry-After`` header asks for (``None``: absent, or a date)."""
-        from openclaw.agent.http import retry_after  # the model client imports this module
-
         return retry_after(self.headers.get("retry-after"))
 
 

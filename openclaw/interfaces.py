@@ -170,11 +170,14 @@ class IStore(Interface):
 
     # Outbox
 
-    def enqueue_outbox(item):
+    def enqueue_outbox(item, remember=False):
         """
         Add one ``OutboxItem`` as pending (for messages not answering an
         inbound event: alerts, reports, tool sends).  Idempotent on
-        ``item.dedupe_key``.
+        ``item.dedupe_key``.  ``remember``: in the same atomic step, append
+        the text to the session's history as ``assistant`` (only when the
+        row is new), so a proactive webchat message is in the history
+        whether or not anyone was listening.
 
         :return: a Deferred firing with ``(outbox_id, duplicate)``.
         """

@@ -17,13 +17,12 @@ from typing import Any
 
 import orjson
 from twisted.application.service import Service
-from twisted.internet.task import LoopingCall
-
 from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.eliotutil import begin, log
 from openclaw.interfaces import IReconfigurable
+from openclaw.periodic import PeriodicService
 from openclaw.runtime import Runtime
 
 STATE_VERSION = 1
@@ -122,13 +121,12 @@ def read_state(path: str, now: float) -> tuple[dict[str, Any] | None, str | None
 
 @implementer(IReconfigurable)
 class StateService(Service):
-    """Restores state at start, saves it every ``save_every`` and at stop."""
+    """Restores state at start; saves it at stop and every ``save_every`` (``0``: only at stop)."""
 
     def __init__(self, runtime: Runtime, path: str, save_every: float) -> None:
         self.runtime = runtime
         self.path = path
-        self.save_every = save_every
-        self._loop: LoopingCall | None = None
+        self.loop = PeriodicService(runtime.clock, save_every, self.save, name="state")
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -142,22 +140,17 @@ class StateService(Service):
     def startService(self) -> None:
         Service.startService(self)
         self.restore()
-        self._start_saving()
+        self.loop.startService()
 
-    def _start_saving(self) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
-        if self.save_every > 0:
-            self._loop = LoopingCall(self.save)
-            self._loop.clock = self.runtime.clock
-            self._loop.start(self.save_every, now=False)
+    @property
+    def save_every(self) -> float:
+        """The saving interval (the loop's)."""
+        return self.loop.interval
 
     def reconfigure(self, config: Any) -> None:
+        """A new ``state.save_every``: the next save is that long after the last one (``0``: only at stop)."""
         if config.state.save_every != self.save_every:
-            self.save_every = config.state.save_every
-            if self.running:
-                self._start_saving()
+            self.loop.set_interval(config.state.save_every)
 
     def restore(self) -> None:
         with begin("openclaw:state:restore", path=self.path) as action:
@@ -185,7 +178,6 @@ class StateService(Service):
             metrics.state_saves.labels("ok").inc()
 
     def stopService(self) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        self.loop.stopService()  # saving is synchronous: nothing can be in progress
         self.save()
         Service.stopService(self)

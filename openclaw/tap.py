@@ -113,7 +113,7 @@ def build_service(
     tree = TreeStatus(root)
     data = os.path.join(home, "data")
     store = make_store(config.store, home, reactor)
-    hub = WebchatHub()
+    hub = WebchatHub(reactor)
     # Secrets as the running config has them; the gateway token is made at
     # start.  Both are looked up when asked (the logger: per record).
     secrets = lambda: [*known_secrets(root.config), gateway.token]  # noqa: E731

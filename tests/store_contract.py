@@ -202,6 +202,18 @@ class StoreContract:
         assert [(i.id, i.text) for i in due] == [(item.id, "alert")]
 
     @pytest_twisted.inlineCallbacks
+    def test_enqueue_remember_writes_history_once(self, backend: Backend) -> Any:
+        store = yield backend.start()
+        item = alert("check:disk:alert", "disk is full")
+        assert (yield store.enqueue_outbox(item, remember=True)) == (item.id, False)
+        # A repeat of the same finding is neither queued nor remembered again.
+        assert (yield store.enqueue_outbox(alert("check:disk:alert", "disk is full"), remember=True))[1] is True
+        yield store.enqueue_outbox(alert("quiet", "not remembered"))
+        history = yield store.history("ops", 10)
+        assert [(m["role"], m["text"], m["event_id"]) for m in history] == [("assistant", "disk is full", item.id)]
+        assert [i.id for i in (yield store.due_outbox(10**10, 10))][0] == item.id
+
+    @pytest_twisted.inlineCallbacks
     def test_due_outbox_order_limit_and_time(self, backend: Backend) -> Any:
         store = yield backend.start()
         late = alert("late", next_attempt=500.0, created_at=1.0)

@@ -90,3 +90,6 @@ def test_alerts_and_heartbeats_are_shown_with_their_kind() -> None:
     chat.on_event("alert", {"kind": "recovery", "check": "web", "message": "web is back up"})
     chat.on_event("heartbeat", {"verdict": "ok"})
     assert [chat.shown.pending.pop(0) for _ in range(2)] == ["[recovery] web is back up", "[heartbeat] ok"]
+    chat.on_event("alert", {"kind": "alert", "message": "disk full", "while_away": True, "at": 0})
+    shown = chat.shown.pending.pop(0)
+    assert shown.startswith("[alert] disk full (while you were away, 19") and shown.endswith(")")

@@ -31,6 +31,8 @@ COMMANDS = {
     "pairing": [["pairing", "list"], ["pairing", "approve", "000000"], ["pairing", "revoke", "telegram:1"]],
     "checks": [["checks"], ["checks", "run", "web"], ["checks", "run", "nosuch"]],
     "cron": [["cron", "list"]],
+    "alerts": [["alerts"], ["alerts", "--since", "2h", "--all"]],
+    "backup": [["backup", "verify", "/nonexistent/backup.tar"]],
     "heartbeat": [["heartbeat", "status"]],
     "reload": [["reload"]],
     "report": [["report"], ["report", "--today"], ["report", "1999-01-01"]],
@@ -85,7 +87,7 @@ def test_with_the_daemon_down(tmp_path) -> None:
             out = run(home, argv)
             no_traceback(out, argv)
             assert out.returncode in allowed(argv), (argv, out.returncode, out.stderr)
-            if name in ("send", "pairing", "cron", "heartbeat", "reload", "report", "status") or argv[:1] == ["checks"]:
+            if name in ("send", "pairing", "cron", "alerts", "heartbeat", "reload", "report", "status") or argv[:1] == ["checks"]:
                 assert out.returncode == 1 and out.stderr.count("\n") == 1, (argv, out.stderr)
 
 

@@ -1,4 +1,4 @@
-"""``openclaw checks``, ``heartbeat`` and ``report`` against a running daemon."""
+"""``openclaw checks``, ``alerts``, ``heartbeat`` and ``report`` against a running daemon."""
 
 from __future__ import annotations
 
@@ -30,11 +30,22 @@ def test_checks_heartbeat_and_report_commands(tmp_path) -> None:
     assert listed.returncode == 1, listed.stderr
     assert listed.stdout.startswith("db") and "DOWN" in listed.stdout and "alerted" in listed.stdout
 
+    alerts = yield cli(daemon, "alerts", "--since", "1h")
+    assert alerts.returncode == 0, alerts.stderr
+    assert "[alert] db: db is DOWN" in alerts.stdout
+    bad = yield cli(daemon, "alerts", "--since", "soon")
+    assert bad.returncode == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr
+
     status = yield cli(daemon, "heartbeat", "status")
     assert status.returncode == 0 and "on time" in status.stdout and "every: 30m" in status.stdout
     beat = yield cli(daemon, "heartbeat", "now")
     assert beat.returncode == 0, beat.stdout + beat.stderr
     assert beat.stdout.startswith("verdict: ")
+    assert "checked:\n  - checks: 1 configured" in beat.stdout
+    (tmp_path / "HEARTBEAT.md").write_text("- Is the backup fresh?\n")
+    beat = yield cli(daemon, "heartbeat", "now")
+    assert "HEARTBEAT.md items not acted on without a model:\n  - Is the backup fresh?" in beat.stdout
+    assert "no model is configured" in beat.stdout
 
     missing = yield cli(daemon, "report")
     assert missing.returncode == 1 and "no report for any day yet" in missing.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -319,3 +320,48 @@ def test_records_survive_a_restart_in_a_sqlite_store(tmp_path) -> Any:
         assert [r["payload"]["outcome"] for r in rows] == ["ok"]
     finally:
         yield store.stopService()
+
+
+def test_a_backup_job_keeps_the_newest_n(tmp_path) -> None:
+    from openclaw import backup
+    from openclaw.store.sqlite import open_database
+
+    store = tmp_path / "home" / "data" / "openclaw.sqlite3"
+    open_database(str(store)).close()
+    source = backup.sources(str(tmp_path / "home"), str(store), None, with_secrets=False)
+    h = Harness(at(2024, 5, 2, 9, 0))
+    made: list[dict] = []
+    job = daily("nightly", action="backup", keep=2, to=str(tmp_path / "backups"))
+    h.service = CronService(h.clock, h.store, (job,), h.notifier, run_report=lambda *a: None,
+                            run_heartbeat=lambda i: None,
+                            run_backup=lambda job: made.append(
+                                backup.scheduled(source, job.to, job.keep, h.clock.seconds())))
+    h.service.startService()
+    for day in (3, 4, 5):
+        h.advance_to(at(2024, 5, day, 9))
+    assert sorted(os.listdir(tmp_path / "backups")) == [
+        "openclaw-backup-20240504T090000Z.tar", "openclaw-backup-20240505T090000Z.tar"]
+    assert [m["removed"] for m in made][-1] == [str(tmp_path / "backups" / "openclaw-backup-20240503T090000Z.tar")]
+    assert [r["outcome"] for r in h.store.cron()] == ["ok", "ok", "ok"]
+
+
+def test_a_backup_job_without_backups_fails_visibly() -> None:
+    h = Harness(at(2024, 5, 2, 9, 0))
+    h.start(daily("nightly", action="backup"))
+    h.advance_to(at(2024, 5, 3, 9))
+    assert h.store.cron()[0]["outcome"] == "failed"
+    assert "not available" in h.notifier.sent[0][2]
+
+
+def test_backup_job_keys_parse() -> None:
+    from openclaw.config.proactive import parse_cron
+
+    (job,) = parse_cron([{"name": "b", "schedule": "0 3 * * *", "action": "backup", "keep": 3, "to": "/var/b"}])
+    assert (job.action, job.keep, job.to) == ("backup", 3, "/var/b")
+    for bad, where in (({"keep": 0}, "keep"), ({"to": "relative/dir"}, "to")):
+        try:
+            parse_cron([{"name": "b", "schedule": "0 3 * * *", "action": "backup", **bad}])
+        except ValueError as e:
+            assert f"[0].{where}" in str(e)
+        else:
+            raise AssertionError(f"{bad} was accepted")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -10,6 +13,7 @@ import pytest
 import pytest_twisted
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
@@ -22,9 +26,11 @@ from openclaw.gateway.frames import FrameError
 from openclaw.notify import Notifier
 from openclaw.config.proactive import ActiveHours
 from openclaw.proactive.heartbeat import (
+    MAX_ITEMS,
     REMIND_AFTER,
     SESSION,
     HeartbeatService,
+    checklist_items,
     heartbeat_methods,
     in_active_hours,
     next_active,
@@ -34,9 +40,11 @@ from openclaw.proactive.verdict import TOKEN
 from openclaw.runtime import Runtime
 from openclaw.status import TreeStatus
 from openclaw.store.sqlite import SQLiteStore
+from tests import strategies
 from tests.fakes import FixedStatus, StateStore
 from tests.llm_servers import FakeFacts
 from tests.strategies import dressed_tokens
+from tests.waiting import step_clock
 
 EVERY = 1800.0
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -191,7 +199,8 @@ def test_wakes_in_one_turn_share_a_beat(tmp_path) -> None:
 @given(dressed_tokens(), st.sampled_from(["", "All good.", " nothing to report", "\n\n_Everything is fine._"]),
        st.booleans())
 def test_heartbeat_ok_in_any_dressing_is_never_delivered(tmp_path_factory, token: str, ack: str, first: bool) -> None:
-    rig = Rig(tmp_path_factory.mktemp("hb"), FakeBrain(token + ack if first else ack + " " + token))
+    # A space between them either way: "HEARTBEAT_OKAll good." is rightly not the token.
+    rig = Rig(tmp_path_factory.mktemp("hb"), FakeBrain(token + " " + ack if first else ack + " " + token))
     rig.advance(EVERY)
     assert rig.notifier.sent == [] and rig.store.verdicts() == ["ok"]
     assert all("text" not in p for _, _, p in rig.pushed)
@@ -299,6 +308,38 @@ def test_rules_brain_watches_this_host_with_no_configuration(tmp_path) -> None:
     rig.host = {**HOST, "memory_percent": 99.0}
     rig.advance(EVERY)
     assert rig.notifier.sent[-1]["message"] == "Heartbeat: this needs your attention:\n- memory: 99% used"
+
+
+def beat(rig: Rig, instruction: str = "") -> dict:
+    """An explicit beat, run to its end on the rig's clock; :return: its record."""
+    done = []
+    rig.service.beat_now(instruction).addCallback(done.append)
+    rig.advance(0)
+    assert done, "the beat did not finish"
+    return done[0]
+
+
+def test_a_rules_beat_says_what_it_checked_and_which_checklist_items_need_a_model(tmp_path) -> None:
+    rig = Rig(tmp_path, RulesBrain(FakeFacts()), checks=[{"name": "web", "ok": False, "detail": "refused"}])
+    (tmp_path / "HEARTBEAT.md").write_text("# Mine\n\nprose, not an item\n- Is the backup fresh?\n"
+                                           "- Did the NAS\n  log errors?\n1. Mornings: a summary\n")
+    record = beat(rig, "look at the printer")
+    assert record["checked"] == [
+        "checks: 1 configured, 1 failing (1 without an alert policy of their own)",
+        "disks: / (a finding at 90% used)", "memory: 40.0% used (a finding at 95%)"]
+    assert record["not_acted_on"] == ["Is the backup fresh?", "Did the NAS log errors?", "Mornings: a summary"]
+    assert "does not read HEARTBEAT.md or the instruction" in record["note"]
+    assert rig.store.journal[-1][2]["not_acted_on"] == record["not_acted_on"]  # in the journal too
+    (tmp_path / "HEARTBEAT.md").write_text("")
+    quiet = beat(rig)
+    assert "not_acted_on" not in quiet and "note" not in quiet and quiet["checked"]
+
+
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=30)
+                .map(str.strip).filter(bool), max_size=60))
+def test_checklist_items_are_the_list_lines(items: list[str]) -> None:
+    text = "# A heading\n" + "".join(f"- {item}\n" for item in items) + "\nA closing paragraph.\n"
+    assert checklist_items(text) == [" ".join(item.split("\n"))[:200] for item in items][:MAX_ITEMS]
 
 
 def test_rules_brain_reads_check_service_states_and_ignores_unprobed_checks(tmp_path) -> None:
@@ -494,3 +535,169 @@ def test_a_failing_check_reaches_the_outbox_and_the_journal(tmp_path) -> Any:
     finally:
         yield service.stopService()
         yield store.stopService()
+
+
+# The scheduler as a state machine
+
+
+class HeldBrain:
+    """Answers ``HEARTBEAT_OK`` at once, or holds the next reply open (a slow beat); notes what it sees."""
+
+    name = "openai:test"
+
+    def __init__(self, machine: HeartbeatMachine) -> None:
+        self.machine = machine
+        self.hold_next = False
+        self.held: Deferred | None = None
+
+    def respond(self, request: Any) -> Deferred:
+        m = self.machine
+        now = m.rig.clock.seconds()
+        if self.held is not None:
+            m.violations.append(f"two beats at once at {now}")
+        if not in_active_hours(now, m.hours, UTC):
+            m.violations.append(f"the brain was asked at {now}, outside the active hours")
+        if m.stopped:
+            m.violations.append(f"a beat started at {now}, after stop")
+        if self.hold_next:
+            self.hold_next = False
+            self.held = Deferred()
+            return self.held
+        return succeed(BrainReply(text=TOKEN, provider=self.name))
+
+
+UTC = ZoneInfo("UTC")
+DAY0 = datetime(2025, 1, 15, tzinfo=UTC).timestamp()
+
+
+class HeartbeatMachine(RuleBasedStateMachine):
+    """
+    Wakes, slow beats, time passing across the active hours, and a drain,
+    against a model of the rules in docs/heartbeat.md.  Every beat is read
+    back from the journal (in order, with start and duration); every wake's
+    Deferred says which beat served it (the journal's length when it fired).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.home = tempfile.mkdtemp(prefix="hb-machine-")
+        self.violations: list[str] = []
+        self.seen = 0  # journal entries checked so far
+        self.stopped = False
+        self.wakes: list[tuple[int, list]] = []  # (index of the beat that must serve it, [(index, record)])
+        self.drains: list[Deferred] = []
+        self.beats_allowed_after_stop = 0
+
+    @initialize(hours=strategies.active_hours(), every=st.sampled_from([600.0, 1800.0, 3600.0]),
+                start=st.sampled_from([0.0, 7.5 * 3600, 8 * 3600 - 60, 12 * 3600, 21.75 * 3600, 23 * 3600]))
+    def build(self, hours: ActiveHours | None, every: float, start: float) -> None:
+        self.hours, self.every, self.t0 = hours, every, DAY0 + start
+        self.prev_end = self.t0  # where the next timed beat's interval is measured from
+        self.brain = HeldBrain(self)
+        self.rig = Rig(Path(self.home), self.brain, every=every, start=self.t0, timezone="UTC", active_hours=hours)
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    @property
+    def journal(self) -> list[tuple[str, float, dict]]:
+        return self.rig.store.journal
+
+    # Rules
+
+    @rule(seconds=st.sampled_from([0.0, 1.0, 60.0, 599.0, 600.0, 1800.0, 3600.0, 4 * 3600.0]))
+    def time_passes(self, seconds: float) -> None:
+        step_clock(self.rig.clock, seconds)
+
+    @precondition(lambda self: self.hours is not None)
+    @rule(edge=st.sampled_from(["start", "end"]), offset=st.sampled_from([-1.0, 0.0, 1.0]))
+    def to_an_edge_of_the_active_hours(self, edge: str, offset: float) -> None:
+        now = self.rig.clock.seconds()
+        hh, mm = getattr(self.hours, edge).split(":")
+        target = DAY0 + int(hh) * 3600 + int(mm) * 60 + offset
+        while target <= now:
+            target += 86400
+        step_clock(self.rig.clock, target - now)
+
+    @rule()
+    def wake(self) -> None:
+        running = self.rig.service.status()["running"]
+        served: list = []
+        d = self.rig.service.wake()
+        d.addCallback(lambda record: served.append((len(self.journal), record)))
+        if self.stopped:
+            assert served and served[0][1] == {"verdict": "skipped", "reason": "shutting down"}
+            return
+        # Idle: the next beat serves it; during a beat: the one right after.
+        self.wakes.append((len(self.journal) + (2 if running else 1), served))
+
+    @precondition(lambda self: not self.stopped and self.brain.held is None)
+    @rule()
+    def the_next_beat_is_slow(self) -> None:
+        self.brain.hold_next = True
+
+    @precondition(lambda self: self.brain.held is not None)
+    @rule()
+    def the_slow_beat_ends(self) -> None:
+        held, self.brain.held = self.brain.held, None
+        held.callback(BrainReply(text=TOKEN, provider="x"))
+        assert all(d.called for d in self.drains), "the drain did not end with the beat in flight"
+
+    @precondition(lambda self: not self.stopped)
+    @rule(stop=st.booleans())
+    def drain(self, stop: bool) -> None:
+        running = self.rig.service.status()["running"]
+        d = self.rig.service.stopService() if stop else self.rig.service.drain()
+        self.stopped = True
+        self.beats_allowed_after_stop = len(self.journal) + (1 if running else 0)
+        for index, served in self.wakes:
+            if index > self.beats_allowed_after_stop:
+                assert served and served[0][1]["reason"] == "shutting down", "a wake left waiting by the drain"
+        if not stop:
+            assert d.called != running, "drain must wait for the beat in flight, and only for it"
+            if not d.called:
+                self.drains.append(d)
+
+    # Invariants
+
+    @invariant()
+    def nothing_wrong_seen_by_the_brain(self) -> None:
+        assert not self.violations, self.violations
+
+    @invariant()
+    def every_beat_keeps_the_rules(self) -> None:
+        hours = self.hours
+        for index in range(self.seen + 1, len(self.journal) + 1):
+            kind, started, record = self.journal[index - 1]
+            assert kind == "heartbeat"
+            assert started >= self.prev_end, "two beats at once"
+            if record["reason"] == "interval":
+                assert started >= self.t0 + self.every, "a beat at boot"
+                assert started == next_active(self.prev_end + self.every, hours, UTC), "a timed beat off its time"
+                assert record["verdict"] == "ok"
+            else:
+                assert record["reason"] == "wake"
+                assert any(i == index for i, _ in self.served()), "a beat no wake asked for"
+                inside = in_active_hours(started, hours, UTC)
+                assert record["verdict"] == ("ok" if inside else "skipped"), "a beat outside the active hours"
+            self.prev_end = started + record["duration"]
+        self.seen = len(self.journal)
+
+    @invariant()
+    def each_wake_is_served_by_the_beat_it_was_due(self) -> None:
+        for index, served in self.wakes:
+            if served and served[0][1]["reason"] != "shutting down":
+                assert served[0][0] == index, f"a wake due for beat {index} was served by beat {served[0][0]}"
+
+    @invariant()
+    def no_beat_after_stop(self) -> None:
+        if self.stopped:
+            assert len(self.journal) <= self.beats_allowed_after_stop
+            assert self.rig.service.next_beat() is None
+
+    def served(self) -> list[tuple[int, dict]]:
+        return [s[0] for _, s in self.wakes if s]
+
+
+TestHeartbeatMachine = HeartbeatMachine.TestCase
+TestHeartbeatMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)

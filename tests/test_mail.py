@@ -23,7 +23,7 @@ from twisted.internet.testing import StringTransport
 from openclaw.agent.base import BrainReply
 from openclaw.metrics import REGISTRY
 from openclaw.notify import Notifier
-from openclaw.outbox import retry_delay
+from openclaw.backoff import backoff_policy
 from openclaw.config.proactive import MailConfig
 from openclaw.proactive.importance import Verdict, consult, gist, judge, model_judge
 from openclaw.proactive.mail import (
@@ -31,6 +31,7 @@ from openclaw.proactive.mail import (
     IDLE_RENEW,
     RETRY_BASE,
     RETRY_CAP,
+    RETRY_JITTER,
     MailWatchService,
     NewMail,
     WatchClient,
@@ -430,11 +431,13 @@ def test_connection_failures_back_off_exponentially(store: Any) -> Any:
     port = closed.getHost().port
     yield closed.stopListening()  # nothing listens there now: connection refused
     clock = Clock()
-    watch = Watch(store, mailbox(port), clock=clock, rand=lambda: 0.5)
+    # The whole step (2, 4, 8 s): sums of these stay exact on the Clock.
+    watch = Watch(store, mailbox(port), clock=clock, rand=lambda: 1.0)
     yield watch.until(lambda w: w.state == "backoff")
     assert "refused" in watch.watcher.last_error.lower()
+    backoff = backoff_policy(RETRY_BASE, RETRY_CAP, jitter=RETRY_JITTER, rand=lambda: 1.0)
     for attempt in (1, 2, 3):
-        delay = retry_delay(attempt, RETRY_BASE, RETRY_CAP, lambda: 0.5)
+        delay = backoff(attempt - 1)
         clock.advance(delay - 0.01)
         assert watch.watcher.attempts == attempt
         clock.advance(0.01)

@@ -6,24 +6,15 @@ import base64
 
 import pytest
 import pytest_twisted
-from hypothesis import given
-from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
 from openclaw import metrics
 from openclaw.events import OutboxItem
 from openclaw.logs import scrub_text
-from openclaw.outbox import OutboxService, retry_delay
+from openclaw.outbox import OutboxService
 from openclaw.store.sqlite import SQLiteStore
-
-
-@given(st.integers(1, 60), st.floats(0, 1, exclude_max=True))
-def test_retry_delays_grow_are_capped_and_jittered(attempts, rand) -> None:
-    delay = retry_delay(attempts, base=2, cap=300, rand=lambda: rand)
-    nominal = min(300, 2 * 2 ** (attempts - 1))
-    assert 0.8 * nominal <= delay < 1.2 * nominal + 1e-9
-    assert retry_delay(attempts + 1, rand=lambda: 0.5) >= retry_delay(attempts, rand=lambda: 0.5)
+from tests.waiting import until
 
 
 NOW = 1_800_000_000.0
@@ -121,6 +112,35 @@ def test_an_unknown_channel_is_a_failure_not_a_crash(store) -> None:
     yield outbox.kick()
     assert (yield store.outbox_counts())["failed"] == 1
     yield outbox.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_kicks_during_a_pass_wait_for_it_and_coalesce_into_one_more(store) -> None:
+    held: defer.Deferred = defer.Deferred()
+    calls: list[str] = []
+
+    def deliver(outbox_item: OutboxItem) -> defer.Deferred:
+        calls.append(outbox_item.text)
+        return held if outbox_item.text == "message 1" else defer.succeed(True)
+
+    store, clock, outbox = started(store, {"test": deliver})
+    passes = []
+    due_outbox = store.due_outbox
+    store.due_outbox = lambda *a: (passes.append(1), due_outbox(*a))[1]
+    yield store.enqueue_outbox(item(1))
+    first = outbox.kick()
+    yield until(lambda: calls)  # the first pass is delivering message 1
+    yield store.enqueue_outbox(item(2))
+    during = [outbox.kick() for _ in range(3)]
+    assert not any(d.called for d in [first, *during])
+    held.callback(True)
+    yield defer.gatherResults([first, *during])
+    assert outbox.loop.busy and len(passes) == 2  # they waited for the pass that was running, not the next
+    yield until(lambda: not outbox.loop.busy and calls == ["message 1", "message 2"])
+    assert len(passes) == 2  # the three kicks made one more pass, not three
+    yield outbox.stopService()
+    assert outbox.kick().called  # after stop: at once, no pass
+    assert len(passes) == 2
 
 
 @pytest_twisted.inlineCallbacks

@@ -33,9 +33,9 @@ def test_old_finished_rows_go_a_minute_after_start_then_every_period(store, monk
     service = PruneService(clock, store, retention=30 * DAY, every=3600.0)
     service.startService()
     clock.advance(59)
-    assert service._running is None and (yield store.inbound_state(old[0].id)) == "done"
+    assert not service.loop.busy and (yield store.inbound_state(old[0].id)) == "done"
     clock.advance(1)
-    yield service._running
+    yield service.loop.current()
     assert service.last == {"outbox": 0, "inbound": 5, "journal": 1}
     assert pruned("inbound") == before + 5
     assert (yield store.inbound_state(fresh.id)) == "done"

@@ -163,3 +163,38 @@ def test_token_usage_is_kept_per_session(tmp_path) -> None:
     yield client.close()
     yield daemon.stop()
     yield llm.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_alerts_made_while_the_chat_was_closed_arrive_on_the_next_subscribe(tmp_path) -> None:
+    daemon = RunningDaemon(str(tmp_path), daemon_config(heartbeat={"target": "webchat:cli-me"}))
+    try:
+        notifier = daemon.service.getServiceNamed("notifier")
+        # Nobody listens: the check's alert and recovery are made anyway.
+        yield notifier.notify("alert", "website", "website is DOWN", "check:website:1:alert")
+        yield notifier.notify("recovery", "website", "website is back up", "check:website:1:recovery")
+        client = yield wsclient.connect(daemon.gateway_port, daemon.token)
+        history = yield client.request("chat.history", {"session": "webchat:cli-me", "limit": 10})
+        assert [(m["role"], m["text"]) for m in history["payload"]["messages"]] == [
+            ("assistant", "website is DOWN"), ("assistant", "website is back up")]
+        yield client.request("subscribe", {"session": "webchat:cli-me"})
+        alerts = []
+        while len(alerts) < 2:
+            frame = yield client.next()
+            if frame.get("type") == "event" and frame["event"] == "alert":
+                alerts.append(frame["payload"])
+        assert [(a["kind"], a["check"], a["message"], a["while_away"]) for a in alerts] == [
+            ("alert", "website", "website is DOWN", True), ("recovery", "website", "website is back up", True)]
+        # Marked sent once the delivery pass is over: not pushed again.
+        yield daemon.service.getServiceNamed("outbox").kick()
+        counts = yield daemon.service.getServiceNamed("store").outbox_counts()
+        assert counts["pending"] == 0 and counts["sent"] == 2
+        yield notifier.notify("info", "report", "heard live", "report:x")
+        while True:
+            frame = yield client.next()
+            if frame.get("type") == "event" and frame["event"] == "alert":
+                break
+        assert frame["payload"]["message"] == "heard live" and frame["payload"]["while_away"] is False
+        yield client.close()
+    finally:
+        yield daemon.stop()

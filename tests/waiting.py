@@ -19,3 +19,17 @@ def until(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = ""
         if reactor.seconds() > deadline:
             raise AssertionError(f"{what or predicate} not met within {timeout:g}s")
         yield deferLater(reactor, 0.01, lambda: None)
+
+
+def step_clock(clock: Any, seconds: float) -> None:
+    """
+    Move a ``task.Clock`` on by ``seconds``, stopping at every due call so
+    each runs at its own time (``Clock.advance`` runs them all at the end).
+    """
+    end = clock.seconds() + seconds
+    while True:
+        due = [c.getTime() for c in clock.getDelayedCalls() if c.getTime() <= end]
+        step = min(due) if due else end
+        clock.advance(max(0.0, step - clock.seconds()))
+        if not due:
+            return

@@ -5,15 +5,14 @@ the tool-call loop.
 ``openai.py`` and ``anthropic.py`` only say how their API spells a request,
 a reply and a tool result (the ``ModelBrain`` hooks).  The transport is the
 shared ``openclaw.http.HTTPClient``; what is model-specific here is the
-retry policy around it.  Deciding when to
-retry and how long to wait is pure (``backoff_delay``, ``retry_after``,
-``is_retryable``) so tests drive it without a network or a clock.
+retry policy around it.  Deciding when to retry and how long to wait is
+pure (``is_retryable`` here, the backoff policy and ``retry_after`` in
+``openclaw.backoff``) so tests drive it without a network or a clock.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import random
 from abc import ABC, abstractmethod
@@ -33,6 +32,7 @@ from zope.interface import implementer
 
 from openclaw.agent.base import BrainError, BrainReply, BrainRequest, empty_usage
 from openclaw.agent.tools import ToolBox
+from openclaw.backoff import backoff_policy
 from openclaw.config import ProviderConfig
 from openclaw.eliotutil import action_type, begin, log, message_type, typed
 from openclaw.http import HTTPClient
@@ -43,6 +43,8 @@ MAX_WAIT = 30.0
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 20.0
+BACKOFF_JITTER = 0.5
+"""Retries wait 0.25-0.5 s, 0.5-1 s, 1-2 s ... at most 20 s ("equal jitter"), unless the server says how long."""
 
 
 PROVIDER = typed("provider", [str], "the model provider and model")
@@ -61,31 +63,6 @@ BRAIN_RETRY = message_type("openclaw:brain:retry", [
     PROVIDER, typed("status", [int, None], "HTTP status, none for a transport error"), ATTEMPT,
     typed("delay", [int, float], "seconds before the retry"), typed("reason", [str], "the error"),
 ], "a model request failed and is retried", "warn")
-
-
-def backoff_delay(attempt: int, jitter: float, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
-    """
-    Seconds to wait before retry number ``attempt`` (0 for the first),
-    "equal jitter": half of the capped exponential step is fixed, the other
-    half scaled by ``jitter`` in [0, 1], so waits grow yet retries from many
-    lanes do not line up.
-    """
-    step = min(cap, base * 2 ** min(attempt, 64))
-    return step / 2 + step / 2 * min(max(jitter, 0.0), 1.0)
-
-
-def retry_after(value: str | None) -> float | None:
-    """
-    The delay a ``Retry-After`` header asks for, in seconds, or ``None``
-    when absent or not a number of seconds (HTTP dates fall back to backoff).
-    """
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def is_retryable(status: int) -> bool:
@@ -181,7 +158,7 @@ class JSONPoster:
         self._max_retries = max_retries
         self._clock = clock or reactor
         self._sleep = sleep or (lambda delay: deferLater(self._clock, delay))
-        self._jitter = jitter
+        self._backoff = backoff_policy(BACKOFF_BASE, BACKOFF_CAP, jitter=BACKOFF_JITTER, rand=jitter)
         # Not pooled: a brain has no stop to close idle connections at.
         self._http = HTTPClient(reactor, label, clock=self._clock, persistent=False, timeout=timeout)
 
@@ -210,7 +187,7 @@ class JSONPoster:
                 wait = response.retry_after
             if not error.retryable or attempt == self._max_retries:
                 raise error
-            delay = wait if wait is not None else backoff_delay(attempt, self._jitter())
+            delay = wait if wait is not None else self._backoff(attempt)
             if delay > MAX_WAIT:
                 raise error
             log(BRAIN_RETRY, "warn", provider=self._label, status=error.status,

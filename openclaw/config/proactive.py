@@ -23,7 +23,7 @@ from openclaw.config.parsing import (
 from openclaw.config.parsing import fields as fields_of
 
 CHECK_TYPES = ("http", "tcp", "dns", "disk", "memory", "load", "cpu", "process", "logfile")
-CRON_ACTIONS = ("report", "message", "heartbeat")
+CRON_ACTIONS = ("report", "message", "heartbeat", "backup")
 
 
 
@@ -135,6 +135,9 @@ class CronConfig:
     instruction: str = ""
     target: str = ""
     grace: float = 3600.0
+    #: backup jobs: how many backups to keep in ``to`` (default ``<home>/backups``).
+    keep: int = 7
+    to: str = ""
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,12 @@ def _check_entry(check: CheckConfig) -> None:
         raise ValueError("every: must be more than 0")
 
 
+def _directory(value: Any) -> str:
+    if value == "" or (isinstance(value, str) and value.startswith("/")):
+        return value
+    raise ValueError(f"expected an absolute directory path, got {got(value)}")
+
+
 def _cron_entry(job: CronConfig) -> None:
     if job.action == "message" and not job.text:
         raise ValueError("text: a message job needs a text")
@@ -273,7 +282,8 @@ def _mail_entry(mail: MailConfig) -> None:
 
 
 parse_checks = _entries(CheckConfig, ("name", "type"), _check_entry)
-parse_cron = _entries(CronConfig, ("name", "schedule", "action"), _cron_entry, {"target": _session_target})
+parse_cron = _entries(CronConfig, ("name", "schedule", "action"), _cron_entry,
+                      {"target": _session_target, "keep": whole(1, 1000), "to": _directory})
 parse_mail = _entries(MailConfig, ("name", "host", "user"), _mail_entry, {"target": _session_target})
 
 DEFAULT_CRON = (CronConfig(name="morning-report", schedule="0 9 * * *", action="report"),)

@@ -21,7 +21,7 @@ from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, su
 from zope.interface import implementer
 
 from openclaw import metrics
-from openclaw.agent.http import backoff_delay
+from openclaw.backoff import backoff_policy
 from openclaw.connectors.access import Access
 from openclaw.config.connectors import SECRET_FIELDS
 from openclaw.eliotutil import action_type, begin, begin_task, log, message_type, typed
@@ -34,6 +34,8 @@ from openclaw.pipeline import BUSY_REPLY, Busy, ShuttingDown
 STARTING, CONNECTING, CONNECTED, BACKOFF, FAILED, STOPPED = (
     "starting", "connecting", "connected", "backoff", "failed", "stopped")
 RECONNECT_BASE = 1.0
+RECONNECT_JITTER = 0.5
+"""Reconnects wait 0.5-1 s, 1-2 s, 2-4 s ... at most ``backoff_max``."""
 NOT_TAKEN = "shutting-down"
 
 
@@ -132,6 +134,7 @@ class ConnectorService(Service):
         self.store = store
         self.notifier = notifier
         self.rng = rng
+        self.backoff = backoff_policy(RECONNECT_BASE, config.backoff_max, jitter=RECONNECT_JITTER, rand=rng)
         self.access = Access(name, config.allow_from, config.pairing, config.rate_per_minute, store, clock)
         self.state = STARTING
         self.last_error: str | None = None
@@ -253,7 +256,7 @@ class ConnectorService(Service):
         self.last_error = error
         self.reconnects += 1
         metrics.connector_reconnects.labels(self.name, reason).inc()
-        delay = backoff_delay(self.attempt, self.rng(), RECONNECT_BASE, self.config.backoff_max)
+        delay = self.backoff(self.attempt)
         self.attempt += 1
         self.state = BACKOFF
         log(RECONNECT, level="warn", connector=self.name, reason=reason,

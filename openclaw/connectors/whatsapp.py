@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 
 from openclaw import metrics
-from openclaw.agent.http import backoff_delay, retry_after
+from openclaw.backoff import backoff_policy, retry_after
 from openclaw.connectors.base import ConnectorService, Terminal
 from openclaw.config.connectors import WhatsAppConfig, credential
 from openclaw.connectors.split import split_text
@@ -45,6 +45,8 @@ RATE_LIMIT_CODES = frozenset({4, 80007, 130429, 131056})
 RATE_RETRIES = 4
 RATE_BASE = 1.0
 RATE_CAP = 30.0
+RATE_JITTER = 0.5
+"""Rate-limited sends wait as ``Retry-After`` says, else 0.5-1 s, 1-2 s, 2-4 s, 4-8 s; a longer ask fails the send."""
 MAX_PARTIAL = 1000
 """Sends that failed part-way, remembered so a retry resumes after the parts already sent."""
 
@@ -230,6 +232,7 @@ class WhatsAppConnector(ConnectorService):
         self.token = credential(config, "token", environ)
         self.app_secret = credential(config, "app_secret", environ)
         self._partial: OrderedDict[str, int] = OrderedDict()
+        self.rate_backoff = backoff_policy(RATE_BASE, RATE_CAP, jitter=RATE_JITTER, rand=rng)
         # Not pooled, as before: each Graph API call on a connection of its own.
         self.http = HTTPClient(reactor, "whatsapp", persistent=False, timeout=REQUEST_TIMEOUT)
 
@@ -289,9 +292,9 @@ class WhatsAppConnector(ConnectorService):
                 raise error
             if (status == 429 or code in RATE_LIMIT_CODES) and attempt < RATE_RETRIES:
                 asked = retry_after(headers.get("retry-after"))
-                delay = asked if asked is not None else backoff_delay(attempt, self.rng(), RATE_BASE, RATE_CAP)
-                if delay > RATE_CAP:
+                if asked is not None and asked > RATE_CAP:
                     raise error
+                delay = asked if asked is not None else self.rate_backoff(attempt)
                 log(WHATSAPP_RATE_LIMITED, level="warn", code=code, status=status,
                     delay=round(delay, 2), attempt=attempt)
                 yield deferLater(self.clock, delay)

@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.interfaces import IReactorTime
 
 from openclaw.events import MESSAGE_RECEIVED, Event, OutboxItem
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
+from openclaw.notify import webchat_alert
 from openclaw.pipeline import USAGE_PREFIX, Busy, ShuttingDown, StoreUnavailable
 
 MAX_TEXT = 32_000
@@ -21,13 +23,21 @@ ALL = "*"
 
 
 class WebchatHub:
-    """Which connection listens to which session; delivers webchat replies."""
+    """
+    Which connection listens to which session (and since when); delivers
+    webchat replies and proactive messages.
 
-    def __init__(self) -> None:
-        self._subscriptions: dict[Any, set[str]] = {}
+    :param clock: the time a subscription starts, to tell a proactive
+        message that waited (``while_away``) from one heard live.
+    """
+
+    def __init__(self, clock: IReactorTime | None = None) -> None:
+        self._clock = clock
+        self._subscriptions: dict[Any, dict[str, float]] = {}
 
     def subscribe(self, conn: Any, session: str) -> None:
-        self._subscriptions.setdefault(conn, set()).add(session)
+        now = self._clock.seconds() if self._clock is not None else 0.0
+        self._subscriptions.setdefault(conn, {}).setdefault(session, now)
 
     def forget(self, conn: Any) -> None:
         self._subscriptions.pop(conn, None)
@@ -42,14 +52,29 @@ class WebchatHub:
                 sent += 1
         return sent
 
+    def _listening_since(self, session: str) -> list[float]:
+        return [since[key] for since in self._subscriptions.values() for key in (session, ALL) if key in since]
+
     def deliver(self, item: OutboxItem) -> bool:
         """
         The webchat deliverer: pushed to at least one connection counts as
         delivered; with nobody listening the row waits for a subscriber.
-        Clients drop repeats by ``reply_to`` (the at-least-once window).
+        Clients drop repeats by ``reply_to`` (replies) or ``id`` (alerts):
+        the at-least-once window.  A proactive row is an ``alert`` event,
+        ``while_away`` when every listener subscribed after it was made.
         """
-        payload = {"session": item.session_id, "text": item.text, "reply_to": item.reply_to}
-        return self.push(item.session_id, "chat.reply", payload) > 0
+        alert = webchat_alert(item.dedupe_key)
+        if alert is None:
+            payload = {"session": item.session_id, "text": item.text, "reply_to": item.reply_to}
+            return self.push(item.session_id, "chat.reply", payload) > 0
+        since = self._listening_since(item.session_id)
+        if not since:
+            return False
+        kind, source = alert
+        return self.push(item.session_id, "alert", {
+            "kind": kind, "check": source, "message": item.text, "session": item.session_id,
+            "id": item.id, "at": item.created_at, "while_away": min(since) > item.created_at,
+        }) > 0
 
 
 def _session(conn: Any, params: dict) -> str:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
-from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from openclaw import metrics
@@ -30,6 +30,7 @@ from openclaw.gateway.frames import FrameError
 from openclaw.config import Config
 from openclaw.interfaces import IDrainable, IReconfigurable, IStatusSource
 from openclaw.config.proactive import CheckConfig
+from openclaw.periodic import PeriodicService
 from openclaw.status import StatusSource
 from openclaw.proactive.policy import CheckState, Decision, flapping, step
 
@@ -116,17 +117,11 @@ def format_states(states: list[dict[str, Any]], now: float) -> str:
     return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[4]]).rstrip() for row in rows)
 
 
-def _shared(d: Deferred) -> Deferred:
-    """A Deferred with ``d``'s result that leaves ``d``'s own chain untouched."""
-    copy: Deferred = Deferred()
-    d.addBoth(lambda result: (copy.callback(result), result)[1])
-    return copy
-
-
 @implementer(IDrainable, IReconfigurable, IStatusSource)
 class ChecksService(StatusSource, Service):
     """
-    One LoopingCall per check on ``clock``; a check's runs never overlap.
+    One ``PeriodicService`` per check on ``clock``: the first probe at start,
+    then ``every`` after each probe ends; a check's runs never overlap.
 
     :param probes: check name -> probe; default: ``make_probe`` for each.
     :param reactor: for the default probes' network and threads (default: ``clock``).
@@ -152,8 +147,8 @@ class ChecksService(StatusSource, Service):
         self._states = {name: CheckState() for name in self.checks}
         self._saved: dict[str, dict] = {}
         self._last: dict[str, ProbeResult] = {}
-        self._loops: dict[str, LoopingCall] = {}
-        self._running: dict[str, Deferred] = {}
+        self.loops = {name: self._loop(check) for name, check in self.checks.items()}
+        self._retiring: list[Deferred] = []  # the stops of removed checks' loops whose probe is in flight
         self._draining = False
 
     def startService(self) -> None:
@@ -185,36 +180,31 @@ class ChecksService(StatusSource, Service):
     def _start_loops(self) -> None:
         if self._draining or not self.running:
             return
-        for name in self.checks:
-            self._start_loop(name)
+        for loop in self.loops.values():
+            loop.startService()
         log(CHECK_STARTED, checks=len(self.checks))
 
-    def _start_loop(self, name: str) -> None:
-        loop = LoopingCall(self.run, name)
-        loop.clock = self.clock
-        loop.start(self.checks[name].every, now=True)
-        self._loops[name] = loop
-
-    def _stop_loop(self, name: str) -> None:
-        loop = self._loops.pop(name, None)
-        if loop is not None and loop.running:
-            loop.stop()
+    def _loop(self, check: CheckConfig) -> PeriodicService:
+        """A check's loop: the first probe at start, then ``every`` after each probe ends."""
+        return PeriodicService(self.clock, check.every, partial(self._run, check.name), name=f"check:{check.name}",
+                               first=0)
 
     def reconfigure(self, config: Config) -> None:
         """
         Checks compared by name: removed ones stop, added ones start, changed
-        ones restart with their policy state kept (an ongoing incident stays
-        one incident); unchanged ones keep their schedule.  A probe in flight
-        finishes.
+        ones probe again at once with their new interval and their policy
+        state kept (an ongoing incident stays one incident); unchanged ones
+        keep their schedule.  A probe in flight finishes.
         """
         self.zone = ZoneInfo(config.heartbeat.timezone) if config.heartbeat.timezone else None
         wanted = {c.name: c for c in config.checks}
         if wanted == self.checks:
             return
-        for name in list(self.checks):
-            if wanted.get(name) != self.checks[name]:
-                self._stop_loop(name)
         for name in set(self.checks) - set(wanted):
+            stopped = self.loops.pop(name).stopService()
+            if not stopped.called:  # a probe in flight: drain waits for it too
+                self._retiring.append(stopped)
+                stopped.addBoth(lambda result, d=stopped: (self._retiring.remove(d), result)[1])
             del self.probes[name]
             self._states.pop(name, None)
             self._last.pop(name, None)
@@ -224,28 +214,35 @@ class ChecksService(StatusSource, Service):
                 except KeyError:  # never probed
                     pass
         changed = [name for name, c in wanted.items() if self.checks.get(name) != c]
+        live = self.running and not self._draining and self.loaded.called
         for name in changed:
             self.probes[name] = self._probe(wanted[name])
             self._states.setdefault(name, CheckState())
         self.checks = wanted
         log(CHECK_RECONFIGURED, checks=len(wanted), changed=sorted(changed))
-        if self.running and not self._draining and self.loaded.called:
-            for name in changed:
-                self._start_loop(name)
+        for name in changed:
+            loop = self.loops.get(name)
+            if loop is None:
+                self.loops[name] = loop = self._loop(wanted[name])
+                if live:
+                    loop.startService()  # first=0: probes at once
+            else:
+                loop.set_interval(wanted[name].every)
+                if live:
+                    loop.call_soon()  # what it probes may have changed: at once, or right after the probe in flight
 
     def run(self, name: str) -> Deferred:
         """
         Probe ``name`` now, or join the run in progress (so runs never
-        overlap); fires with the check's state.  Each caller gets its own
-        Deferred, so one caller's callbacks never change another's result.
+        overlap); fires with the check's state (without a probe once
+        draining).  Each caller gets its own Deferred, so one caller's
+        callbacks never change another's result.
         """
-        if name not in self._running:
-            d = self._run(name)
-            if d.called:
-                return d
-            self._running[name] = d
-            d.addBoth(lambda result: (self._running.pop(name, None), result)[1])
-        return _shared(self._running[name])
+        loop = self.loops[name]
+        d = loop.current()
+        if d is None:
+            d = loop.call_soon()
+        return d.addCallback(lambda state: self.state_of(name) if state is None else state)
 
     @inlineCallbacks
     def _run(self, name: str) -> Any:
@@ -256,6 +253,8 @@ class ChecksService(StatusSource, Service):
             from openclaw.proactive.probes import ProbeResult
 
             result = ProbeResult(False, 0.0, f"probe error: {e!r}")
+        if name not in self._states:
+            return None  # removed by a reload while it probed
         now = self.clock.seconds()
         self._last[name] = result
         metrics.check_up.labels(name).set(1 if result.ok else 0)
@@ -327,11 +326,8 @@ class ChecksService(StatusSource, Service):
     def drain(self) -> Deferred:
         """No new probes; wait for those in flight (each bounded by its timeout)."""
         self._draining = True
-        for loop in self._loops.values():
-            if loop.running:
-                loop.stop()
-        self._loops.clear()
-        return DeferredList([_shared(d) for d in self._running.values()]).addCallback(lambda _: None)
+        stops = [loop.stopService() for loop in self.loops.values()] + list(self._retiring)
+        return DeferredList(stops).addCallback(lambda _: None)
 
     def hurry(self) -> None:
         """Nothing to cut short: in-flight probes end by their own timeout."""

@@ -120,12 +120,14 @@ class CronService(Service):
     def __init__(
         self, clock: IReactorTime, store: Any, jobs: tuple[CronConfig, ...], notifier: Any,
         run_report: Callable[[date], Any], run_heartbeat: Callable[[str], Any], timezone: str = "",
+        run_backup: Callable[[CronConfig], Any] | None = None,
     ) -> None:
         self.clock = clock
         self.store = store
         self.notifier = notifier
         self.run_report = run_report
         self.run_heartbeat = run_heartbeat
+        self.run_backup = run_backup
         self.timezone = timezone
         self._jobs = [_Job(job, zone(job.timezone or timezone)) for job in jobs]
         self._stopping = False
@@ -228,6 +230,10 @@ class CronService(Service):
         if job.action == "message":
             return self.notifier.notify("info", job.name, job.text, dedupe_key=f"cron:{job.name}:{due:.0f}",
                                         target=job.target)
+        if job.action == "backup":
+            if self.run_backup is None:
+                raise RuntimeError("backups are not available in this daemon")
+            return maybeDeferred(self.run_backup, job)
         return maybeDeferred(self.run_heartbeat, job.instruction).addCallback(_beat_result)
 
     @inlineCallbacks

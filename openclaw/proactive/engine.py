@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 from openclaw.config import Config
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
+from openclaw.notify import alerts_method
 from openclaw.proactive.checks import ChecksService, checks_methods
 from openclaw.proactive.cron import CronService
 from openclaw.proactive.heartbeat import HeartbeatService, heartbeat_methods
@@ -62,10 +63,12 @@ def build_engine(
     reporter = Reporter(reactor, store, notifier, home, config.heartbeat.timezone, summarize=brain_summarizer(brain))
     engine.children.append(("reports", reporter))
     cron = CronService(reactor, store, config.cron, notifier, run_report=reporter.run,
-                       run_heartbeat=heartbeat.run_instruction, timezone=config.heartbeat.timezone)
+                       run_heartbeat=heartbeat.run_instruction, timezone=config.heartbeat.timezone,
+                       run_backup=_backup_job(config, home, reactor, runtime, store))
     engine.children.append(("cron", cron))
     engine.methods["cron.list"] = lambda conn, params: {"jobs": cron.states()}
     engine.methods["reports.get"] = _reports_get(reporter)
+    engine.methods["alerts.list"] = alerts_method(reactor, store)
 
     if config.mail:
         from openclaw.proactive.mail import MailWatchService
@@ -74,6 +77,29 @@ def build_engine(
                                 ask_model=_mail_judge(config, reactor, runtime, tree, environ))
         engine.children.append(("mail", mail))
     return engine
+
+
+def _backup_job(config: Config, home: str, reactor: Any, runtime: Runtime, store: Any) -> Callable[[Any], Any]:
+    """A cron ``backup`` run, on a thread (the online backup reads the whole file); Redis is exported first."""
+    import orjson
+    from twisted.internet.defer import maybeDeferred
+    from twisted.internet.threads import deferToThreadPool
+
+    from openclaw import backup
+    from openclaw.store import sqlite_path
+
+    on_redis = config.store.url.startswith("redis://")
+
+    def run(job: Any) -> Any:
+        source = backup.sources(home, "" if on_redis else sqlite_path(config.store, home), runtime.config_path,
+                                with_secrets=False)
+        d = maybeDeferred(store.store.export) if on_redis else maybeDeferred(lambda: None)
+        d.addCallback(lambda entries: deferToThreadPool(
+            reactor, reactor.getThreadPool(), backup.scheduled, source, job.to or os.path.join(home, "backups"),
+            job.keep, reactor.seconds(), None if entries is None else orjson.dumps(entries)))
+        return d
+
+    return run
 
 
 def _mail_judge(config: Config, reactor: Any, runtime: Runtime, tree: TreeStatus, environ: Mapping[str, str]) -> Any:

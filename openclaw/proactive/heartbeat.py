@@ -18,6 +18,10 @@ Timing rules (docs/heartbeat.md):
   interval later (twice the interval after the previous one, not counting
   time outside the active hours) sets ``overdue``.
 
+The first three, and the wait for the window, come from the loop the beats
+run on (``openclaw.periodic.PeriodicService``): its due times are moved into
+the active hours, and wakes are its ``call_soon``, gathered per reactor turn.
+
 With the offline rules brain there is no model to ask: failing checks become
 one alert (each finding at most once per ``REMIND_AFTER``) and otherwise the
 beat stays silent.  A model gets the snapshot, the checklist and what it
@@ -30,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any, Callable
 
@@ -47,6 +52,7 @@ from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
 from openclaw.interfaces import IDrainable, IReconfigurable, IStatusSource
 from openclaw.config.proactive import ActiveHours
+from openclaw.periodic import PeriodicService
 from openclaw.proactive.schedule import instant, wall, zone
 from openclaw.proactive.snapshot import Snapshotter, digest, local_time
 from openclaw.proactive.verdict import TOKEN, is_heartbeat_ok, strip_token
@@ -59,6 +65,7 @@ VERDICTS = ("ok", "acted", "failed", "skipped")
 REMIND_AFTER = 24 * 3600.0
 REPORTED_KEY = "heartbeat:reported"
 MAX_INSTRUCTION = 2000
+SHUTTING_DOWN = {"verdict": "skipped", "reason": "shutting down"}
 
 INSTRUCTION = f"""\
 This is a heartbeat: nobody wrote to you; you are checking on your owner's machine.
@@ -177,6 +184,45 @@ def findings(snapshot: dict) -> dict[str, str]:
     return found
 
 
+MAX_ITEMS = 50
+_ITEM = re.compile(r"\s{0,3}(?:[-*+]|\d{1,3}[.)])\s+(.*\S)")
+
+
+def checklist_items(text: str) -> list[str]:
+    """
+    The items of a ``HEARTBEAT.md``: its list lines (``-``, ``*``, ``+``,
+    ``1.``), with indented continuation lines joined; headings and prose
+    are not items.  At most ``MAX_ITEMS``, each cut to 200 characters.
+    """
+    items: list[str] = []
+    in_item = False
+    for line in text.splitlines():
+        match = _ITEM.fullmatch(line)
+        if match:
+            items.append(match.group(1))
+            in_item = True
+        elif in_item and line.startswith((" ", "\t")) and line.strip():
+            items[-1] += " " + line.strip()
+        else:
+            in_item = False
+    return [item[:200] for item in items[:MAX_ITEMS]]
+
+
+def rules_checked(snapshot: dict) -> list[str]:
+    """What the rules heartbeat looked at, in words, for the beat's record and ``heartbeat now``."""
+    checks = snapshot.get("checks", [])
+    failing = sum(c.get("ok") is False for c in checks)
+    told = len(failing_checks(snapshot))
+    host = snapshot.get("host") or {}
+    disks = sorted(host.get("disks") or {})
+    return [
+        f"checks: {len(checks)} configured, {failing} failing"
+        + (f" ({told} without an alert policy of their own)" if told else ""),
+        f"disks: {', '.join(disks) or 'none found'} (a finding at {DISK_USED_PERCENT:g}% used)",
+        f"memory: {host.get('memory_percent', '?')}% used (a finding at {MEMORY_USED_PERCENT:g}%)",
+    ]
+
+
 def finding_message(new: dict[str, str]) -> str:
     """One message for the findings not told yet."""
     if all(k.startswith("check:") for k in new):
@@ -205,7 +251,6 @@ class HeartbeatService(StatusSource, Service):
         self.runtime = runtime
         self.clock = runtime.clock
         self.config = config
-        self.every = config.every
         self.tz = zone(config.timezone)
         self.checklist_path = os.path.join(home, "HEARTBEAT.md")
         self.brain = brain
@@ -215,11 +260,11 @@ class HeartbeatService(StatusSource, Service):
         self.push = push
         self.last: dict[str, Any] | None = None
         self.deadline: float | None = None
-        self._timer: IDelayedCall | None = None
+        #: The beats' timer: one interval after start or after the previous beat
+        #: ended, moved into the active hours; wakes coalesce on it.
+        self.loop = PeriodicService(self.clock, config.every, self._beat_requested, name="heartbeat",
+                                    align=self._into_hours, gather_turn=True)
         self._watchdog: IDelayedCall | None = None
-        self._kick: IDelayedCall | None = None
-        self._running: Deferred | None = None
-        self._waiters: list[Deferred] = []
         self._instructions: list[str] = []
         self._reasons: list[str] = []
         self._force = False
@@ -236,9 +281,9 @@ class HeartbeatService(StatusSource, Service):
         Service.startService(self)
         self._stopping = False
         self._started_at = self.clock.seconds()
+        self.loop.startService()
         if self.every > 0:
-            self._arm(self.clock.seconds())
-            self._set_deadline()
+            self._set_deadline(self.clock.seconds())
 
     def reconfigure(self, config: Config) -> None:
         """
@@ -249,32 +294,36 @@ class HeartbeatService(StatusSource, Service):
         new = config.heartbeat
         if new == self.config:
             return
-        self.config, self.every, self.tz = new, new.every, zone(new.timezone)
-        if not self.running or self._stopping or self._running is not None or self._kick is not None:
-            return
-        for call in (self._timer, self._watchdog):
-            if call is not None and call.active():
-                call.cancel()
-        self._timer = self._watchdog = None
+        self.config, self.tz = new, zone(new.timezone)
+        # Between beats the loop re-plans the next one from the end of the
+        # last (or the start), moved into the new hours; a beat running or
+        # requested plans with the new interval when it ends.
+        self.loop.set_interval(new.every)
+        if not self.running or self._stopping or self.loop.busy or self._reasons:
+            return  # the beat in flight (or asked for) sets the deadline when it succeeds
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
         self.deadline = None
-        if self.every > 0:
-            self._arm(self.runtime.last_heartbeat or self._started_at)
-            self._set_deadline()
+        due = self.loop.next_call()
+        if self.every > 0 and due is not None:
+            self._set_deadline_at(due + self.every)
 
     def drain(self) -> Deferred:
         """No new beats once shutdown begins; wait for the one in flight (``hurry`` stops waiting)."""
         self._stopping = True
-        for call in (self._timer, self._kick, self._watchdog):
-            if call is not None and call.active():
-                call.cancel()
-        self._timer = self._kick = self._watchdog = None
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
         self._flagged = False
         metrics.heartbeat_overdue.set(0)
-        self._release(self._take_waiters(), {"verdict": "skipped", "reason": "shutting down"})
-        if self._running is None:
-            return succeed(None)
+        self._reasons, self._instructions, self._force = [], [], False
+        running = self.loop.stopService()  # requests not yet served are answered "shutting down"
+        if running.called:
+            return running
         if self._drained is None or self._drained.called:
             self._drained = Deferred()
+            running.addBoth(lambda _: self.hurry())
         return self._drained
 
     def hurry(self) -> None:
@@ -288,11 +337,14 @@ class HeartbeatService(StatusSource, Service):
 
     # Scheduling
 
+    @property
+    def every(self) -> float:
+        """The interval (the loop's, so that ``loop.set_interval`` changes it)."""
+        return self.loop.interval
+
     def next_beat(self) -> float | None:
         """When the next timed beat is due; ``None`` while one runs, or when disabled or stopped."""
-        if self._timer is None or not self._timer.active():
-            return None
-        return self._timer.getTime()
+        return self.loop.next_call()
 
     status_key = "heartbeat"
 
@@ -303,17 +355,16 @@ class HeartbeatService(StatusSource, Service):
         """The dead-man signal: a due beat has not completed successfully within one more interval."""
         return self.deadline is not None and not self._stopping and self.clock.seconds() >= self.deadline
 
-    def _arm(self, after: float) -> None:
-        """Due one interval after ``after``, moved into the active hours."""
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        due = next_active(after + self.every, self.config.active_hours, self.tz)
-        self._timer = self.clock.callLater(max(0.0, due - self.clock.seconds()), self._request, "interval")
+    def _into_hours(self, due: float) -> float:
+        return next_active(due, self.config.active_hours, self.tz)
 
-    def _set_deadline(self) -> None:
-        """After a success (or at start): the next due beat must complete within one more interval."""
-        assert self._timer is not None
-        self.deadline = self._timer.getTime() + self.every
+    def _set_deadline(self, after: float) -> None:
+        """After a success (or at start): the beat due next must complete within one more interval."""
+        self._set_deadline_at(self._into_hours(after + self.every) + self.every)
+
+    def _set_deadline_at(self, deadline: float) -> None:
+        """The dead-man deadline: ``overdue`` from ``deadline`` on unless a beat succeeds first."""
+        self.deadline = deadline
         if self._watchdog is not None and self._watchdog.active():
             self._watchdog.cancel()
         self._watchdog = self.clock.callLater(self.deadline - self.clock.seconds(), self._watch)
@@ -328,7 +379,7 @@ class HeartbeatService(StatusSource, Service):
             self._flagged = True
             metrics.heartbeat_overdue.set(1)
             log(HEARTBEAT_OVERDUE, level="error", every=self.every,
-                last=self.runtime.last_heartbeat, running=self._running is not None)
+                last=self.runtime.last_heartbeat, running=self.loop.busy)
 
     def wake(self, reason: str = "wake", force: bool = False) -> Deferred:
         """
@@ -349,34 +400,18 @@ class HeartbeatService(StatusSource, Service):
 
     def _request(self, reason: str, instruction: str = "", force: bool = False) -> Deferred:
         if self._stopping:
-            return succeed({"verdict": "skipped", "reason": "shutting down"})
-        d = Deferred()
-        self._waiters.append(d)
+            return succeed(dict(SHUTTING_DOWN))
         self._reasons.append(reason)
         if instruction and instruction not in self._instructions:
             self._instructions.append(instruction)
         self._force = self._force or force
-        # A callLater(0) lets wakes of the same reactor turn share one beat.
-        if self._running is None and self._kick is None:
-            self._kick = self.clock.callLater(0, self._start)
-        return d
+        # The loop gathers the requests of one reactor turn, and those made
+        # while a beat runs, into one beat; each caller gets its own copy.
+        return self.loop.call_soon().addCallback(lambda record: dict(record or SHUTTING_DOWN))
 
-    def _take_waiters(self) -> list[Deferred]:
-        waiters, self._waiters = self._waiters, []
-        return waiters
-
-    @staticmethod
-    def _release(waiters: list[Deferred], record: dict) -> None:
-        for d in waiters:
-            d.callback(dict(record))
-
-    def _start(self) -> None:
-        self._kick = None
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        waiters = self._take_waiters()
-        reasons, instructions, force = sorted(set(self._reasons)), self._instructions, self._force
+    def _beat_requested(self) -> Deferred:
+        """One beat for every request since the last one began (none: the timer's)."""
+        reasons, instructions, force = sorted(set(self._reasons)) or ["interval"], self._instructions, self._force
         self._reasons, self._instructions, self._force = [], [], False
         record: dict[str, Any] = {"verdict": "skipped", "reason": ",".join(reasons), "actions": [], "tool_calls": 0}
         if instructions:
@@ -386,24 +421,18 @@ class HeartbeatService(StatusSource, Service):
             d = DeferredContext(self._beat(record, force))
             d.addCallback(lambda _: record)
             d.addActionFinish()
-        self._running = d.result
-        self._running.addBoth(self._finished, waiters)
+        return d.result.addCallbacks(self._finished, self._broken)
 
-    def _finished(self, record: Any, waiters: list[Deferred]) -> None:
-        self._running = None
-        if not isinstance(record, dict):  # a bug in the beat itself: keep the loop alive
-            log(HEARTBEAT_ERROR, level="error", error=record.getErrorMessage())
-            record = {"verdict": "failed", "error": record.getErrorMessage()}
-        if self._stopping:
-            self.hurry()
-        else:
-            if self.every > 0:
-                self._arm(self.clock.seconds())
-                if record["verdict"] in ("ok", "acted"):
-                    self._set_deadline()
-            if self._waiters and self._kick is None:
-                self._kick = self.clock.callLater(0, self._start)
-        self._release(waiters, record)
+    def _finished(self, record: dict[str, Any]) -> dict[str, Any]:
+        if not self._stopping and self.every > 0 and record["verdict"] in ("ok", "acted"):
+            self._set_deadline(self.clock.seconds())
+        return record
+
+    @staticmethod
+    def _broken(failure: Any) -> dict[str, Any]:
+        """A bug in the beat itself: recorded as failed; the loop goes on."""
+        log(HEARTBEAT_ERROR, level="error", error=failure.getErrorMessage())
+        return {"verdict": "failed", "error": failure.getErrorMessage()}
 
     # One beat
 
@@ -451,8 +480,20 @@ class HeartbeatService(StatusSource, Service):
 
     @inlineCallbacks
     def _rules(self, snapshot: dict, reported: dict[str, dict], record: dict) -> Any:
-        """No model: findings not yet told become one alert; cleared ones are forgotten."""
+        """
+        No model: findings not yet told become one alert; cleared ones are
+        forgotten.  The record says what was checked and which checklist
+        items (and instruction) went unread for want of a model.
+        """
         now = self.clock.seconds()
+        record["checked"] = rules_checked(snapshot)
+        items = checklist_items(self._read_checklist())
+        if items:
+            record["not_acted_on"] = items
+        if items or record.get("instruction"):
+            record["note"] = ("no model is configured (brain.providers), so the rules heartbeat does not read "
+                              "HEARTBEAT.md" + (" or the instruction" if record.get("instruction") else "")
+                              + "; it checks only what is listed under checked")
         found = findings(snapshot)
         kept = {k: v for k, v in reported.items() if not k.startswith(FINDING_PREFIXES) or k in found}
         new = {k: text for k, text in found.items() if k not in kept}
@@ -506,7 +547,7 @@ class HeartbeatService(StatusSource, Service):
             "last": health.iso(self.runtime.last_heartbeat),
             "next": health.iso(self.next_beat()),
             "overdue": self.overdue(),
-            "running": self._running is not None,
+            "running": self.loop.busy,
             "last_verdict": self.last["verdict"] if self.last else None,
             "every": self.every,
             "active_hours": {"start": hours.start, "end": hours.end} if hours else None,

@@ -51,10 +51,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from openclaw import metrics
+from openclaw.backoff import backoff_policy
 from openclaw.eliotutil import action_type, begin, log, message_type, typed
 from openclaw.health import iso
 from openclaw.interfaces import IDrainable, IReconfigurable, IStatusSource
-from openclaw.outbox import retry_delay
 from openclaw.config.proactive import MailConfig
 from openclaw.status import StatusSource
 from openclaw.proactive.importance import AskModel, consult, gist, judge
@@ -67,6 +67,8 @@ IDLE_RENEW = 25 * 60.0
 COMMAND_TIMEOUT = 60.0
 RETRY_BASE = 2.0
 RETRY_CAP = 300.0
+RETRY_JITTER = 0.2
+"""A lost connection is retried after 1.6-2 s, 3.2-4 s ... at most 5 minutes."""
 FAILED_RETRY = 3600.0
 """A refused login is retried this rarely: the password may be fixed, a lockout must not be provoked."""
 TRANSIENT_LOGIN_CODES = ("[UNAVAILABLE]", "[INUSE]", "[LIMIT]", "[SERVERBUG]")
@@ -323,7 +325,7 @@ class MailboxWatcher:
         self.notifier = notifier
         self.environ = environ
         self.ask_model = ask_model
-        self.rand = rand
+        self.backoff = backoff_policy(RETRY_BASE, RETRY_CAP, jitter=RETRY_JITTER, rand=rand)
         self.key = f"mail:{config.name}"
         self.state = "stopped"
         self.mode = ""
@@ -402,7 +404,7 @@ class MailboxWatcher:
                 if self._stopping:
                     break
                 self.failures += 1
-                delay = retry_delay(self.failures, RETRY_BASE, RETRY_CAP, self.rand)
+                delay = self.backoff(self.failures - 1)
                 state, error = "backoff", _describe(e)
                 log(MAIL_DISCONNECTED, level="warn", mailbox=self.config.name,
                     error=error, retry_in=round(delay, 1))

@@ -13,6 +13,11 @@ from openclaw.config import StoreConfig
 REDIS_OP_TIMEOUT = 5.0
 
 
+def sqlite_path(config: StoreConfig, home: str) -> str:
+    """The SQLite file ``store.url`` names (``<home>/data/openclaw.sqlite3`` when empty)."""
+    return config.url[len("sqlite:///"):] if config.url else os.path.join(home, "data", "openclaw.sqlite3")
+
+
 def make_store(config: StoreConfig, home: str, reactor: Any) -> Any:
     """
     The store ``store.url`` names, behind the guard that keeps its health.
@@ -28,5 +33,4 @@ def make_store(config: StoreConfig, home: str, reactor: Any) -> Any:
         return GuardedStore(RedisStore(reactor, config.url, config.prefix, config.history), reactor, REDIS_OP_TIMEOUT)
     from openclaw.store.sqlite import SQLiteStore
 
-    path = config.url[len("sqlite:///"):] if config.url else os.path.join(home, "data", "openclaw.sqlite3")
-    return GuardedStore(SQLiteStore(reactor, path, config.history), reactor)
+    return GuardedStore(SQLiteStore(reactor, sqlite_path(config, home), config.history), reactor)

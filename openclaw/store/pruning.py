@@ -1,8 +1,8 @@
 """
 Pruning: keeps a months-long run from growing the store without bound.
 
-Every ``every`` seconds (the first time a minute after start, not during
-the startup rush) it deletes sent outbox rows, finished inbound events and
+``every`` seconds after the previous pass ended (the first a minute after
+start, not during the startup rush) it deletes sent outbox rows, finished inbound events and
 journal records older than ``store.retention``, in bounded rounds so no one
 transaction holds the writer for long.  History is bounded per session
 already; pending work and failed outbox rows are never pruned.
@@ -14,12 +14,13 @@ from typing import Any
 
 from eliot.twisted import DeferredContext
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks
 from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.eliotutil import begin, log
 from openclaw.interfaces import IDrainable, IReconfigurable
+from openclaw.periodic import PeriodicService
 
 ROUND = 5_000
 MAX_ROUNDS = 20
@@ -35,38 +36,35 @@ class PruneService(Service):
         self.store = store
         self.retention = retention
         self.every = every
-        self._timer: Any = None
-        self._running: Deferred | None = None
+        #: A pass ``FIRST_AFTER`` seconds after start, then ``every`` after each pass ends
+        #: (no pass, and interval ``0``, while ``retention`` is ``0``).
+        on = retention > 0
+        self.loop = PeriodicService(clock, every if on else 0, self._run, name="prune",
+                                    first=FIRST_AFTER if on else None)
         #: What the last pass removed, by kind.
         self.last: dict[str, int] | None = None
 
     def startService(self) -> None:
         Service.startService(self)
-        if self.retention > 0:
-            self._timer = self.clock.callLater(FIRST_AFTER, self._run)
+        self.loop.startService()
 
     def reconfigure(self, config: Any) -> None:
         """A new ``store.retention``: 0 stops pruning; from 0, the first pass comes ``FIRST_AFTER`` later."""
         retention, self.retention = self.retention, config.store.retention
-        if not self.running or self._running is not None or retention == self.retention:
+        if retention == self.retention:
             return
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = self.clock.callLater(FIRST_AFTER, self._run) if self.retention > 0 else None
+        on = self.retention > 0
+        self.loop.first = FIRST_AFTER if on else None
+        # A pass in flight finishes and the loop goes on (or not) with the new interval.
+        self.loop.set_interval(self.every if on else 0, next_in=FIRST_AFTER if on and retention <= 0 else None)
 
-    def _run(self) -> None:
+    def _run(self) -> Deferred:
         action = begin("openclaw:store:prune", retention=self.retention)
         with action.context():
             d = DeferredContext(self.prune())
             d.addActionFinish()
-        self._running = d.result
-        self._running.addErrback(lambda f: log("openclaw:store:prune-failed", level="error", error=repr(f.value)))
-        self._running.addBoth(self._again)
-
-    def _again(self, _: Any) -> None:
-        self._running = None
-        if self.running and self.retention > 0:
-            self._timer = self.clock.callLater(self.every, self._run)
+        # Logged here, as before the loop: the loop goes on either way.
+        return d.result.addErrback(lambda f: log("openclaw:store:prune-failed", level="error", error=repr(f.value)))
 
     @inlineCallbacks
     def prune(self) -> Any:
@@ -85,9 +83,7 @@ class PruneService(Service):
         return total
 
     def drain(self) -> Deferred:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        return self._running if self._running is not None else succeed(None)
+        return self.loop.stopService()
 
     def hurry(self) -> None:
         pass

@@ -111,8 +111,11 @@ redis.call('ZREM', ARGV[1]..'in:pending', ARGV[2])
 return 1
 """
 
+# ARGV: prefix, id, dedupe key, item json, next attempt, session, history
+# entry or '', history limit.
 _ENQUEUE_ONE = _ENQUEUE + """
 local id, duplicate = enqueue(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+if duplicate == 0 and ARGV[7] ~= '' then append_history(ARGV[1], ARGV[6], ARGV[7], tonumber(ARGV[8])) end
 return {id, tostring(duplicate)}
 """
 
@@ -191,6 +194,54 @@ redis.call('ZADD', ARGV[1]..'journal:'..ARGV[2], ARGV[3], string.format('%015d',
 return 1
 """
 
+
+# A typed export of every key under the prefix (all values are text here),
+# and its inverse, which first deletes what is under the prefix.
+_EXPORT = """
+local p, out, cursor = ARGV[1], {}, '0'
+repeat
+  local r = redis.call('SCAN', cursor, 'MATCH', p..'*', 'COUNT', 1000)
+  cursor = r[1]
+  for _, key in ipairs(r[2]) do
+    local t, value = redis.call('TYPE', key).ok, nil
+    if t == 'string' then value = redis.call('GET', key)
+    elseif t == 'hash' then value = redis.call('HGETALL', key)
+    elseif t == 'list' then value = redis.call('LRANGE', key, 0, -1)
+    elseif t == 'set' then value = redis.call('SMEMBERS', key)
+    elseif t == 'zset' then value = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    else return redis.error_reply('ERR cannot export '..key..' of type '..t) end
+    table.insert(out, {string.sub(key, #p + 1), t, value})
+  end
+until cursor == '0'
+return cjson.encode(out)
+"""
+
+_IMPORT = """
+local p, cursor = ARGV[1], '0'
+repeat
+  local r = redis.call('SCAN', cursor, 'MATCH', p..'*', 'COUNT', 1000)
+  cursor = r[1]
+  for _, key in ipairs(r[2]) do redis.call('DEL', key) end
+until cursor == '0'
+local n = 0
+for _, entry in ipairs(cjson.decode(ARGV[2])) do
+  local key, t, v = p..entry[1], entry[2], entry[3]
+  if t == 'string' then redis.call('SET', key, v)
+  elseif #v > 0 then
+    for i = 1, #v, 1000 do
+      local chunk = {unpack(v, i, math.min(i + 999, #v))}
+      if t == 'hash' then redis.call('HSET', key, unpack(chunk))
+      elseif t == 'list' then redis.call('RPUSH', key, unpack(chunk))
+      elseif t == 'set' then redis.call('SADD', key, unpack(chunk))
+      elseif t == 'zset' then
+        for j = 1, #chunk, 2 do redis.call('ZADD', key, chunk[j + 1], chunk[j]) end
+      end
+    end
+  end
+  n = n + 1
+end
+return n
+"""
 
 # ARGV: prefix, before, limit.  Sent outbox rows and finished inbound events
 # (with their dedupe entries) and journal records older than ``before``.
@@ -389,10 +440,12 @@ class RedisStore(Service):
     # Outbox
 
     @inlineCallbacks
-    def enqueue_outbox(self, item: OutboxItem) -> Any:
+    def enqueue_outbox(self, item: OutboxItem, remember: bool = False) -> Any:
         now = self._reactor.seconds()
+        entry = self._history_entry("assistant", item.text, item.id, now) if remember else ""
         outbox_id, duplicate = yield self._eval(
-            _ENQUEUE_ONE, item.id, item.dedupe_key, self._item_json(item, now), _number(item.next_attempt or now))
+            _ENQUEUE_ONE, item.id, item.dedupe_key, self._item_json(item, now), _number(item.next_attempt or now),
+            item.session_id, entry, self.history_limit)
         return outbox_id, duplicate == "1"
 
     @inlineCallbacks
@@ -467,6 +520,21 @@ class RedisStore(Service):
             f"{self.prefix}journal:{kind}", _number(since), "+inf", withscores=True)
         return [{"kind": kind, "timestamp": float(score), "payload": orjson.loads(member.split(":", 1)[1])}
                 for member, score in rows]
+
+    # Backups
+
+    @inlineCallbacks
+    def export(self) -> Any:
+        """
+        :return: a Deferred firing with every key under the prefix, typed
+            (``[[key without prefix, type, value], ...]``), read atomically.
+        """
+        entries = orjson.loads((yield self._eval(_EXPORT)))
+        return entries if isinstance(entries, list) else []  # Lua encodes an empty table as {}
+
+    def import_keys(self, entries: list) -> Deferred:
+        """Replace everything under the prefix with ``entries`` (as ``export`` gave them), atomically."""
+        return self._eval(_IMPORT, orjson.dumps(entries).decode())
 
     @staticmethod
     def _history_entry(role: str, text: str, event_id: str, timestamp: float) -> str:

@@ -411,9 +411,16 @@ class SQLiteStore(Service):
 
     # Outbox
 
-    def enqueue_outbox(self, item: OutboxItem) -> Deferred:
+    def enqueue_outbox(self, item: OutboxItem, remember: bool = False) -> Deferred:
         now = self._reactor.seconds()
-        return self._submit(lambda db: _insert_outbox(db, item, now))
+
+        def enqueue(db: sqlite3.Connection) -> tuple[str, bool]:
+            outbox_id, duplicate = _insert_outbox(db, item, now)
+            if remember and not duplicate and item.text:
+                _append_history(db, self.history_limit, item.session_id, "assistant", item.text, item.id, now)
+            return outbox_id, duplicate
+
+        return self._submit(enqueue)
 
     def due_outbox(self, now: float, limit: int) -> Deferred:
         def due(db: sqlite3.Connection) -> list[OutboxItem]:
