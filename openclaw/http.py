@@ -31,6 +31,7 @@ from twisted.web.client import (
     RequestTransmissionFailed,
     ResponseDone,
     ResponseNeverReceived,
+    _HTTP11ClientFactory,
 )
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
@@ -170,7 +171,19 @@ class _Body(Protocol):
             self.done.errback(reason)
 
 
-class _Pool(HTTPConnectionPool):
+class _QuietFactory(_HTTP11ClientFactory):
+    """Twisted logs "Starting/Stopping factory" for every connection; a client's connection is no news."""
+
+    noisy = False
+
+
+class QuietPool(HTTPConnectionPool):
+    """A connection pool whose connections do not log their factory's start and stop."""
+
+    _factory = _QuietFactory
+
+
+class _Pool(QuietPool):
     """A pool that tells whether the connection it last handed out was a cached one."""
 
     reused = False
@@ -228,7 +241,7 @@ class HTTPClient:
 
         self._agent = agent(self._pool)
         # Where a request goes again after a reused connection failed it.
-        self._fresh = agent(HTTPConnectionPool(reactor, persistent=False))
+        self._fresh = agent(QuietPool(reactor, persistent=False))
         self._retried = metrics.http_fresh_retries.labels(label)
 
     @inlineCallbacks

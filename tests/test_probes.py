@@ -278,3 +278,27 @@ def test_every_check_type_has_a_probe() -> None:
     targets = {"tcp": "127.0.0.1:1", "http": "http://127.0.0.1:1/"}
     for kind in CHECK_TYPES:
         assert callable(make_probe(check(kind, targets.get(kind, "x"), pattern="x"), Clock()))
+
+
+@pytest_twisted.inlineCallbacks
+def test_probes_do_not_log_their_factories(tmp_path) -> None:
+    """Twisted's per-connection "Starting factory" lines drowned the console: a probe's are off."""
+    from twisted.logger import globalLogPublisher
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    from openclaw.proactive.probes import make_probe
+
+    seen: list[str] = []
+    observer = lambda event: seen.append(event.get("log_format") or "")  # noqa: E731
+    site = reactor.listenTCP(0, Site(Resource()), interface="127.0.0.1")
+    port = site.getHost().port
+    globalLogPublisher.addObserver(observer)
+    try:
+        tcp = yield make_probe(check("tcp", f"127.0.0.1:{port}"), reactor)()
+        web = yield make_probe(check("http", f"http://127.0.0.1:{port}/", expect_status=404), reactor)()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        yield site.stopListening()
+    assert tcp.ok and web.ok, (tcp, web)
+    assert not [f for f in seen if "factory" in f.lower()], seen

@@ -41,13 +41,13 @@ from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     BrowserLikePolicyForHTTPS,
-    HTTPConnectionPool,
     ResponseFailed,
 )
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from openclaw.config.proactive import CheckConfig
+from openclaw.http import QuietPool
 
 MAX_BODY = 1024 * 1024  # enough for body_match on any health page
 MAX_LOG_READ = 4 * 1024 * 1024  # per look; a burst is read over several looks
@@ -182,7 +182,7 @@ def http_look(check: CheckConfig, reactor: Any, tls_policy: Any) -> Look:
     @inlineCallbacks
     def look() -> Any:
         policy = _Recording(tls_policy)
-        agent = Agent(reactor, contextFactory=policy, pool=HTTPConnectionPool(reactor, persistent=False))
+        agent = Agent(reactor, contextFactory=policy, pool=QuietPool(reactor, persistent=False))
         response = yield treq.get(check.target, agent=agent, allow_redirects=False)
         body = bytearray()
         yield treq.collect(response, lambda data: body.extend(data[: MAX_BODY - len(body)]))
@@ -214,7 +214,9 @@ def tcp_look(target: str, reactor: Any) -> Look:
     host, port = target.rsplit(":", 1)
 
     def look() -> Deferred:
-        d = HostnameEndpoint(reactor, host.strip("[]"), int(port)).connect(Factory.forProtocol(Protocol))
+        factory = Factory.forProtocol(Protocol)
+        factory.noisy = False  # one probe's connection is no news on the console
+        d = HostnameEndpoint(reactor, host.strip("[]"), int(port)).connect(factory)
         d.addCallback(lambda protocol: protocol.transport.loseConnection())
         return d.addCallback(lambda _: (True, "connected"))
 
