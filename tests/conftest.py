@@ -136,3 +136,15 @@ def eliot_logger() -> Iterator[Any]:
         shown = "\n".join(f"{m.get('exception')}: {m.get('reason')}\n{m.get('traceback')}"
                           for m in logger.tracebackMessages)
         pytest.fail(f"unexpected Eliot tracebacks logged:\n{shown}", pytrace=False)
+
+
+@pytest.fixture
+def redis_server(tmp_path) -> Any:
+    """A real redis-server (AOF on) of this test's own on a free port, killed in teardown."""
+    from tests.process import RedisServer
+
+    server = RedisServer(str(tmp_path))
+    server.start()
+    yield server
+    if server.process.poll() is None:
+        server.kill()

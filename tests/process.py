@@ -106,3 +106,26 @@ class DaemonProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+class RedisServer:
+    """A real redis-server on a free port with AOF on, killable and restartable on the same port."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.directory,
+             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(500):  # it answers within milliseconds; a ceiling, not a wait
+            if subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip() == b"PONG":
+                return
+        raise AssertionError("redis-server did not start")
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)

@@ -12,10 +12,9 @@ from typing import Any
 
 import orjson
 
-import pytest
 import pytest_twisted
 from hypothesis import given, strategies as st
-from twisted.internet import defer, reactor
+from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 
 from openclaw import backup, cli
@@ -26,7 +25,6 @@ from tests import wsclient
 from tests.process import DaemonProcess, clean_env
 from tests.store_contract import message, reply
 from tests.test_cli import OPENCLAW
-from tests.test_store_faults import redis_server  # noqa: F401  (a fixture)
 from tests.test_crash import SESSIONS, TOKEN, Ledger, pump
 
 

@@ -19,7 +19,7 @@ from openclaw.gateway import frames
 from tests import wsclient
 from tests.daemon import RunningDaemon, daemon_config
 from tests.llm_servers import openai_text
-from tests.process import TWISTD, clean_env, free_port
+from tests.process import TWISTD, clean_env
 from tests.waiting import until
 
 
@@ -113,38 +113,6 @@ def test_a_store_that_cannot_be_opened_stops_the_start_with_one_line(tmp_path, w
     assert "Traceback" not in output
     [line] = [line for line in output.splitlines() if "openclaw: store:" in line]
     assert line.endswith(f"openclaw: store: cannot open {path}: {reason}")
-
-
-class RedisServer:
-    """A real redis-server on a free port with AOF on, killable and restartable on the same port."""
-
-    def __init__(self, directory: str) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.directory,
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(500):  # it answers within milliseconds; a ceiling, not a wait
-            if subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip() == b"PONG":
-                return
-        raise AssertionError("redis-server did not start")
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    server = RedisServer(str(tmp_path))
-    server.start()
-    yield server
-    if server.process.poll() is None:
-        server.kill()
 
 
 @pytest_twisted.inlineCallbacks
