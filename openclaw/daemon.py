@@ -341,7 +341,7 @@ def where_to_connect(home: str, config: Config, facts: dict[str, Any]) -> dict[s
     return {
         "gateway": facts.get("gateway") or config.gateway.listen,
         "health": (facts["web"] + "health") if facts.get("web") else config.web.listen,
-        "token_file": "gateway.token in the config" if config.gateway.token else os.path.join(home, "gateway.token"),
+        "auth_file": "gateway.token in the config" if config.gateway.token else os.path.join(home, "gateway.token"),
         "config_file": facts.get("config") or "none (built-in defaults)",
         "logs": os.path.join(home, "logs", "combined.log") + ", " + os.path.join(home, "logs", "error.log"),
         "store": "redis://" + store.split("@")[-1] if store.startswith("redis://") else store,

@@ -28,7 +28,7 @@ DAEMON_READY = message_type("openclaw:daemon:ready", [
 DAEMON_WHERE = message_type("openclaw:daemon:where", [
     typed("gateway", [str], "the gateway URL clients connect to"),
     typed("health", [str], "the /health URL"),
-    typed("token_file", [str], "where the gateway token is"),
+    typed("auth_file", [str], "where the gateway token is (the field is not named token: that name is redacted)"),
     typed("config_file", [str], "the config file read (or none)"),
     typed("logs", [str], "the JSON log files"),
     typed("store", [str], "the store (no credentials)"),

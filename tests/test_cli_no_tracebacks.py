@@ -114,7 +114,8 @@ def test_with_the_daemon_up(tmp_path) -> None:
     assert "must be one of: web" in by_argv[("checks", "run", "nosuch")].stderr
     assert by_argv[("checks", "run", "web")].stdout.startswith("web")
     assert by_argv[("report", "1999-01-01")].stderr == "openclaw: no report for 1999-01-01\n"
-    assert "openclaw:daemon:where" in by_argv[("logs",)].stdout
+    banner = [line for line in by_argv[("logs",)].stdout.splitlines() if "openclaw:daemon:where" in line]
+    assert banner and f"auth_file={os.path.join(home, 'gateway.token')}" in banner[0] and "health=http://" in banner[0]
 
 
 BAD = [["status", "--timeout", "soon"], ["send"], ["pairing", "bless"], ["checks", "explode"], ["cron", "remove"],
