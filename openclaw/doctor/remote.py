@@ -134,7 +134,7 @@ def check_providers(ctx: Context) -> list[Finding]:
         title = f"provider {provider.kind} {provider.model}"
         key = provider.api_key or ctx.environ.get(provider.api_key_env, "")
         if not key:
-            found.append(Finding(FAIL, title, f"no API key", f"set {provider.api_key_env}"))
+            found.append(Finding(FAIL, title, "no API key", f"set {provider.api_key_env}"))
             continue
         if provider.kind == "anthropic":
             url, headers = f"{provider.base_url}/v1/models", {"x-api-key": key, "anthropic-version": "2023-06-01"}
