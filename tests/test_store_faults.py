@@ -38,6 +38,18 @@ def model_brain(llm) -> dict:
                            "timeout": "30s", "max_retries": 0}]}
 
 
+@defer.inlineCallbacks
+def acknowledged_while_thinking(daemon: RunningDaemon, llm, text: str, answer: str) -> defer.Deferred:
+    """A client whose ``text`` is acknowledged while the model takes half a second to ``answer``: the fault's window."""
+    client = yield wsclient.connect(daemon.gateway_port, daemon.token)
+    llm.answer(openai_text(answer, prompt_tokens=0, completion_tokens=0))
+    llm.script[-1].delay = 0.5
+    ack = yield client.request("chat.send", {"text": text})
+    assert ack["ok"], ack
+    yield llm.received(1)
+    return client, ack["payload"]["event_id"]
+
+
 def errors(op: str) -> float:
     return metrics.REGISTRY.get_sample_value("openclaw_store_errors_total", {"op": op}) or 0.0
 
@@ -46,13 +58,7 @@ def errors(op: str) -> float:
 def test_a_read_only_store_delays_an_acknowledged_reply_and_refuses_new_messages(tmp_path, llm) -> None:
     daemon = RunningDaemon(str(tmp_path), daemon_config(brain=model_brain(llm)))
     try:
-        client = yield wsclient.connect(daemon.gateway_port, daemon.token)
-        llm.answer(openai_text("written once the disk is back", prompt_tokens=0, completion_tokens=0))
-        llm.script[-1].delay = 0.5
-        ack = yield client.request("chat.send", {"text": "are you there?"})
-        assert ack["ok"], ack
-        event_id = ack["payload"]["event_id"]
-        yield llm.received(1)
+        client, event_id = yield acknowledged_while_thinking(daemon, llm, "are you there?", "written once the disk is back")
         yield read_only(daemon, True)  # the reply will not be storable
 
         failed_before = errors("complete_inbound")
@@ -121,13 +127,7 @@ def test_redis_killed_and_restarted_leaves_no_acknowledged_message_unanswered(tm
         store={"url": f"redis://127.0.0.1:{redis_server.port}/0"}, brain=model_brain(llm)))
     try:
         yield daemon.service.ready
-        client = yield wsclient.connect(daemon.gateway_port, daemon.token)
-        llm.answer(openai_text("stored once Redis is back", prompt_tokens=0, completion_tokens=0))
-        llm.script[-1].delay = 0.5
-        ack = yield client.request("chat.send", {"text": "hello redis"})
-        assert ack["ok"], ack
-        event_id = ack["payload"]["event_id"]
-        yield llm.received(1)
+        client, event_id = yield acknowledged_while_thinking(daemon, llm, "hello redis", "stored once Redis is back")
         redis_server.kill()
         guard = daemon.service.getServiceNamed("store")
         yield until(lambda: guard.failing, what="the store failing")
