@@ -141,5 +141,5 @@ def test_a_version_1_file_migrates_and_keeps_its_rows(tmp_path) -> None:
     assert (yield store.record_inbound(event)) == (event.id, False)
     yield store.stopService()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     db.close()

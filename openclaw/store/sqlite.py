@@ -97,11 +97,111 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX journal_kind ON journal (kind, timestamp);
     """,
+    # Costs independent of history size: outbox counts kept by triggers in
+    # the transaction that changes a row (counted once here, from what the
+    # file already holds), and indexes for the time-range reads (the daily
+    # report) and for pruning, which then walk only the rows they return.
+    """
+    CREATE TABLE outbox_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO outbox_counts (status, n)
+        SELECT s.status, (SELECT count(*) FROM outbox WHERE outbox.status = s.status)
+        FROM (SELECT 'pending' AS status UNION ALL SELECT 'sent' UNION ALL SELECT 'failed') AS s;
+    CREATE TRIGGER outbox_counted_insert AFTER INSERT ON outbox BEGIN
+        UPDATE outbox_counts SET n = n + 1 WHERE status = NEW.status;
+    END;
+    CREATE TRIGGER outbox_counted_update AFTER UPDATE OF status ON outbox WHEN OLD.status != NEW.status BEGIN
+        UPDATE outbox_counts SET n = n - 1 WHERE status = OLD.status;
+        UPDATE outbox_counts SET n = n + 1 WHERE status = NEW.status;
+    END;
+    CREATE TRIGGER outbox_counted_delete AFTER DELETE ON outbox BEGIN
+        UPDATE outbox_counts SET n = n - 1 WHERE status = OLD.status;
+    END;
+    CREATE INDEX outbox_sent ON outbox (created_at) WHERE status = 'sent';
+    CREATE INDEX outbox_failed ON outbox (created_at) WHERE status = 'failed';
+    CREATE INDEX inbound_timestamp ON inbound (timestamp);
+    CREATE INDEX journal_timestamp ON journal (timestamp);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Operations per transaction; bounds how long one commit holds the writer.
 MAX_BATCH = 256
+
+# Every statement the store runs, as a module constant named ``*_SQL``:
+# tests/test_query_plans.py reads each one's query plan against a filled
+# store and fails on a full scan of a table that grows with traffic.
+GET_STATE_SQL = "SELECT value FROM state WHERE key = ?"
+SET_STATE_SQL = (
+    "INSERT INTO state (key, value, updated_at) VALUES (?, ?, strftime('%s','now')) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
+DELETE_STATE_SQL = "DELETE FROM state WHERE key = ?"
+# A key range, so the primary key is searched (U+10FFFF sorts after every other character).
+STATE_KEYS_SQL = "SELECT key FROM state WHERE key >= ?1 AND key < ?1 || char(1114111) ORDER BY key"
+
+INBOUND_BY_ID_SQL = "SELECT id FROM inbound WHERE id = ?"
+INBOUND_BY_PLATFORM_ID_SQL = "SELECT id FROM inbound WHERE source = ? AND platform_message_id = ?"
+INSERT_INBOUND_SQL = (
+    "INSERT INTO inbound (id, source, platform_message_id, session_id, type, timestamp, payload) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)")
+TOUCH_SESSION_SQL = (
+    "INSERT INTO sessions (session_id, channel, peer, first_seen, last_active) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT(session_id) DO UPDATE SET "
+    "channel = excluded.channel, peer = coalesce(excluded.peer, sessions.peer), "
+    "last_active = max(sessions.last_active, excluded.last_active)")
+PENDING_INBOUND_SQL = (
+    "SELECT id, type, source, session_id, timestamp, payload FROM inbound WHERE state = 'received' ORDER BY seq")
+INBOUND_SESSION_STATE_SQL = "SELECT session_id, state FROM inbound WHERE id = ?"
+INBOUND_DONE_SQL = "UPDATE inbound SET state = 'done' WHERE id = ?"
+INBOUND_FAILED_SQL = "UPDATE inbound SET state = 'failed', error = ? WHERE id = ? AND state = 'received'"
+INBOUND_STATE_SQL = "SELECT state FROM inbound WHERE id = ?"
+
+INSERT_HISTORY_SQL = "INSERT INTO history (session_id, role, text, event_id, timestamp) VALUES (?, ?, ?, ?, ?)"
+TRIM_HISTORY_SQL = (
+    "DELETE FROM history WHERE session_id = ? AND seq <= "
+    "(SELECT seq FROM history WHERE session_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)")
+HISTORY_SQL = (
+    "SELECT role, text, event_id, timestamp FROM history WHERE session_id = ? ORDER BY seq DESC LIMIT ?")
+SESSIONS_SQL = "SELECT session_id, channel, peer, first_seen, last_active FROM sessions ORDER BY session_id"
+
+OUTBOX_BY_DEDUPE_SQL = "SELECT id FROM outbox WHERE dedupe_key = ?"
+INSERT_OUTBOX_SQL = (
+    "INSERT INTO outbox (id, dedupe_key, session_id, channel, text, reply_to, attempts, "
+    "next_attempt, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+DUE_OUTBOX_SQL = (
+    "SELECT id, session_id, channel, text, dedupe_key, reply_to, attempts, next_attempt, "
+    "status, last_error, created_at FROM outbox "
+    "WHERE status = 'pending' AND next_attempt <= ? ORDER BY seq LIMIT ?")
+MARK_SENT_SQL = "UPDATE outbox SET status = 'sent' WHERE id = ? AND status = 'pending'"
+MARK_RETRY_SQL = (
+    "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? "
+    "WHERE id = ? AND status = 'pending'")
+MARK_FAILED_SQL = (
+    "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? "
+    "WHERE id = ? AND status = 'pending'")
+# Kept by the outbox_counted_* triggers: three rows, whatever the history.
+OUTBOX_COUNTS_SQL = "SELECT status, n FROM outbox_counts"
+
+INBOUND_BY_SOURCE_SQL = (
+    "SELECT source, count(*) FROM inbound WHERE timestamp >= ? AND timestamp < ? GROUP BY source")
+SENT_BY_CHANNEL_SQL = (
+    "SELECT channel, count(*) FROM outbox WHERE status = 'sent' AND created_at >= ? AND created_at < ? "
+    "GROUP BY channel")
+FAILED_BY_CHANNEL_SQL = (
+    "SELECT channel, count(*) FROM outbox WHERE status = 'failed' AND created_at >= ? AND created_at < ? "
+    "GROUP BY channel")
+
+# Oldest first through a time index, at most ``limit`` rows: a pass reads what it deletes.
+PRUNE_OUTBOX_SQL = (
+    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE status = 'sent' AND created_at < ? "
+    "ORDER BY created_at LIMIT ?)")
+PRUNE_INBOUND_SQL = (
+    "DELETE FROM inbound WHERE seq IN (SELECT seq FROM inbound WHERE timestamp < ? AND state != 'received' "
+    "ORDER BY timestamp LIMIT ?)")
+PRUNE_JOURNAL_SQL = (
+    "DELETE FROM journal WHERE seq IN (SELECT seq FROM journal WHERE timestamp < ? ORDER BY timestamp LIMIT ?)")
+
+APPEND_JOURNAL_SQL = "INSERT INTO journal (kind, timestamp, payload) VALUES (?, ?, ?)"
+JOURNAL_SQL = "SELECT timestamp, payload FROM journal WHERE kind = ? AND timestamp >= ? ORDER BY timestamp, seq"
 
 Work = Callable[[sqlite3.Connection], Any]
 
@@ -176,24 +276,16 @@ def _transaction(db: sqlite3.Connection, works: list[Work]) -> list[tuple[bool, 
 def _append_history(
     db: sqlite3.Connection, limit: int, session_id: str, role: str, text: str, event_id: str, timestamp: float
 ) -> None:
-    db.execute(
-        "INSERT INTO history (session_id, role, text, event_id, timestamp) VALUES (?, ?, ?, ?, ?)",
-        (session_id, role, text, event_id, timestamp),
-    )
-    db.execute(
-        "DELETE FROM history WHERE session_id = ? AND seq <= "
-        "(SELECT seq FROM history WHERE session_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-        (session_id, session_id, limit),
-    )
+    db.execute(INSERT_HISTORY_SQL, (session_id, role, text, event_id, timestamp))
+    db.execute(TRIM_HISTORY_SQL, (session_id, session_id, limit))
 
 
 def _insert_outbox(db: sqlite3.Connection, item: OutboxItem, now: float) -> tuple[str, bool]:
-    row = db.execute("SELECT id FROM outbox WHERE dedupe_key = ?", (item.dedupe_key,)).fetchone()
+    row = db.execute(OUTBOX_BY_DEDUPE_SQL, (item.dedupe_key,)).fetchone()
     if row is not None:
         return row[0], True
     db.execute(
-        "INSERT INTO outbox (id, dedupe_key, session_id, channel, text, reply_to, attempts, "
-        "next_attempt, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        INSERT_OUTBOX_SQL,
         (item.id, item.dedupe_key, item.session_id, item.channel, item.text, item.reply_to,
          item.attempts, item.next_attempt or now, item.created_at or now),
     )
@@ -297,29 +389,23 @@ class SQLiteStore(Service):
 
     def get_state(self, key: str) -> Deferred:
         def get(db: sqlite3.Connection) -> Any:
-            row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+            row = db.execute(GET_STATE_SQL, (key,)).fetchone()
             return None if row is None else json.loads(row[0])
 
         return self._submit(get)
 
     def set_state(self, key: str, value: Any) -> Deferred:
         def put(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO state (key, value, updated_at) VALUES (?, ?, strftime('%s','now')) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                (key, json.dumps(value)),
-            )
+            db.execute(SET_STATE_SQL, (key, json.dumps(value)))
 
         return self._submit(put)
 
     def delete_state(self, key: str) -> Deferred:
-        return self._submit(lambda db: db.execute("DELETE FROM state WHERE key = ?", (key,)) and None)
+        return self._submit(lambda db: db.execute(DELETE_STATE_SQL, (key,)) and None)
 
     def state_keys(self, prefix: str) -> Deferred:
         def keys(db: sqlite3.Connection) -> list[str]:
-            rows = db.execute(
-                "SELECT key FROM state WHERE substr(key, 1, ?) = ? ORDER BY key", (len(prefix), prefix)
-            )
+            rows = db.execute(STATE_KEYS_SQL, (prefix,))
             return [r[0] for r in rows]
 
         return self._submit(keys)
@@ -332,17 +418,13 @@ class SQLiteStore(Service):
         peer = None if sender is None else str(sender)
 
         def record(db: sqlite3.Connection) -> tuple[str, bool]:
-            row = db.execute("SELECT id FROM inbound WHERE id = ?", (event.id,)).fetchone()
+            row = db.execute(INBOUND_BY_ID_SQL, (event.id,)).fetchone()
             if row is None and platform_id is not None:
-                row = db.execute(
-                    "SELECT id FROM inbound WHERE source = ? AND platform_message_id = ?",
-                    (event.source, platform_id),
-                ).fetchone()
+                row = db.execute(INBOUND_BY_PLATFORM_ID_SQL, (event.source, platform_id)).fetchone()
             if row is not None:
                 return row[0], True
             db.execute(
-                "INSERT INTO inbound (id, source, platform_message_id, session_id, type, timestamp, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                INSERT_INBOUND_SQL,
                 (event.id, event.source, platform_id, event.session_id, event.type, event.timestamp,
                  orjson.dumps(event.payload).decode()),
             )
@@ -350,10 +432,7 @@ class SQLiteStore(Service):
                 _append_history(db, self.history_limit, event.session_id, "user", event.text,
                                 event.id, event.timestamp)
             db.execute(
-                "INSERT INTO sessions (session_id, channel, peer, first_seen, last_active) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(session_id) DO UPDATE SET "
-                "channel = excluded.channel, peer = coalesce(excluded.peer, sessions.peer), "
-                "last_active = max(sessions.last_active, excluded.last_active)",
+                TOUCH_SESSION_SQL,
                 (event.session_id, event.source, peer, event.timestamp, event.timestamp),
             )
             return event.id, False
@@ -362,10 +441,7 @@ class SQLiteStore(Service):
 
     def pending_inbound(self) -> Deferred:
         def pending(db: sqlite3.Connection) -> list[Event]:
-            rows = db.execute(
-                "SELECT id, type, source, session_id, timestamp, payload FROM inbound "
-                "WHERE state = 'received' ORDER BY seq"
-            )
+            rows = db.execute(PENDING_INBOUND_SQL)
             return [
                 Event(id=r[0], type=r[1], source=r[2], session_id=r[3], timestamp=r[4],
                       payload=orjson.loads(r[5]))
@@ -378,13 +454,13 @@ class SQLiteStore(Service):
         now = self._reactor.seconds()
 
         def complete(db: sqlite3.Connection) -> list[str]:
-            row = db.execute("SELECT session_id, state FROM inbound WHERE id = ?", (event_id,)).fetchone()
+            row = db.execute(INBOUND_SESSION_STATE_SQL, (event_id,)).fetchone()
             if row is None:
                 raise KeyError(f"unknown inbound event {event_id}")
             session_id, state = row
             if state != "received":
                 return []
-            db.execute("UPDATE inbound SET state = 'done' WHERE id = ?", (event_id,))
+            db.execute(INBOUND_DONE_SQL, (event_id,))
             enqueued = []
             for item in replies:
                 outbox_id, duplicate = _insert_outbox(db, item, now)
@@ -397,14 +473,11 @@ class SQLiteStore(Service):
         return self._submit(complete)
 
     def fail_inbound(self, event_id: str, error: str) -> Deferred:
-        return self._submit(lambda db: db.execute(
-            "UPDATE inbound SET state = 'failed', error = ? WHERE id = ? AND state = 'received'",
-            (error, event_id),
-        ) and None)
+        return self._submit(lambda db: db.execute(INBOUND_FAILED_SQL, (error, event_id)) and None)
 
     def inbound_state(self, event_id: str) -> Deferred:
         def state(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT state FROM inbound WHERE id = ?", (event_id,)).fetchone()
+            row = db.execute(INBOUND_STATE_SQL, (event_id,)).fetchone()
             return None if row is None else row[0]
 
         return self._submit(state)
@@ -424,12 +497,7 @@ class SQLiteStore(Service):
 
     def due_outbox(self, now: float, limit: int) -> Deferred:
         def due(db: sqlite3.Connection) -> list[OutboxItem]:
-            rows = db.execute(
-                "SELECT id, session_id, channel, text, dedupe_key, reply_to, attempts, next_attempt, "
-                "status, last_error, created_at FROM outbox "
-                "WHERE status = 'pending' AND next_attempt <= ? ORDER BY seq LIMIT ?",
-                (now, limit),
-            )
+            rows = db.execute(DUE_OUTBOX_SQL, (now, limit))
             return [
                 OutboxItem(id=r[0], session_id=r[1], channel=r[2], text=r[3], dedupe_key=r[4],
                            reply_to=r[5], attempts=r[6], next_attempt=r[7], status=r[8],
@@ -440,29 +508,19 @@ class SQLiteStore(Service):
         return self._submit(due)
 
     def mark_sent(self, outbox_id: str) -> Deferred:
-        return self._submit(lambda db: db.execute(
-            "UPDATE outbox SET status = 'sent' WHERE id = ? AND status = 'pending'", (outbox_id,)
-        ) and None)
+        return self._submit(lambda db: db.execute(MARK_SENT_SQL, (outbox_id,)) and None)
 
     def mark_retry(self, outbox_id: str, next_attempt: float, error: str) -> Deferred:
-        return self._submit(lambda db: db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? "
-            "WHERE id = ? AND status = 'pending'",
-            (next_attempt, error, outbox_id),
-        ) and None)
+        return self._submit(lambda db: db.execute(MARK_RETRY_SQL, (next_attempt, error, outbox_id)) and None)
 
     def mark_failed(self, outbox_id: str, error: str) -> Deferred:
         """Counts the attempt that failed for good, like ``mark_retry``."""
-        return self._submit(lambda db: db.execute(
-            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? "
-            "WHERE id = ? AND status = 'pending'",
-            (error, outbox_id),
-        ) and None)
+        return self._submit(lambda db: db.execute(MARK_FAILED_SQL, (error, outbox_id)) and None)
 
     def outbox_counts(self) -> Deferred:
         def counts(db: sqlite3.Connection) -> dict[str, int]:
             result = {"pending": 0, "sent": 0, "failed": 0}
-            result.update(db.execute("SELECT status, count(*) FROM outbox GROUP BY status"))
+            result.update(db.execute(OUTBOX_COUNTS_SQL))
             return result
 
         return self._submit(counts)
@@ -474,34 +532,18 @@ class SQLiteStore(Service):
             def add(channel: str, field: str, n: int) -> None:
                 result.setdefault(channel, {"in": 0, "out": 0, "failed": 0})[field] = n
 
-            for source, n in db.execute(
-                "SELECT source, count(*) FROM inbound WHERE timestamp >= ? AND timestamp < ? GROUP BY source",
-                (since, until),
-            ):
-                add(source, "in", n)
-            for channel, status, n in db.execute(
-                "SELECT channel, status, count(*) FROM outbox WHERE status IN ('sent', 'failed') "
-                "AND created_at >= ? AND created_at < ? GROUP BY channel, status",
-                (since, until),
-            ):
-                add(channel, "out" if status == "sent" else "failed", n)
+            for sql, field in ((INBOUND_BY_SOURCE_SQL, "in"), (SENT_BY_CHANNEL_SQL, "out"),
+                               (FAILED_BY_CHANNEL_SQL, "failed")):
+                for channel, n in db.execute(sql, (since, until)):
+                    add(channel, field, n)
             return result
 
         return self._submit(counts)
 
     def prune(self, before: float, limit: int) -> Deferred:
         def prune(db: sqlite3.Connection) -> dict[str, int]:
-            def delete(table: str, where: str) -> int:
-                return db.execute(
-                    f"DELETE FROM {table} WHERE seq IN (SELECT seq FROM {table} WHERE {where} ORDER BY seq LIMIT ?)",
-                    (before, limit),
-                ).rowcount
-
-            return {
-                "outbox": delete("outbox", "status = 'sent' AND created_at < ?"),
-                "inbound": delete("inbound", "state != 'received' AND timestamp < ?"),
-                "journal": delete("journal", "timestamp < ?"),
-            }
+            return {kind: db.execute(sql, (before, limit)).rowcount for kind, sql in (
+                ("outbox", PRUNE_OUTBOX_SQL), ("inbound", PRUNE_INBOUND_SQL), ("journal", PRUNE_JOURNAL_SQL))}
 
         return self._submit(prune)
 
@@ -509,20 +551,14 @@ class SQLiteStore(Service):
 
     def history(self, session_id: str, limit: int) -> Deferred:
         def history(db: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = db.execute(
-                "SELECT role, text, event_id, timestamp FROM history WHERE session_id = ? "
-                "ORDER BY seq DESC LIMIT ?",
-                (session_id, max(limit, 0)),
-            ).fetchall()
+            rows = db.execute(HISTORY_SQL, (session_id, max(limit, 0))).fetchall()
             return [{"role": r[0], "text": r[1], "event_id": r[2], "timestamp": r[3]} for r in reversed(rows)]
 
         return self._submit(history)
 
     def sessions(self) -> Deferred:
         def sessions(db: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = db.execute(
-                "SELECT session_id, channel, peer, first_seen, last_active FROM sessions ORDER BY session_id"
-            )
+            rows = db.execute(SESSIONS_SQL)
             return [{"session_id": r[0], "channel": r[1], "peer": r[2], "first_seen": r[3], "last_active": r[4]}
                     for r in rows]
 
@@ -532,16 +568,11 @@ class SQLiteStore(Service):
 
     def append_journal(self, kind: str, timestamp: float, payload: Any) -> Deferred:
         return self._submit(lambda db: db.execute(
-            "INSERT INTO journal (kind, timestamp, payload) VALUES (?, ?, ?)",
-            (kind, timestamp, orjson.dumps(payload).decode()),
-        ) and None)
+            APPEND_JOURNAL_SQL, (kind, timestamp, orjson.dumps(payload).decode())) and None)
 
     def journal(self, kind: str, since: float) -> Deferred:
         def journal(db: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = db.execute(
-                "SELECT timestamp, payload FROM journal WHERE kind = ? AND timestamp >= ? ORDER BY timestamp, seq",
-                (kind, since),
-            )
+            rows = db.execute(JOURNAL_SQL, (kind, since))
             return [{"kind": kind, "timestamp": r[0], "payload": orjson.loads(r[1])} for r in rows]
 
         return self._submit(journal)
