@@ -244,14 +244,16 @@ return n
 """
 
 # ARGV: prefix, before, limit.  Sent outbox rows and finished inbound events
-# (with their dedupe entries) and journal records older than ``before``.
+# (with their dedupe entries) and journal records older than ``before``; each
+# time index is read at most ``limit`` entries at a time, so a pass costs what
+# it deletes.  (An inbound event still received is read and kept: pending
+# work, a handful.)
 _PRUNE = """
 local p, before, limit = ARGV[1], '('..ARGV[2], tonumber(ARGV[3])
 local outbox, inbound, journal = 0, 0, 0
 for _, channel in ipairs(redis.call('SMEMBERS', p..'out:channels')) do
   local zkey = p..'out:sent:'..channel
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', zkey, '-inf', before)) do
-    if outbox >= limit then break end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', zkey, '-inf', before, 'LIMIT', 0, limit - outbox)) do
     local item = redis.call('HGET', p..'out:'..id, 'item')
     if item then redis.call('HDEL', p..'out:dedupe', cjson.decode(item).dedupe_key) end
     redis.call('DEL', p..'out:'..id)
@@ -262,8 +264,7 @@ for _, channel in ipairs(redis.call('SMEMBERS', p..'out:channels')) do
 end
 for _, source in ipairs(redis.call('SMEMBERS', p..'in:sources')) do
   local zkey = p..'in:at:'..source
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', zkey, '-inf', before)) do
-    if inbound >= limit then break end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', zkey, '-inf', before, 'LIMIT', 0, limit - inbound)) do
     local r = redis.call('HMGET', p..'in:'..id, 'state', 'dedupe')
     if r[1] ~= 'received' then
       if r[2] and r[2] ~= '' then redis.call('HDEL', p..'in:dedupe', r[2]) end
@@ -274,7 +275,9 @@ for _, source in ipairs(redis.call('SMEMBERS', p..'in:sources')) do
   end
 end
 for _, kind in ipairs(redis.call('SMEMBERS', p..'journal:kinds')) do
-  journal = journal + redis.call('ZREMRANGEBYSCORE', p..'journal:'..kind, '-inf', before)
+  local zkey = p..'journal:'..kind
+  local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', before, 'LIMIT', 0, limit - journal)
+  if #old > 0 then journal = journal + redis.call('ZREM', zkey, unpack(old)) end
 end
 return {outbox, inbound, journal}
 """
