@@ -8,6 +8,8 @@ within a priority.
 Each lane's queue is bounded: ``submit`` refuses an item past the bound and
 the caller answers the sender "busy, try again" (nothing is dropped
 silently; the event is already durable and done or failed explicitly).
+The pipeline's admission (``openclaw.admission``) refuses before recording,
+so this bound is met only when a reload lowered it or by replays (forced).
 Idle lanes are collected after ``idle_after`` seconds and re-created on
 demand.  Only moving items and time happens here: handling is the
 ``handler``'s job.
@@ -73,11 +75,6 @@ class Lanes:
         self._idle_waiters: list[Deferred] = []
         self._sweep: Any = None
         self._paused = False
-
-    def has_room(self, session_id: str) -> bool:
-        """Whether ``submit`` would take one more item for this session."""
-        lane = self._lanes.get(session_id)
-        return lane is None or len(lane.queue) < self.max_queue
 
     def submit(self, session_id: str, item: Any, priority: int = CHAT, force: bool = False) -> bool:
         """

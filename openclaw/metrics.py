@@ -49,6 +49,22 @@ lane_overflows = Counter(
     "Events refused because their session's lane was full (the sender was told to retry).",
     registry=REGISTRY,
 )
+admission_refused = Counter(
+    "openclaw_admission_refused_total",
+    "Inbound messages refused as busy before anything was recorded, by the bound that refused them.",
+    ["reason"],
+    registry=REGISTRY,
+)
+pending_messages = Gauge(
+    "openclaw_pending_messages",
+    "Inbound messages acknowledged (or being recorded) and not yet answered.",
+    registry=REGISTRY,
+)
+shedding = Gauge(
+    "openclaw_shedding",
+    "1 while inbound messages are being refused as busy (within the last shedding window).",
+    registry=REGISTRY,
+)
 gateway_connections = Gauge(
     "openclaw_gateway_connections",
     "Open WebSocket connections on the gateway.",

@@ -19,19 +19,22 @@ from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, su
 from twisted.internet.task import deferLater
 from zope.interface import implementer
 
-from openclaw import metrics
+from openclaw import admission, metrics
 from openclaw.agent.base import BrainError, BrainRequest
 from openclaw.eliotutil import action_type, begin, log, message_type, typed
 from openclaw.events import Event, OutboxItem
 from openclaw.config import Config, LanesConfig
-from openclaw.interfaces import IAdmission, IDrainable, IReconfigurable
+from openclaw.interfaces import IAdmission, IDrainable, IReconfigurable, IStatusSource
 from openclaw.lanes import CHAT, HEARTBEAT, SYSTEM, Lanes
 from openclaw.runtime import Runtime
+from openclaw.status import StatusSource
 
 BUSY_REPLY = "I'm busy with your earlier messages; please send this one again in a moment."
 BRAIN_DOWN_REPLY = "Sorry, I could not reach my language model just now; please try again later."
 USAGE_PREFIX = "usage:"
 PRIORITY = {"message.received": CHAT, "user.command": CHAT, "system.heartbeat": HEARTBEAT}
+#: Seconds after the last refusal that the pipeline still reports shedding.
+SHED_WINDOW = 10.0
 
 EVENT_ID = typed("event_id", [str], "the inbound event's id")
 SESSION_ID = typed("session_id", [str], "the session: <channel>:<chat>")
@@ -66,6 +69,14 @@ PIPELINE_STORE_RETRY = message_type("openclaw:pipeline:store-retry", [
     typed("op", [str], "the store operation"), typed("attempt", [int], "failures so far"),
     typed("delay", [int, float], "seconds before the next try"), typed("error", [str], "the store's error"),
 ], "a store operation for a message failed and is retried: the message is delayed, not lost", "warn")
+PENDING = typed("pending", [int], "messages acknowledged and not yet answered")
+PIPELINE_SHEDDING = message_type("openclaw:pipeline:shedding", [
+    typed("reason", [str], "the bound that refused: session, overall or wait"), PENDING,
+    typed("estimated_wait", [int, float], "seconds a new message would wait for its turn"),
+], "past an admission bound: inbound messages are refused as busy (not recorded, not acknowledged)", "warn")
+PIPELINE_SHED_OVER = message_type("openclaw:pipeline:shed-over", [
+    typed("refused", [int], "messages refused while shedding"), PENDING,
+], "no refusal for a while: shedding is over", "info")
 
 
 def store_retry_delay(attempt: int) -> float:
@@ -74,7 +85,11 @@ def store_retry_delay(attempt: int) -> float:
 
 
 class Busy(Exception):
-    """The session's lane is full: tell the sender to try again."""
+    """Past an admission bound (``reason``): nothing was recorded; tell the sender to try again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ShuttingDown(Exception):
@@ -89,10 +104,11 @@ class Abandoned(Exception):
     """A hurried drain gave up on this message's store retries; it stays received for the next start."""
 
 
-@implementer(IAdmission, IDrainable, IReconfigurable)
-class Pipeline(Service):
+@implementer(IAdmission, IDrainable, IReconfigurable, IStatusSource)
+class Pipeline(StatusSource, Service):
     """
-    Owns the lanes; ``receive`` is the one entry for every inbound event.
+    Owns the lanes; ``receive`` is the one entry for every inbound event,
+    and admits it only within the bounds of ``openclaw.admission``.
     ``history`` is how many past messages the brain sees (``brain.history``).
     """
 
@@ -106,6 +122,16 @@ class Pipeline(Service):
         self.outbox = outbox
         self.history = history
         self.lanes = Lanes(runtime.clock, self._handle, lanes.max_concurrent, lanes.max_queue, lanes.idle_after)
+        self.limits = _limits(lanes)
+        #: Acknowledged (or being recorded) and not yet answered: in all, and by session.
+        self.pending = 0
+        self._pending: dict[str, int] = {}
+        #: Moving average of seconds from a lane's turn to the stored reply.
+        self.handling = 0.0
+        #: Messages refused as busy since start, and while shedding now.
+        self.refused = 0
+        self._shed: dict[str, Any] | None = None
+        self._shed_timer: Any = None
         self.draining = False
         #: Set by ``hurry()``: in-flight brain work is abandoned, its events stay durable.
         self.abandoned = False
@@ -149,8 +175,72 @@ class Pipeline(Service):
         if events:
             log(PIPELINE_REPLAY, level="warn", count=len(events))
         for event in events:
+            self._take(event.session_id)
             self._submit(event, force=True)
         return len(events)
+
+    # Admission
+
+    def _load(self, session_id: str) -> admission.Load:
+        mine = self._pending.get(session_id, 0)
+        return admission.Load(session_pending=mine, pending=self.pending,
+                              sessions=len(self._pending) + (0 if mine else 1), handling=self.handling)
+
+    def _take(self, session_id: str) -> None:
+        self.pending += 1
+        self._pending[session_id] = self._pending.get(session_id, 0) + 1
+        metrics.pending_messages.set(self.pending)
+
+    def _release(self, result: Any, session_id: str) -> Any:
+        """One message of ``session_id`` answered (or given up): passes ``result`` on."""
+        self.pending -= 1
+        left = self._pending[session_id] - 1
+        if left:
+            self._pending[session_id] = left
+        else:
+            del self._pending[session_id]
+        metrics.pending_messages.set(self.pending)
+        return result
+
+    def _refuse(self, reason: str, session_id: str) -> Busy:
+        self.refused += 1
+        metrics.admission_refused.labels(reason).inc()
+        now = self.runtime.clock.seconds()
+        if self._shed is None:
+            wait = admission.estimated_wait(self._load(session_id), self.limits)
+            log(PIPELINE_SHEDDING, level="warn", reason=reason, pending=self.pending, estimated_wait=round(wait, 3))
+            self._shed = {"reason": reason, "since": now, "refused": 0}
+            metrics.shedding.set(1)
+            self._shed_timer = self.runtime.clock.callLater(SHED_WINDOW, self._shed_check)
+        self._shed.update(reason=reason, last=now, refused=self._shed["refused"] + 1)
+        return Busy(reason)
+
+    def _shed_check(self) -> None:
+        """Shedding ends ``SHED_WINDOW`` after the last refusal (checked then, not per refusal)."""
+        quiet = self.runtime.clock.seconds() - self._shed["last"]
+        if quiet < SHED_WINDOW:
+            self._shed_timer = self.runtime.clock.callLater(SHED_WINDOW - quiet, self._shed_check)
+            return
+        log(PIPELINE_SHED_OVER, refused=self._shed["refused"], pending=self.pending)
+        self._shed = self._shed_timer = None
+        metrics.shedding.set(0)
+
+    status_key = "admission"
+
+    def status(self) -> dict[str, Any]:
+        limits = self.limits
+        return {
+            "pending": self.pending, "sessions": len(self._pending), "handling": round(self.handling, 4),
+            "estimated_wait": round(admission.estimated_wait(self._load(""), limits), 3),
+            "max_pending": limits.max_pending, "max_queue": limits.max_queue, "max_wait": limits.max_wait,
+            "shedding": self._shed is not None, "refused": self.refused,
+        }
+
+    def problems(self) -> list[str]:
+        if self._shed is None:
+            return []
+        return [f"shedding load: {self._shed['refused']} messages refused as busy ({self._shed['reason']} bound), "
+                f"{self.pending} acknowledged and unanswered"]
 
     def receive(self, event: Event) -> Deferred:
         """
@@ -162,9 +252,10 @@ class Pipeline(Service):
         """
         if self.draining:
             raise ShuttingDown()
-        if not self.lanes.has_room(event.session_id):
-            metrics.lane_overflows.inc()
-            raise Busy()
+        reason = admission.refusal(self._load(event.session_id), self.limits)
+        if reason is not None:
+            raise self._refuse(reason, event.session_id)
+        self._take(event.session_id)
         action = begin(MESSAGE, event_id=event.id, session_id=event.session_id,
                        source=event.source, type=event.type, length=len(event.text))
         self._actions[event.id] = action
@@ -179,6 +270,7 @@ class Pipeline(Service):
         with action.context():
             log(MESSAGE_RECORDED, level="info" if duplicate else "debug", event_id=event_id, duplicate=duplicate)
         if duplicate:
+            self._release(None, event.session_id)
             self._actions.pop(event.id, None)
             action.finish()
         else:
@@ -190,6 +282,7 @@ class Pipeline(Service):
 
     def _record_failed(self, failure: Any, event: Event, action: Action) -> Any:
         """Nothing was recorded, so nothing is acknowledged: the sender is told to send again."""
+        self._release(None, event.session_id)
         self._actions.pop(event.id, None)
         action.finish(failure.value)
         raise StoreUnavailable(failure.getErrorMessage() or type(failure.value).__name__)
@@ -197,8 +290,10 @@ class Pipeline(Service):
     def _submit(self, event: Event, force: bool = False) -> None:
         priority = PRIORITY.get(event.type, SYSTEM)
         if not self.lanes.submit(event.session_id, event, priority, force=force):
-            # Lost the race for the last slot after recording: answer, never drop.
-            self._complete(event, BUSY_REPLY).addErrback(lambda f: f.trap(Abandoned))
+            # The lane's own bound (a reload lowered it, or a replay): answer, never drop.
+            d = self._complete(event, BUSY_REPLY)
+            d.addBoth(self._release, event.session_id)
+            d.addErrback(lambda f: f.trap(Abandoned))
 
     def _handle(self, session_id: str, event: Event) -> Deferred:
         action = self._actions.pop(event.id, None) or begin(
@@ -207,7 +302,7 @@ class Pipeline(Service):
             d = DeferredContext(self._answer(session_id, event, action))
             d.addErrback(lambda f: f.trap(Abandoned))  # left received: answered after the next start
             d.addActionFinish()
-        return d.result
+        return d.result.addBoth(self._release, session_id)
 
     @inline_callbacks
     def _answer(self, session_id: str, event: Event, action: Action) -> Any:
@@ -246,7 +341,9 @@ class Pipeline(Service):
         self.outbox.remember_task(event.id, action.serialize_task_id().decode())
         yield self._complete(event, text)
         log(REPLY_STORED, level="debug", event_id=event.id, replies=1 if text else 0)
-        metrics.response_duration.labels(event.source).observe(self.runtime.clock.seconds() - started)
+        took = self.runtime.clock.seconds() - started
+        self.handling = admission.smoothed(self.handling, took)
+        metrics.response_duration.labels(event.source).observe(took)
 
     @inlineCallbacks
     def _add_usage(self, session_id: str, usage: dict[str, int]) -> Any:
@@ -302,9 +399,19 @@ class Pipeline(Service):
         self.lanes.max_concurrent = config.lanes.max_concurrent
         self.lanes.max_queue = config.lanes.max_queue
         self.lanes.idle_after = config.lanes.idle_after
+        self.limits = _limits(config.lanes)
         self.history = config.brain.history
 
     def stopService(self) -> Deferred:
         Service.stopService(self)
         self.lanes.stop()
+        if self._shed_timer is not None and self._shed_timer.active():
+            self._shed_timer.cancel()
+        self._shed = self._shed_timer = None
+        metrics.shedding.set(0)
         return succeed(None)
+
+
+def _limits(lanes: LanesConfig) -> admission.Limits:
+    return admission.Limits(max_queue=lanes.max_queue, max_pending=lanes.max_pending, max_wait=lanes.max_wait,
+                            max_concurrent=lanes.max_concurrent)

@@ -37,6 +37,7 @@ RECONNECT_BASE = 1.0
 RECONNECT_JITTER = 0.5
 """Reconnects wait 0.5-1 s, 1-2 s, 2-4 s ... at most ``backoff_max``."""
 NOT_TAKEN = "shutting-down"
+BUSY = "busy"
 
 
 CONNECTOR = typed("connector", [str], "the connector's name: telegram, discord, slack, whatsapp, smtp")
@@ -57,7 +58,8 @@ ALERT_FAILED = message_type("openclaw:connector:alert-failed", [typed("error", [
 INBOUND = action_type("openclaw:connector:inbound", [
     CONNECTOR, typed("connection_task", [str, None], "task_uuid of the connection it came on"),
     typed("message_id", [str], "the platform's id of the message"),
-], [typed("verdict", [str], "accepted, duplicate, refused, busy or shutting-down (not acknowledged: sent again)")],
+], [typed("verdict", [str], "accepted, duplicate, refused, busy or shutting-down (the last two not acknowledged "
+                            "where the platform sends it again)")],
     "one inbound message, its own task: access, recording, then (in the same task) the answer and its send")
 REFUSED = message_type("openclaw:connector:refused", [
     CONNECTOR, typed("sender_id", [str], "the platform's id of the sender"),
@@ -121,6 +123,11 @@ class ConnectorService(Service):
     #: False for connectors that receive nothing on a connection of their
     #: own (webhooks, SMTP): silence is normal there, so no watchdog.
     watches_stalls = True
+    #: Whether the platform sends a message again that was not acknowledged
+    #: (Telegram, WhatsApp, Slack): a ``busy`` pipeline then fails the
+    #: receive with ``Busy`` and the message is left unacknowledged.  Where it
+    #: is not (Discord), the sender is answered "busy, send it again" instead.
+    redelivers = True
 
     def __init__(
         self, name: str, clock: Any, config: Any, pipeline: Any, store: Any, notifier: Any = None,
@@ -286,8 +293,9 @@ class ConnectorService(Service):
         Take one inbound message through access control into the durable
         path.  :return: a Deferred firing with the verdict once it is safe to
         acknowledge the platform (``accepted``, ``duplicate``, ``refused``,
-        ``busy``); failing with ``ShuttingDown`` when it must not be
-        acknowledged (it will be fetched again after restart).
+        ``busy`` where the platform does not redeliver); failing with
+        ``ShuttingDown`` (fetched again after the restart) or ``Busy`` (the
+        platform sends it again later) when it must not be acknowledged.
 
         The message is its own Eliot task (not a child of the hours-long
         connection), so its tree runs from here through the brain to the
@@ -308,9 +316,9 @@ class ConnectorService(Service):
 
     @staticmethod
     def _inbound_not_taken(failure: Any, action: Any) -> Any:
-        # Draining is no error: the message is not acknowledged and comes again after the restart.
-        if failure.check(ShuttingDown):
-            action.add_success_fields(verdict=NOT_TAKEN)
+        # Draining or busy is no error: the message is not acknowledged and comes again.
+        if failure.check(ShuttingDown, Busy):
+            action.add_success_fields(verdict=NOT_TAKEN if failure.check(ShuttingDown) else BUSY)
             action.finish()
         else:
             action.finish(failure.value)
@@ -340,8 +348,10 @@ class ConnectorService(Service):
         try:
             _, duplicate = yield self.pipeline.receive(event)
         except Busy:
+            if self.redelivers:
+                raise  # nothing recorded and not acknowledged: the platform sends it again
             yield self._reply_directly(chat_id, BUSY_REPLY, f"busy:{message_id}")
-            return "busy"
+            return BUSY
         return "duplicate" if duplicate else "accepted"
 
     def malformed(self, what: str, detail: str) -> None:

@@ -338,6 +338,10 @@ class DiscordConnector(ConnectorService):
         again after an invalid session.
     """
 
+    #: A gateway event is not sent again for want of an acknowledgement: a
+    #: busy pipeline answers the sender "busy, send it again" instead.
+    redelivers = False
+
     def __init__(
         self, reactor: Any, config: Any, pipeline: Any, store: Any, notifier: Any = None,
         environ: Mapping[str, str] = os.environ, clock: Any = None, rng: Callable[[], float] = random.random,

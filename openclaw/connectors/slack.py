@@ -36,7 +36,7 @@ from openclaw.config.connectors import SlackConfig, credential
 from openclaw.connectors.split import split_text
 from openclaw.eliotutil import log, message_type, typed
 from openclaw.http import HTTPClient, RateLimit
-from openclaw.pipeline import ShuttingDown
+from openclaw.pipeline import Busy, ShuttingDown
 
 TEXT_LIMIT = 40_000
 REQUEST_TIMEOUT = 30.0
@@ -56,7 +56,7 @@ REMEMBERED_SENDS = 1000
 SLACK_DISCONNECT = message_type("openclaw:slack:disconnect", [typed("reason", [str], "Slack's reason")],
                                 "Slack asked us to reconnect")
 SLACK_NOT_ACKNOWLEDGED = message_type("openclaw:slack:not-acknowledged", [typed("reason", [str], "why")],
-                                      "an envelope left for Slack to re-send (info while stopping, else error)")
+                                      "an envelope left for Slack to re-send (info while stopping or busy, else error)")
 
 
 class SlackError(Exception):
@@ -293,8 +293,8 @@ class SlackConnector(ConnectorService):
 
     def _not_taken(self, failure: Any) -> None:
         """Not acknowledged: Slack sends the envelope again (after a restart, to the new connection)."""
-        if failure.check(ShuttingDown):
-            log(SLACK_NOT_ACKNOWLEDGED, reason="shutting down")
+        if failure.check(ShuttingDown, Busy):
+            log(SLACK_NOT_ACKNOWLEDGED, reason="shutting down" if failure.check(ShuttingDown) else "busy")
         else:
             log(SLACK_NOT_ACKNOWLEDGED, level="error", reason=repr(failure.value))
 

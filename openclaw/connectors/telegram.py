@@ -34,7 +34,7 @@ from openclaw.config.connectors import TelegramConfig, credential
 from openclaw.connectors.split import split_text, utf16_length
 from openclaw.eliotutil import log, message_type, typed
 from openclaw.http import HTTPClient
-from openclaw.pipeline import ShuttingDown
+from openclaw.pipeline import Busy, ShuttingDown
 
 TEXT_LIMIT = 4096
 """sendMessage's limit, in UTF-16 code units."""
@@ -44,6 +44,8 @@ POLL_MARGIN = 10.0
 """How much longer than ``poll_timeout`` a getUpdates request may take before it is abandoned."""
 
 MAX_RETRY_AFTER = 30.0
+BUSY_PAUSE = 1.0
+"""Seconds polling waits before reading again an update the pipeline was too busy to take."""
 """The longest 429 pause waited for in place; a longer one fails the call (the outbox retries later)."""
 
 WEBHOOK_CHECK = 45.0
@@ -61,8 +63,8 @@ _NUMERIC = re.compile(r"-?\d+")
 CONNECTOR = typed("connector", [str], "the connector's name")
 CONFLICT = message_type("openclaw:connector:conflict", [CONNECTOR, typed("hint", [str], "what to do")],
                         "Telegram answered 409: another poller or a webhook is set", "warn")
-PAUSED = message_type("openclaw:connector:paused", [CONNECTOR, typed("reason", [str], "why: draining")],
-                      "polling stopped taking updates (the daemon drains)")
+PAUSED = message_type("openclaw:connector:paused", [CONNECTOR, typed("reason", [str], "why: draining or busy")],
+                      "polling stopped taking updates: for good while the daemon drains, for BUSY_PAUSE when busy")
 SKIPPED = message_type("openclaw:connector:skipped", [CONNECTOR, typed("reason", [str], "why")],
                        "an update that is not a text for us", "debug")
 RATE_LIMITED = message_type("openclaw:connector:rate-limited", [
@@ -275,6 +277,10 @@ class TelegramConnector(ConnectorService):
             self.poke()
             try:
                 yield self._record(updates)
+            except Busy:
+                # The rest of the batch is unconfirmed: read again after a pause.
+                log(PAUSED, connector=self.name, reason="busy")
+                yield deferLater(self.clock, BUSY_PAUSE)
             except ShuttingDown:
                 # Unconfirmed, the batch is read again later; until stopService
                 # (or the watchdog) ends this connection, fetch nothing.
@@ -283,15 +289,26 @@ class TelegramConnector(ConnectorService):
 
     @inlineCallbacks
     def _record(self, updates: list) -> Any:
-        """Take each update, then confirm the batch: fails (unconfirmed) on ``ShuttingDown``."""
+        """
+        Take each update, then confirm the batch; on ``ShuttingDown`` or
+        ``Busy`` confirm the updates taken and fail: the rest is read again.
+        """
         offset = self.offset
         for update in updates:
             update_id = update.get("update_id") if isinstance(update, dict) else None
             if not _is_int(update_id):
                 self.malformed("update", "no integer update_id")
                 continue
-            yield self._take(update)
+            try:
+                yield self._take(update)
+            except (Busy, ShuttingDown):
+                yield self._confirm(offset)
+                raise
             offset = max(offset or 0, update_id + 1)
+        yield self._confirm(offset)
+
+    @inlineCallbacks
+    def _confirm(self, offset: int | None) -> Any:
         if offset != self.offset:
             yield self.store.set_state(OFFSET_KEY, offset)
             self.offset = offset
@@ -367,7 +384,7 @@ class TelegramConnector(ConnectorService):
         """
         ``/webhooks/telegram``: 401 without the secret token; 200 once the
         update is durable, or when it is unusable (a retry would not help);
-        503 while draining, so Telegram delivers it again later.  404 in
+        503 while draining or busy, so Telegram delivers it again later.  404 in
         polling mode: updates come one way only.
         """
         if self.config.mode != "webhook":
@@ -399,9 +416,10 @@ class TelegramConnector(ConnectorService):
     def _webhook_failed(self, failure: Any, request: Any) -> bytes:
         if failure.check(CancelledError):
             return b""  # Telegram hung up; the update is recorded anyway and redelivered
-        if not failure.check(ShuttingDown):
+        not_taken = failure.check(ShuttingDown, Busy)
+        if not not_taken:
             log(WEBHOOK_FAILED, level="error", connector=self.name, error=repr(failure.value))
-        request.setResponseCode(503 if failure.check(ShuttingDown) else 500)
+        request.setResponseCode(503 if not_taken else 500)
         return b""
 
     # Status and shutdown

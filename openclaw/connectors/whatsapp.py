@@ -32,7 +32,7 @@ from openclaw.config.connectors import WhatsAppConfig, credential
 from openclaw.connectors.split import split_text
 from openclaw.eliotutil import log, message_type, typed
 from openclaw.http import HTTPClient
-from openclaw.pipeline import ShuttingDown
+from openclaw.pipeline import Busy, ShuttingDown
 
 TEXT_LIMIT = 4096
 """The longest ``text.body`` the Cloud API accepts."""
@@ -352,6 +352,8 @@ class WhatsAppConnector(ConnectorService):
                                            message.name)
         except ShuttingDown:
             return _answer(request, 503, {"error": "shutting down"})  # Meta retries later
+        except Busy:
+            return _answer(request, 503, {"error": "busy"})  # nothing more recorded; Meta retries later
         except Exception as e:
             log(WHATSAPP_WEBHOOK_FAILED, level="error", error=repr(e))
             return _answer(request, 500, {"error": "not recorded"})

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 
+from openclaw import admission
 from openclaw.events import MESSAGE_RECEIVED, Event, OutboxItem
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
@@ -18,6 +19,12 @@ from openclaw.notify import webchat_alert
 from openclaw.pipeline import USAGE_PREFIX, Busy, ShuttingDown, StoreUnavailable
 
 MAX_TEXT = 32_000
+#: What a refused ``chat.send`` says, by the admission bound that refused it; nothing was recorded.
+BUSY_MESSAGES = {
+    admission.SESSION: "this session has too many messages waiting; try again shortly",
+    admission.OVERALL: "the daemon has more messages waiting than it can answer soon; try again shortly",
+    admission.WAIT: "the daemon has more messages waiting than it can answer soon; try again shortly",
+}
 MAX_HISTORY = 500
 ALL = "*"
 
@@ -113,8 +120,8 @@ def chat_methods(pipeline: Any, store: Any, hub: WebchatHub, outbox_kick: Callab
         hub.subscribe(conn, session)
         try:
             d = pipeline.receive(event)
-        except Busy:
-            raise FrameError(frames.BUSY, "this session has too many messages waiting; try again shortly") from None
+        except Busy as e:
+            raise FrameError(frames.BUSY, BUSY_MESSAGES[e.reason]) from None
         except ShuttingDown:
             raise FrameError(frames.SHUTTING_DOWN, "the daemon is shutting down; reconnect later") from None
         d.addCallbacks(lambda r: {"event_id": r[0], "session": session, "duplicate": r[1]}, _store_unavailable)
