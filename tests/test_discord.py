@@ -6,6 +6,7 @@ real WebSocket, REST over real HTTP, all on 127.0.0.1), plus its pure logic.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 import pytest_twisted
@@ -19,6 +20,7 @@ from openclaw.connectors.base import FAILED
 from openclaw.config.connectors import DiscordConfig
 from openclaw.connectors.discord import DiscordConnector, DiscordHTTPError, DiscordRest
 from openclaw.metrics import REGISTRY
+from openclaw.pipeline import BUSY_REPLY
 from tests.connector_harness import Harness
 from tests.discord_server import BOT_ID, DiscordServer, until
 from tests.eliot_tasks import answered, assert_one_task_per_message
@@ -211,6 +213,19 @@ def test_a_direct_message_is_answered_and_the_bots_own_echo_ignored(running) -> 
     history = yield r.harness.store.history(f"discord:{DM}", 10)
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
     assert r.connector.health()["resumable"] is True
+
+
+@pytest_twisted.inlineCallbacks
+def test_busy_is_answered_in_the_channel_since_discord_does_not_redeliver(running) -> None:
+    r = running()
+    yield r.connected()
+    limits = r.harness.pipeline.limits
+    r.harness.pipeline.limits = replace(limits, max_queue=0)
+    r.server.message(DM, "/help")
+    yield r.replied(DM, 1)
+    assert r.server.replies(DM) == [BUSY_REPLY]
+    assert (yield r.harness.store.history(f"discord:{DM}", 10)) == []  # nothing recorded
+    r.harness.pipeline.limits = limits
 
 
 @pytest_twisted.inlineCallbacks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import defer, reactor, task
 
+from openclaw.metrics import REGISTRY
 from openclaw.connectors.access import NOT_ALLOWED_REPLY, approve
 from openclaw.connectors.base import CONNECTED, FAILED
 from openclaw.connectors.slack import (
@@ -73,6 +75,10 @@ def start(harness: Harness, server: SlackServer, sleep: Any = None, **overrides:
     return harness.start(lambda h: SlackConnector(
         reactor, config(server, **overrides), h.pipeline, h.store, h.notifier, environ={}, rng=lambda: 0.0,
         sleep=sleep))
+
+
+def busy_refusals() -> float:
+    return REGISTRY.get_sample_value("openclaw_admission_refused_total", {"reason": "overall"}) or 0.0
 
 
 def connected(connector: SlackConnector) -> bool:
@@ -151,6 +157,22 @@ def test_each_message_is_its_own_eliot_task_from_receive_to_sent(harness, server
     server.message("/status")
     yield until(lambda: answered(eliot_logger.messages, "slack", 2), what="two answered tasks")
     assert_one_task_per_message(eliot_logger.messages, "slack", 2)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_busy_pipeline_leaves_the_envelope_unacknowledged_for_slack_to_send_again(harness, server) -> None:
+    connector = start(harness, server)
+    yield until(lambda: connected(connector))
+    limits = harness.pipeline.limits
+    harness.pipeline.limits = replace(limits, max_pending=0)
+    refused = busy_refusals()
+    busy = server.message("/help")
+    yield until(lambda: busy_refusals() > refused, what="busy")
+    assert busy not in server.acks and (yield user_texts(harness, "slack:D1")) == []
+    harness.pipeline.limits = limits
+    later = server.message("/status")
+    yield until(lambda: later in server.acks, what="the next envelope")
+    assert busy not in server.acks  # left for Slack to send again
 
 
 @pytest_twisted.inlineCallbacks

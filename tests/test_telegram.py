@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,10 @@ SECRET = "webhook-SECRET-42"
 
 def counted(name: str, **labels: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, {"connector": "telegram", **labels}) or 0.0
+
+
+def busy_refusals() -> float:
+    return metrics.REGISTRY.get_sample_value("openclaw_admission_refused_total", {"reason": "overall"}) or 0.0
 
 
 def malformed() -> float:
@@ -502,6 +507,26 @@ def test_a_batch_refused_while_draining_is_read_again_after_restart(api: BotAPI,
     assert api.offsets[polls] == first + 1 and "/status" in api.texts(42)[1]
 
 
+@pytest_twisted.inlineCallbacks
+def test_a_busy_pipeline_leaves_the_update_unconfirmed_and_polling_reads_it_again(api: BotAPI, harnesses) -> None:
+    h = harnesses()
+    start(h, api)
+    first = api.push(text_update(42, "/start"))
+    yield until(lambda: api.texts(42), what="the first reply")
+    limits = h.pipeline.limits
+    h.pipeline.limits = replace(limits, max_pending=0)  # past the overall bound: every message is busy
+    refused = busy_refusals()
+    second = api.push(text_update(42, "/help"))
+    yield until(lambda: busy_refusals() > refused, what="busy")
+    history = yield h.store.history("telegram:42", 10)
+    assert [m["text"] for m in history] == ["/start", GREETING]  # nothing recorded for the busy one
+    assert (yield h.store.get_state(OFFSET_KEY)) == first + 1 and second + 1 not in api.offsets
+    h.pipeline.limits = limits
+    yield until(lambda: len(api.texts(42)) == 2, what="the busy message answered once the bound allows")
+    yield until(lambda: api.offsets[-1] == second + 1, what="the update confirmed")
+    assert "/status" in api.texts(42)[1] and len(api.texts(42)) == 2
+
+
 # Webhook
 
 @pytest_twisted.inlineCallbacks
@@ -535,6 +560,15 @@ def test_the_webhook_needs_the_secret_and_answers_once_durable(api: BotAPI, harn
         response = yield post(b"{not json")
         assert response.code == 200 and malformed() == before + 1
         yield response.content()
+        limits = h.pipeline.limits
+        h.pipeline.limits = replace(limits, max_queue=0)  # busy: not recorded, 503 so Telegram redelivers
+        busy = {"update_id": 502, **text_update(42, "/status")}
+        busy["message"]["message_id"] = 11
+        response = yield post(busy)
+        assert response.code == 503
+        yield response.content()
+        assert len((yield h.store.history("telegram:42", 10))) == 2
+        h.pipeline.limits = limits
         h.pipeline.refuse_new()
         later = {"update_id": 501, **text_update(42, "/status")}
         later["message"]["message_id"] = 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -419,6 +420,25 @@ def test_a_draining_daemon_answers_503_so_meta_redelivers(tmp_path) -> None:
         assert code == 503
         history = yield rig.harness.store.history(f"whatsapp:{ANN}", 10)
         assert history == []
+    finally:
+        yield rig.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_busy_daemon_answers_503_records_nothing_and_the_redelivery_is_answered(tmp_path) -> None:
+    rig = Rig(str(tmp_path))
+    try:
+        limits = rig.harness.pipeline.limits
+        rig.harness.pipeline.limits = replace(limits, max_pending=0)
+        note = text_message(PID, ANN, "wamid.BUSY", "/help")
+        code, body = yield rig.post(note)
+        assert code == 503 and json.loads(body) == {"error": "busy"}
+        assert (yield rig.harness.store.history(f"whatsapp:{ANN}", 10)) == []
+        rig.harness.pipeline.limits = limits
+        code, _ = yield rig.post(note)  # Meta's retry
+        assert code == 200
+        yield until(lambda: texts(rig.graph))
+        assert len(texts(rig.graph)) == 1 and "/status" in texts(rig.graph)[0]
     finally:
         yield rig.stop()
 
