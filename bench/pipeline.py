@@ -251,11 +251,12 @@ def thread_cpu(pid: int) -> tuple[float, float]:
 
 def run_phase(url: str, token: str, sessions: int, conns: int, mode: str, rate: float,
               args: argparse.Namespace, server_pid: int, client_cpus: set[int] | None,
-              redis_pid: int | None) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--client", "--url", url, "--token", token,
-           "--conns", str(conns), "--sessions", str(sessions), "--mode", mode, "--rate", str(rate),
-           "--window", str(args.window), "--warmup", str(args.warmup), "--duration", str(args.duration),
-           "--grace", str(args.grace)]
+              redis_pid: int | None, duration: float | None = None) -> dict[str, Any]:
+    # Every value after "=": a token (or anything) starting with "-" is then no option.
+    cmd = [sys.executable, os.path.abspath(__file__), "--client", f"--url={url}", f"--token={token}",
+           f"--conns={conns}", f"--sessions={sessions}", f"--mode={mode}", f"--rate={rate}",
+           f"--window={args.window}", f"--warmup={args.warmup}", f"--duration={duration or args.duration}",
+           f"--grace={args.grace}"]
     client = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=pin(client_cpus))  # noqa: PLW1509 (as gateway.py)
     try:
         line = client.stdout.readline()
@@ -265,10 +266,11 @@ def run_phase(url: str, token: str, sessions: int, conns: int, mode: str, rate: 
         client.stdin.write(b"%r\n" % start)
         client.stdin.flush()
         m0 = start + args.warmup
+        d = duration or args.duration
         time.sleep(max(0.0, m0 - time.time()))
         s0, c0 = thread_cpu(server_pid), cpu_seconds(client.pid)
         r0 = cpu_seconds(redis_pid) if redis_pid else 0.0
-        time.sleep(max(0.0, m0 + args.duration - time.time()))
+        time.sleep(max(0.0, m0 + d - time.time()))
         s1, c1 = thread_cpu(server_pid), cpu_seconds(client.pid)
         r1 = cpu_seconds(redis_pid) if redis_pid else 0.0
         out, _ = client.communicate(timeout=args.grace + 30)
@@ -278,7 +280,6 @@ def run_phase(url: str, token: str, sessions: int, conns: int, mode: str, rate: 
             client.kill()
             client.wait()
     lat = sorted(r.pop("lat_us"))
-    d = args.duration
     r.update({
         "acks_s": r["acked_w"] / d, "replies_s": r["replied_w"] / d, "latency_samples": len(lat),
         "p50_ms": percentile(lat, 50) / 1000, "p99_ms": percentile(lat, 99) / 1000,
@@ -361,19 +362,57 @@ def run_store(store: str, levels: list[tuple[int, int]], args: argparse.Namespac
     return out
 
 
+#: The throughput phases measure the pipeline, not its admission: no bound is reached.
+UNBOUNDED = "lanes: {max_queue: 100000, max_pending: 10000000, max_wait: 0}\n"
+
+
+def prefill(home: str, rows: int, now: float) -> None:
+    """
+    ``rows`` answered messages in the store the daemon will open (written
+    with SQL before it starts): an inbound event done, its history and a
+    sent outbox row each, spread over 1,000 old sessions within the last
+    day (inside ``store.retention``, so nothing is pruned during the run).
+    """
+    from openclaw.store.sqlite import open_database
+
+    db = open_database(os.path.join(home, "data", "openclaw.sqlite3"))
+    db.execute("BEGIN")
+    for i in range(rows):
+        session, at = f"webchat:old-{i % 1000}", now - 86400 + i * 86400 / max(rows, 1)
+        db.execute("INSERT INTO inbound (id, source, platform_message_id, session_id, type, timestamp, payload, "
+                   "state) VALUES (?, 'webchat', ?, ?, 'message.received', ?, ?, 'done')",
+                   (f"old-{i}", f"{session}/{i}", session, at, '{"text": "/status"}'))
+        db.execute("INSERT INTO history (session_id, role, text, event_id, timestamp) VALUES (?, 'user', "
+                   "'/status', ?, ?)", (session, f"old-{i}", at))
+        db.execute("INSERT INTO outbox (id, dedupe_key, session_id, channel, text, reply_to, status, attempts, "
+                   "next_attempt, created_at) VALUES (?, ?, ?, 'webchat', 'status text', ?, 'sent', 1, ?, ?)",
+                   (f"out-{i}", f"reply:old-{i}", session, f"old-{i}", at, at))
+    db.executemany("INSERT INTO sessions (session_id, channel, first_seen, last_active) VALUES (?, 'webchat', ?, ?)",
+                   [(f"webchat:old-{k}", now - 86400, now) for k in range(min(rows, 1000))])
+    db.execute("COMMIT")
+    db.close()
+
+
 @contextlib.contextmanager
-def daemon_for(store: str, args: argparse.Namespace, server_cpus: set[int] | None, out: dict[str, Any]) -> Any:
+def daemon_for(store: str, args: argparse.Namespace, server_cpus: set[int] | None, out: dict[str, Any],
+               config: str = UNBOUNDED, rows: int | None = None) -> Any:
+    """A fresh daemon (home, key prefix) with ``config``, its store pre-filled with ``rows`` (default ``--store-rows``)."""
     home = tempfile.mkdtemp(prefix=f"openclaw-bench-pipeline-{store}-")
     prefix = f"bench-{secrets.token_hex(6)}:"
-    config = "lanes: {max_queue: 100000}\n"
+    rows = args.store_rows if rows is None else rows
+    if rows:
+        if store != "sqlite":
+            raise SystemExit("--store-rows: the SQLite store only")
+        prefill(home, rows, time.time())
     if store == "redis":
         config += f'store: {{url: "{args.redis}", prefix: "{prefix}"}}\n'
     config_path = os.path.join(home, "c.yaml")
     with open(config_path, "w") as f:
         f.write(config)
-    if "config" not in out:
+    if out.get("config") != config:
         out["config"] = config
-        print(f"## store: {store}  config (OPENCLAW_CONFIG=<home>/c.yaml): {config.strip()!r}")
+        print(f"## store: {store}  config (OPENCLAW_CONFIG=<home>/c.yaml): {config.strip()!r}"
+              + (f"; store pre-filled with {rows:,} sent messages" if rows else ""))
     os.environ["OPENCLAW_CONFIG"] = config_path  # inherited by the daemon: same as --config
     daemon = log = code = None
     try:
@@ -393,6 +432,108 @@ def daemon_for(store: str, args: argparse.Namespace, server_cpus: set[int] | Non
             shutil.rmtree(home, ignore_errors=True)
         else:
             print(f"# openclaw exit code {code} (None: killed after --stop-timeout); home kept: {home}")
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU nanoseconds of every thread of ``pid`` (``schedstat``: finer than /proc/<pid>/stat's 10 ms ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            continue
+    return total
+
+
+def idle_cpu(args: argparse.Namespace, server_cpus: set[int] | None, rows: int) -> dict[str, Any]:
+    """CPU of an idle daemon over ``--idle-seconds`` (after 2 s of settling), scaled to a minute."""
+    out: dict[str, Any] = {"exit_codes": [], "rss_kb": 0}
+    with daemon_for("sqlite", args, server_cpus, out, config="", rows=rows) as (pid, _, _):
+        time.sleep(2.0)
+        t0, c0 = time.monotonic(), cpu_ns(pid)
+        time.sleep(args.idle_seconds)
+        used, took = (cpu_ns(pid) - c0) / 1e9, time.monotonic() - t0
+    return {"ms_per_minute": used / took * 60 * 1000, "seconds": took, "exit_codes": out["exit_codes"]}
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "n/a"
+
+
+def run_growth(args: argparse.Namespace, server_cpus: set[int] | None,
+               client_cpus: set[int] | None) -> dict[str, Any]:
+    """
+    Issue 12's figures on SQLite, each phase on a fresh daemon with the
+    default admission bounds (``config: ""``): for a fresh store and one
+    pre-filled with ``--store-rows`` (default 50,000) sent messages, idle
+    CPU per minute, CPU per message at ``--growth-rate`` msg/s (100
+    sessions), p99 at a fixed 1,000 msg/s with 100 and 1,000 sessions; then,
+    on a fresh store, an offered load of 3x the capacity (replies/s of a
+    closed-loop phase) for ``--overload-duration`` s.
+    """
+    rows = args.store_rows or 50_000
+    results: dict[str, Any] = {"rows": rows}
+    out: dict[str, Any] = {"exit_codes": [], "rss_kb": 0}
+
+    def phase(label: str, n: int, sessions: int, conns: int, mode: str, rate: float, config: str = "",
+              duration: float | None = None) -> dict[str, Any]:
+        with daemon_for("sqlite", args, server_cpus, out, config=config, rows=n) as (pid, url, token):
+            r = run_phase(url, token, sessions, conns, mode, rate, args, pid, client_cpus, None, duration)
+        r["cpu_ms_per_reply"] = ((r["server_cpu_main"] + r["server_cpu_threads"]) * (duration or args.duration)
+                                 / max(r["replied_w"], 1) * 1000)
+        results[label] = r
+        show("sqlite", sessions, conns, label, r)
+        return r
+
+    for n in (0, rows):
+        tag = "fresh" if n == 0 else f"{n // 1000}k"
+        results[f"idle-{tag}"] = idle = idle_cpu(args, server_cpus, n)
+        print(f"  sqlite idle ({tag}): {idle['ms_per_minute']:.0f} ms CPU per minute "
+              f"(measured over {idle['seconds']:.1f} s)")
+        phase(f"cpu-{tag}", n, 100, 10, "rate", args.growth_rate)
+        for sessions, conns in ((100, 10), (1000, 50)):
+            phase(f"fixed1000-{sessions}-{tag}", n, sessions, conns, "rate", 1000.0)
+    capacity = phase("capacity", 0, 100, 10, "ack", 0.0)["replies_s"]
+    for label, config in (("overload", ""), ("overload-max_wait-0.5s", "lanes: {max_wait: 0.5s}\n")):
+        phase(label, 0, 100, 10, "rate", 3 * capacity, config=config, duration=args.overload_duration)
+    results["exit_codes"] = out["exit_codes"]
+    growth_table(results)
+    return results
+
+
+def growth_table(results: dict[str, Any]) -> None:
+    tag = f"{results['rows'] // 1000}k"
+    print()
+    print("| figure | fresh store | " + tag + "-row store | ratio | target |")
+    print("|---|---:|---:|---:|---|")
+    idle0, idle1 = results["idle-fresh"]["ms_per_minute"], results[f"idle-{tag}"]["ms_per_minute"]
+    print(f"| idle CPU, ms per minute | {idle0:.0f} | {idle1:.0f} | {ratio(idle1, idle0)} | <= 1.20 |")
+    c0, c1 = results["cpu-fresh"], results[f"cpu-{tag}"]
+    print(f"| CPU per message at {c0['target_rate']:.0f}/s, ms | {c0['cpu_ms_per_reply']:.3f} | "
+          f"{c1['cpu_ms_per_reply']:.3f} | {ratio(c1['cpu_ms_per_reply'], c0['cpu_ms_per_reply'])} | <= 1.10 |")
+    print(f"| p99 at {c0['target_rate']:.0f}/s, ms | {c0['p99_ms']:.1f} | {c1['p99_ms']:.1f} | "
+          f"{ratio(c1['p99_ms'], c0['p99_ms'])} | |")
+    for sessions in (100, 1000):
+        f0, f1 = results[f"fixed1000-{sessions}-fresh"], results[f"fixed1000-{sessions}-{tag}"]
+        print(f"| 1,000 msg/s, {sessions} sessions: p99 ms (replies/s, busy) | {f0['p99_ms']:.1f} "
+              f"({f0['replies_s']:.0f}/s, {f0['error_codes'].get('busy', 0)}) | {f1['p99_ms']:.1f} "
+              f"({f1['replies_s']:.0f}/s, {f1['error_codes'].get('busy', 0)}) | | < 50 ms |")
+    print()
+    print("| overload (fresh store, 100 sessions) | offered/s | acks/s | replies/s | replies / acks | busy/s | "
+          "p99 of acknowledged, ms | acknowledged without a reply |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    cap = results["capacity"]
+    print(f"| capacity (closed loop, window {cap['window']}) | - | {cap['acks_s']:.0f} | {cap['replies_s']:.0f} | "
+          f"{cap['replies_s'] / max(cap['acks_s'], 1):.2f} | | {cap['p99_ms']:.1f} | "
+          f"{cap['missing_replies'] + cap['unacked']} |")
+    for label in ("overload", "overload-max_wait-0.5s"):
+        r = results[label]
+        d = r["acked_w"] / r["acks_s"] if r["acks_s"] else 1.0
+        print(f"| {label} | {r['target_rate']:.0f} | {r['acks_s']:.0f} | {r['replies_s']:.0f} | "
+              f"{r['replies_s'] / max(r['acks_s'], 1):.2f} | {r['error_codes'].get('busy', 0) / d:.0f} | "
+              f"{r['p99_ms']:.1f} | {r['missing_replies']} |")
+    print(f"exit codes after SIGTERM: {results['exit_codes']}")
 
 
 def show(store: str, sessions: int, conns: int, phase: str, r: dict[str, Any]) -> None:
@@ -439,6 +580,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin the daemon to CPU 0 and the client to CPU 1")
     parser.add_argument("--profile", help="run the daemon under cProfile, writing FILE (throughput phases only)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--store-rows", type=int, default=0,
+                        help="pre-fill each daemon's SQLite store with N sent messages (default 0; --growth: 50000)")
+    parser.add_argument("--growth", action="store_true",
+                        help="issue 12's phases instead: store growth (fresh vs --store-rows) and overload")
+    parser.add_argument("--growth-rate", type=float, default=420.0,
+                        help="--growth: the fixed rate of the CPU-per-message phase (default 420)")
+    parser.add_argument("--idle-seconds", type=float, default=20.0,
+                        help="--growth: seconds of idle CPU measured, scaled to a minute (default 20)")
+    parser.add_argument("--overload-duration", type=float, default=15.0,
+                        help="--growth: measured seconds of the 3x-capacity phases (default 15)")
     # Internal: the load generator.
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -474,6 +625,12 @@ def main(argv: list[str] | None = None) -> int:
           f"outstanding sends per connection; replies waited for up to {args.grace:g} s")
     sys.stdout.flush()
 
+    if args.growth:
+        growth = run_growth(args, server_cpus, client_cpus)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"versions": v, "growth": growth}, f, indent=2)
+        return 0
     results = {store: run_store(store, levels, args, server_cpus, client_cpus) for store in stores}
     print()
     table(results, levels)
