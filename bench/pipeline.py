@@ -5,7 +5,9 @@ on the SQLite store and on the Redis store.
     .venv/bin/python bench/pipeline.py [--duration 5] [--warmup 1] [--stores sqlite,redis]
                                        [--levels 1:1,100:10,1000:50] [--window 50]
                                        [--redis redis://127.0.0.1:6379/0] [--grace 5]
-                                       [--no-pin] [--json FILE] [--profile FILE]
+                                       [--no-pin] [--json FILE] [--profile FILE] [--store-rows N]
+    .venv/bin/python bench/pipeline.py --growth [--store-rows 50000] [--growth-rate 420]
+                                       [--idle-seconds 20] [--overload-duration 15]
 
 For each store it starts the daemon (``twistd -n --pidfile= openclaw --home <tmp>
 --gateway ... --web ... --log-level info`` with ``OPENCLAW_CONFIG=<home>/c.yaml``,
@@ -33,8 +35,19 @@ Every phase gets a fresh daemon, so one phase's backlog is not measured in the n
 
 After each phase the generator stops sending and waits (at most ``--grace``
 seconds) until every acknowledged message has its reply; what is still missing
-then is reported. The config sets ``lanes.max_queue: 100000`` so that a session
-queue never overflows (``busy``) and the figures are throughput, not refusals.
+then is reported. The config lifts the admission bounds (``lanes.max_queue``,
+``max_pending``, ``max_wait``) so that nothing is refused (``busy``) and the
+figures are throughput, not refusals. ``--store-rows N`` pre-fills each
+daemon's SQLite store with N sent messages (SQL, before it starts).
+
+``--growth`` runs issue 12's phases instead, with the default admission
+bounds: idle CPU per minute (from ``schedstat``, over ``--idle-seconds``), CPU
+per message at ``--growth-rate`` msg/s, and p99 at a fixed 1,000 msg/s with 100
+and 1,000 sessions, each on a fresh store and on one with ``--store-rows``
+(default 50,000); then the capacity (closed loop, replies/s) and an offered
+load of 3x it for ``--overload-duration`` s, with the defaults and with
+``lanes.max_wait: 0.5s``. Every value passed to the load generator follows
+an ``=`` (``--token=...``): a token may start with ``-``.
 For Redis the keys live under a random ``bench-<hex>:`` prefix and are deleted
 afterwards. ``--profile FILE`` runs the daemon under ``python -m cProfile -o FILE``
 (main thread only: the SQLite worker thread is not in the profile; its CPU is
@@ -366,6 +379,9 @@ def run_store(store: str, levels: list[tuple[int, int]], args: argparse.Namespac
 UNBOUNDED = "lanes: {max_queue: 100000, max_pending: 10000000, max_wait: 0}\n"
 
 
+_FILLED: dict[int, str] = {}
+
+
 def prefill(home: str, rows: int, now: float) -> None:
     """
     ``rows`` answered messages in the store the daemon will open (written
@@ -403,7 +419,11 @@ def daemon_for(store: str, args: argparse.Namespace, server_cpus: set[int] | Non
     if rows:
         if store != "sqlite":
             raise SystemExit("--store-rows: the SQLite store only")
-        prefill(home, rows, time.time())
+        filled = _FILLED.get(rows)
+        if filled is None:  # written once per run, copied for each daemon
+            filled = _FILLED[rows] = tempfile.mkdtemp(prefix="openclaw-bench-filled-")
+            prefill(filled, rows, time.time())
+        shutil.copytree(os.path.join(filled, "data"), os.path.join(home, "data"))
     if store == "redis":
         config += f'store: {{url: "{args.redis}", prefix: "{prefix}"}}\n'
     config_path = os.path.join(home, "c.yaml")
@@ -625,6 +645,15 @@ def main(argv: list[str] | None = None) -> int:
           f"outstanding sends per connection; replies waited for up to {args.grace:g} s")
     sys.stdout.flush()
 
+    try:
+        return run(args, levels, stores, v, server_cpus, client_cpus)
+    finally:
+        for filled in _FILLED.values():
+            shutil.rmtree(filled, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, levels: list[tuple[int, int]], stores: list[str], v: dict[str, str],
+        server_cpus: set[int] | None, client_cpus: set[int] | None) -> int:
     if args.growth:
         growth = run_growth(args, server_cpus, client_cpus)
         if args.json:

@@ -305,3 +305,30 @@ def active_hours() -> st.SearchStrategy[ActiveHours | None]:
     """A heartbeat window: none, a day window, one across midnight, or all day (start == end)."""
     clock_time = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.sampled_from([0, 30]))
     return st.none() | st.builds(ActiveHours, clock_time, clock_time)
+
+
+# Admission
+
+
+def admission_limits() -> st.SearchStrategy[Any]:
+    """``openclaw.admission.Limits``: per-session and overall counts, a wait bound in seconds or 0 (off)."""
+    from openclaw.admission import Limits
+
+    return st.builds(Limits, max_queue=st.integers(1, 50), max_pending=st.integers(1, 500),
+                     max_wait=st.one_of(st.just(0.0), st.floats(0.01, 100)), max_concurrent=st.integers(1, 200))
+
+
+@st.composite
+def admission_loads(draw: st.DrawFn) -> Any:
+    """``openclaw.admission.Load``: a session's share never more than the total."""
+    from openclaw.admission import Load
+
+    pending = draw(st.integers(0, 600))
+    return Load(session_pending=draw(st.integers(0, min(pending, 60))), pending=pending,
+                sessions=draw(st.integers(1, 300)), handling=draw(st.floats(0, 60)))
+
+
+def outbox_operations() -> st.SearchStrategy[list[tuple[str, int, bool]]]:
+    """Outbox row changes (op, row number, rolled back?) for the counter tests."""
+    return st.lists(st.tuples(st.sampled_from(["insert", "sent", "failed", "retry", "delete", "prune"]),
+                              st.integers(0, 20), st.booleans()), max_size=60)

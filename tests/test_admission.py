@@ -25,18 +25,11 @@ from openclaw.pipeline import SHED_WINDOW, Busy, Pipeline
 from openclaw.runtime import Runtime
 from tests import wsclient
 from tests.daemon import RunningDaemon, daemon_config
+from tests.strategies import admission_limits, admission_loads
 from tests.waiting import step_clock
 
-limits_strategy = st.builds(Limits, max_queue=st.integers(1, 50), max_pending=st.integers(1, 500),
-                            max_wait=st.one_of(st.just(0.0), st.floats(0.01, 100)),
-                            max_concurrent=st.integers(1, 200))
-load_strategy = st.builds(Load, session_pending=st.integers(0, 60), pending=st.integers(0, 600),
-                          sessions=st.integers(1, 300), handling=st.floats(0, 60))
-
-
-@given(load_strategy, limits_strategy)
+@given(admission_loads(), admission_limits())
 def test_an_admitted_message_is_within_every_bound(load: Load, limits: Limits) -> None:
-    load = Load(min(load.session_pending, load.pending), load.pending, load.sessions, load.handling)
     if refusal(load, limits) is None:
         assert load.session_pending < limits.max_queue and load.pending < limits.max_pending
         assert limits.max_wait == 0 or estimated_wait(load, limits) <= limits.max_wait
@@ -45,7 +38,7 @@ def test_an_admitted_message_is_within_every_bound(load: Load, limits: Limits) -
                 or estimated_wait(load, limits) > limits.max_wait > 0)
 
 
-@given(load_strategy, limits_strategy, st.integers(0, 10), st.integers(0, 100), st.floats(0, 1))
+@given(admission_loads(), admission_limits(), st.integers(0, 10), st.integers(0, 100), st.floats(0, 1))
 def test_less_load_is_never_refused_where_more_was_admitted(load: Load, limits: Limits, fewer_mine: int,
                                                             fewer: int, faster: float) -> None:
     lighter = Load(max(0, load.session_pending - fewer_mine), max(0, load.pending - fewer), load.sessions,
@@ -54,7 +47,7 @@ def test_less_load_is_never_refused_where_more_was_admitted(load: Load, limits: 
         assert refusal(lighter, limits) is None
 
 
-@given(st.integers(1, 300), st.floats(0, 1e6), limits_strategy)
+@given(st.integers(1, 300), st.floats(0, 1e6), admission_limits())
 def test_with_nothing_pending_a_message_is_always_admitted(sessions: int, handling: float, limits: Limits) -> None:
     """A brain slower than max_wait still answers one message at a time: nothing waits for it."""
     assert refusal(Load(0, 0, sessions, handling), limits) is None

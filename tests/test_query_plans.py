@@ -17,11 +17,11 @@ import subprocess
 import sys
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from openclaw import backup
 from openclaw.store import sqlite as store_module
 from openclaw.store.sqlite import MIGRATIONS, OUTBOX_COUNTS_SQL, open_database
+from tests.strategies import outbox_operations
 
 #: Tables that grow with messages (inbound, outbox, history, journal) or
 #: with peers (sessions, state): a statement may only search them through
@@ -146,12 +146,8 @@ def counters(db: sqlite3.Connection) -> dict[str, int]:
     return dict(db.execute(OUTBOX_COUNTS_SQL))
 
 
-OPS = st.lists(st.tuples(st.sampled_from(["insert", "sent", "failed", "retry", "delete", "prune"]),
-                         st.integers(0, 20), st.booleans()), max_size=60)
-
-
 @settings(max_examples=40, deadline=None)
-@given(OPS)
+@given(outbox_operations())
 def test_counters_match_the_rows_whatever_changes_them(tmp_path_factory, ops: list[tuple[str, int, bool]]) -> None:
     """Each op in its own transaction, some rolled back: the counters follow exactly what committed."""
     db = open_database(str(tmp_path_factory.mktemp("c") / "s.sqlite3"))
