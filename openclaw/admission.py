@@ -5,17 +5,17 @@ An acknowledged message is a promise to answer it, so the daemon takes no
 more than it can answer soon: a bound on acknowledged-but-unanswered
 messages per session (``lanes.max_queue``) and overall
 (``lanes.max_pending``), and on the wait a new message can expect
-(``lanes.max_wait``), estimated from a moving average of how long a message
-takes from its lane's turn to its stored reply.  Past a bound the sender is
-told ``busy`` before anything is recorded, so the ack rate follows the reply
-rate whatever the offered load.  Pure: the pipeline feeds it its counts.
+(``lanes.max_wait``), estimated from what the pipeline measures as it
+answers.  Past a bound the sender is told ``busy`` before anything is
+recorded, so the ack rate follows the reply rate whatever the offered load.
+Pure: the pipeline feeds it its counts and measurements.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Weight of the newest sample in the moving average of handling time.
+#: Weight of the newest sample in the moving averages.
 SMOOTHING = 0.05
 
 SESSION, OVERALL, WAIT = "session", "overall", "wait"
@@ -26,29 +26,27 @@ class Limits:
     max_queue: int
     max_pending: int
     max_wait: float  # seconds; 0: no bound on the estimated wait
-    max_concurrent: int
 
 
 @dataclass(frozen=True)
 class Load:
-    """What is acknowledged and not yet answered, as the pipeline counts it."""
+    """What is acknowledged and not yet answered, and how fast answers come, as the pipeline measures it."""
 
     session_pending: int  # of the message's own session (the one being answered included)
     pending: int  # over all sessions
-    sessions: int  # sessions with something pending, the new message's included
-    handling: float  # moving average of seconds from a lane's turn to the stored reply; 0 before any
+    handling: float  # moving average of seconds from a message's lane turn to its stored reply; 0 before any
+    spacing: float  # moving average of seconds between answers while any is pending (1 / throughput); 0 before any
 
 
-def estimated_wait(load: Load, limits: Limits) -> float:
+def estimated_wait(load: Load) -> float:
     """
-    Seconds a new message waits for its turn: its session's messages go one
-    at a time, and all of them share ``min(max_concurrent, sessions)`` slots
-    (Little's law: a slot answers one message per ``handling`` seconds).
-    Nothing pending, no wait: a brain slower than ``max_wait`` still gets
-    one message at a time.
+    Seconds until a new message's reply is stored: its session's messages
+    go one at a time (``handling`` each), and everything pending goes out
+    one answer per ``spacing`` (Little's law, whatever the concurrency or
+    what limits it: the brain, the store or the CPU).  Nothing pending, no
+    wait: a brain slower than ``max_wait`` still gets one message at a time.
     """
-    slots = max(1, min(limits.max_concurrent, load.sessions))
-    return load.handling * max(load.session_pending, load.pending / slots)
+    return max(load.session_pending * load.handling, load.pending * load.spacing)
 
 
 def refusal(load: Load, limits: Limits) -> str | None:
@@ -57,11 +55,11 @@ def refusal(load: Load, limits: Limits) -> str | None:
         return SESSION
     if load.pending >= limits.max_pending:
         return OVERALL
-    if limits.max_wait > 0 and estimated_wait(load, limits) > limits.max_wait:
+    if limits.max_wait > 0 and estimated_wait(load) > limits.max_wait:
         return WAIT
     return None
 
 
 def smoothed(average: float, sample: float) -> float:
-    """The moving average after one more handling time (the first sample is taken as it is)."""
+    """The moving average after one more sample (the first sample is taken as it is)."""
     return sample if average <= 0 else average + SMOOTHING * (sample - average)

@@ -72,7 +72,7 @@ PIPELINE_STORE_RETRY = message_type("openclaw:pipeline:store-retry", [
 PENDING = typed("pending", [int], "messages acknowledged and not yet answered")
 PIPELINE_SHEDDING = message_type("openclaw:pipeline:shedding", [
     typed("reason", [str], "the bound that refused: session, overall or wait"), PENDING,
-    typed("estimated_wait", [int, float], "seconds a new message would wait for its turn"),
+    typed("estimated_wait", [int, float], "seconds a new message would wait for its reply"),
 ], "past an admission bound: inbound messages are refused as busy (not recorded, not acknowledged)", "warn")
 PIPELINE_SHED_OVER = message_type("openclaw:pipeline:shed-over", [
     typed("refused", [int], "messages refused while shedding"), PENDING,
@@ -126,8 +126,11 @@ class Pipeline(StatusSource, Service):
         #: Acknowledged (or being recorded) and not yet answered: in all, and by session.
         self.pending = 0
         self._pending: dict[str, int] = {}
-        #: Moving average of seconds from a lane's turn to the stored reply.
+        #: Moving averages: seconds from a lane's turn to the stored reply, and
+        #: between stored replies while anything is pending (1 / throughput).
         self.handling = 0.0
+        self.spacing = 0.0
+        self._busy_since = self._answered_at = 0.0
         #: Messages refused as busy since start, and while shedding now.
         self.refused = 0
         self._shed: dict[str, Any] | None = None
@@ -183,10 +186,12 @@ class Pipeline(StatusSource, Service):
 
     def _load(self, session_id: str) -> admission.Load:
         mine = self._pending.get(session_id, 0)
-        return admission.Load(session_pending=mine, pending=self.pending,
-                              sessions=len(self._pending) + (0 if mine else 1), handling=self.handling)
+        return admission.Load(session_pending=mine, pending=self.pending, handling=self.handling,
+                              spacing=self.spacing)
 
     def _take(self, session_id: str) -> None:
+        if not self.pending:
+            self._busy_since = self.runtime.clock.seconds()
         self.pending += 1
         self._pending[session_id] = self._pending.get(session_id, 0) + 1
         metrics.pending_messages.set(self.pending)
@@ -207,7 +212,7 @@ class Pipeline(StatusSource, Service):
         metrics.admission_refused.labels(reason).inc()
         now = self.runtime.clock.seconds()
         if self._shed is None:
-            wait = admission.estimated_wait(self._load(session_id), self.limits)
+            wait = admission.estimated_wait(self._load(session_id))
             log(PIPELINE_SHEDDING, level="warn", reason=reason, pending=self.pending, estimated_wait=round(wait, 3))
             self._shed = {"reason": reason, "since": now, "refused": 0}
             metrics.shedding.set(1)
@@ -231,7 +236,7 @@ class Pipeline(StatusSource, Service):
         limits = self.limits
         return {
             "pending": self.pending, "sessions": len(self._pending), "handling": round(self.handling, 4),
-            "estimated_wait": round(admission.estimated_wait(self._load(""), limits), 3),
+            "spacing": round(self.spacing, 5), "estimated_wait": round(admission.estimated_wait(self._load("")), 3),
             "max_pending": limits.max_pending, "max_queue": limits.max_queue, "max_wait": limits.max_wait,
             "shedding": self._shed is not None, "refused": self.refused,
         }
@@ -341,9 +346,12 @@ class Pipeline(StatusSource, Service):
         self.outbox.remember_task(event.id, action.serialize_task_id().decode())
         yield self._complete(event, text)
         log(REPLY_STORED, level="debug", event_id=event.id, replies=1 if text else 0)
-        took = self.runtime.clock.seconds() - started
-        self.handling = admission.smoothed(self.handling, took)
-        metrics.response_duration.labels(event.source).observe(took)
+        now = self.runtime.clock.seconds()
+        self.handling = admission.smoothed(self.handling, now - started)
+        # Since the previous answer, or since work began after an idle spell.
+        self.spacing = admission.smoothed(self.spacing, now - max(self._answered_at, self._busy_since))
+        self._answered_at = now
+        metrics.response_duration.labels(event.source).observe(now - started)
 
     @inlineCallbacks
     def _add_usage(self, session_id: str, usage: dict[str, int]) -> Any:
@@ -413,5 +421,4 @@ class Pipeline(StatusSource, Service):
 
 
 def _limits(lanes: LanesConfig) -> admission.Limits:
-    return admission.Limits(max_queue=lanes.max_queue, max_pending=lanes.max_pending, max_wait=lanes.max_wait,
-                            max_concurrent=lanes.max_concurrent)
+    return admission.Limits(max_queue=lanes.max_queue, max_pending=lanes.max_pending, max_wait=lanes.max_wait)

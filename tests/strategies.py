@@ -315,7 +315,7 @@ def admission_limits() -> st.SearchStrategy[Any]:
     from openclaw.admission import Limits
 
     return st.builds(Limits, max_queue=st.integers(1, 50), max_pending=st.integers(1, 500),
-                     max_wait=st.one_of(st.just(0.0), st.floats(0.01, 100)), max_concurrent=st.integers(1, 200))
+                     max_wait=st.one_of(st.just(0.0), st.floats(0.01, 100)))
 
 
 @st.composite
@@ -325,7 +325,7 @@ def admission_loads(draw: st.DrawFn) -> Any:
 
     pending = draw(st.integers(0, 600))
     return Load(session_pending=draw(st.integers(0, min(pending, 60))), pending=pending,
-                sessions=draw(st.integers(1, 300)), handling=draw(st.floats(0, 60)))
+                handling=draw(st.floats(0, 60)), spacing=draw(st.floats(0, 10)))
 
 
 def outbox_operations() -> st.SearchStrategy[list[tuple[str, int, bool]]]:

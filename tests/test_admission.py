@@ -32,25 +32,25 @@ from tests.waiting import step_clock
 def test_an_admitted_message_is_within_every_bound(load: Load, limits: Limits) -> None:
     if refusal(load, limits) is None:
         assert load.session_pending < limits.max_queue and load.pending < limits.max_pending
-        assert limits.max_wait == 0 or estimated_wait(load, limits) <= limits.max_wait
+        assert limits.max_wait == 0 or estimated_wait(load) <= limits.max_wait
     else:
         assert (load.session_pending >= limits.max_queue or load.pending >= limits.max_pending
-                or estimated_wait(load, limits) > limits.max_wait > 0)
+                or estimated_wait(load) > limits.max_wait > 0)
 
 
 @given(admission_loads(), admission_limits(), st.integers(0, 10), st.integers(0, 100), st.floats(0, 1))
 def test_less_load_is_never_refused_where_more_was_admitted(load: Load, limits: Limits, fewer_mine: int,
                                                             fewer: int, faster: float) -> None:
-    lighter = Load(max(0, load.session_pending - fewer_mine), max(0, load.pending - fewer), load.sessions,
-                   load.handling * faster)
+    lighter = Load(max(0, load.session_pending - fewer_mine), max(0, load.pending - fewer),
+                   load.handling * faster, load.spacing * faster)
     if refusal(load, limits) is None:
         assert refusal(lighter, limits) is None
 
 
-@given(st.integers(1, 300), st.floats(0, 1e6), admission_limits())
-def test_with_nothing_pending_a_message_is_always_admitted(sessions: int, handling: float, limits: Limits) -> None:
+@given(st.floats(0, 1e6), st.floats(0, 1e6), admission_limits())
+def test_with_nothing_pending_a_message_is_always_admitted(handling: float, spacing: float, limits: Limits) -> None:
     """A brain slower than max_wait still answers one message at a time: nothing waits for it."""
-    assert refusal(Load(0, 0, sessions, handling), limits) is None
+    assert refusal(Load(0, 0, handling, spacing), limits) is None
 
 
 @given(st.floats(0.001, 100), st.lists(st.floats(0.001, 100), min_size=1, max_size=50))
@@ -121,13 +121,13 @@ def test_the_wait_bound_follows_the_measured_handling_time_and_shedding_ends() -
     try:
         pipeline.receive(event("webchat:a"))
         clock.advance(2.0)
-        assert pipeline.handling == 2.0 and pipeline.pending == 0
+        assert pipeline.handling == pipeline.spacing == 2.0 and pipeline.pending == 0
         before = refused_count(admission.WAIT)
         pipeline.receive(event("webchat:a"))  # nothing pending: no wait
         pipeline.receive(event("webchat:a"))  # waits one turn: 2 s
         assert pipeline.status()["pending"] == 2 and not pipeline.problems()
         third = event("webchat:a")
-        for refused in (third, event("webchat:b")):  # 4 s: past max_wait (one slot for every session)
+        for refused in (third, event("webchat:b")):  # 2 pending, one answer per 2 s: 4 s, past max_wait
             try:
                 pipeline.receive(refused)
             except Busy as e:

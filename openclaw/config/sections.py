@@ -349,7 +349,7 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("lanes", "max_concurrent"): (whole(1, 100_000), "sessions handled at the same time (one message at a time within a session)"),
     ("lanes", "max_queue"): (whole(1, 1_000_000), "acknowledged messages not yet answered per session before its senders are told busy"),
     ("lanes", "max_pending"): (whole(1, 10_000_000), "acknowledged messages not yet answered over all sessions before senders are told busy"),
-    ("lanes", "max_wait"): (duration(0.01, 86400, off=True), "estimated wait for a turn past which senders are told busy; 0: no bound"),
+    ("lanes", "max_wait"): (duration(0.01, 86400, off=True), "estimated wait for a reply past which senders are told busy; 0: no bound"),
     ("lanes", "idle_after"): (duration(60, 30 * 86400), "an idle session's lane is dropped after this (re-created on demand)"),
     ("outbox", "max_attempts"): (whole(1, 1000), "delivery attempts before an outbox message is marked failed"),
     **{("connectors", name): (parse_platform(name), f"the {name} connector (docs/connectors.md)") for name in PLATFORMS},
