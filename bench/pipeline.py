@@ -506,13 +506,17 @@ def run_growth(args: argparse.Namespace, server_cpus: set[int] | None,
         show("sqlite", sessions, conns, label, r)
         return r
 
-    for n in (0, rows):
-        tag = "fresh" if n == 0 else f"{n // 1000}k"
+    # Each figure's fresh and filled phases back to back, so that a change in
+    # what else the machine runs shifts both halves of a ratio alike.
+    sizes = [(0, "fresh"), (rows, f"{rows // 1000}k")]
+    for n, tag in sizes:
         results[f"idle-{tag}"] = idle = idle_cpu(args, server_cpus, n)
         print(f"  sqlite idle ({tag}): {idle['ms_per_minute']:.0f} ms CPU per minute "
               f"(measured over {idle['seconds']:.1f} s)")
+    for n, tag in sizes:
         phase(f"cpu-{tag}", n, 100, 10, "rate", args.growth_rate)
-        for sessions, conns in ((100, 10), (1000, 50)):
+    for sessions, conns in ((100, 10), (1000, 50)):
+        for n, tag in sizes:
             phase(f"fixed1000-{sessions}-{tag}", n, sessions, conns, "rate", 1000.0)
     capacity = phase("capacity", 0, 100, 10, "ack", 0.0)["replies_s"]
     for label, config in (("overload", ""), ("overload-max_wait-0.5s", "lanes: {max_wait: 0.5s}\n")):
