@@ -114,6 +114,7 @@ def client_main(args: argparse.Namespace) -> int:
     awaiting: dict[str, float] = {}   # event_id -> sent at, acknowledged but no reply yet
     early: dict[str, float] = {}      # event_id -> reply received before its ack
     latencies: list[int] = []
+    ack_latencies: list[int] = []  # chat.send written -> its ack read, for messages acknowledged
 
     def done_reply(sent_at: float, now: float) -> None:
         st["replied"] += 1
@@ -175,6 +176,8 @@ def client_main(args: argparse.Namespace) -> int:
                 st["acked"] += 1
                 if st["m0"] <= now < st["m1"]:
                     st["acked_w"] += 1
+                if st["m0"] <= sent_at < st["m1"]:
+                    ack_latencies.append(int((now - sent_at) * 1e6))
                 eid = msg["payload"]["event_id"]
                 if eid in early:
                     done_reply(sent_at, early.pop(eid))
@@ -234,6 +237,7 @@ def client_main(args: argparse.Namespace) -> int:
     st["missing_replies"] = len(awaiting)
     st["unacked"] = sum(len(c.pending) for c in conns)
     st["lat_us"] = latencies
+    st["ack_lat_us"] = ack_latencies
     sys.stdout.write(json.dumps(st) + "\n")
     sys.stdout.flush()
     return 0
@@ -293,6 +297,8 @@ def run_phase(url: str, token: str, sessions: int, conns: int, mode: str, rate: 
             client.kill()
             client.wait()
     lat = sorted(r.pop("lat_us"))
+    ack_lat = sorted(r.pop("ack_lat_us"))
+    r["ack_p50_ms"], r["ack_p99_ms"] = percentile(ack_lat, 50) / 1000, percentile(ack_lat, 99) / 1000
     r.update({
         "acks_s": r["acked_w"] / d, "replies_s": r["replied_w"] / d, "latency_samples": len(lat),
         "p50_ms": percentile(lat, 50) / 1000, "p99_ms": percentile(lat, 99) / 1000,
@@ -545,18 +551,19 @@ def growth_table(results: dict[str, Any]) -> None:
               f"({f1['replies_s']:.0f}/s, {f1['error_codes'].get('busy', 0)}) | | < 50 ms |")
     print()
     print("| overload (fresh store, 100 sessions) | offered/s | acks/s | replies/s | replies / acks | busy/s | "
-          "p99 of acknowledged, ms | acknowledged without a reply |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "p99 of acknowledged, send -> reply, ms | p50 / p99 send -> ack, ms | acknowledged without a reply |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     cap = results["capacity"]
     print(f"| capacity (closed loop, window {cap['window']}) | - | {cap['acks_s']:.0f} | {cap['replies_s']:.0f} | "
           f"{cap['replies_s'] / max(cap['acks_s'], 1):.2f} | | {cap['p99_ms']:.1f} | "
-          f"{cap['missing_replies'] + cap['unacked']} |")
+          f"{cap['ack_p50_ms']:.1f} / {cap['ack_p99_ms']:.1f} | {cap['missing_replies'] + cap['unacked']} |")
     for label in ("overload", "overload-max_wait-0.5s"):
         r = results[label]
         d = r["acked_w"] / r["acks_s"] if r["acks_s"] else 1.0
         print(f"| {label} | {r['target_rate']:.0f} | {r['acks_s']:.0f} | {r['replies_s']:.0f} | "
               f"{r['replies_s'] / max(r['acks_s'], 1):.2f} | {r['error_codes'].get('busy', 0) / d:.0f} | "
-              f"{r['p99_ms']:.1f} | {r['missing_replies']} |")
+              f"{r['p99_ms']:.1f} | {r['ack_p50_ms']:.1f} / {r['ack_p99_ms']:.1f} | "
+              f"{r['missing_replies'] + r['unacked']} |")
     print(f"exit codes after SIGTERM: {results['exit_codes']}")
 
 
