@@ -115,6 +115,7 @@ def client_main(args: argparse.Namespace) -> int:
     early: dict[str, float] = {}      # event_id -> reply received before its ack
     latencies: list[int] = []
     ack_latencies: list[int] = []  # chat.send written -> its ack read, for messages acknowledged
+    busy_latencies: list[int] = []  # chat.send written -> its busy error read: the wait before admission
 
     def done_reply(sent_at: float, now: float) -> None:
         st["replied"] += 1
@@ -186,6 +187,8 @@ def client_main(args: argparse.Namespace) -> int:
             else:
                 st["errors"] += 1
                 code = msg.get("error", {}).get("code", "?")
+                if code == "busy" and st["m0"] <= sent_at < st["m1"]:
+                    busy_latencies.append(int((now - sent_at) * 1e6))
                 st["error_codes"][code] = st["error_codes"].get(code, 0) + 1
             if args.mode == "ack" and st["sending"]:
                 self.send_one()
@@ -238,6 +241,7 @@ def client_main(args: argparse.Namespace) -> int:
     st["unacked"] = sum(len(c.pending) for c in conns)
     st["lat_us"] = latencies
     st["ack_lat_us"] = ack_latencies
+    st["busy_lat_us"] = busy_latencies
     sys.stdout.write(json.dumps(st) + "\n")
     sys.stdout.flush()
     return 0
@@ -299,6 +303,7 @@ def run_phase(url: str, token: str, sessions: int, conns: int, mode: str, rate: 
     lat = sorted(r.pop("lat_us"))
     ack_lat = sorted(r.pop("ack_lat_us"))
     r["ack_p50_ms"], r["ack_p99_ms"] = percentile(ack_lat, 50) / 1000, percentile(ack_lat, 99) / 1000
+    r["busy_p99_ms"] = percentile(sorted(r.pop("busy_lat_us")), 99) / 1000
     r.update({
         "acks_s": r["acked_w"] / d, "replies_s": r["replied_w"] / d, "latency_samples": len(lat),
         "p50_ms": percentile(lat, 50) / 1000, "p99_ms": percentile(lat, 99) / 1000,
@@ -551,18 +556,20 @@ def growth_table(results: dict[str, Any]) -> None:
               f"({f1['replies_s']:.0f}/s, {f1['error_codes'].get('busy', 0)}) | | < 50 ms |")
     print()
     print("| overload (fresh store, 100 sessions) | offered/s | acks/s | replies/s | replies / acks | busy/s | "
-          "p99 of acknowledged, send -> reply, ms | p50 / p99 send -> ack, ms | acknowledged without a reply |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "p99 of acknowledged, send -> reply, ms | p50 / p99 send -> ack, ms | p99 send -> busy, ms | "
+          "acknowledged without a reply |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     cap = results["capacity"]
     print(f"| capacity (closed loop, window {cap['window']}) | - | {cap['acks_s']:.0f} | {cap['replies_s']:.0f} | "
           f"{cap['replies_s'] / max(cap['acks_s'], 1):.2f} | | {cap['p99_ms']:.1f} | "
-          f"{cap['ack_p50_ms']:.1f} / {cap['ack_p99_ms']:.1f} | {cap['missing_replies'] + cap['unacked']} |")
+          f"{cap['ack_p50_ms']:.1f} / {cap['ack_p99_ms']:.1f} | {cap['busy_p99_ms']:.1f} | "
+          f"{cap['missing_replies'] + cap['unacked']} |")
     for label in ("overload", "overload-max_wait-0.5s"):
         r = results[label]
         d = r["acked_w"] / r["acks_s"] if r["acks_s"] else 1.0
         print(f"| {label} | {r['target_rate']:.0f} | {r['acks_s']:.0f} | {r['replies_s']:.0f} | "
               f"{r['replies_s'] / max(r['acks_s'], 1):.2f} | {r['error_codes'].get('busy', 0) / d:.0f} | "
-              f"{r['p99_ms']:.1f} | {r['ack_p50_ms']:.1f} / {r['ack_p99_ms']:.1f} | "
+              f"{r['p99_ms']:.1f} | {r['ack_p50_ms']:.1f} / {r['ack_p99_ms']:.1f} | {r['busy_p99_ms']:.1f} | "
               f"{r['missing_replies'] + r['unacked']} |")
     print(f"exit codes after SIGTERM: {results['exit_codes']}")
 
