@@ -367,8 +367,8 @@ def start_openclaw(home: str, cpus: set[int] | None) -> tuple[subprocess.Popen, 
     gw, web = free_port(), free_port()
     cmd = [
         os.path.join(os.path.dirname(sys.executable), "twistd"), "-n", "--pidfile=", "openclaw",
-        "--home", home, "--gateway", f"tcp:{gw}:interface=127.0.0.1",
-        "--web", f"tcp:{web}:interface=127.0.0.1", "--log-level", "info",
+        f"--home={home}", f"--gateway=tcp:{gw}:interface=127.0.0.1",
+        f"--web=tcp:{web}:interface=127.0.0.1", "--log-level=info",
     ]
     out = open(os.path.join(home, "daemon.out"), "wb")
     # The per-connection rate limit stays on (its cost is measured) but so high
@@ -396,7 +396,7 @@ def start_openclaw(home: str, cpus: set[int] | None) -> tuple[subprocess.Popen, 
 
 def start_echo(cpus: set[int] | None, max_seconds: float) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "echo_server.py"), "--port", "0", "--max-seconds", str(max_seconds)],
+        [sys.executable, os.path.join(HERE, "echo_server.py"), "--port=0", f"--max-seconds={max_seconds}"],
         stdout=subprocess.PIPE, preexec_fn=pin(cpus),
     )
     line = proc.stdout.readline().decode().split()
@@ -417,16 +417,24 @@ def stop(proc: subprocess.Popen, timeout: float = 15.0) -> int | None:
         return None
 
 
+def client_args(url: str, token: str | None, conns: int, args: argparse.Namespace) -> list[str]:
+    """
+    The load generator's arguments, each value joined to its option with
+    ``=``: a token may start with ``-``, which argparse takes for an option
+    when it comes as a word of its own.
+    """
+    argv = ["--client", f"--url={url}", f"--conns={conns}", f"--warmup={args.warmup}",
+            f"--duration={args.duration}", f"--impl={args.client_impl}"]
+    return argv + [f"--token={token}"] if token else argv
+
+
 def run_level(url: str, token: str | None, conns: int, procs: int, args: argparse.Namespace,
               server_pid: int, client_cpus: set[int] | None) -> dict[str, Any]:
     procs = max(1, min(procs, conns))
     shares = [conns // procs + (1 if i < conns % procs else 0) for i in range(procs)]
     clients = []
     for share in shares:
-        cmd = [sys.executable, os.path.abspath(__file__), "--client", "--url", url, "--conns", str(share),
-               "--warmup", str(args.warmup), "--duration", str(args.duration), "--impl", args.client_impl]
-        if token:
-            cmd += ["--token", token]
+        cmd = [sys.executable, os.path.abspath(__file__), *client_args(url, token, share, args)]
         clients.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         preexec_fn=pin(client_cpus)))
     try:
@@ -485,7 +493,7 @@ def versions() -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="openclaw gateway vs bare Autobahn echo: round trips/s and latency")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per level and server (default 5)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds of load first (default 1)")
@@ -502,7 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--conns", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--impl", default="raw", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments().parse_args(argv)
     if args.client:
         return client_main(args)
 

@@ -5,8 +5,8 @@ openclaw start-up time, idle memory and shutdown time.
 
 Each run starts the daemon exactly as an operator would,
 
-    twistd -n --pidfile= openclaw --home <fresh tmp dir> --gateway tcp:<port>:interface=127.0.0.1
-           --web tcp:<port>:interface=127.0.0.1 --log-level info
+    twistd -n --pidfile= openclaw --home=<fresh tmp dir> --gateway=tcp:<port>:interface=127.0.0.1
+           --web=tcp:<port>:interface=127.0.0.1 --log-level=info
 
 (``subprocess.Popen``, free ports found by binding port 0), and measures
 
@@ -54,9 +54,9 @@ def one_run(idle: float) -> dict:
     home = tempfile.mkdtemp(prefix="openclaw-startup-")
     web = free_port()
     cmd = [
-        twistd(), "-n", "--pidfile=", "openclaw", "--home", home,
-        "--gateway", f"tcp:{free_port()}:interface=127.0.0.1",
-        "--web", f"tcp:{web}:interface=127.0.0.1", "--log-level", "info",
+        twistd(), "-n", "--pidfile=", "openclaw", f"--home={home}",
+        f"--gateway=tcp:{free_port()}:interface=127.0.0.1",
+        f"--web=tcp:{web}:interface=127.0.0.1", "--log-level=info",
     ]
     url = f"http://127.0.0.1:{web}/readyz"
     out = open(os.path.join(home, "daemon.out"), "wb")
