@@ -106,6 +106,7 @@ class LogConfig:
     level: str = "info"
     max_bytes: int = 10 * 1024 * 1024
     backups: int = 5
+    flush_interval: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -332,6 +333,7 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("log", "level"): (_level, "error | warn | info | debug | trace (also LOG_LEVEL, --log-level)"),
     ("log", "max_bytes"): (size(64 * 1024, 1024 * MiB), "rotate combined.log / error.log past this size"),
     ("log", "backups"): (whole(1, 100), "rotated files kept per log"),
+    ("log", "flush_interval"): (duration(0.05, 5, off=True), "info and lower records wait this long at most to be written together (warn and error at once; all on stop); 0: each at once"),
     ("state", "save_every"): (duration(1, 86400, off=True), "how often gateway-state.json is written (also at shutdown)"),
     ("heartbeat", "every"): (duration(1, 7 * 86400, off=True), "heartbeat interval; 0 disables; the first beat is one interval after start"),
     ("heartbeat", "active_hours"): (parse_active_hours, "{start: \"08:00\", end: \"23:00\"}: beat only between these local times; null: always"),
