@@ -493,6 +493,74 @@ def versions() -> dict[str, Any]:
     }
 
 
+def in_process_main(rounds: int = 15, per_round: int = 5000) -> int:
+    """
+    What each server's own code costs per round trip: the same masked ping
+    frame fed to an open connection's ``dataReceived``, the reply collected
+    from an in-memory transport; the best of ``rounds`` rounds.  Other load
+    on the machine disturbs this far less than the socket benchmark, but it
+    leaves out what both servers share (the reactor, the system calls).
+    """
+    from twisted.internet import reactor
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    sys.path.insert(0, ROOT)
+    sys.path.insert(0, HERE)
+    from echo_server import EchoProtocol
+
+    from openclaw.config import build_config
+    from openclaw.gateway.methods import core_methods
+    from openclaw.gateway.service import GatewayService
+    from openclaw.runtime import Runtime
+    from openclaw.status import TreeStatus
+    from openclaw.websocket import WebSocketServerFactory
+
+    class Transport(StringTransport):
+        def setTcpNoDelay(self, enabled: bool) -> None:
+            pass
+
+    def opened(factory: Any) -> tuple[Any, Transport]:
+        peer = IPv4Address("TCP", "127.0.0.1", 40000)
+        proto, transport = factory.buildProtocol(peer), Transport(peerAddress=peer)
+        proto.makeConnection(transport)
+        proto.dataReceived(HANDSHAKE)
+        assert transport.value().startswith(b"HTTP/1.1 101"), transport.value()[:80]
+        transport.clear()
+        return proto, transport
+
+    echo_factory = WebSocketServerFactory()
+    echo_factory.protocol = EchoProtocol
+    token = "in-process-bench-token"
+    config = build_config({"gateway": {"token": token, "max_requests_per_second": 1_000_000}}).gateway
+    runtime = Runtime(reactor)
+    gateway = GatewayService(reactor, runtime, config, os.path.join(tempfile.mkdtemp(), "gateway.token"),
+                             core_methods(runtime, TreeStatus([])))
+    gateway.token = token
+    proto, transport = opened(gateway.factory)
+    proto.dataReceived(_ws_frame(1, b'{"type":"req","id":"c","method":"connect","params":{"token":"%s"}}'
+                                 % token.encode()))
+    assert b'"ok":true' in transport.value(), transport.value()
+    transport.clear()
+    servers = {"echo": opened(echo_factory), "openclaw": (proto, transport)}
+
+    print_command()
+    frame = _ws_frame(1, _frame(1))
+    costs = {}
+    for name, (proto, transport) in servers.items():
+        best = float("inf")
+        for _ in range(rounds):
+            t0 = time.process_time()
+            for _ in range(per_round):
+                proto.dataReceived(frame)
+                transport.clear()
+            best = min(best, (time.process_time() - t0) / per_round)
+        costs[name] = best
+        print(f"  {name:9s} {best * 1e6:6.2f} us CPU per round trip (best of {rounds} x {per_round})")
+    print(f"openclaw / echo cost per round trip: {costs['openclaw'] / costs['echo']:.2f}")
+    return 0
+
+
 def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="openclaw gateway vs bare Autobahn echo: round trips/s and latency")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per level and server (default 5)")
@@ -504,6 +572,9 @@ def arguments() -> argparse.ArgumentParser:
                         help="load generator: a minimal RFC 6455 client (raw, default) or Autobahn's client")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers to CPU 0 and clients to CPU 1")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--in-process", action="store_true",
+                        help="instead: the CPU cost of one ping round trip through each server's protocol, "
+                             "in this process on an in-memory transport (no sockets, no reactor)")
     # Internal: the load generator.
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -517,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments().parse_args(argv)
     if args.client:
         return client_main(args)
+    if args.in_process:
+        return in_process_main()
 
     # SIGTERM to this script unwinds through the finally blocks that stop the servers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
