@@ -50,6 +50,8 @@ from typing import Any
 from twisted.internet import protocol
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: openclaw's round trips/s at 100 connections, at least, as a share of the bare echo's (issue 12).
+RATIO_TARGET = 0.90
 ROOT = os.path.dirname(HERE)
 
 
@@ -658,8 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if 100 in levels:
         ratio = results["openclaw"][100]["rps"] / results["echo"][100]["rps"]
-        verdict = "MET" if ratio >= 0.7 else "MISSED"
-        print(f"target: openclaw >= 0.70 x echo at 100 connections: {ratio:.2f} -> {verdict}")
+        verdict = "MET" if ratio >= RATIO_TARGET else "MISSED"
+        print(f"target: openclaw >= {RATIO_TARGET:.2f} x echo at 100 connections: {ratio:.2f} -> {verdict}")
     saturated = [f"{n}@{c}" for n in results for c in levels if results[n][c]["client_cpu"] >= 0.9 * results[n][c]["client_procs"]]
     if saturated:
         print(f"note: the load generator was CPU-bound (>= 90% of its cores) for: {', '.join(saturated)}; "
