@@ -652,11 +652,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {conns} | {name} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
                   f"{r['server_cpu']:.0%} | {r['client_cpu']:.0%} |")
     print()
-    print("| conns | openclaw / echo throughput |")
-    print("|------:|---------------------------:|")
+    # Server CPU per round trip: the figure other load on a shared machine
+    # disturbs least (a starved server answers less, but each answer costs
+    # about the same); echo's cost over openclaw's is the throughput ratio
+    # both would reach with a core each.
+    cost = {n: {c: results[n][c]["server_cpu"] / results[n][c]["rps"] * 1e6 if results[n][c]["rps"] else 0.0
+                for c in levels} for n in results}
+    print("| conns | openclaw / echo throughput | server CPU per round trip: echo, openclaw (us) | echo / openclaw CPU per round trip |")
+    print("|------:|---------------------------:|---------------------------:|---------------------------:|")
     for conns in levels:
         ratio = results["openclaw"][conns]["rps"] / results["echo"][conns]["rps"]
-        print(f"| {conns} | {ratio:.2f} |")
+        echo_us, ours_us = cost["echo"][conns], cost["openclaw"][conns]
+        by_cost = f"{echo_us / ours_us:.2f}" if ours_us else "-"
+        print(f"| {conns} | {ratio:.2f} | {echo_us:.1f}, {ours_us:.1f} | {by_cost} |")
     print()
     if 100 in levels:
         ratio = results["openclaw"][100]["rps"] / results["echo"][100]["rps"]
