@@ -81,3 +81,41 @@ def test_two_daemons_one_heartbeat_and_a_killed_holder_hands_it_over(tmp_path, r
     finally:
         for daemon in daemons:
             daemon.ensure_dead()
+
+
+@pytest_twisted.inlineCallbacks
+def test_one_daemon_polls_telegram_and_the_other_takes_over_when_it_stops(tmp_path, redis_server) -> None:
+    """Two in-process daemons, one bot: one polls, the other is on standby until the poller stops."""
+    from twisted.internet.task import LoopingCall
+
+    from tests.daemon import RunningDaemon, daemon_config
+    from tests.telegram_server import TOKEN as BOT_TOKEN
+    from tests.telegram_server import BotAPI, text_update
+    from tests.waiting import until
+
+    api = BotAPI().start()
+    overlap = []
+    sampler = LoopingCall(lambda: overlap.append(len(api._polls)))
+    sampler.start(0.01)
+    config = daemon_config(
+        store={"url": f"redis://127.0.0.1:{redis_server.port}/0"}, cluster={"lease_ttl": "1s", "instance_ttl": "1s"},
+        connectors={"telegram": {"enabled": True, "token": BOT_TOKEN, "api_url": api.url, "allow_from": ["42"],
+                                 "poll_timeout": 0.5}})
+    daemons = [RunningDaemon(str(tmp_path / name), config) for name in ("a", "b")]
+    try:
+        yield until(lambda: sorted(d.service.getServiceNamed("connectors").health()["telegram"]["state"]
+                                   for d in daemons) == ["connected", "standby"], what="one poller, one standby")
+        holder = next(d for d in daemons if d.service.getServiceNamed("connectors").health()["telegram"]["connected"])
+        other = daemons[1 - daemons.index(holder)]
+        assert other.service.getServiceNamed("connectors").deliverer("telegram") is None
+        yield holder.stop()  # a clean stop releases the lease at once
+        yield until(lambda: other.service.getServiceNamed("connectors").health()["telegram"]["connected"],
+                    what="the other instance polling")
+        api.push(text_update(7, "after the handover", sender_id=42))
+        yield until(lambda: api.texts(7), what="the reply from the new holder")
+        assert max(overlap) <= 1, "two pollers at once"
+    finally:
+        sampler.stop()
+        for daemon in daemons:
+            yield daemon.stop()
+        yield api.stop()
