@@ -35,7 +35,7 @@ RELEASED = message_type("openclaw:cluster:released", [LEASE, TOKEN],
 STEP_DOWN = action_type("openclaw:cluster:step-down", [LEASE], [],
                         "the work a lease guards is stopped on this instance")
 RENEW_FAILED = message_type("openclaw:cluster:renew-failed", [LEASE, typed("error", [str], "why")],
-                            "a lease request got no answer from Redis (the lease steps down when its trust ends)",
+                            "lease requests began failing (logged once until one succeeds; a held lease steps down when its trust ends)",
                             "warn")
 STEP_DOWN_FAILED = message_type("openclaw:cluster:step-down-failed", [LEASE, typed("error", [str], "why")],
                                 "stopping the work of a lost lease failed", "error")
@@ -100,8 +100,9 @@ class LeaseKeeper:
                 else:
                     yield self._lose("refused" if not ok else "expired")
         except Exception as e:
+            if self.error is None:  # once per outage, not every renew period
+                log(RENEW_FAILED, level="warn", lease=self.name, error=str(e) or type(e).__name__)
             self.error = str(e) or type(e).__name__
-            log(RENEW_FAILED, level="warn", lease=self.name, error=self.error)
 
     def _ask(self, d: Deferred) -> Deferred:
         return d.addTimeout(self.timing.renew_every, self.clock)
