@@ -37,8 +37,9 @@ STEP_DOWN = action_type("openclaw:cluster:step-down", [LEASE], [],
 RENEW_FAILED = message_type("openclaw:cluster:renew-failed", [LEASE, typed("error", [str], "why")],
                             "lease requests began failing (logged once until one succeeds; a held lease steps down when its trust ends)",
                             "warn")
-STEP_DOWN_FAILED = message_type("openclaw:cluster:step-down-failed", [LEASE, typed("error", [str], "why")],
-                                "stopping the work of a lost lease failed", "error")
+WATCHER_FAILED = message_type("openclaw:cluster:watcher-failed", [LEASE, typed("error", [str], "why")],
+                              "starting the work of an acquired lease, or stopping that of a lost one, failed",
+                              "error")
 
 Watcher = tuple[Callable[[], Any], Callable[[], Any]]
 
@@ -122,7 +123,7 @@ class LeaseKeeper:
             try:
                 on_acquired()
             except Exception as e:
-                log(STEP_DOWN_FAILED, level="error", lease=self.name, error=repr(e))
+                log(WATCHER_FAILED, level="error", lease=self.name, error=repr(e))
         return succeed(None)
 
     def _arm(self) -> None:
@@ -163,7 +164,7 @@ class LeaseKeeper:
             try:
                 yield maybeDeferred(on_lost)
             except Exception as e:
-                log(STEP_DOWN_FAILED, level="error", lease=self.name, error=repr(e))
+                log(WATCHER_FAILED, level="error", lease=self.name, error=repr(e))
 
     @inlineCallbacks
     def release(self) -> Any:
