@@ -89,20 +89,20 @@ class OneLease:
 
 def test_the_child_runs_only_while_the_lease_is_held_and_the_tree_wants_it() -> None:
     cluster, child = OneLease(), Child()
-    gate = Gated(child, cluster, SCHEDULER)
+    gate = Gated(child, cluster, SCHEDULER, standby=lambda: child.journal.append("standby"))
     gate.setName("child")
     cluster.grant()
     assert child.journal == []  # the tree has not started it yet
     gate.startService()
     assert child.journal == ["start"] and gate.active
     cluster.take()
-    assert child.journal == ["start", "stop"] and not gate.active and gate.running
+    assert child.journal == ["start", "stop", "standby"] and not gate.active and gate.running
     cluster.grant()
-    assert child.journal == ["start", "stop", "start"]
-    gate.stopService()
+    assert child.journal == ["start", "stop", "standby", "start"]
+    gate.stopService()  # the tree stops: no standby
     assert cluster.watchers == []  # a stopped gate (a connector a reload removed) lets the lease go
     cluster.grant()
-    assert child.journal == ["start", "stop", "start", "stop"]
+    assert child.journal == ["start", "stop", "standby", "start", "stop"]
 
 
 def test_status_reload_and_drain_reach_the_child_through_the_gate() -> None:
