@@ -89,6 +89,7 @@ class GatewayConfig:
     send_high_water: int = 64 * 1024
     send_hard_limit: int = 1024 * 1024
     allowed_origins: tuple[str, ...] = ()
+    backlog: int = 511
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class WebConfig:
     max_connections: int = 512
     request_timeout: float = 10.0
     max_webhook_body: int = 1024 * 1024
+    backlog: int = 511
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class LogConfig:
     level: str = "info"
     max_bytes: int = 10 * 1024 * 1024
     backups: int = 5
+    flush_interval: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,14 @@ class StoreConfig:
     prefix: str = "openclaw:"
     history: int = 200
     retention: float = 30 * 86400.0
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Several daemons on one Redis (docs/deployment.md); ignored with SQLite."""
+
+    lease_ttl: float = 15.0
+    instance_ttl: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -176,6 +187,7 @@ class Config:
     state: StateConfig = StateConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     store: StoreConfig = StoreConfig()
+    cluster: ClusterConfig = ClusterConfig()
     brain: BrainConfig = BrainConfig()
     lanes: LanesConfig = LanesConfig()
     outbox: OutboxConfig = OutboxConfig()
@@ -323,13 +335,16 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("gateway", "send_high_water"): (size(4096, 16 * MiB), "bytes queued for a client before its connection's requests stop being read"),
     ("gateway", "send_hard_limit"): (size(4096, 256 * MiB), "bytes queued for a client that does not read before it is closed with 1008"),
     ("gateway", "allowed_origins"): (origins, "browser origins (https://host:port) allowed to open the gateway; others get HTTP 403; none by default"),
+    ("gateway", "backlog"): (whole(1, 65535), "connections the kernel queues before the gateway accepts them (listen backlog; capped by net.core.somaxconn; a restart applies it)"),
     ("web", "listen"): (parse_endpoint, "health/metrics HTTP endpoint: /health /livez /readyz /metrics"),
     ("web", "max_connections"): (whole(1, 65535), "open HTTP connections at most; more get 503"),
     ("web", "request_timeout"): (duration(0.5, 600), "time a connection has to deliver a complete request (headers and body); then it is closed"),
     ("web", "max_webhook_body"): (size(0, 64 * MiB), "largest body a /webhooks/<name> POST may have; larger: 413 before it is read"),
+    ("web", "backlog"): (whole(1, 65535), "connections the kernel queues before the web server accepts them (listen backlog; capped by net.core.somaxconn; a restart applies it)"),
     ("log", "level"): (_level, "error | warn | info | debug | trace (also LOG_LEVEL, --log-level)"),
     ("log", "max_bytes"): (size(64 * 1024, 1024 * MiB), "rotate combined.log / error.log past this size"),
     ("log", "backups"): (whole(1, 100), "rotated files kept per log"),
+    ("log", "flush_interval"): (duration(0.05, 5, off=True), "info and lower records wait this long at most to be written together (warn and error at once; all on stop); 0: each at once"),
     ("state", "save_every"): (duration(1, 86400, off=True), "how often gateway-state.json is written (also at shutdown)"),
     ("heartbeat", "every"): (duration(1, 7 * 86400, off=True), "heartbeat interval; 0 disables; the first beat is one interval after start"),
     ("heartbeat", "active_hours"): (parse_active_hours, "{start: \"08:00\", end: \"23:00\"}: beat only between these local times; null: always"),
@@ -339,6 +354,8 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("store", "prefix"): (string, "Redis key prefix, so several daemons can share one Redis"),
     ("store", "history"): (whole(1, 100_000), "messages of history kept per session"),
     ("store", "retention"): (duration(3600, 10 * 365 * 86400, off=True), "sent messages, finished events and journal records older than this are pruned; 0 keeps all"),
+    ("cluster", "lease_ttl"): (duration(0.5, 600), "with Redis: a dead instance's scheduler and connector leases pass to another within this; renewed every third of it"),
+    ("cluster", "instance_ttl"): (duration(0.5, 600), "with Redis: an instance is alive while its key, renewed every third of this, has not expired"),
     ("brain", "providers"): (parse_providers, "model providers in failover order; none: the offline rules brain"),
     ("brain", "max_tool_rounds"): (whole(0, 32), "tool-call rounds a model may take for one message"),
     ("brain", "history"): (whole(1, 1000), "past messages of the session sent to the model"),
