@@ -44,9 +44,9 @@ daemon's SQLite store with N sent messages (SQL, before it starts).
 bounds: idle CPU per minute (from ``schedstat``, over ``--idle-seconds``), CPU
 per message at ``--growth-rate`` msg/s, and p99 at a fixed 1,000 msg/s with 100
 and 1,000 sessions, each on a fresh store and on one with ``--store-rows``
-(default 50,000); then the capacity (closed loop, replies/s) and an offered
-load of 3x it for ``--overload-duration`` s, with the defaults and with
-``lanes.max_wait: 0.5s``. Every value passed to the load generator follows
+(default 50,000); then a closed loop, and an offered load of 3x the capacity
+(the best replies/s of the fresh-store phases) for ``--overload-duration`` s,
+with the defaults and with ``lanes.max_wait: 0.5s``. Every value passed to the load generator follows
 an ``=`` (``--token=...``): a token may start with ``-``.
 For Redis the keys live under a random ``bench-<hex>:`` prefix and are deleted
 afterwards. ``--profile FILE`` runs the daemon under ``python -m cProfile -o FILE``
@@ -270,14 +270,19 @@ def thread_cpu(pid: int) -> tuple[float, float]:
     return main, other
 
 
+def client_args(url: str, token: str, sessions: int, conns: int, mode: str, rate: float, duration: float,
+                args: argparse.Namespace) -> list[str]:
+    """The load generator's arguments, every value after ``=``: a token starting with ``-`` is no option."""
+    return ["--client", f"--url={url}", f"--token={token}", f"--conns={conns}", f"--sessions={sessions}",
+            f"--mode={mode}", f"--rate={rate}", f"--window={args.window}", f"--warmup={args.warmup}",
+            f"--duration={duration}", f"--grace={args.grace}"]
+
+
 def run_phase(url: str, token: str, sessions: int, conns: int, mode: str, rate: float,
               args: argparse.Namespace, server_pid: int, client_cpus: set[int] | None,
               redis_pid: int | None, duration: float | None = None) -> dict[str, Any]:
-    # Every value after "=": a token (or anything) starting with "-" is then no option.
-    cmd = [sys.executable, os.path.abspath(__file__), "--client", f"--url={url}", f"--token={token}",
-           f"--conns={conns}", f"--sessions={sessions}", f"--mode={mode}", f"--rate={rate}",
-           f"--window={args.window}", f"--warmup={args.warmup}", f"--duration={duration or args.duration}",
-           f"--grace={args.grace}"]
+    cmd = [sys.executable, os.path.abspath(__file__),
+           *client_args(url, token, sessions, conns, mode, rate, duration or args.duration, args)]
     client = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=pin(client_cpus))  # noqa: PLW1509 (as gateway.py)
     try:
         line = client.stdout.readline()
@@ -529,7 +534,11 @@ def run_growth(args: argparse.Namespace, server_cpus: set[int] | None,
     for sessions, conns in ((100, 10), (1000, 50)):
         for n, tag in sizes:
             phase(f"fixed1000-{sessions}-{tag}", n, sessions, conns, "rate", 1000.0)
-    capacity = phase("capacity", 0, 100, 10, "ack", 0.0)["replies_s"]
+    # A closed loop resends at once on busy, and refusing costs the daemon too:
+    # capacity is the best reply rate any fresh-store phase reached.
+    phase("capacity", 0, 100, 10, "ack", 0.0)
+    capacity = results["capacity_s"] = max(results[k]["replies_s"] for k in (
+        "capacity", "cpu-fresh", "fixed1000-100-fresh", "fixed1000-1000-fresh"))
     for label, config in (("overload", ""), ("overload-max_wait-0.5s", "lanes: {max_wait: 0.5s}\n")):
         phase(label, 0, 100, 10, "rate", 3 * capacity, config=config, duration=args.overload_duration)
     results["exit_codes"] = out["exit_codes"]
@@ -560,7 +569,8 @@ def growth_table(results: dict[str, Any]) -> None:
           "acknowledged without a reply |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     cap = results["capacity"]
-    print(f"| capacity (closed loop, window {cap['window']}) | - | {cap['acks_s']:.0f} | {cap['replies_s']:.0f} | "
+    print(f"capacity: {results['capacity_s']:.0f} replies/s, the best of the fresh-store phases")
+    print(f"| closed loop, window {cap['window']} | - | {cap['acks_s']:.0f} | {cap['replies_s']:.0f} | "
           f"{cap['replies_s'] / max(cap['acks_s'], 1):.2f} | | {cap['p99_ms']:.1f} | "
           f"{cap['ack_p50_ms']:.1f} / {cap['ack_p99_ms']:.1f} | {cap['busy_p99_ms']:.1f} | "
           f"{cap['missing_replies'] + cap['unacked']} |")
@@ -600,7 +610,7 @@ def table(results: dict[str, Any], levels: list[tuple[int, int]]) -> None:
                       f"{r['missing_replies'] + r['unacked']} |")
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="openclaw message pipeline: acknowledged messages/s and latency")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per phase (default 5)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds of load first (default 1)")
@@ -636,7 +646,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["ack", "rate"], help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments().parse_args(argv)
     if args.client:
         return client_main(args)
 

@@ -18,3 +18,14 @@ def test_a_token_reaches_the_load_generator_whatever_it_starts_with(token: str) 
 def test_without_a_token_none_is_passed() -> None:
     outer = argparse.Namespace(warmup=1.0, duration=5.0, client_impl="raw")
     assert arguments().parse_args(client_args("ws://127.0.0.1:1", None, 1, outer)).token is None
+
+
+@given(st.text(alphabet="-_abcdefXYZ0123456789", min_size=1, max_size=64))
+def test_a_token_reaches_the_pipeline_load_generator_whatever_it_starts_with(token: str) -> None:
+    from bench.pipeline import arguments as pipeline_arguments, client_args as pipeline_client_args
+
+    outer = argparse.Namespace(window=50, warmup=1.0, grace=5.0)
+    parsed = pipeline_arguments().parse_args(
+        pipeline_client_args("ws://127.0.0.1:1", token, 100, 10, "rate", 420.0, 5.0, outer))
+    assert (parsed.client, parsed.token, parsed.sessions, parsed.conns, parsed.mode, parsed.rate, parsed.duration) == (
+        True, token, 100, 10, "rate", 420.0, 5.0)
