@@ -564,12 +564,12 @@ def growth_table(results: dict[str, Any]) -> None:
               f"({f0['replies_s']:.0f}/s, {f0['error_codes'].get('busy', 0)}) | {f1['p99_ms']:.1f} "
               f"({f1['replies_s']:.0f}/s, {f1['error_codes'].get('busy', 0)}) | | < 50 ms |")
     print()
+    print(f"capacity: {results['capacity_s']:.0f} replies/s, the best of the fresh-store phases")
     print("| overload (fresh store, 100 sessions) | offered/s | acks/s | replies/s | replies / acks | busy/s | "
           "p99 of acknowledged, send -> reply, ms | p50 / p99 send -> ack, ms | p99 send -> busy, ms | "
           "acknowledged without a reply |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     cap = results["capacity"]
-    print(f"capacity: {results['capacity_s']:.0f} replies/s, the best of the fresh-store phases")
     print(f"| closed loop, window {cap['window']} | - | {cap['acks_s']:.0f} | {cap['replies_s']:.0f} | "
           f"{cap['replies_s'] / max(cap['acks_s'], 1):.2f} | | {cap['p99_ms']:.1f} | "
           f"{cap['ack_p50_ms']:.1f} / {cap['ack_p99_ms']:.1f} | {cap['busy_p99_ms']:.1f} | "
