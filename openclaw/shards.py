@@ -263,6 +263,12 @@ class ShardConsumer(Service):
             for shard, event in found:
                 self._take(shard, event)
 
+    def reads_session(self, session_id: str) -> bool:
+        """Whether this instance reads ``session_id``'s shard now (no I/O)."""
+        shard = shard_of(session_id, self.shards)
+        holding = self.held.get(shard)
+        return holding is not None and shard not in self.leaving and holding.held(self.clock.seconds())
+
     def _take(self, shard: int, event: Event) -> None:
         """
         Hand ``event`` to the pipeline under the shard's current token.  An
@@ -326,6 +332,8 @@ def shard_children(config: Any, clock: Any, store: Any, cluster: Any, pipeline: 
     """The consumer of the shard streams (for ``build_service``'s children), none without Redis."""
     if not uses_streams(config):
         return []
-    return [("shards", ShardConsumer(
+    consumer = ShardConsumer(
         clock, store.store, lambda: cluster.leases, pipeline, cluster.instance_id, cluster.timing,
-        instances=lambda: cluster.instances().addCallback(lambda found: [i["id"] for i in found])))]
+        instances=lambda: cluster.instances().addCallback(lambda found: [i["id"] for i in found]))
+    pipeline.reads_here = consumer.reads_session
+    return [("shards", consumer)]
