@@ -336,4 +336,5 @@ def shard_children(config: Any, clock: Any, store: Any, cluster: Any, pipeline: 
         clock, store.store, lambda: cluster.leases, pipeline, cluster.instance_id, cluster.timing,
         instances=lambda: cluster.instances().addCallback(lambda found: [i["id"] for i in found]))
     pipeline.reads_here = consumer.reads_session
+    store.store.claim_as = cluster.instance_id  # outbox rows it takes are claimed (two instances never send one)
     return [("shards", consumer)]

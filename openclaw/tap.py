@@ -125,7 +125,7 @@ def build_service(
         section, reactor, pipeline, store, notifier, environ))
     outbox = OutboxService(reactor, store, ChannelRoutes({"webchat": hub.deliver}, connectors),
                            max_attempts=config.outbox.max_attempts,
-                           redact=lambda text: scrub_text(text, secrets()))
+                           redact=lambda text: scrub_text(text, secrets()), only_deliverable=uses_streams(config))
     facts = RuntimeFacts(runtime, tree)
 
     def enqueue(session_id: str, text: str) -> Any:

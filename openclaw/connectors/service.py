@@ -151,3 +151,7 @@ class ChannelRoutes:
 
     def get(self, channel: str) -> Callable[[Any], Any] | None:
         return self._fixed.get(channel) or self._connectors.deliverer(channel)
+
+    def deliverable(self) -> list[str]:
+        """The channels this instance can deliver now (a connector another instance holds is not one)."""
+        return sorted({*self._fixed, *(name for name in self._connectors.namedServices if self.get(name) is not None)})
