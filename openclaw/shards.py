@@ -328,13 +328,18 @@ def uses_streams(config: Any) -> bool:
     return bool(config.store.url.startswith("redis://"))
 
 
+def live_ids(cluster: Any) -> Deferred:
+    """The ids of the live instances (``ICluster.instances``), as the consumer and the webchat fan-out want them."""
+    return cluster.instances().addCallback(lambda found: [i["id"] for i in found])
+
+
 def shard_children(config: Any, clock: Any, store: Any, cluster: Any, pipeline: Any) -> list[tuple[str, Service]]:
     """The consumer of the shard streams (for ``build_service``'s children), none without Redis."""
     if not uses_streams(config):
         return []
     consumer = ShardConsumer(
         clock, store.store, lambda: cluster.leases, pipeline, cluster.instance_id, cluster.timing,
-        instances=lambda: cluster.instances().addCallback(lambda found: [i["id"] for i in found]))
+        instances=lambda: live_ids(cluster))
     pipeline.reads_here = consumer.reads_session
     store.store.claim_as = cluster.instance_id  # outbox rows it takes are claimed (two instances never send one)
     return [("shards", consumer)]
