@@ -177,6 +177,8 @@ class ShardConsumer(Service):
 
     @inlineCallbacks
     def _tick(self) -> Any:
+        if not self.ready.called:
+            yield self.store.stream_unstreamed()  # events an older version left received
         leases = self._leases()
         for shard, holding in list(self.held.items()):
             if holding.next_step(self.clock.seconds()) == LOST:

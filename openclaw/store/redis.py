@@ -80,6 +80,29 @@ redis.call('ZADD', p..'in:at:'..ARGV[8], ts, id)
 return {id, '0'}
 """
 
+# Received events with no stream entry (recorded before streams): ids and sessions.
+_UNSTREAMED = """
+local p, found = ARGV[1], {}
+for _, id in ipairs(redis.call('ZRANGE', p..'in:pending', 0, -1)) do
+  local r = redis.call('HMGET', p..'in:'..id, 'xid', 'session', 'event')
+  if not r[1] and r[2] then table.insert(found, {id, r[2], r[3]}) end
+end
+return found
+"""
+
+# ARGV: prefix, then per event: id, shard, event json.  In pending order.
+_STREAM = """
+local p = ARGV[1]
+for i = 2, #ARGV, 3 do
+  local key = p..'in:'..ARGV[i]
+  if redis.call('HGET', key, 'state') == 'received' and not redis.call('HGET', key, 'xid') then
+    local xid = redis.call('XADD', p..'inbound:'..ARGV[i + 1], '*', 'id', ARGV[i], 'event', ARGV[i + 2])
+    redis.call('HSET', key, 'shard', ARGV[i + 1], 'xid', xid)
+  end
+end
+return 1
+"""
+
 _PENDING = """
 local p = ARGV[1]
 local events = {}
@@ -568,6 +591,17 @@ class RedisStore(Service):
                 raise
         events = yield self._eval(_CLAIM, str(shard), consumer)
         return [Event.from_json(e) for e in events]
+
+    @inlineCallbacks
+    def stream_unstreamed(self) -> Any:
+        """Put events recorded before streams (still received, no entry) on their shards' streams."""
+        found = yield self._eval(_UNSTREAMED)
+        args: list[Any] = []
+        for event_id, session, event in found:
+            args += [event_id, shard_of(session), event]
+        if args:
+            yield self._eval(_STREAM, *args)
+        return len(found)
 
     @inlineCallbacks
     def read_shards(self, consumer: str, shards: list[int], count: int, block: float) -> Any:
