@@ -32,8 +32,9 @@ from openclaw.cluster.lease import LOST, Holding, Timing, share
 from openclaw.cluster.redis_lease import parse_holder
 from openclaw.eliotutil import log, message_type, typed
 from openclaw.events import Event
-from openclaw.interfaces import IDrainable
+from openclaw.interfaces import IDrainable, IStatusSource
 from openclaw.periodic import PeriodicService
+from openclaw.status import StatusSource
 
 #: Sessions hash onto this many inbound streams.  Fixed: every instance must
 #: agree on it, and a session must keep its stream (docs/storage.md).
@@ -114,8 +115,8 @@ def candidates(free: Collection[int], instance_id: str, shards: int) -> list[int
     return sorted(free, key=lambda s: (s - start) % shards)
 
 
-@implementer(IDrainable)
-class ShardConsumer(Service):
+@implementer(IDrainable, IStatusSource)
+class ShardConsumer(StatusSource, Service):
     """
     Holds shard leases (renewed every third of ``timing.ttl``) and feeds
     the held shards' stream entries to ``pipeline.take`` in order.
@@ -239,6 +240,12 @@ class ShardConsumer(Service):
         self.leaving.discard(shard)
         metrics.inbound_shards_held.set(len(self.held))
         log(SHARD_LOST, level="warn", shard=shard, why=why)
+
+    status_key = "shards"
+
+    def status(self) -> dict[str, Any]:
+        """The part of ``/health``: which inbound shards this instance reads, and how many events are in flight."""
+        return {"held": sorted(self.held), "leaving": sorted(self.leaving), "in_flight": len(self.inflight)}
 
     # Reading
 

@@ -6,6 +6,7 @@ whichever instance answered (the shard holder answers; the fan-out pushes).
 
 from __future__ import annotations
 
+import orjson
 import pytest_twisted
 
 from openclaw.shards import SHARDS, shard_of
@@ -42,6 +43,8 @@ def test_replies_reach_the_client_whichever_instance_answers(tmp_path, redis_ser
                 reply_to = frame["payload"]["reply_to"]
                 replies[reply_to] = replies.get(reply_to, 0) + 1
         assert replies == {event_id: 1 for event_id in sent}
+        code, _, body = yield b.get("/health")
+        assert code == 200 and sorted(orjson.loads(body)["shards"]["held"]) == sorted(consumers[1].held)
         # Only b read those shards, so b answered, and a's client heard it through the fan-out.
         assert all(shard_of(s) in consumers[1].held and shard_of(s) not in consumers[0].held for s in sessions)
         for event_id, session in sent.items():
