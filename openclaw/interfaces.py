@@ -319,6 +319,7 @@ class ICluster(Interface):
     """
 
     instance_id = Attribute("This daemon's id, ``<host>:<pid>:<6 hex>``.")
+    alone = Attribute("True for the cluster of one (SQLite): nothing to guard against, nothing to resume from.")
 
     def alive(instance_id):
         """:return: a Deferred firing with whether ``instance_id``'s registration has not expired."""
@@ -343,6 +344,12 @@ class ICluster(Interface):
         not (before it could have expired, or when the cluster stops).
         Several callers may watch one lease: acquired in the order they
         asked, lost in reverse.
+        """
+
+    def unlease(lease_name, on_acquired, on_lost):
+        """
+        Stop watching ``lease_name`` with these callbacks (a connector a
+        reload removed); with no watcher left the lease is released.
         """
 
     def guarded_set_state(lease_name, key, value):

@@ -124,7 +124,7 @@ def build_service(
     # start.  Both are looked up when asked (the logger: per record).
     secrets = lambda: [*known_secrets(root.config), gateway.token]  # noqa: E731
     connectors = ConnectorsService(runtime, lambda section: make_connectors(
-        section, reactor, pipeline, store, notifier, environ))
+        section, reactor, pipeline, store, notifier, environ), cluster=cluster)
     outbox = OutboxService(reactor, store, ChannelRoutes({"webchat": (fanout or hub).deliver}, connectors),
                            max_attempts=config.outbox.max_attempts,
                            redact=lambda text: scrub_text(text, secrets()), only_deliverable=uses_streams(config))
@@ -156,8 +156,8 @@ def build_service(
                 "version": __version__, "digest": runtime.config_digest},
     )
     engine = build_engine(config, home, reactor, runtime, tree, store, brain, notifier, hub.push,
-                          logging.recent_errors, environ,
-                          save_state=lambda key, value: cluster.guarded_set_state(SCHEDULER, key, value))
+                          logging.recent_errors, environ, save_state=None if cluster.alone else (
+                              lambda key, value: cluster.guarded_set_state(SCHEDULER, key, value)))
     methods = {
         **core_methods(runtime, tree),
         **reload_method(root.reload),

@@ -5,13 +5,14 @@ A service of the tree that runs only while this instance holds a lease.
 name, its interfaces: status, reload and drain reach the child through it)
 and starts the child when the lease is acquired, stops it when the lease is
 lost.  The tree's start only says the child is *wanted*; the lease says
-whether it runs here.  A child is started again on a later acquisition, so
+whether it runs here.  The gate watches the lease from its start to its
+stop, so a connector a reload removes lets its lease go.  A child is started again on a later acquisition, so
 it must start from the store's record, not from memory (cron does).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -21,14 +22,16 @@ from openclaw.interfaces import IDrainable
 
 
 class Gated(Service):
-    def __init__(self, child: Any, cluster: Any, lease: str) -> None:
+    """:param standby: called once the child stopped because the lease was lost (a connector's gauges)."""
+
+    def __init__(self, child: Any, cluster: Any, lease: str, standby: Callable[[], None] = lambda: None) -> None:
         self.child = child
         self.lease = lease
         self.cluster = cluster
+        self.standby = standby
         if getattr(child, "name", None):
             self.setName(child.name)
         directlyProvides(self, *providedBy(child))
-        cluster.lease(lease, self._acquired, self._lost)
 
     def __getattr__(self, name: str) -> Any:
         # Only for what this class lacks: the child's status, methods and attributes.
@@ -51,7 +54,7 @@ class Gated(Service):
             self.child.startService()
 
     def _lost(self) -> Deferred:
-        return self._stop_child()
+        return self._stop_child().addCallback(lambda _: self.standby())
 
     def _stop_child(self) -> Deferred:
         if not self.child.running:
@@ -60,8 +63,7 @@ class Gated(Service):
 
     def startService(self) -> None:
         Service.startService(self)
-        if self.cluster.holds(self.lease):
-            self._acquired()
+        self.cluster.lease(self.lease, self._acquired, self._lost)  # calls _acquired when already held
 
     def problems(self) -> list[str]:
         return self.child.problems() if self.child.running else []
@@ -75,4 +77,5 @@ class Gated(Service):
 
     def stopService(self) -> Deferred:
         Service.stopService(self)
-        return self._stop_child()
+        d = self._stop_child()
+        return d.addCallback(lambda _: self.cluster.unlease(self.lease, self._acquired, self._lost))

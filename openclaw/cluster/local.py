@@ -25,6 +25,7 @@ class LocalCluster(StatusSource, Service):
     """Every lease is held from start to stop; guarded writes are plain ``set_state``."""
 
     status_key = "cluster"
+    alone = True
 
     def __init__(self, clock: Any, store: Any, instance_id: str | None = None) -> None:
         self.clock = clock
@@ -37,6 +38,13 @@ class LocalCluster(StatusSource, Service):
         self._watchers.setdefault(lease_name, []).append((on_acquired, on_lost))
         if self.running:
             on_acquired()
+
+    def unlease(self, lease_name: str, on_acquired: Callable[[], Any], on_lost: Callable[[], Any]) -> None:
+        watchers = self._watchers.get(lease_name, [])
+        if (on_acquired, on_lost) in watchers:
+            watchers.remove((on_acquired, on_lost))
+        if not watchers:
+            self._watchers.pop(lease_name, None)
 
     def holds(self, lease_name: str) -> bool:
         return True
