@@ -145,7 +145,9 @@ class ShardConsumer(StatusSource, Service):
         self.shards = shards
         self.batch = batch
         self.max_inflight = max_inflight
-        self.block = block
+        #: A read blocks for less than half the lease's margin, so it has
+        #: ended before the lease could pass to another instance.
+        self.block = min(block, timing.margin / 2)
         self.held: dict[int, Holding] = {}
         self.leaving: set[int] = set()
         self.inflight: dict[str, int] = {}  # event id -> shard
@@ -195,6 +197,7 @@ class ShardConsumer(StatusSource, Service):
         yield self._release_idle(leases)
         if self.refusing:
             return
+        yield self._sweep()
         holders = yield self.store.redis.mget([leases.lease_key(lease_name(s)) for s in range(self.shards)])
         host = self.instance_id.split(":")[0]
         ids = yield self.instances()
@@ -222,6 +225,21 @@ class ShardConsumer(StatusSource, Service):
                 self._take(shard, event)
         metrics.inbound_shards_held.set(len(self.held))
         self._wake()
+
+    @inlineCallbacks
+    def _sweep(self) -> Any:
+        """
+        Claim the held shards' entries left pending for a whole TTL by some
+        other reader (one that read just as it lost the shard): nobody else
+        would ever answer them.  Entries in flight here are not run twice.
+        """
+        for shard in self._readable():
+            events = yield self.store.claim_shard(shard, self.instance_id, self.timing.ttl)
+            fresh = [e for e in events if e.id not in self.inflight]
+            if fresh:
+                metrics.inbound_reclaimed.inc(len(fresh))
+            for event in events:
+                self._take(shard, event)
 
     @inlineCallbacks
     def _release_idle(self, leases: Any) -> Any:

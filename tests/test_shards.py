@@ -244,3 +244,22 @@ def test_events_left_received_by_a_version_before_streams_are_answered(cluster) 
     upgraded.consumer.startService()
     yield until(lambda: len(upgraded.pipeline.answered) == 3, what="the old events answered", timeout=5)
     assert sorted(upgraded.pipeline.answered) == sorted(e.id for e in events)
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_entry_a_stale_reader_took_is_swept_to_the_holder_after_a_ttl(cluster) -> None:
+    holder = cluster("holder", ttl=1.0)
+    yield holder.start()
+    yield until(lambda: len(holder.consumer.held) == SHARDS, what="every shard held")
+    holder.consumer.refusing = True  # park its reader, so the stale one reads first
+    holder.consumer._wake()
+    yield until(lambda: holder.consumer._wakeup is not None, what="the reader parked")
+    event = message(session="webchat:stale", text="read by a reader that lost the shard")
+    yield holder.store.record_inbound(event)
+    (read,) = yield holder.store.read_shards("host:gone:ffffff", list(range(SHARDS)), 10, 0.1)
+    assert read[1].id == event.id
+    holder.consumer.refusing = False
+    holder.consumer._wake()
+    yield holder.consumer._sweep()
+    assert holder.pipeline.answered == []  # pending for less than a TTL: maybe still being answered
+    yield until(lambda: holder.pipeline.answered == [event.id], what="swept and answered", timeout=5)
