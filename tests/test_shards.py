@@ -81,6 +81,14 @@ def test_only_a_gone_process_of_this_host_counts_as_dead_at_once() -> None:
     assert gone_here("vm:123:abcdef", "vm", gone) and not gone_here("vm:123:abcdef", "vm", lambda pid: True)
 
 
+@settings(max_examples=200, deadline=None)
+@given(host=st.from_regex(r"[a-z0-9.-]{1,20}", fullmatch=True), pid=st.integers(1, 2**22),
+       token=st.integers(1, 10**9), here=st.booleans(), running=st.booleans())
+def test_a_holder_is_dead_here_exactly_when_of_this_host_and_its_pid_is_gone(host, pid, token, here, running) -> None:
+    value = f"{host if here else host + 'x'}:{pid}:a1b2c3:{token}"
+    assert dead_here(value, host, lambda p: running if p == pid else True) == (here and not running)
+
+
 class Answering:
     """A pipeline that answers each taken event at once, through its store, with a reply naming itself."""
 
