@@ -23,7 +23,7 @@ from collections.abc import Collection
 from typing import Any, Callable
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.task import deferLater
 from zope.interface import implementer
 
@@ -183,17 +183,8 @@ class ShardConsumer(StatusSource, Service):
         if not self.ready.called:
             yield self.store.stream_unstreamed()  # events an older version left received
         leases = self._leases()
-        for shard, holding in list(self.held.items()):
-            if holding.next_step(self.clock.seconds()) == LOST:
-                self._drop(shard, "not renewed in time")
-                continue
-            sent = self.clock.seconds()
-            try:
-                renewed = yield leases.renew(lease_name(shard), self.instance_id, holding.token, self.timing.ttl)
-            except Exception:
-                continue  # the next tick tries again; the trust left decides when it is lost
-            if not (renewed and holding.renewed(sent, self.clock.seconds())):
-                self._drop(shard, "renew refused" if not renewed else "not renewed in time")
+        # All at once: a renew that waits behind the others could outlive the trust.
+        yield gatherResults([self._renew(leases, shard, holding) for shard, holding in list(self.held.items())])
         yield self._release_idle(leases)
         if self.refusing:
             return
@@ -225,6 +216,19 @@ class ShardConsumer(StatusSource, Service):
                 self._take(shard, event)
         metrics.inbound_shards_held.set(len(self.held))
         self._wake()
+
+    @inlineCallbacks
+    def _renew(self, leases: Any, shard: int, holding: Holding) -> Any:
+        if holding.next_step(self.clock.seconds()) == LOST:
+            self._drop(shard, "not renewed in time")
+            return
+        sent = self.clock.seconds()
+        try:
+            renewed = yield leases.renew(lease_name(shard), self.instance_id, holding.token, self.timing.ttl)
+        except Exception:
+            return  # the next tick tries again; the trust left decides when it is lost
+        if self.held.get(shard) is holding and not (renewed and holding.renewed(sent, self.clock.seconds())):
+            self._drop(shard, "renew refused" if not renewed else "not renewed in time")
 
     @inlineCallbacks
     def _sweep(self) -> Any:
