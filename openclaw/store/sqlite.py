@@ -167,10 +167,11 @@ OUTBOX_BY_DEDUPE_SQL = "SELECT id FROM outbox WHERE dedupe_key = ?"
 INSERT_OUTBOX_SQL = (
     "INSERT INTO outbox (id, dedupe_key, session_id, channel, text, reply_to, attempts, "
     "next_attempt, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# ?3: a JSON list of the channels to take, or NULL for all.
 DUE_OUTBOX_SQL = (
     "SELECT id, session_id, channel, text, dedupe_key, reply_to, attempts, next_attempt, "
-    "status, last_error, created_at FROM outbox "
-    "WHERE status = 'pending' AND next_attempt <= ? ORDER BY seq LIMIT ?")
+    "status, last_error, created_at FROM outbox WHERE status = 'pending' AND next_attempt <= ?1 "
+    "AND (?3 IS NULL OR channel IN (SELECT value FROM json_each(?3))) ORDER BY seq LIMIT ?2")
 MARK_SENT_SQL = "UPDATE outbox SET status = 'sent' WHERE id = ? AND status = 'pending'"
 MARK_RETRY_SQL = (
     "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? "
@@ -495,9 +496,9 @@ class SQLiteStore(Service):
 
         return self._submit(enqueue)
 
-    def due_outbox(self, now: float, limit: int) -> Deferred:
+    def due_outbox(self, now: float, limit: int, channels: list[str] | None = None) -> Deferred:
         def due(db: sqlite3.Connection) -> list[OutboxItem]:
-            rows = db.execute(DUE_OUTBOX_SQL, (now, limit))
+            rows = db.execute(DUE_OUTBOX_SQL, (now, limit, None if channels is None else json.dumps(channels)))
             return [
                 OutboxItem(id=r[0], session_id=r[1], channel=r[2], text=r[3], dedupe_key=r[4],
                            reply_to=r[5], attempts=r[6], next_attempt=r[7], status=r[8],
