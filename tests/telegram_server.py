@@ -169,20 +169,20 @@ class BotAPI(Resource):
         """The next calls of ``method`` get these answers, in order (``None``: the normal answer)."""
         self.script.setdefault(method, []).extend(answers)
 
-    def poll_gaps(self, since: float = 0.0, until: float | None = None) -> list[tuple[float, float]]:
-        """The stretches (from, to) within ``since``..``until`` (default: now) with no ``getUpdates`` in flight."""
+    def poll_gaps(self, since: float = 0.0, upto: float | None = None) -> list[tuple[float, float]]:
+        """The stretches (from, to) within ``since``..``upto`` (default: now) with no ``getUpdates`` in flight."""
         now = reactor.seconds()
-        until = now if until is None else until
+        upto = now if upto is None else upto
         gaps, covered = [], since
         for poll in sorted(self.polls, key=lambda p: p.start):
             end = now if poll.end is None else poll.end
-            if end < since or poll.start >= until:
+            if end < since or poll.start >= upto:
                 continue
             if poll.start > covered:
                 gaps.append((covered, poll.start))
             covered = max(covered, end)
-        if until > covered:
-            gaps.append((covered, until))
+        if upto > covered:
+            gaps.append((covered, upto))
         return gaps
 
     def texts(self, chat_id: int | None = None) -> list[str]:
