@@ -190,6 +190,11 @@ class RedisServer:
                 return
         raise AssertionError("redis-server did not start")
 
+    def cli(self, *args: str) -> str:
+        """One ``redis-cli --raw`` command's output."""
+        return subprocess.run(["redis-cli", "-p", str(self.port), "--raw", *args], capture_output=True, text=True,
+                              check=True, timeout=30).stdout
+
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(10)

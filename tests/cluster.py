@@ -1,0 +1,207 @@
+"""
+Several real daemons on one real Redis, for the end-to-end cluster tests:
+each a ``twistd openclaw`` process with its own home and ports, a
+Telegram connector on the local fake Bot API, a cron job every minute and
+one every ten seconds, the heartbeat every few seconds and short lease
+TTLs, so a takeover takes seconds.  ``MessageStream`` sends webchat and
+Telegram messages to all of them and records what was acknowledged and
+answered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from typing import Any
+
+from twisted.internet import defer, reactor, task
+
+from tests import wsclient
+from tests.process import HomeDaemon, RedisServer
+from tests.telegram_server import TOKEN as BOT_TOKEN
+from tests.telegram_server import BotAPI, text_update
+
+GATEWAY_TOKEN = "cluster-test-token-0123456789"
+PREFIX = "e2e:"
+#: Lease and instance TTL: a dead holder's work moves within this (plus a renew period).
+TTL = 3.0
+HEARTBEAT_EVERY = 5.0
+#: Telegram chats of the stream: message n comes from chat FIRST_CHAT + n.
+FIRST_CHAT = 5000
+
+CONFIG = """\
+gateway: {{listen: "tcp:0:interface=127.0.0.1", token: "{gateway_token}"}}
+web: {{listen: "tcp:0:interface=127.0.0.1"}}
+store: {{url: "redis://127.0.0.1:{redis_port}/0", prefix: "{prefix}", history: 5000}}
+cluster: {{lease_ttl: {ttl}s, instance_ttl: {ttl}s}}
+lanes: {{max_queue: 10000}}
+heartbeat: {{every: {heartbeat}s}}
+connectors:
+  telegram: {{enabled: true, token: "{bot_token}", api_url: "{api_url}", allow_from: ["*"], poll_timeout: 0.5,
+              rate_per_minute: 0}}
+cron:
+  - {{name: every-minute, schedule: "* * * * *", action: message, text: "minute", target: "webchat:cron"}}
+  - {{name: every-10s, schedule: "* * * * * */10", action: message, text: "ten seconds", target: "webchat:cron"}}
+"""
+
+
+def cluster_config(redis: RedisServer, api: BotAPI) -> str:
+    return CONFIG.format(gateway_token=GATEWAY_TOKEN, redis_port=redis.port, prefix=PREFIX, ttl=f"{TTL:g}",
+                         heartbeat=f"{HEARTBEAT_EVERY:g}", bot_token=BOT_TOKEN, api_url=api.url)
+
+
+class Cluster:
+    """``n`` daemons on ``redis``, started together; every one is killed in ``stop`` (teardown)."""
+
+    def __init__(self, tmp_path: Any, redis: RedisServer, api: BotAPI, n: int = 3) -> None:
+        self.redis = redis
+        self.daemons: list[HomeDaemon] = []
+        text = cluster_config(redis, api)
+        for i in range(n):
+            home = os.path.join(str(tmp_path), f"home-{i}")
+            os.makedirs(home, mode=0o700)
+            with open(os.path.join(home, "openclaw.yaml"), "w", encoding="utf-8") as f:
+                f.write(text)
+            self.daemons.append(HomeDaemon(tmp_path, home))
+
+    def start(self) -> None:
+        """All at once, then each one's READY=1 (as three machines booting would)."""
+        for daemon in self.daemons:
+            daemon.start(wait=None)
+        for daemon in self.daemons:
+            daemon.notify.until("READY=1")
+
+    def stop(self) -> None:
+        for daemon in self.daemons:
+            daemon.ensure_dead()
+
+    def running(self) -> list[HomeDaemon]:
+        return [d for d in self.daemons if d.process is not None and d.process.poll() is None]
+
+    def by_instance(self, instance_id: str) -> HomeDaemon | None:
+        """The daemon an instance id (``<host>:<pid>:<suffix>``) names."""
+        pid = int(instance_id.split(":")[-2])
+        return next((d for d in self.daemons if d.pid == pid), None)
+
+    def journal(self, kind: str) -> list[tuple[float, dict]]:
+        """The store's journal of ``kind`` (every instance writes the one in Redis): (timestamp, record), oldest first."""
+        lines = self.redis.cli("ZRANGEBYSCORE", f"{PREFIX}journal:{kind}", "-inf", "+inf", "WITHSCORES").splitlines()
+        return [(float(score), json.loads(member.split(":", 1)[1])) for member, score in zip(lines[::2], lines[1::2])]
+
+
+
+@defer.inlineCallbacks
+def holders(daemon: HomeDaemon) -> Any:
+    """``{lease name: the daemon holding it}`` as ``daemon``'s ``cluster.status`` reports the cluster."""
+    client = yield wsclient.connect(daemon.gateway_port, GATEWAY_TOKEN)
+    try:
+        reply = yield client.request("cluster.status")
+    finally:
+        yield client.close()
+    assert reply["ok"], reply
+    return {lease: instance["id"] for instance in reply["payload"]["instances"] for lease in instance["holds"]}
+
+
+class MessageStream:
+    """
+    Webchat messages from one client per daemon and Telegram updates, one of
+    each every ``every`` seconds while running.  ``acked`` maps each
+    acknowledged webchat event id to its session; ``pushed`` lists the
+    Telegram chats written to.  A client whose daemon dies stops sending.
+    """
+
+    def __init__(self, cluster: Cluster, api: BotAPI, every: float = 0.25) -> None:
+        self.cluster, self.api, self.every = cluster, api, every
+        self.clients: list[Any] = []
+        self.acked: dict[str, str] = {}
+        self.refused: Counter[str] = Counter()
+        self.pushes: Counter[str] = Counter()  # chat.reply frames per reply_to, over every connection
+        self.pushed: list[int] = []
+        self.sent = 0
+        self._loop = task.LoopingCall(self._tick)
+        self._reading: list[defer.Deferred] = []
+
+    @defer.inlineCallbacks
+    def start(self) -> Any:
+        for n, daemon in enumerate(self.cluster.daemons):
+            client = yield wsclient.connect(daemon.gateway_port, None)
+            reply = yield client.request("connect", {"token": GATEWAY_TOKEN, "client": f"c{n}"})
+            assert reply["ok"], reply
+            client.session = reply["payload"]["session"]
+            client.requests = {}
+            client.alive = True
+            self.clients.append(client)
+            self._reading.append(self._read(client))
+        self._loop.start(self.every, now=True)
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+
+    def sessions(self) -> list[str]:
+        return [c.session for c in self.clients]
+
+    def _tick(self) -> None:
+        self.sent += 1
+        chat = FIRST_CHAT + self.sent
+        self.api.push(text_update(chat, f"telegram {self.sent}"))
+        self.pushed.append(chat)
+        live = [c for c in self.clients if c.alive]
+        if live:
+            client = live[self.sent % len(live)]
+            rid = client.send("chat.send", {"text": f"webchat {self.sent}", "client_msg_id": f"m{self.sent}"})
+            client.requests[rid] = self.sent
+
+    @defer.inlineCallbacks
+    def _read(self, client: Any) -> Any:
+        while True:
+            try:
+                frame = yield client.next()
+            except ConnectionError:
+                client.alive = False
+                return
+            if frame.get("type") == "event":
+                if frame["event"] == "chat.reply":
+                    self.pushes[frame["payload"]["reply_to"]] += 1
+            elif client.requests.pop(frame.get("id"), None) is not None:
+                if frame["ok"]:
+                    self.acked[frame["payload"]["event_id"]] = client.session
+                else:
+                    self.refused[frame["error"]["code"]] += 1
+
+    @defer.inlineCallbacks
+    def replies(self) -> Any:
+        """Assistant replies per event id they answer, from ``chat.history`` on a running daemon."""
+        client = yield wsclient.connect(self.cluster.running()[0].gateway_port, GATEWAY_TOKEN)
+        counts: Counter[str] = Counter()
+        try:
+            for session in self.sessions():
+                reply = yield client.request("chat.history", {"session": session, "limit": 500})
+                assert reply["ok"], reply
+                counts.update(m["event_id"] for m in reply["payload"]["messages"] if m["role"] == "assistant")
+        finally:
+            yield client.close()
+        return counts
+
+    def telegram_replies(self) -> Counter[int]:
+        """``sendMessage`` calls per chat of the stream."""
+        return Counter(m["chat_id"] for m in self.api.sent if m["chat_id"] >= FIRST_CHAT)
+
+    @defer.inlineCallbacks
+    def all_answered(self) -> Any:
+        replies, sent = (yield self.replies()), self.telegram_replies()
+        return all(replies[e] for e in self.acked) and all(sent[c] for c in self.pushed)
+
+    @defer.inlineCallbacks
+    def close(self) -> Any:
+        self.stop()
+        for client in self.clients:
+            if client.alive:
+                client.protocol.sendClose(1000)
+        yield defer.DeferredList(self._reading)
+
+
+def after(seconds: float) -> defer.Deferred:
+    """Fires ``seconds`` from now: pacing a scenario (a stream runs meanwhile), not waiting for an event."""
+    return task.deferLater(reactor, seconds, lambda: None)
