@@ -37,9 +37,13 @@ class Engine:
 def build_engine(
     config: Config, home: str, reactor: Any, runtime: Runtime, tree: TreeStatus, store: Any, brain: Any,
     notifier: Any, push: Callable[[str, str, dict], int], recent_errors: Callable[[], int],
-    environ: Mapping[str, str] = os.environ,
+    environ: Mapping[str, str] = os.environ, save_state: Callable[[str, Any], Any] | None = None,
 ) -> Engine:
-    """Build (not start) the proactive services for ``config``; ``tree`` is what the services report."""
+    """
+    Build (not start) the proactive services for ``config``; ``tree`` is what
+    the services report; ``save_state`` writes cron's records (the cluster's
+    guarded write).
+    """
     engine = Engine()
     # Always there, even with no checks, so a reload can add the first one;
     # the probes' HTTP and TLS clients load only once a check exists.
@@ -64,7 +68,7 @@ def build_engine(
     engine.children.append(("reports", reporter))
     cron = CronService(reactor, store, config.cron, notifier, run_report=reporter.run,
                        run_heartbeat=heartbeat.run_instruction, timezone=config.heartbeat.timezone,
-                       run_backup=_backup_job(config, home, reactor, runtime, store))
+                       run_backup=_backup_job(config, home, reactor, runtime, store), save_state=save_state)
     engine.children.append(("cron", cron))
     engine.methods["cron.list"] = lambda conn, params: {"jobs": cron.states()}
     engine.methods["reports.get"] = _reports_get(reporter)

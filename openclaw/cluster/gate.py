@@ -1,0 +1,78 @@
+"""
+A service of the tree that runs only while this instance holds a lease.
+
+``Gated(child, cluster, lease)`` takes the child's place in the tree (its
+name, its interfaces: status, reload and drain reach the child through it)
+and starts the child when the lease is acquired, stops it when the lease is
+lost.  The tree's start only says the child is *wanted*; the lease says
+whether it runs here.  A child is started again on a later acquisition, so
+it must start from the store's record, not from memory (cron does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from zope.interface import directlyProvides, providedBy
+
+from openclaw.interfaces import IDrainable
+
+
+class Gated(Service):
+    def __init__(self, child: Any, cluster: Any, lease: str) -> None:
+        self.child = child
+        self.lease = lease
+        self.cluster = cluster
+        if getattr(child, "name", None):
+            self.setName(child.name)
+        directlyProvides(self, *providedBy(child))
+        cluster.lease(lease, self._acquired, self._lost)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for what this class lacks: the child's status, methods and attributes.
+        if name == "child":
+            raise AttributeError(name)
+        return getattr(self.child, name)
+
+    @property
+    def active(self) -> bool:
+        """Whether the child runs here now."""
+        return bool(self.child.running)
+
+    def setName(self, name: str) -> None:
+        Service.setName(self, name)
+        if not self.child.running and getattr(self.child, "name", None) != name:
+            self.child.name = name
+
+    def _acquired(self) -> None:
+        if self.running and not self.child.running:
+            self.child.startService()
+
+    def _lost(self) -> Deferred:
+        return self._stop_child()
+
+    def _stop_child(self) -> Deferred:
+        if not self.child.running:
+            return succeed(None)
+        return maybeDeferred(self.child.stopService)
+
+    def startService(self) -> None:
+        Service.startService(self)
+        if self.cluster.holds(self.lease):
+            self._acquired()
+
+    def problems(self) -> list[str]:
+        return self.child.problems() if self.child.running else []
+
+    def drain(self) -> Deferred:
+        return self.child.drain() if self.child.running and IDrainable.providedBy(self.child) else succeed(None)
+
+    def hurry(self) -> None:
+        if self.child.running and IDrainable.providedBy(self.child):
+            self.child.hurry()
+
+    def stopService(self) -> Deferred:
+        Service.stopService(self)
+        return self._stop_child()
