@@ -15,7 +15,9 @@ import os
 from collections import Counter
 from typing import Any
 
-from twisted.internet import defer, reactor, task
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import defer, protocol, reactor, task
+from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from tests import wsclient
 from tests.process import HomeDaemon, RedisServer
@@ -46,30 +48,35 @@ cron:
 """
 
 
-def cluster_config(redis: RedisServer, api: BotAPI) -> str:
-    return CONFIG.format(gateway_token=GATEWAY_TOKEN, redis_port=redis.port, prefix=PREFIX, ttl=f"{TTL:g}",
+def cluster_config(redis_port: int, api: BotAPI) -> str:
+    return CONFIG.format(gateway_token=GATEWAY_TOKEN, redis_port=redis_port, prefix=PREFIX, ttl=f"{TTL:g}",
                          heartbeat=f"{HEARTBEAT_EVERY:g}", bot_token=BOT_TOKEN, api_url=api.url)
 
 
 class Cluster:
-    """``n`` daemons on ``redis``, started together; every one is killed in ``stop`` (teardown)."""
+    """
+    ``n`` daemons on ``redis``, started together; every one is killed in
+    ``stop`` (teardown).  ``redis_ports`` gives a daemon another port to reach
+    Redis on (a ``Partition`` in between).
+    """
 
-    def __init__(self, tmp_path: Any, redis: RedisServer, api: BotAPI, n: int = 3) -> None:
+    def __init__(self, tmp_path: Any, redis: RedisServer, api: BotAPI, n: int = 3,
+                 redis_ports: dict[int, int] | None = None) -> None:
         self.redis = redis
         self.daemons: list[HomeDaemon] = []
-        text = cluster_config(redis, api)
         for i in range(n):
             home = os.path.join(str(tmp_path), f"home-{i}")
             os.makedirs(home, mode=0o700)
             with open(os.path.join(home, "openclaw.yaml"), "w", encoding="utf-8") as f:
-                f.write(text)
+                f.write(cluster_config((redis_ports or {}).get(i, redis.port), api))
             self.daemons.append(HomeDaemon(tmp_path, home))
 
-    def start(self) -> None:
-        """All at once, then each one's READY=1 (as three machines booting would)."""
-        for daemon in self.daemons:
+    def start(self, daemons: list[HomeDaemon] | None = None) -> None:
+        """All at once (as three machines booting would), then each one's READY=1."""
+        daemons = self.daemons if daemons is None else daemons
+        for daemon in daemons:
             daemon.start(wait=None)
-        for daemon in self.daemons:
+        for daemon in daemons:
             daemon.notify.until("READY=1")
 
     def stop(self) -> None:
@@ -82,7 +89,7 @@ class Cluster:
     def by_instance(self, instance_id: str) -> HomeDaemon | None:
         """The daemon an instance id (``<host>:<pid>:<suffix>``) names."""
         pid = int(instance_id.split(":")[-2])
-        return next((d for d in self.daemons if d.pid == pid), None)
+        return next((d for d in self.daemons if d.process is not None and d.pid == pid), None)
 
     def journal(self, kind: str) -> list[tuple[float, dict]]:
         """The store's journal of ``kind`` (every instance writes the one in Redis): (timestamp, record), oldest first."""
@@ -91,16 +98,105 @@ class Cluster:
 
 
 
+class _Side(protocol.Protocol):
+    """One end of a ``Partition`` connection: what it receives goes to ``peer``, or waits while held."""
+
+    def __init__(self, partition: Partition) -> None:
+        self.partition = partition
+        self.peer: _Side | None = None
+        self.waiting: list[bytes] = []
+
+    def _open(self) -> bool:
+        return self.peer is not None and self.peer.transport is not None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.waiting.append(data)
+        if not self.partition.held:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._open() and self.waiting:
+            data, self.waiting = b"".join(self.waiting), []
+            self.peer.transport.write(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self._open():
+            self.peer.transport.loseConnection()
+
+
+class Partition:
+    """
+    A TCP relay to ``port`` on 127.0.0.1 that can hold every byte in both
+    directions (``hold``) and deliver them late, in order (``release``): a
+    network partition that heals, as seen by the daemon behind it.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.held = False
+        self.sides: list[_Side] = []
+        factory = protocol.Factory()
+        factory.protocol = lambda: self._accepted()
+        self.listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.port = self.listening.getHost().port
+
+    def _accepted(self) -> _Side:
+        near = _Side(self)
+        far = _Side(self)
+        near.peer, far.peer = far, near
+        self.sides += [near, far]
+
+        def connected(_: Any) -> None:
+            near.flush()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.target)
+        endpoint.connect(protocol.Factory.forProtocol(lambda: far)).addCallback(connected)
+        return near
+
+    def hold(self) -> None:
+        self.held = True
+
+    def release(self) -> None:
+        self.held = False
+        for side in self.sides:
+            side.flush()
+
+    def close(self) -> defer.Deferred:
+        for side in self.sides:
+            if side.transport is not None:
+                side.transport.abortConnection()
+        return defer.maybeDeferred(self.listening.stopListening)
+
+
+def sample(page: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples on a ``/metrics`` page whose labels include ``labels``."""
+    return sum(s.value for family in text_string_to_metric_families(page) for s in family.samples
+               if s.name == name and labels.items() <= s.labels.items())
+
+
 @defer.inlineCallbacks
-def holders(daemon: HomeDaemon) -> Any:
-    """``{lease name: the daemon holding it}`` as ``daemon``'s ``cluster.status`` reports the cluster."""
+def cluster_status(daemon: HomeDaemon) -> Any:
+    """``daemon``'s answer to ``cluster.status``."""
     client = yield wsclient.connect(daemon.gateway_port, GATEWAY_TOKEN)
     try:
         reply = yield client.request("cluster.status")
     finally:
         yield client.close()
     assert reply["ok"], reply
-    return {lease: instance["id"] for instance in reply["payload"]["instances"] for lease in instance["holds"]}
+    return reply["payload"]
+
+
+@defer.inlineCallbacks
+def holders(daemon: HomeDaemon) -> Any:
+    """
+    ``{lease name: the instance id holding it}`` as ``daemon``'s
+    ``cluster.status`` reports the cluster: the others' as their instance
+    keys say (rewritten every third of the TTL), its own as it knows them.
+    """
+    status = yield cluster_status(daemon)
+    held = {lease: instance["id"] for instance in status["instances"] for lease in instance["holds"]
+            if instance["id"] != status["instance_id"]}
+    held.update({lease: status["instance_id"] for lease in status["holds"]})
+    return held
 
 
 class MessageStream:

@@ -145,6 +145,10 @@ class HomeDaemon:
         except urllib.error.HTTPError as e:
             return json.loads(e.read())
 
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.running()["web"] + "metrics", timeout=10) as response:
+            return response.read().decode()
+
     @property
     def gateway_port(self) -> int:
         return int(self.running()["gateway"].rsplit(":", 1)[1].rstrip("/"))

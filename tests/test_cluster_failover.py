@@ -17,8 +17,17 @@ from typing import Any
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from tests import wsclient
-from tests.cluster import GATEWAY_TOKEN, HEARTBEAT_EVERY, TTL, Cluster, MessageStream, after, holders
+from tests.cluster import (
+    HEARTBEAT_EVERY,
+    TTL,
+    Cluster,
+    MessageStream,
+    Partition,
+    after,
+    cluster_status,
+    holders,
+    sample,
+)
 from tests.telegram_server import BotAPI
 from tests.waiting import until
 
@@ -34,18 +43,20 @@ def telegram_lease(held: dict[str, str]) -> str | None:
 
 
 @defer.inlineCallbacks
-def settled(cluster: Cluster) -> Any:
-    """``holders`` once the scheduler and the Telegram connector are both held by running daemons."""
+def settled(cluster: Cluster, telegram: bool = True) -> Any:
+    """``holders`` once the scheduler (and the Telegram connector) are held by running daemons."""
     result: dict[str, str] = {}
 
     @defer.inlineCallbacks
     def check() -> Any:
         held = yield holders(cluster.running()[0])
-        owners = [cluster.by_instance(held.get(name, "::0:")) for name in ("scheduler", telegram_lease(held))]
+        wanted = ["scheduler", telegram_lease(held)] if telegram else ["scheduler"]
+        owners = [cluster.by_instance(held.get(name) or "::0:") for name in wanted]
+        result.clear()
         result.update(held)
         return all(o is not None and o in cluster.running() for o in owners)
 
-    yield until(check, timeout=30, what="the scheduler and telegram leases held", every=0.2)
+    yield until(check, timeout=30, what="the leases held", every=0.2)
     return result
 
 
@@ -145,9 +156,10 @@ def test_a_scheduler_holder_paused_past_its_ttl_is_fenced_and_steps_down_without
     paused = None
     try:
         cluster.start()
-        held = yield settled(cluster)
+        held = yield settled(cluster, telegram=False)
         paused = cluster.by_instance(held["scheduler"])
         other = next(d for d in cluster.daemons if d is not paused)
+        before = paused.metrics()
         # Stopped just before a ten-second due time, for twice the TTL: the
         # other instance takes the lease and fires it; the paused one wakes
         # with that due time's timer overdue and its lease gone.
@@ -158,32 +170,80 @@ def test_a_scheduler_holder_paused_past_its_ttl_is_fenced_and_steps_down_without
         paused.signal(signal.SIGSTOP)
         yield until(lambda: due_counts(cluster, "every-10s")[due], timeout=TAKEOVER + 10, every=0.2,
                     what="the other instance fired the due time")
-        yield after(max(0.0, 2 * TTL - (time.time() - due)))
-        paused.signal(signal.SIGCONT)
-        paused_at = None
-
-        # It learns it lost the lease, stops scheduling, and says so.
-        @defer.inlineCallbacks
-        def stepped_down() -> Any:
-            client = yield wsclient.connect(paused.gateway_port, GATEWAY_TOKEN)
-            try:
-                reply = yield client.request("cluster.status")
-            finally:
-                yield client.close()
-            me = next(i for i in reply["payload"]["instances"] if i["id"] == reply["payload"]["instance"])
-            return "scheduler" not in me["holds"]
-
-        yield until(stepped_down, timeout=TAKEOVER, every=0.2, what="the paused instance stepped down")
         held = yield holders(other)
         assert cluster.by_instance(held["scheduler"]) is other
-        status, metrics = paused.metrics()
-        assert fenced(metrics) >= 1 or stepped_down_count(metrics) >= 1, metrics
-        yield after(11)  # one more ten-second due time, fired by the new holder only
+        yield after(max(0.0, 2 * TTL - (time.time() - due)))
+        paused.signal(signal.SIGCONT)
+
+        # It learns it lost the lease (its renew is refused, or a guarded
+        # write is), stops the scheduler's work and says so.
+        @defer.inlineCallbacks
+        def stepped_down() -> Any:
+            status = yield cluster_status(paused)
+            return "scheduler" not in status["holds"]
+
+        yield until(stepped_down, timeout=TAKEOVER, every=0.2, what="the paused instance stepped down")
+        after_pause = paused.metrics()
+        lost = {reason: sample(after_pause, "openclaw_cluster_lease_losses_total", lease="scheduler", reason=reason)
+                - sample(before, "openclaw_cluster_lease_losses_total", lease="scheduler", reason=reason)
+                for reason in ("expired", "refused", "fenced")}
+        assert sum(lost.values()) == 1, lost
+        if lost["fenced"]:
+            assert sample(after_pause, "openclaw_cluster_fenced_writes_total", lease="scheduler") >= 1
+        assert sample(after_pause, "openclaw_cluster_leases_held", lease="scheduler") == 0
+        held = yield holders(other)
+        assert cluster.by_instance(held["scheduler"]) is other
+        next_due = due + 10
+        yield until(lambda: due_counts(cluster, "every-10s")[next_due], timeout=TAKEOVER + 15, every=0.2,
+                    what="the next due time fired")
         counts = due_counts(cluster, "every-10s")
         assert max(counts.values()) == 1, counts
-        assert paused_at is None
+        records = [r for _, r in cluster.journal("cron") if r["job"] == "every-10s" and r["due"] in (due, next_due)]
+        assert [r["outcome"] for r in records] == ["ok", "ok"], records
     finally:
         if paused is not None and paused.process.poll() is None:
             paused.signal(signal.SIGCONT)
         cluster.stop()
+        yield api.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_scheduler_holder_cut_off_from_redis_has_its_late_write_refused_by_fencing(tmp_path, redis_server) -> Any:
+    """
+    The holder's link to Redis holds every byte from just before a due
+    time until the other instance has taken the lease and fired it; then
+    the link heals and the cut-off holder's start record for that due time
+    reaches Redis late, with the old token: refused, and fired once.
+    """
+    api = BotAPI().start()
+    partition = Partition(redis_server.port)
+    cluster = Cluster(tmp_path, redis_server, api, n=2, redis_ports={0: partition.port})
+    cut, other = cluster.daemons
+    try:
+        cluster.start([cut])
+        held = yield settled(cluster, telegram=False)
+        assert cluster.by_instance(held["scheduler"]) is cut
+        cluster.start([other])
+        yield until(lambda: len((cluster.redis.cli("KEYS", "e2e:instance:*")).split()) == 2, what="two instances")
+        due = (time.time() // 10 + 1) * 10
+        if due - time.time() < 1.5:
+            due += 10
+        yield after(due - 0.3 - time.time())
+        partition.hold()
+        yield until(lambda: due_counts(cluster, "every-10s")[due], timeout=TAKEOVER + 10, every=0.2,
+                    what="the other instance fired the due time")
+        held = yield holders(other)
+        assert cluster.by_instance(held["scheduler"]) is other
+        partition.release()
+        yield until(lambda: sample(cut.metrics(), "openclaw_cluster_fenced_writes_total", lease="scheduler") >= 1,
+                    timeout=TAKEOVER, every=0.2, what="the late write refused")
+        status = yield cluster_status(cut)
+        assert "scheduler" not in status["holds"]
+        yield after(1)
+        records = [r for _, r in cluster.journal("cron") if r["job"] == "every-10s" and r["due"] == due]
+        assert [r["outcome"] for r in records] == ["ok"], records
+        assert max(due_counts(cluster, "every-10s").values()) == 1
+    finally:
+        cluster.stop()
+        yield partition.close()
         yield api.stop()
