@@ -121,7 +121,7 @@ def build_service(
     # start.  Both are looked up when asked (the logger: per record).
     secrets = lambda: [*known_secrets(root.config), gateway.token]  # noqa: E731
     connectors = ConnectorsService(runtime, lambda section: make_connectors(
-        section, reactor, pipeline, store, notifier, environ))
+        section, reactor, pipeline, store, notifier, environ), cluster=cluster)
     outbox = OutboxService(reactor, store, ChannelRoutes({"webchat": hub.deliver}, connectors),
                            max_attempts=config.outbox.max_attempts,
                            redact=lambda text: scrub_text(text, secrets()))

@@ -1,0 +1,265 @@
+"""
+Inbound events on Redis Streams: which shards this instance holds, and
+reading their streams into the pipeline (docs/storage.md, "Redis: streams,
+consumer groups, reclaim").
+
+Sessions hash onto ``SHARDS`` streams.  Each shard has a lease
+(``shard:<n>``, the cluster's lease scripts and decisions); only its holder
+reads the stream, in order, with ``XREADGROUP`` in group ``openclaw`` as
+consumer ``<instance id>``, so one instance at a time answers a session, in
+order, whichever instance received the message.  A new holder first claims
+every entry still pending in the shard's group (the previous holder died,
+stepped down or gave the shard back) and answers those before new ones.
+Each reply carries the fencing token the event was read under, and the
+store's completion script refuses a token older than the shard's latest:
+a holder that was paused past its lease cannot answer an event twice.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Collection
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.task import deferLater
+from zope.interface import implementer
+
+from openclaw import metrics
+from openclaw.cluster.lease import LOST, Holding, Timing, share
+from openclaw.eliotutil import log, message_type, typed
+from openclaw.events import Event
+from openclaw.interfaces import IDrainable
+from openclaw.periodic import PeriodicService
+
+#: Sessions hash onto this many inbound streams.  Fixed: every instance must
+#: agree on it, and a session must keep its stream (docs/storage.md).
+SHARDS = 16
+GROUP = "openclaw"
+
+SHARD = typed("shard", [int], "the inbound stream shard")
+TOKEN = typed("token", [int], "the shard lease's fencing token")
+SHARD_ACQUIRED = message_type("openclaw:shards:acquired", [
+    SHARD, TOKEN, typed("reclaimed", [int], "entries left pending by earlier holders, answered first"),
+], "this instance took a shard: it reads the shard's stream from now on")
+SHARD_RELEASED = message_type("openclaw:shards:released", [SHARD],
+                              "this instance gave a shard back (its share shrank, or it stops)")
+SHARD_LOST = message_type("openclaw:shards:lost", [SHARD, typed("why", [str], "renew refused, or not renewed in time")],
+                          "this instance lost a shard's lease: another instance answers its events", "warn")
+SHARD_READ_FAILED = message_type("openclaw:shards:read-failed", [typed("error", [str], "the store's error")],
+                                 "reading the shards' streams failed; retried in a second", "warn")
+INBOUND_FENCED = message_type("openclaw:store:fenced", [
+    typed("event_id", [str], "the inbound event"), typed("token", [str], "the stale shard lease token"),
+], "a reply was refused: the event's shard passed to another instance, which answers it instead", "warn")
+
+
+def shard_of(session_id: str, shards: int = SHARDS) -> int:
+    """The shard (inbound stream) of a session: the same on every instance and every run."""
+    return zlib.crc32(session_id.encode()) % shards
+
+
+def lease_name(shard: int) -> str:
+    return f"shard:{shard}"
+
+
+def plan(held: Collection[int], leaving: Collection[int], busy: Collection[int], shards: int,
+         live: int) -> tuple[int, list[int]]:
+    """
+    One tick's decision: how many more shards to try to acquire, and which
+    held ones to start giving back (stop reading, release once none is in
+    flight), so that each of ``live`` instances holds at most its share.
+    Idle shards (not in ``busy``) are given back first.
+
+    :return: ``(room, give)``
+    """
+    want = share(shards, live)
+    staying = [s for s in held if s not in leaving]
+    give = sorted(staying, key=lambda s: (s in busy, -s))[:max(0, len(staying) - want)]
+    return max(0, want - len(staying)), give
+
+
+def candidates(free: Collection[int], instance_id: str, shards: int) -> list[int]:
+    """Free shards in the order this instance tries them: from its own starting point, so instances rarely race."""
+    start = zlib.crc32(instance_id.encode()) % shards
+    return sorted(free, key=lambda s: (s - start) % shards)
+
+
+@implementer(IDrainable)
+class ShardConsumer(Service):
+    """
+    Holds shard leases (renewed every third of ``timing.ttl``) and feeds
+    the held shards' stream entries to ``pipeline.take`` in order.
+
+    :param store: the ``RedisStore`` (not its guard: the stream calls are
+        not ``IStore``).
+    :param leases: the cluster's lease scripts (``RedisLeases``).
+    :param instances: how many instances are alive now (a Deferred): each
+        holds at most ``ceil(shards / instances)`` shards.
+    """
+
+    def __init__(
+        self, clock: Any, store: Any, leases: Callable[[], Any], pipeline: Any, instance_id: str,
+        timing: Timing, instances: Callable[[], Deferred] = lambda: succeed(1),
+        shards: int = SHARDS, batch: int = 200, max_inflight: int = 2000, block: float = 1.0,
+    ) -> None:
+        self.clock = clock
+        self.store = store
+        self._leases = leases
+        self.pipeline = pipeline
+        self.instance_id = instance_id
+        self.timing = timing
+        self.instances = instances
+        self.shards = shards
+        self.batch = batch
+        self.max_inflight = max_inflight
+        self.block = block
+        self.held: dict[int, Holding] = {}
+        self.leaving: set[int] = set()
+        self.inflight: dict[str, int] = {}  # event id -> shard
+        self.refusing = False
+        self.loop = PeriodicService(clock, timing.renew_every, self.tick, name="shards", first=0)
+        self._wakeup: Deferred | None = None
+        self._reading: Deferred | None = None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self.refusing = False
+        self.loop.startService()
+        self._reading = self._read_loop()
+
+    # Leases
+
+    @inlineCallbacks
+    def tick(self) -> Any:
+        """Renew what is held, give back what is over the share, take free shards up to it."""
+        leases = self._leases()
+        for shard, holding in list(self.held.items()):
+            if holding.next_step(self.clock.seconds()) == LOST:
+                self._drop(shard, "not renewed in time")
+                continue
+            sent = self.clock.seconds()
+            renewed = yield leases.renew(lease_name(shard), self.instance_id, holding.token, self.timing.ttl)
+            if not (renewed and holding.renewed(sent, self.clock.seconds())):
+                self._drop(shard, "renew refused" if not renewed else "not renewed in time")
+        yield self._release_idle(leases)
+        if self.refusing:
+            return
+        holders = yield self.store.redis.mget([leases.lease_key(lease_name(s)) for s in range(self.shards)])
+        live = yield self.instances()
+        room, give = plan(self.held, self.leaving, set(self.inflight.values()), self.shards, live)
+        self.leaving.update(give)
+        yield self._release_idle(leases)
+        for shard in candidates([s for s, h in enumerate(holders) if h is None], self.instance_id, self.shards):
+            if room <= 0:
+                break
+            sent = self.clock.seconds()
+            token = yield leases.acquire(lease_name(shard), self.instance_id, self.timing.ttl)
+            if token is None:
+                continue
+            room -= 1
+            holding = self.held[shard] = Holding(self.timing)
+            holding.acquired(token, sent)
+            events = yield self.store.claim_shard(shard, self.instance_id)
+            metrics.inbound_reclaimed.inc(len(events))
+            log(SHARD_ACQUIRED, shard=shard, token=token, reclaimed=len(events))
+            for event in events:
+                self._take(shard, event)
+        metrics.inbound_shards_held.set(len(self.held))
+        self._wake()
+
+    @inlineCallbacks
+    def _release_idle(self, leases: Any) -> Any:
+        busy = set(self.inflight.values())
+        for shard in sorted(self.leaving - busy):
+            holding = self.held.pop(shard, None)
+            self.leaving.discard(shard)
+            if holding is not None and holding.token is not None:
+                yield leases.release(lease_name(shard), self.instance_id, holding.drop())
+                log(SHARD_RELEASED, shard=shard)
+        metrics.inbound_shards_held.set(len(self.held))
+
+    def _drop(self, shard: int, why: str) -> None:
+        """Lost: events of this shard still in flight finish, but their replies are refused (fenced)."""
+        self.held.pop(shard).drop()
+        self.leaving.discard(shard)
+        metrics.inbound_shards_held.set(len(self.held))
+        log(SHARD_LOST, level="warn", shard=shard, why=why)
+
+    # Reading
+
+    def _readable(self) -> list[int]:
+        now = self.clock.seconds()
+        return sorted(s for s, h in self.held.items() if s not in self.leaving and h.held(now))
+
+    @inlineCallbacks
+    def _read_loop(self) -> Any:
+        while self.running:
+            shards = [] if self.refusing else self._readable()
+            if not shards or len(self.inflight) >= self.max_inflight:
+                self._wakeup = Deferred()
+                yield self._wakeup
+                continue
+            try:
+                found = yield self.store.read_shards(self.instance_id, shards, self.batch, self.block)
+            except Exception as e:
+                if not self.running:
+                    return
+                log(SHARD_READ_FAILED, level="warn", error=str(e)[:300] or type(e).__name__)
+                yield deferLater(self.clock, 1.0, lambda: None)
+                continue
+            for shard, event in found:
+                self._take(shard, event)
+
+    def _take(self, shard: int, event: Event) -> None:
+        """
+        Hand ``event`` to the pipeline under the shard's current token.  An
+        entry of a shard no longer held stays pending in the group: the
+        shard's next holder claims it.  An event still in flight here from
+        an earlier holding of the shard gets the new token, not a second run.
+        """
+        holding = self.held.get(shard)
+        if holding is None or shard in self.leaving or not holding.held(self.clock.seconds()):
+            return
+        self.store.fences[event.id] = str(holding.token)
+        if event.id in self.inflight:
+            self.inflight[event.id] = shard
+            return
+        self.inflight[event.id] = shard
+        self.pipeline.take(event).addBoth(self._handled, event.id)
+
+    def _handled(self, _: Any, event_id: str) -> None:
+        self.inflight.pop(event_id, None)
+        self._wake()
+
+    def _wake(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None:
+            wakeup.callback(None)
+
+    # Stopping
+
+    def refuse_new(self) -> None:
+        """Take no more entries; what is unanswered stays pending for the shard's next holder."""
+        self.refusing = True
+        self._wake()
+
+    def drain(self) -> Deferred:
+        self.refuse_new()
+        return succeed(None)
+
+    def hurry(self) -> None:
+        pass
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        """Give every shard back, so another instance (or the next start) takes it at once."""
+        Service.stopService(self)
+        self._wake()
+        yield self.loop.stopService()
+        self.leaving.update(self.held)
+        self.inflight.clear()
+        try:
+            yield self._release_idle(self._leases())
+        except Exception as e:
+            log(SHARD_READ_FAILED, level="warn", error=str(e)[:300] or type(e).__name__)
