@@ -215,6 +215,7 @@ class MessageStream:
         self.pushes: Counter[str] = Counter()  # chat.reply frames per reply_to, over every connection
         self.pushed: list[int] = []
         self.sent = 0
+        self.missing: dict[str, list] = {}
         self._loop = task.LoopingCall(self._tick)
         self._reading: list[defer.Deferred] = []
 
@@ -285,9 +286,16 @@ class MessageStream:
         return Counter(m["chat_id"] for m in self.api.sent if m["chat_id"] >= FIRST_CHAT)
 
     @defer.inlineCallbacks
-    def all_answered(self) -> Any:
+    def unanswered(self) -> Any:
+        """What has no reply yet: acknowledged webchat event ids, Telegram chats."""
         replies, sent = (yield self.replies()), self.telegram_replies()
-        return all(replies[e] for e in self.acked) and all(sent[c] for c in self.pushed)
+        return {"webchat": [e for e in self.acked if not replies[e]], "telegram": [c for c in self.pushed if not sent[c]]}
+
+    @defer.inlineCallbacks
+    def all_answered(self) -> Any:
+        missing = yield self.unanswered()
+        self.missing = missing
+        return not any(missing.values())
 
     @defer.inlineCallbacks
     def close(self) -> Any:

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
@@ -81,6 +82,7 @@ def assert_heartbeat_once_per_interval(starts: list[float], longest: float) -> N
     assert max(gaps) <= longest, gaps
 
 
+@pytest.mark.timeout(240)  # it waits for a minute's due time: up to 60 s of it
 @pytest_twisted.inlineCallbacks
 def test_three_daemons_lose_the_telegram_holder_then_the_scheduler_holder_and_answer_everything_once(
         tmp_path, redis_server) -> Any:
@@ -115,7 +117,11 @@ def test_three_daemons_lose_the_telegram_holder_then_the_scheduler_holder_and_an
                     what=f"the every-minute job fired for {boundary}", every=0.2)
         yield after(2)
         stream.stop()
-        yield until(stream.all_answered, timeout=60, what="every acknowledged message answered", every=0.5)
+        try:
+            yield until(stream.all_answered, timeout=60, what="every acknowledged message answered", every=0.5)
+        except AssertionError:
+            raise AssertionError(f"of {len(stream.acked)} webchat and {len(stream.pushed)} telegram messages, "
+                                 f"unanswered: {stream.missing}") from None
         ended_at = reactor.seconds()
 
         # Every acknowledged message answered exactly once (webchat: in the
