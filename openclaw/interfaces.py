@@ -318,6 +318,7 @@ class ICluster(Interface):
     """
 
     instance_id = Attribute("This daemon's id, ``<host>:<pid>:<6 hex>``.")
+    alone = Attribute("True for the cluster of one (SQLite): nothing to guard against, nothing to resume from.")
 
     def alive(instance_id):
         """:return: a Deferred firing with whether ``instance_id``'s registration has not expired."""

@@ -152,8 +152,8 @@ def build_service(
                 "version": __version__, "digest": runtime.config_digest},
     )
     engine = build_engine(config, home, reactor, runtime, tree, store, brain, notifier, hub.push,
-                          logging.recent_errors, environ,
-                          save_state=lambda key, value: cluster.guarded_set_state(SCHEDULER, key, value))
+                          logging.recent_errors, environ, save_state=None if cluster.alone else (
+                              lambda key, value: cluster.guarded_set_state(SCHEDULER, key, value)))
     methods = {
         **core_methods(runtime, tree),
         **reload_method(root.reload),

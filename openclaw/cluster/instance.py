@@ -2,6 +2,9 @@
 Instances: each daemon registers ``{prefix}instance:{id}`` with a TTL and
 renews it every third of that TTL; an instance is alive exactly while the
 key exists (a SIGKILLed one drops out within ``cluster.instance_ttl``).
+The ids are also kept in the set ``{prefix}instances``, so listing them
+reads a few keys instead of scanning the whole keyspace; ids whose key
+expired are dropped from the set as they are listed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,23 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from openclaw import __version__
 from openclaw.eliotutil import log, message_type, typed
 from openclaw.periodic import PeriodicService
+
+# KEYS: instance key, instances set; ARGV: id, JSON, ttl ms.
+_REGISTER = """
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: instances set; ARGV: key prefix of instance keys.  The live registrations.
+_LIST = """
+local found = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local value = redis.call('GET', ARGV[1]..id)
+  if value then table.insert(found, value) else redis.call('SREM', KEYS[1], id) end
+end
+return found
+"""
 
 INSTANCE_RENEW_FAILED = message_type("openclaw:cluster:instance-renew-failed", [
     typed("error", [str], "why Redis did not take the registration"),
@@ -88,8 +108,8 @@ class InstanceRegistry(Service):
             yield self.on_listed(self.known)
 
     def _set(self, info: dict[str, Any]) -> Deferred:
-        d = self.redis.execute_command("SET", self.key(self.instance_id), json.dumps(info),
-                                       "PX", str(round(self.ttl * 1000)))
+        d = self.redis.eval(_REGISTER, [self.key(self.instance_id), f"{self.prefix}instances"],
+                            [self.instance_id, json.dumps(info), str(round(self.ttl * 1000))])
         return d.addTimeout(self.ttl / 3, self.clock)
 
     def reachable(self) -> bool:
@@ -102,21 +122,13 @@ class InstanceRegistry(Service):
     @inlineCallbacks
     def instances(self) -> Any:
         """The live instances' registrations, by id."""
-        keys, cursor = [], "0"
-        while True:
-            cursor, found = yield self.redis.scan(cursor, f"{self.prefix}instance:*", 1000)
-            keys += found
-            if str(cursor) == "0":
-                break
-        if not keys:
-            return []
-        values = yield self.redis.mget(sorted(set(keys)))
+        values = yield self.redis.eval(_LIST, [f"{self.prefix}instances"], [self.key("")])
         found = []
-        for value in values:
+        for value in values or []:
             try:
                 found.append(json.loads(value))
-            except (TypeError, ValueError):
-                continue  # expired between SCAN and MGET, or not ours
+            except ValueError:
+                continue  # not ours
         return sorted(found, key=lambda i: i.get("id", ""))
 
     def stopService(self) -> Deferred:
@@ -124,4 +136,5 @@ class InstanceRegistry(Service):
         Service.stopService(self)
         d = self.loop.stopService()
         d.addCallback(lambda _: self.redis.delete(self.key(self.instance_id)).addTimeout(self.ttl / 3, self.clock))
+        d.addCallback(lambda _: self.redis.srem(f"{self.prefix}instances", self.instance_id))
         return d.addErrback(lambda f: None)  # the key expires by itself

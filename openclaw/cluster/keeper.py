@@ -35,10 +35,11 @@ RELEASED = message_type("openclaw:cluster:released", [LEASE, TOKEN],
 STEP_DOWN = action_type("openclaw:cluster:step-down", [LEASE], [],
                         "the work a lease guards is stopped on this instance")
 RENEW_FAILED = message_type("openclaw:cluster:renew-failed", [LEASE, typed("error", [str], "why")],
-                            "a lease request got no answer from Redis (the lease steps down when its trust ends)",
+                            "lease requests began failing (logged once until one succeeds; a held lease steps down when its trust ends)",
                             "warn")
-STEP_DOWN_FAILED = message_type("openclaw:cluster:step-down-failed", [LEASE, typed("error", [str], "why")],
-                                "stopping the work of a lost lease failed", "error")
+WATCHER_FAILED = message_type("openclaw:cluster:watcher-failed", [LEASE, typed("error", [str], "why")],
+                              "starting the work of an acquired lease, or stopping that of a lost one, failed",
+                              "error")
 
 Watcher = tuple[Callable[[], Any], Callable[[], Any]]
 
@@ -100,8 +101,9 @@ class LeaseKeeper:
                 else:
                     yield self._lose("refused" if not ok else "expired")
         except Exception as e:
+            if self.error is None:  # once per outage, not every renew period
+                log(RENEW_FAILED, level="warn", lease=self.name, error=str(e) or type(e).__name__)
             self.error = str(e) or type(e).__name__
-            log(RENEW_FAILED, level="warn", lease=self.name, error=self.error)
 
     def _ask(self, d: Deferred) -> Deferred:
         return d.addTimeout(self.timing.renew_every, self.clock)
@@ -121,7 +123,7 @@ class LeaseKeeper:
             try:
                 on_acquired()
             except Exception as e:
-                log(STEP_DOWN_FAILED, level="error", lease=self.name, error=repr(e))
+                log(WATCHER_FAILED, level="error", lease=self.name, error=repr(e))
         return succeed(None)
 
     def _arm(self) -> None:
@@ -162,7 +164,7 @@ class LeaseKeeper:
             try:
                 yield maybeDeferred(on_lost)
             except Exception as e:
-                log(STEP_DOWN_FAILED, level="error", lease=self.name, error=repr(e))
+                log(WATCHER_FAILED, level="error", lease=self.name, error=repr(e))
 
     @inlineCallbacks
     def release(self) -> Any:

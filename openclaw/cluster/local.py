@@ -25,6 +25,7 @@ class LocalCluster(StatusSource, Service):
     """Every lease is held from start to stop; guarded writes are plain ``set_state``."""
 
     status_key = "cluster"
+    alone = True
 
     def __init__(self, clock: Any, store: Any, instance_id: str | None = None) -> None:
         self.clock = clock

@@ -36,6 +36,7 @@ class RedisCluster(StatusSource, Service):
     """
 
     status_key = "cluster"
+    alone = False
 
     def __init__(
         self, clock: Any, url: str, prefix: str, config: ClusterConfig, instance_id: str | None = None,

@@ -41,8 +41,8 @@ def build_engine(
 ) -> Engine:
     """
     Build (not start) the proactive services for ``config``; ``tree`` is what
-    the services report; ``save_state`` writes cron's records (the cluster's
-    guarded write).
+    the services report; ``save_state`` writes cron's records and the
+    heartbeat's claims (the cluster's guarded write).
     """
     engine = Engine()
     # Always there, even with no checks, so a reload can add the first one;
@@ -59,7 +59,8 @@ def build_engine(
         cron_due=lambda: [j["name"] for j in cron.states()
                           if j.get("next_due") is not None and j["next_due"] <= reactor.seconds()],
     )
-    heartbeat = HeartbeatService(runtime, config.heartbeat, home, brain, store, notifier, snapshotter, push=push)
+    heartbeat = HeartbeatService(runtime, config.heartbeat, home, brain, store, notifier, snapshotter, push=push,
+                                 claim=save_state)
     checks.on_change = lambda name: heartbeat.wake("check")  # a model may want to act on it
     engine.children.append(("heartbeat", heartbeat))
     engine.methods.update(heartbeat_methods(heartbeat))
