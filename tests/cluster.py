@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from typing import Any
 
@@ -26,8 +27,9 @@ from tests.telegram_server import BotAPI, text_update
 
 GATEWAY_TOKEN = "cluster-test-token-0123456789"
 PREFIX = "e2e:"
-#: Lease and instance TTL: a dead holder's work moves within this (plus a renew period).
-TTL = 3.0
+#: Lease and instance TTL: a dead holder's work moves within this (plus a renew period).  Not a
+#: whole number of seconds, so the renew ticks (every third of it) drift against cron's whole seconds.
+TTL = 3.6
 HEARTBEAT_EVERY = 5.0
 #: Telegram chats of the stream: message n comes from chat FIRST_CHAT + n.
 FIRST_CHAT = 5000
@@ -90,6 +92,11 @@ class Cluster:
         """The daemon an instance id (``<host>:<pid>:<suffix>``) names."""
         pid = int(instance_id.split(":")[-2])
         return next((d for d in self.daemons if d.process is not None and d.pid == pid), None)
+
+    def renewed_at(self, lease: str) -> float:
+        """When Redis last applied an acquire or renew of ``lease`` (wall clock), from its remaining TTL."""
+        remaining = int(self.redis.cli("PTTL", f"{PREFIX}lease:{lease}"))
+        return time.time() - (TTL * 1000 - remaining) / 1000
 
     def journal(self, kind: str) -> list[tuple[float, dict]]:
         """The store's journal of ``kind`` (every instance writes the one in Redis): (timestamp, record), oldest first."""
@@ -165,6 +172,13 @@ class Partition:
             if side.transport is not None:
                 side.transport.abortConnection()
         return defer.maybeDeferred(self.listening.stopListening)
+
+
+def log_records(daemon: HomeDaemon, message_type: str) -> list[dict]:
+    """``daemon``'s log records (``<home>/logs/combined.log``) of ``message_type``."""
+    with open(os.path.join(daemon.home, "logs", "combined.log"), "rb") as f:
+        records = [json.loads(line) for line in f.read().splitlines()]
+    return [r for r in records if r.get("message_type") == message_type]
 
 
 def sample(page: str, name: str, **labels: str) -> float:

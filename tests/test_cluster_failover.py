@@ -27,6 +27,7 @@ from tests.cluster import (
     after,
     cluster_status,
     holders,
+    log_records,
     sample,
 )
 from tests.telegram_server import BotAPI
@@ -59,6 +60,26 @@ def settled(cluster: Cluster, telegram: bool = True) -> Any:
 
     yield until(check, timeout=30, what="the leases held", every=0.2)
     return result
+
+
+@defer.inlineCallbacks
+def quiet_moment(cluster: Cluster) -> Any:
+    """
+    ``(due, when)``: a ten-second due time of cron and a moment before it,
+    just after a renew of the scheduler lease, such that the next renew
+    comes after the due time.
+    """
+    period = TTL / 3
+    for _ in range(10):
+        due = (time.time() // 10 + 1) * 10
+        if due - time.time() < period + 0.5:
+            due += 10
+        yield after(due - period - 0.4 - time.time())
+        renewed = cluster.renewed_at("scheduler")
+        last = renewed + ((due - 0.25 - renewed) // period) * period  # the last renew before the due time
+        if last + period > due + 0.1:
+            return due, last + 0.1
+    raise AssertionError("no due time fell between two renews")
 
 
 def due_counts(cluster: Cluster, job: str) -> Counter[float]:
@@ -166,13 +187,13 @@ def test_a_scheduler_holder_paused_past_its_ttl_is_fenced_and_steps_down_without
         paused = cluster.by_instance(held["scheduler"])
         other = next(d for d in cluster.daemons if d is not paused)
         before = paused.metrics()
-        # Stopped just before a ten-second due time, for twice the TTL: the
-        # other instance takes the lease and fires it; the paused one wakes
-        # with that due time's timer overdue and its lease gone.
-        due = (time.time() // 10 + 1) * 10
-        if due - time.time() < 1:
-            due += 10
-        yield after(due - 0.5 - time.time())
+        # Stopped just after a renew of its lease, before a ten-second due
+        # time that comes before its next renew, for twice the TTL: the other
+        # instance takes the lease and fires the due time; the paused one
+        # wakes with that due time's timer the first one overdue, so its
+        # first act is to start the run, and the start record is refused.
+        due, stop_at = yield quiet_moment(cluster)
+        yield after(stop_at - time.time())
         paused.signal(signal.SIGSTOP)
         yield until(lambda: due_counts(cluster, "every-10s")[due], timeout=TAKEOVER + 10, every=0.2,
                     what="the other instance fired the due time")
@@ -189,6 +210,8 @@ def test_a_scheduler_holder_paused_past_its_ttl_is_fenced_and_steps_down_without
             return "scheduler" not in status["holds"]
 
         yield until(stepped_down, timeout=TAKEOVER, every=0.2, what="the paused instance stepped down")
+        refused = [r for r in log_records(paused, "openclaw:cron:fenced") if r["job"] == "every-10s"]
+        assert [r["due"] for r in refused] == [due], refused
         after_pause = paused.metrics()
         lost = {reason: sample(after_pause, "openclaw_cluster_lease_losses_total", lease="scheduler", reason=reason)
                 - sample(before, "openclaw_cluster_lease_losses_total", lease="scheduler", reason=reason)
