@@ -345,6 +345,12 @@ class ICluster(Interface):
         asked, lost in reverse.
         """
 
+    def unlease(lease_name, on_acquired, on_lost):
+        """
+        Stop watching ``lease_name`` with these callbacks (a connector a
+        reload removed); with no watcher left the lease is released.
+        """
+
     def guarded_set_state(lease_name, key, value):
         """
         The store's ``set_state`` on behalf of ``lease_name``'s holder,

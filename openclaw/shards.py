@@ -17,6 +17,7 @@ a holder that was paused past its lease cannot answer an event twice.
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Collection
 from typing import Any, Callable
@@ -28,6 +29,7 @@ from zope.interface import implementer
 
 from openclaw import metrics
 from openclaw.cluster.lease import LOST, Holding, Timing, share
+from openclaw.cluster.redis_lease import parse_holder
 from openclaw.eliotutil import log, message_type, typed
 from openclaw.events import Event
 from openclaw.interfaces import IDrainable
@@ -79,6 +81,33 @@ def plan(held: Collection[int], leaving: Collection[int], busy: Collection[int],
     return max(0, want - len(staying)), give
 
 
+def gone_here(instance_id: str, host: str, running: Callable[[int], bool]) -> bool:
+    """
+    Whether ``instance_id`` (``<host>:<pid>:<hex>``) is of this host and its
+    process is gone: a daemon that crashed and was started again here need
+    not wait out its predecessor's leases, nor count it as alive.
+    Anything else waits for the TTL.
+    """
+    parts = instance_id.split(":")
+    return len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not running(int(parts[1]))
+
+
+def dead_here(holder: str | None, host: str, running: Callable[[int], bool]) -> bool:
+    """Whether a lease value (``<instance id>:<token>``) names an instance ``gone_here``."""
+    parsed = parse_holder(holder)
+    return parsed is not None and gone_here(parsed[0], host, running)
+
+
+def pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def candidates(free: Collection[int], instance_id: str, shards: int) -> list[int]:
     """Free shards in the order this instance tries them: from its own starting point, so instances rarely race."""
     start = zlib.crc32(instance_id.encode()) % shards
@@ -94,15 +123,17 @@ class ShardConsumer(Service):
     :param store: the ``RedisStore`` (not its guard: the stream calls are
         not ``IStore``).
     :param leases: the cluster's lease scripts (``RedisLeases``).
-    :param instances: how many instances are alive now (a Deferred): each
-        holds at most ``ceil(shards / instances)`` shards.
+    :param instances: the ids of the instances alive now (a Deferred): each
+        holds at most ``ceil(shards / live instances)`` shards.
     """
 
     def __init__(
         self, clock: Any, store: Any, leases: Callable[[], Any], pipeline: Any, instance_id: str,
-        timing: Timing, instances: Callable[[], Deferred] = lambda: succeed(1),
+        timing: Timing, instances: Callable[[], Deferred] = lambda: succeed([]),
         shards: int = SHARDS, batch: int = 200, max_inflight: int = 2000, block: float = 1.0,
+        running_pid: Callable[[int], bool] = pid_running,
     ) -> None:
+        self.running_pid = running_pid
         self.clock = clock
         self.store = store
         self._leases = leases
@@ -118,6 +149,7 @@ class ShardConsumer(Service):
         self.leaving: set[int] = set()
         self.inflight: dict[str, int] = {}  # event id -> shard
         self.refusing = False
+        self.ready: Deferred = Deferred()
         self.loop = PeriodicService(clock, timing.renew_every, self.tick, name="shards", first=0)
         self._wakeup: Deferred | None = None
         self._reading: Deferred | None = None
@@ -125,36 +157,56 @@ class ShardConsumer(Service):
     def startService(self) -> None:
         Service.startService(self)
         self.refusing = False
+        #: Fires after the first tick: the daemon is ready (READY=1) once
+        #: this instance took its share, so a restart answers what it left at once.
+        self.ready = Deferred()
         self.loop.startService()
         self._reading = self._read_loop()
 
     # Leases
 
-    @inlineCallbacks
-    def tick(self) -> Any:
+    def tick(self) -> Deferred:
         """Renew what is held, give back what is over the share, take free shards up to it."""
+        d = self._tick()
+
+        def ticked(result: Any) -> Any:
+            if not self.ready.called:
+                self.ready.callback(None)
+            return result
+        return d.addBoth(ticked)
+
+    @inlineCallbacks
+    def _tick(self) -> Any:
         leases = self._leases()
         for shard, holding in list(self.held.items()):
             if holding.next_step(self.clock.seconds()) == LOST:
                 self._drop(shard, "not renewed in time")
                 continue
             sent = self.clock.seconds()
-            renewed = yield leases.renew(lease_name(shard), self.instance_id, holding.token, self.timing.ttl)
+            try:
+                renewed = yield leases.renew(lease_name(shard), self.instance_id, holding.token, self.timing.ttl)
+            except Exception:
+                continue  # the next tick tries again; the trust left decides when it is lost
             if not (renewed and holding.renewed(sent, self.clock.seconds())):
                 self._drop(shard, "renew refused" if not renewed else "not renewed in time")
         yield self._release_idle(leases)
         if self.refusing:
             return
         holders = yield self.store.redis.mget([leases.lease_key(lease_name(s)) for s in range(self.shards)])
-        live = yield self.instances()
+        host = self.instance_id.split(":")[0]
+        ids = yield self.instances()
+        live = len({i for i in ids if not gone_here(i, host, self.running_pid)} | {self.instance_id})
         room, give = plan(self.held, self.leaving, set(self.inflight.values()), self.shards, live)
         self.leaving.update(give)
         yield self._release_idle(leases)
-        for shard in candidates([s for s, h in enumerate(holders) if h is None], self.instance_id, self.shards):
+        dead = {s: h for s, h in enumerate(holders) if h is not None and dead_here(h, host, self.running_pid)}
+        free = [s for s, h in enumerate(holders) if h is None or s in dead]
+        for shard in candidates(free, self.instance_id, self.shards):
             if room <= 0:
                 break
             sent = self.clock.seconds()
-            token = yield leases.acquire(lease_name(shard), self.instance_id, self.timing.ttl)
+            token = yield (leases.take_over(lease_name(shard), dead[shard], self.instance_id, self.timing.ttl)
+                           if shard in dead else leases.acquire(lease_name(shard), self.instance_id, self.timing.ttl))
             if token is None:
                 continue
             room -= 1
@@ -263,3 +315,17 @@ class ShardConsumer(Service):
             yield self._release_idle(self._leases())
         except Exception as e:
             log(SHARD_READ_FAILED, level="warn", error=str(e)[:300] or type(e).__name__)
+
+
+def uses_streams(config: Any) -> bool:
+    """Inbound events go through shard streams exactly when the store is Redis."""
+    return bool(config.store.url.startswith("redis://"))
+
+
+def shard_children(config: Any, clock: Any, store: Any, cluster: Any, pipeline: Any) -> list[tuple[str, Service]]:
+    """The consumer of the shard streams (for ``build_service``'s children), none without Redis."""
+    if not uses_streams(config):
+        return []
+    return [("shards", ShardConsumer(
+        clock, store.store, lambda: cluster.leases, pipeline, cluster.instance_id, cluster.timing,
+        instances=lambda: cluster.instances().addCallback(lambda found: [i["id"] for i in found])))]

@@ -38,6 +38,7 @@ from openclaw.outbox import OutboxService
 from openclaw.pipeline import Pipeline
 from openclaw.proactive.engine import build_engine
 from openclaw.runtime import Runtime
+from openclaw.shards import shard_children, uses_streams
 from openclaw.state import StateService
 from openclaw.status import TreeStatus
 from openclaw.store import make_store
@@ -142,7 +143,8 @@ def build_service(
 
     brains = BrainService(config.brain, brain_for)
     brain = brains.brain
-    pipeline = Pipeline(runtime, store, brain, outbox, config.brain.history, config.lanes)
+    pipeline = Pipeline(runtime, store, brain, outbox, config.brain.history, config.lanes,
+                        streams=uses_streams(config))
     notifier = Notifier(reactor, store, hub.push, outbox.kick, config.heartbeat.target)
     connectors.build(config.connectors)
     logging = LoggingService(
@@ -183,6 +185,7 @@ def build_service(
         ("connectors", connectors),  # kept up until the outbox has flushed
         ("outbox", outbox),          # drain: one more pass for replies made while draining
         ("pipeline", pipeline),      # drain: in-flight messages finish; hurried: abandoned, durable
+        *shard_children(config, reactor, store, cluster, pipeline),  # Redis: reads the held shards' streams into it
         ("notifier", notifier),      # alerts' target (reloadable); no I/O of its own
         # The scheduler's work runs only on the instance holding its lease.
         *[(name, Gated(child, cluster, SCHEDULER)) for name, child in [

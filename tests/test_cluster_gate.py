@@ -67,6 +67,11 @@ class OneLease:
 
     def lease(self, name: str, on_acquired: Any, on_lost: Any) -> None:
         self.watchers.append((on_acquired, on_lost))
+        if self.held:
+            on_acquired()
+
+    def unlease(self, name: str, on_acquired: Any, on_lost: Any) -> None:
+        self.watchers.remove((on_acquired, on_lost))
 
     def holds(self, name: str) -> bool:
         return self.held
@@ -94,6 +99,7 @@ def test_the_child_runs_only_while_the_lease_is_held_and_the_tree_wants_it() -> 
     cluster.grant()
     assert child.journal == ["start", "stop", "start"]
     gate.stopService()
+    assert cluster.watchers == []  # a stopped gate (a connector a reload removed) lets the lease go
     cluster.grant()
     assert child.journal == ["start", "stop", "start", "stop"]
 

@@ -161,3 +161,17 @@ def test_problems_name_an_unreachable_redis_and_a_missing_scheduler_holder() -> 
     problems = cluster.problems()
     assert any("cannot reach Redis" in p for p in problems)
     assert any("no instance holds the scheduler" in p for p in problems)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_connector_removed_by_a_reload_lets_its_lease_go(make) -> None:
+    lease = connector_lease("telegram", "bot")
+    a = make(name="a")
+    a.startService()
+    work = Work()
+    gate = Gated(work, a, lease)
+    gate.startService()
+    yield until(lambda: work.running, what="a polls")
+    yield gate.stopService()
+    assert lease not in a.keepers and not a.holds(lease)
+    assert (yield a._redis.get(f"t:lease:{lease}")) is None

@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from openclaw import metrics
 from openclaw.cluster.lease import Timing, share
 from openclaw.cluster.redis_lease import RedisLeases
-from openclaw.shards import SHARDS, ShardConsumer, candidates, plan, shard_of
+from openclaw.shards import SHARDS, ShardConsumer, candidates, dead_here, gone_here, lease_name, plan, shard_of
 from openclaw.store.redis import RedisStore
 from tests.store_contract import message, reply
 from tests.waiting import until
@@ -71,6 +71,16 @@ def test_shard_of_is_stable_and_in_range() -> None:
     assert {shard_of(f"telegram:{n}") for n in range(400)} == set(range(SHARDS))
 
 
+def test_only_a_gone_process_of_this_host_counts_as_dead_at_once() -> None:
+    gone = lambda pid: False  # noqa: E731
+    assert dead_here("vm:123:abcdef:7", "vm", gone)
+    assert not dead_here("vm:123:abcdef:7", "vm", lambda pid: True)
+    assert not dead_here("other:123:abcdef:7", "vm", gone)
+    for value in (None, "", "vm:7", "vm:x:abcdef:7", "vm:123:abcdef:"):
+        assert not dead_here(value, "vm", gone)
+    assert gone_here("vm:123:abcdef", "vm", gone) and not gone_here("vm:123:abcdef", "vm", lambda pid: True)
+
+
 class Answering:
     """A pipeline that answers each taken event at once, through its store, with a reply naming itself."""
 
@@ -88,12 +98,14 @@ class Answering:
 
 
 class Instance:
-    def __init__(self, url: str, name: str, ttl: float, live: int, hold: bool = False) -> None:
+    def __init__(self, url: str, name: str, ttl: float, live: int, hold: bool = False,
+                 running_pid: Any = lambda pid: True) -> None:
         self.store = RedisStore(reactor, url, "t:", history=100)
         self.pipeline = Answering(self.store, name, hold)
         self.consumer = ShardConsumer(
             reactor, self.store, lambda: RedisLeases(self.store.redis, self.store.prefix), self.pipeline,
-            f"host:{name}:abc123", Timing.for_ttl(ttl), instances=lambda: succeed(live), block=0.2)
+            f"host:{name}:abc123", Timing.for_ttl(ttl), instances=lambda: succeed([f"host:{n}:other" for n in range(live - 1)]), block=0.2,
+            running_pid=running_pid)
 
     def start(self) -> Deferred:
         d = self.store.startService()
@@ -109,8 +121,8 @@ class Instance:
 async def cluster(redis_server) -> Any:
     made: list[Instance] = []
 
-    def make(name: str, ttl: float = 15.0, live: int = 1, hold: bool = False) -> Instance:
-        made.append(Instance(f"redis://127.0.0.1:{redis_server.port}/0", name, ttl, live, hold))
+    def make(name: str, ttl: float = 15.0, live: int = 1, hold: bool = False, **kw: Any) -> Instance:
+        made.append(Instance(f"redis://127.0.0.1:{redis_server.port}/0", name, ttl, live, hold, **kw))
         return made[-1]
 
     yield make
@@ -197,3 +209,23 @@ def test_a_reply_under_a_stale_fencing_token_is_refused(cluster) -> None:
     one.store.fences[event.id] = "2"  # the current holder's token
     assert (yield one.store.complete_inbound(event.id, [reply(event)])) != []
     assert (yield one.store.inbound_state(event.id)) == "done"
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_crashed_predecessor_on_this_host_is_taken_over_without_waiting_for_its_ttl(cluster) -> None:
+    restarted = cluster("7", running_pid=lambda pid: pid != 424242)
+    yield restarted.store.startService()
+    store, leases = restarted.store, RedisLeases(restarted.store.redis, "t:")
+    dead = "host:424242:dead00"
+    for shard in range(SHARDS):
+        assert (yield leases.acquire(lease_name(shard), dead, 600)) == 1
+        yield store.claim_shard(shard, dead)
+    events = [message(session=f"webchat:{n}", text=f"m{n}") for n in range(6)]
+    for event in events:
+        yield store.record_inbound(event)
+    read = yield store.read_shards(dead, list(range(SHARDS)), 100, 0.1)
+    assert len(read) == 6  # read by the predecessor, never answered
+    restarted.consumer.startService()
+    yield until(lambda: len(restarted.pipeline.answered) == 6, what="the restarted instance answered", timeout=5)
+    assert sorted(restarted.pipeline.answered) == sorted(e.id for e in events)
+    assert (yield leases.holder(lease_name(0))) == ("host:7:abc123", 2)

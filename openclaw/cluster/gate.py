@@ -5,7 +5,8 @@ A service of the tree that runs only while this instance holds a lease.
 name, its interfaces: status, reload and drain reach the child through it)
 and starts the child when the lease is acquired, stops it when the lease is
 lost.  The tree's start only says the child is *wanted*; the lease says
-whether it runs here.  A child is started again on a later acquisition, so
+whether it runs here.  The gate watches the lease from its start to its
+stop, so a connector a reload removes lets its lease go.  A child is started again on a later acquisition, so
 it must start from the store's record, not from memory (cron does).
 """
 
@@ -28,7 +29,6 @@ class Gated(Service):
         if getattr(child, "name", None):
             self.setName(child.name)
         directlyProvides(self, *providedBy(child))
-        cluster.lease(lease, self._acquired, self._lost)
 
     def __getattr__(self, name: str) -> Any:
         # Only for what this class lacks: the child's status, methods and attributes.
@@ -60,8 +60,7 @@ class Gated(Service):
 
     def startService(self) -> None:
         Service.startService(self)
-        if self.cluster.holds(self.lease):
-            self._acquired()
+        self.cluster.lease(self.lease, self._acquired, self._lost)  # calls _acquired when already held
 
     def problems(self) -> list[str]:
         return self.child.problems() if self.child.running else []
@@ -75,4 +74,5 @@ class Gated(Service):
 
     def stopService(self) -> Deferred:
         Service.stopService(self)
-        return self._stop_child()
+        d = self._stop_child()
+        return d.addCallback(lambda _: self.cluster.unlease(self.lease, self._acquired, self._lost))

@@ -39,6 +39,13 @@ class LocalCluster(StatusSource, Service):
         if self.running:
             on_acquired()
 
+    def unlease(self, lease_name: str, on_acquired: Callable[[], Any], on_lost: Callable[[], Any]) -> None:
+        watchers = self._watchers.get(lease_name, [])
+        if (on_acquired, on_lost) in watchers:
+            watchers.remove((on_acquired, on_lost))
+        if not watchers:
+            self._watchers.pop(lease_name, None)
+
     def holds(self, lease_name: str) -> bool:
         return True
 

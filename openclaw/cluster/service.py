@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import txredisapi
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail, gatherResults, inlineCallbacks
+from twisted.internet.defer import Deferred, fail, gatherResults, inlineCallbacks, succeed
 from zope.interface import implementer
 
 from openclaw import metrics
@@ -66,6 +66,16 @@ class RedisCluster(StatusSource, Service):
         keeper.watchers.append((on_acquired, on_lost))
         if keeper.held():
             on_acquired()
+
+    def unlease(self, lease_name: str, on_acquired: Callable[[], Any], on_lost: Callable[[], Any]) -> Deferred:
+        keeper = self.keepers.get(lease_name)
+        if keeper is None or (on_acquired, on_lost) not in keeper.watchers:
+            return succeed(None)
+        keeper.watchers.remove((on_acquired, on_lost))
+        if keeper.watchers:
+            return succeed(None)
+        del self.keepers[lease_name]
+        return keeper.stop()
 
     def holds(self, lease_name: str) -> bool:
         keeper = self.keepers.get(lease_name)

@@ -6,7 +6,8 @@ With several instances on one Redis, a connector that keeps a connection of
 its own to its platform (Telegram's long poll, Discord's and Slack's
 sockets) runs only on the instance holding its account's lease
 (``connector:<platform>:<account>``); elsewhere it is on standby and sends
-nothing.  Webhook and send-only connectors (WhatsApp, SMTP) run everywhere.
+nothing.  Webhook and send-only connectors (WhatsApp, Telegram in webhook
+mode, SMTP) run everywhere.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ class ConnectorsService(StatusSource, OrderedMultiService):
             self._gated(connector).setServiceParent(self)
 
     def _gated(self, connector: Any) -> Any:
-        if self.cluster is None or connector.name not in LEASED:
+        webhook = getattr(connector.config, "mode", "") == "webhook"  # Telegram's: any instance takes the POSTs
+        if self.cluster is None or connector.name not in LEASED or webhook:
             return connector
         return Gated(connector, self.cluster, connector_lease(connector.name, account_of(connector)))
 
