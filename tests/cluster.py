@@ -21,6 +21,7 @@ from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from tests import wsclient
+from tests.llm_servers import Canned, FakeLLM, openai_text
 from tests.process import HomeDaemon, RedisServer
 from tests.telegram_server import TOKEN as BOT_TOKEN
 from tests.telegram_server import BotAPI, text_update
@@ -31,6 +32,10 @@ PREFIX = "e2e:"
 #: whole number of seconds, so the renew ticks (every third of it) drift against cron's whole seconds.
 TTL = 3.6
 HEARTBEAT_EVERY = 5.0
+#: Seconds the model takes over each answer.
+THINKING = 1.0
+#: Webchat sessions per client: each one's messages come further apart than THINKING (no backlog).
+SESSIONS_PER_CLIENT = 4
 #: Telegram chats of the stream: message n comes from chat FIRST_CHAT + n.
 FIRST_CHAT = 5000
 
@@ -40,7 +45,10 @@ web: {{listen: "tcp:0:interface=127.0.0.1"}}
 store: {{url: "redis://127.0.0.1:{redis_port}/0", prefix: "{prefix}", history: 5000}}
 cluster: {{lease_ttl: {ttl}s, instance_ttl: {ttl}s}}
 lanes: {{max_queue: 10000}}
-heartbeat: {{every: {heartbeat}s}}
+heartbeat: {{every: {heartbeat}s, target: "webchat:owner"}}
+brain:
+  providers: [{{kind: openai, model: slow, base_url: "{model_url}", api_key: sk-test-0123456789abcdef,
+               timeout: 30s, max_retries: 0}}]
 connectors:
   telegram: {{enabled: true, token: "{bot_token}", api_url: "{api_url}", allow_from: ["*"], poll_timeout: 0.5,
               rate_per_minute: 0}}
@@ -50,9 +58,16 @@ cron:
 """
 
 
-def cluster_config(redis_port: int, api: BotAPI) -> str:
+def cluster_config(redis_port: int, api: BotAPI, model: FakeLLM) -> str:
     return CONFIG.format(gateway_token=GATEWAY_TOKEN, redis_port=redis_port, prefix=PREFIX, ttl=f"{TTL:g}",
-                         heartbeat=f"{HEARTBEAT_EVERY:g}", bot_token=BOT_TOKEN, api_url=api.url)
+                         heartbeat=f"{HEARTBEAT_EVERY:g}", bot_token=BOT_TOKEN, api_url=api.url, model_url=model.url)
+
+
+def slow_model() -> FakeLLM:
+    """A model that takes ``THINKING`` seconds over every answer, so a killed instance leaves messages mid-way."""
+    model = FakeLLM().start()
+    model.default = Canned(body=openai_text("an answer").body, delay=THINKING)
+    return model
 
 
 class Cluster:
@@ -65,12 +80,13 @@ class Cluster:
     def __init__(self, tmp_path: Any, redis: RedisServer, api: BotAPI, n: int = 3,
                  redis_ports: dict[int, int] | None = None) -> None:
         self.redis = redis
+        self.model = slow_model()
         self.daemons: list[HomeDaemon] = []
         for i in range(n):
             home = os.path.join(str(tmp_path), f"home-{i}")
             os.makedirs(home, mode=0o700)
             with open(os.path.join(home, "openclaw.yaml"), "w", encoding="utf-8") as f:
-                f.write(cluster_config((redis_ports or {}).get(i, redis.port), api))
+                f.write(cluster_config((redis_ports or {}).get(i, redis.port), api, self.model))
             self.daemons.append(HomeDaemon(tmp_path, home))
 
     def start(self, daemons: list[HomeDaemon] | None = None) -> None:
@@ -81,9 +97,10 @@ class Cluster:
         for daemon in daemons:
             daemon.notify.until("READY=1")
 
-    def stop(self) -> None:
+    def stop(self) -> defer.Deferred:
         for daemon in self.daemons:
             daemon.ensure_dead()
+        return self.model.stop()
 
     def running(self) -> list[HomeDaemon]:
         return [d for d in self.daemons if d.process is not None and d.process.poll() is None]
@@ -215,8 +232,9 @@ def holders(daemon: HomeDaemon) -> Any:
 
 class MessageStream:
     """
-    Webchat messages from one client per daemon and Telegram updates, one of
-    each every ``every`` seconds while running.  ``acked`` maps each
+    Webchat messages from one client per daemon (each to a few sessions in
+    turn) and Telegram updates from a chat each, one of each every
+    ``every`` seconds while running.  ``acked`` maps each
     acknowledged webchat event id to its session; ``pushed`` lists the
     Telegram chats written to.  A client whose daemon dies stops sending.
     """
@@ -251,7 +269,7 @@ class MessageStream:
             self._loop.stop()
 
     def sessions(self) -> list[str]:
-        return [c.session for c in self.clients]
+        return [f"{c.session}-{n}" for c in self.clients for n in range(SESSIONS_PER_CLIENT)]
 
     def _tick(self) -> None:
         self.sent += 1
@@ -261,7 +279,9 @@ class MessageStream:
         live = [c for c in self.clients if c.alive]
         if live:
             client = live[self.sent % len(live)]
-            rid = client.send("chat.send", {"text": f"webchat {self.sent}", "client_msg_id": f"m{self.sent}"})
+            session = f"{client.session}-{self.sent % SESSIONS_PER_CLIENT}"
+            rid = client.send("chat.send", {"text": f"webchat {self.sent}", "client_msg_id": f"m{self.sent}",
+                                            "session": session})
             client.requests[rid] = self.sent
 
     @defer.inlineCallbacks
@@ -277,7 +297,7 @@ class MessageStream:
                     self.pushes[frame["payload"]["reply_to"]] += 1
             elif client.requests.pop(frame.get("id"), None) is not None:
                 if frame["ok"]:
-                    self.acked[frame["payload"]["event_id"]] = client.session
+                    self.acked[frame["payload"]["event_id"]] = frame["payload"]["session"]
                 else:
                     self.refused[frame["error"]["code"]] += 1
 
