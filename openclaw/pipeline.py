@@ -107,6 +107,9 @@ class Pipeline(Service):
     ) -> None:
         self.runtime = runtime
         self.streams = streams
+        #: With ``streams``: whether this instance reads the session's shard
+        #: now (set by the shard consumer), so the message's action goes on here.
+        self.reads_here: Callable[[str], bool] = lambda session_id: False
         self.store = store
         self.brain = brain
         self.outbox = outbox
@@ -188,7 +191,8 @@ class Pipeline(Service):
         event_id, duplicate = result
         with action.context():
             log(MESSAGE_RECORDED, level="info" if duplicate else "debug", event_id=event_id, duplicate=duplicate)
-        if duplicate or self.streams:
+        if duplicate or (self.streams and not self.reads_here(event.session_id)):
+            # Another instance answers it: this action ends here (that one begins MESSAGE_TAKEN).
             self._actions.pop(event.id, None)
             action.finish()
         if not duplicate:

@@ -32,8 +32,9 @@ from openclaw.cluster.lease import LOST, Holding, Timing, share
 from openclaw.cluster.redis_lease import parse_holder
 from openclaw.eliotutil import log, message_type, typed
 from openclaw.events import Event
-from openclaw.interfaces import IDrainable
+from openclaw.interfaces import IDrainable, IStatusSource
 from openclaw.periodic import PeriodicService
+from openclaw.status import StatusSource
 
 #: Sessions hash onto this many inbound streams.  Fixed: every instance must
 #: agree on it, and a session must keep its stream (docs/storage.md).
@@ -114,8 +115,8 @@ def candidates(free: Collection[int], instance_id: str, shards: int) -> list[int
     return sorted(free, key=lambda s: (s - start) % shards)
 
 
-@implementer(IDrainable)
-class ShardConsumer(Service):
+@implementer(IDrainable, IStatusSource)
+class ShardConsumer(StatusSource, Service):
     """
     Holds shard leases (renewed every third of ``timing.ttl``) and feeds
     the held shards' stream entries to ``pipeline.take`` in order.
@@ -177,6 +178,8 @@ class ShardConsumer(Service):
 
     @inlineCallbacks
     def _tick(self) -> Any:
+        if not self.ready.called:
+            yield self.store.stream_unstreamed()  # events an older version left received
         leases = self._leases()
         for shard, holding in list(self.held.items()):
             if holding.next_step(self.clock.seconds()) == LOST:
@@ -238,6 +241,12 @@ class ShardConsumer(Service):
         metrics.inbound_shards_held.set(len(self.held))
         log(SHARD_LOST, level="warn", shard=shard, why=why)
 
+    status_key = "shards"
+
+    def status(self) -> dict[str, Any]:
+        """The part of ``/health``: which inbound shards this instance reads, and how many events are in flight."""
+        return {"held": sorted(self.held), "leaving": sorted(self.leaving), "in_flight": len(self.inflight)}
+
     # Reading
 
     def _readable(self) -> list[int]:
@@ -262,6 +271,12 @@ class ShardConsumer(Service):
                 continue
             for shard, event in found:
                 self._take(shard, event)
+
+    def reads_session(self, session_id: str) -> bool:
+        """Whether this instance reads ``session_id``'s shard now (no I/O)."""
+        shard = shard_of(session_id, self.shards)
+        holding = self.held.get(shard)
+        return holding is not None and shard not in self.leaving and holding.held(self.clock.seconds())
 
     def _take(self, shard: int, event: Event) -> None:
         """
@@ -322,10 +337,18 @@ def uses_streams(config: Any) -> bool:
     return bool(config.store.url.startswith("redis://"))
 
 
+def live_ids(cluster: Any) -> Deferred:
+    """The ids of the live instances (``ICluster.instances``), as the consumer and the webchat fan-out want them."""
+    return cluster.instances().addCallback(lambda found: [i["id"] for i in found])
+
+
 def shard_children(config: Any, clock: Any, store: Any, cluster: Any, pipeline: Any) -> list[tuple[str, Service]]:
     """The consumer of the shard streams (for ``build_service``'s children), none without Redis."""
     if not uses_streams(config):
         return []
-    return [("shards", ShardConsumer(
+    consumer = ShardConsumer(
         clock, store.store, lambda: cluster.leases, pipeline, cluster.instance_id, cluster.timing,
-        instances=lambda: cluster.instances().addCallback(lambda found: [i["id"] for i in found])))]
+        instances=lambda: live_ids(cluster))
+    pipeline.reads_here = consumer.reads_session
+    store.store.claim_as = cluster.instance_id  # outbox rows it takes are claimed (two instances never send one)
+    return [("shards", consumer)]

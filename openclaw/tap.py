@@ -29,6 +29,7 @@ from openclaw.daemon import DaemonService
 from openclaw.events import OutboxItem, new_event_id
 from openclaw.facts import RuntimeFacts
 from openclaw.gateway.chat import WebchatHub, chat_methods
+from openclaw.gateway.fanout import webchat_fanout
 from openclaw.gateway.methods import core_methods, reload_method
 from openclaw.gateway.pairing import pairing_methods
 from openclaw.gateway.service import GatewayService
@@ -118,14 +119,15 @@ def build_service(
     store = make_store(config.store, home, reactor)
     cluster = make_cluster(config, reactor, store)  # who else shares the store, and which leases this one holds
     hub = WebchatHub(reactor)
+    fanout = webchat_fanout(config, reactor, store, hub, cluster)  # Redis: replies reach other instances' clients
     # Secrets as the running config has them; the gateway token is made at
     # start.  Both are looked up when asked (the logger: per record).
     secrets = lambda: [*known_secrets(root.config), gateway.token]  # noqa: E731
     connectors = ConnectorsService(runtime, lambda section: make_connectors(
         section, reactor, pipeline, store, notifier, environ), cluster=cluster)
-    outbox = OutboxService(reactor, store, ChannelRoutes({"webchat": hub.deliver}, connectors),
+    outbox = OutboxService(reactor, store, ChannelRoutes({"webchat": (fanout or hub).deliver}, connectors),
                            max_attempts=config.outbox.max_attempts,
-                           redact=lambda text: scrub_text(text, secrets()))
+                           redact=lambda text: scrub_text(text, secrets()), only_deliverable=uses_streams(config))
     facts = RuntimeFacts(runtime, tree)
 
     def enqueue(session_id: str, text: str) -> Any:
@@ -178,6 +180,7 @@ def build_service(
         ("logging", logging),        # first up, last down: everything logs
         ("store", store),            # closed last of the working parts; reports failures (GuardedStore)
         ("cluster", cluster),        # leases: stopping releases them once the work they guard has stopped
+        *([("webchat-fanout", fanout)] if fanout else []),  # Redis: pushes what any instance publishes
         ("brain", brains),           # the model (a reload may replace it)
         ("state", StateService(runtime, os.path.join(data, "gateway-state.json"), config.state.save_every)),
         ("web", web),                # answers /health ("draining") until the stop phase

@@ -19,7 +19,7 @@ from twisted.internet.task import deferLater
 from tests.process import DaemonProcess
 
 TOKEN = "cluster-test-token-0123456789abcdef"
-TTL = 2.0
+TTL = 3.0
 #: A ceiling, not a wait: two daemons and Redis share two loaded cores.
 CEILING = 30.0
 
@@ -61,12 +61,12 @@ def test_two_daemons_one_heartbeat_and_a_killed_holder_hands_it_over(tmp_path, r
         for daemon in daemons:
             daemon.start()
         bodies = yield polled(daemons, lambda bodies: all(len(b["cluster"]["instances"]) == 2 for b in bodies)
-                              and sum(holds_scheduler(b) for b in bodies) == 1 and any(b["last_heartbeat"] for b in bodies),
-                              "both instances listed, one scheduler holder that beat")
+                              and sum(holds_scheduler(b) for b in bodies) == 1 and any(b["last_heartbeat"] for b in bodies)
+                              and all(b["status"] == "ok" for b in bodies),
+                              "both instances listed and healthy, one scheduler holder that beat")
         holder = next(i for i, b in enumerate(bodies) if holds_scheduler(b))
         other = 1 - holder
         assert bodies[other]["last_heartbeat"] is None, "the standby instance beat too"
-        assert bodies[other]["status"] == "ok" and bodies[holder]["status"] == "ok", bodies
         listed = {i["id"]: i["holds"] for i in bodies[other]["cluster"]["instances"]}
         assert listed[bodies[holder]["cluster"]["instance_id"]] == ["scheduler"]
 

@@ -19,6 +19,7 @@ from openclaw.cluster.local import LocalCluster
 from openclaw.interfaces import ICluster, IDrainable, IReconfigurable, IStatusSource
 from openclaw.status import StatusSource, TreeStatus
 from tests.fakes import StateStore
+from tests.waiting import step_clock
 
 
 @implementer(IDrainable, IReconfigurable, IStatusSource)
@@ -88,20 +89,20 @@ class OneLease:
 
 def test_the_child_runs_only_while_the_lease_is_held_and_the_tree_wants_it() -> None:
     cluster, child = OneLease(), Child()
-    gate = Gated(child, cluster, SCHEDULER)
+    gate = Gated(child, cluster, SCHEDULER, standby=lambda: child.journal.append("standby"))
     gate.setName("child")
     cluster.grant()
     assert child.journal == []  # the tree has not started it yet
     gate.startService()
     assert child.journal == ["start"] and gate.active
     cluster.take()
-    assert child.journal == ["start", "stop"] and not gate.active and gate.running
+    assert child.journal == ["start", "stop", "standby"] and not gate.active and gate.running
     cluster.grant()
-    assert child.journal == ["start", "stop", "start"]
-    gate.stopService()
+    assert child.journal == ["start", "stop", "standby", "start"]
+    gate.stopService()  # the tree stops: no standby
     assert cluster.watchers == []  # a stopped gate (a connector a reload removed) lets the lease go
     cluster.grant()
-    assert child.journal == ["start", "stop", "start", "stop"]
+    assert child.journal == ["start", "stop", "standby", "start", "stop"]
 
 
 def test_status_reload_and_drain_reach_the_child_through_the_gate() -> None:
@@ -141,3 +142,43 @@ def test_the_cluster_of_one_holds_every_lease_from_start_to_stop() -> None:
     assert (yield cluster.alive("host:1:abcdef")) and not (yield cluster.alive("other:2:000000"))
     yield cluster.stopService()
     assert not child.running
+
+
+class HangingLeases:
+    """``RedisLeases``'s calls: acquire answers at once; renews answer as the test says (or never)."""
+
+    def __init__(self) -> None:
+        self.renews: list[Deferred] = []
+        self.released: list[int] = []
+
+    def acquire(self, name: str, instance_id: str, ttl: float) -> Deferred:
+        return succeed(1)
+
+    def renew(self, name: str, instance_id: str, token: int, ttl: float) -> Deferred:
+        d: Deferred = Deferred()
+        self.renews.append(d)
+        return d
+
+    def release(self, name: str, instance_id: str, token: int) -> Deferred:
+        self.released.append(token)
+        return succeed(True)
+
+
+def test_a_holder_whose_renews_hang_steps_down_before_redis_could_expire_the_lease() -> None:
+    from openclaw.cluster.keeper import LeaseKeeper
+    from openclaw.cluster.lease import Timing
+
+    clock, leases = Clock(), HangingLeases()
+    keeper = LeaseKeeper(clock, leases, SCHEDULER, "host:1:abcdef", Timing.for_ttl(15.0))
+    events: list[tuple[str, float]] = []
+    keeper.watchers.append((lambda: events.append(("acquired", clock.seconds())),
+                            lambda: events.append(("lost", clock.seconds()))))
+    keeper.start()
+    assert events == [("acquired", 0.0)] and keeper.held()
+    clock.advance(5.0)  # the first renew, sent at 5 s: answered in time, so trusted until 5 + 15 - 3
+    leases.renews[-1].callback(True)
+    step_clock(clock, 11.9)  # then Redis stops answering: renews (each timing out after a period) every period
+    assert keeper.held() and len(leases.renews) == 3
+    step_clock(clock, 0.1)
+    assert events == [("acquired", 0.0), ("lost", 17.0)] and not keeper.held()
+    # Redis keeps the key until 5 s + 15 s at the earliest: the work stopped 3 s before another could take it.

@@ -229,3 +229,18 @@ def test_a_crashed_predecessor_on_this_host_is_taken_over_without_waiting_for_it
     yield until(lambda: len(restarted.pipeline.answered) == 6, what="the restarted instance answered", timeout=5)
     assert sorted(restarted.pipeline.answered) == sorted(e.id for e in events)
     assert (yield leases.holder(lease_name(0))) == ("host:7:abc123", 2)
+
+
+@pytest_twisted.inlineCallbacks
+def test_events_left_received_by_a_version_before_streams_are_answered(cluster) -> None:
+    upgraded = cluster("new")
+    yield upgraded.store.startService()
+    events = [message(session=f"webchat:{n}", text=f"old {n}") for n in range(3)]
+    for event in events:
+        yield upgraded.store.record_inbound(event)
+        stream = upgraded.store.stream_key(shard_of(event.session_id))
+        yield upgraded.store.redis.execute_command("DEL", stream)  # as the old version wrote it: no entry
+        yield upgraded.store.redis.hdel(f"t:in:{event.id}", ["xid", "shard"])
+    upgraded.consumer.startService()
+    yield until(lambda: len(upgraded.pipeline.answered) == 3, what="the old events answered", timeout=5)
+    assert sorted(upgraded.pipeline.answered) == sorted(e.id for e in events)

@@ -12,7 +12,7 @@ it must start from the store's record, not from memory (cron does).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -22,10 +22,13 @@ from openclaw.interfaces import IDrainable
 
 
 class Gated(Service):
-    def __init__(self, child: Any, cluster: Any, lease: str) -> None:
+    """:param standby: called once the child stopped because the lease was lost (a connector's gauges)."""
+
+    def __init__(self, child: Any, cluster: Any, lease: str, standby: Callable[[], None] = lambda: None) -> None:
         self.child = child
         self.lease = lease
         self.cluster = cluster
+        self.standby = standby
         if getattr(child, "name", None):
             self.setName(child.name)
         directlyProvides(self, *providedBy(child))
@@ -51,7 +54,7 @@ class Gated(Service):
             self.child.startService()
 
     def _lost(self) -> Deferred:
-        return self._stop_child()
+        return self._stop_child().addCallback(lambda _: self.standby())
 
     def _stop_child(self) -> Deferred:
         if not self.child.running:

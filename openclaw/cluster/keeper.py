@@ -74,10 +74,19 @@ class LeaseKeeper:
     def start(self) -> None:
         self.loop.startService()
 
-    @inlineCallbacks
-    def tick(self) -> Any:
-        """One step: acquire, renew, or notice the loss."""
+    def tick(self) -> Deferred:
+        """One step: acquire, renew, or notice the loss; the next one renew period after this one began."""
         sent = self.clock.seconds()
+
+        def next_from_start(result: Any) -> Any:
+            # A slow or timed-out request must not push the next renew past the end of the trust.
+            self.loop.interval = max(0.001, sent + self.timing.renew_every - self.clock.seconds())
+            return result
+
+        return self._step(sent).addBoth(next_from_start)
+
+    @inlineCallbacks
+    def _step(self, sent: float) -> Any:
         step = self.holding.next_step(sent)
         if step == LOST:
             yield self._lose("expired")

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 from twisted.internet.defer import inlineCallbacks
 from zope.interface import implementer
 
+from openclaw import metrics
 from openclaw.cluster import connector_lease
 from openclaw.cluster.gate import Gated
 from openclaw.config import Config
@@ -112,7 +113,8 @@ class ConnectorsService(StatusSource, OrderedMultiService):
         webhook = getattr(connector.config, "mode", "") == "webhook"  # Telegram's: any instance takes the POSTs
         if self.cluster is None or connector.name not in LEASED or webhook:
             return connector
-        return Gated(connector, self.cluster, connector_lease(connector.name, account_of(connector)))
+        return Gated(connector, self.cluster, connector_lease(connector.name, account_of(connector)),
+                     standby=lambda: _no_gauge(connector.name))
 
     status_key = "connectors"
 
@@ -169,6 +171,14 @@ class ConnectorsService(StatusSource, OrderedMultiService):
         self.config = new
 
 
+def _no_gauge(name: str) -> None:
+    """On standby ``openclaw_connector_up`` is absent, not 0: another instance holds the connection."""
+    try:
+        metrics.connector_up.remove(name)
+    except KeyError:
+        pass
+
+
 def _standby(connector: Any) -> bool:
     return isinstance(connector, Gated) and not connector.active
 
@@ -198,6 +208,11 @@ class ChannelRoutes:
         if found is None and self._connectors.standby(channel):
             return _not_here  # the holder sends it; the row stays pending here
         return found
+
+    def deliverable(self) -> list[str]:
+        """The channels this instance can deliver now (a connector another instance holds is not one)."""
+        held = (name for name in self._connectors.namedServices if self._connectors.deliverer(name) is not None)
+        return sorted({*self._fixed, *held})
 
 
 def _not_here(item: Any) -> bool:

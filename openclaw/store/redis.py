@@ -80,6 +80,29 @@ redis.call('ZADD', p..'in:at:'..ARGV[8], ts, id)
 return {id, '0'}
 """
 
+# Received events with no stream entry (recorded before streams): ids and sessions.
+_UNSTREAMED = """
+local p, found = ARGV[1], {}
+for _, id in ipairs(redis.call('ZRANGE', p..'in:pending', 0, -1)) do
+  local r = redis.call('HMGET', p..'in:'..id, 'xid', 'session', 'event')
+  if not r[1] and r[2] then table.insert(found, {id, r[2], r[3]}) end
+end
+return found
+"""
+
+# ARGV: prefix, then per event: id, shard, event json.  In pending order.
+_STREAM = """
+local p = ARGV[1]
+for i = 2, #ARGV, 3 do
+  local key = p..'in:'..ARGV[i]
+  if redis.call('HGET', key, 'state') == 'received' and not redis.call('HGET', key, 'xid') then
+    local xid = redis.call('XADD', p..'inbound:'..ARGV[i + 1], '*', 'id', ARGV[i], 'event', ARGV[i + 2])
+    redis.call('HSET', key, 'shard', ARGV[i + 1], 'xid', xid)
+  end
+end
+return 1
+"""
+
 _PENDING = """
 local p = ARGV[1]
 local events = {}
@@ -168,16 +191,35 @@ return {id, tostring(duplicate)}
 """
 
 # Due rows in created order: the due set is ordered by next attempt, so sort.
+# ARGV: prefix, now, limit, claimant or '', claim ms, then the channels to
+# take (none: every channel).  With a claimant, the rows returned are claimed
+# for claim ms (by Redis's clock): other claimants skip them meanwhile, so two
+# instances never send one row at once; the claimant itself takes them again.
 _DUE = """
-local p = ARGV[1]
+local p, claimant = ARGV[1], ARGV[4]
+local wanted = nil
+if #ARGV > 5 then
+  wanted = {}
+  for i = 6, #ARGV do wanted[ARGV[i]] = true end
+end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rows = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', p..'out:due', '-inf', ARGV[2])) do
-  table.insert(rows, redis.call('HMGET', p..'out:'..id, 'seq', 'item', 'attempts', 'next_attempt', 'last_error'))
+  local r = redis.call('HMGET', p..'out:'..id, 'seq', 'item', 'attempts', 'next_attempt', 'last_error', 'claim', 'claim_until')
+  local free = claimant == '' or not r[6] or r[6] == claimant or tonumber(r[7]) <= now_ms
+  if free and (wanted == nil or wanted[cjson.decode(r[2]).channel]) then
+    r[8] = id
+    table.insert(rows, r)
+  end
 end
 table.sort(rows, function(a, b) return tonumber(a[1]) < tonumber(b[1]) end)
 local due = {}
 for i = 1, math.min(#rows, tonumber(ARGV[3])) do
   local r = rows[i]
+  if claimant ~= '' then
+    redis.call('HSET', p..'out:'..r[8], 'claim', claimant, 'claim_until', now_ms + tonumber(ARGV[5]))
+  end
   table.insert(due, {r[2], r[3], r[4], r[5] or ''})
 end
 return due
@@ -191,6 +233,7 @@ if redis.call('HGET', key, 'status') ~= 'pending' then return 0 end
 if outcome == 'retry' then
   redis.call('HINCRBY', key, 'attempts', 1)
   redis.call('HSET', key, 'next_attempt', ARGV[4], 'last_error', ARGV[5])
+  redis.call('HDEL', key, 'claim', 'claim_until')
   redis.call('ZADD', p..'out:due', ARGV[4], id)
   return 1
 end
@@ -399,6 +442,10 @@ class RedisStore(Service):
         self.ready: Deferred | None = None
         self._redis: Any = None
         self._reader: Any = None
+        #: Set by a clustered daemon (its instance id): outbox rows it takes
+        #: are claimed for ``claim_for`` seconds (see ``due_outbox``).
+        self.claim_as = ""
+        self.claim_for = 30.0
         #: event id -> the fencing token of the shard lease it was read
         #: under (set by the shard consumer, dropped on completion).
         self.fences: dict[str, str] = {}
@@ -546,6 +593,17 @@ class RedisStore(Service):
         return [Event.from_json(e) for e in events]
 
     @inlineCallbacks
+    def stream_unstreamed(self) -> Any:
+        """Put events recorded before streams (still received, no entry) on their shards' streams."""
+        found = yield self._eval(_UNSTREAMED)
+        args: list[Any] = []
+        for event_id, session, event in found:
+            args += [event_id, shard_of(session), event]
+        if args:
+            yield self._eval(_STREAM, *args)
+        return len(found)
+
+    @inlineCallbacks
     def read_shards(self, consumer: str, shards: list[int], count: int, block: float) -> Any:
         """
         New entries of ``shards``' streams for ``consumer``, waiting up to
@@ -584,8 +642,11 @@ class RedisStore(Service):
         return outbox_id, duplicate == "1"
 
     @inlineCallbacks
-    def due_outbox(self, now: float, limit: int) -> Any:
-        rows = yield self._eval(_DUE, _number(now), max(limit, 0))
+    def due_outbox(self, now: float, limit: int, channels: list[str] | None = None) -> Any:
+        if channels is not None and not channels:
+            return []
+        rows = yield self._eval(_DUE, _number(now), max(limit, 0), self.claim_as,
+                                str(round(self.claim_for * 1000)), *(channels or []))
         items = []
         for item, attempts, next_attempt, last_error in rows:
             raw = orjson.loads(item)
