@@ -4,15 +4,16 @@ latency with 1, 2 and 3 daemons, beside one daemon on SQLite, in one run.
 
     .venv/bin/python bench/cluster.py [--duration=4] [--warmup=1] [--instances=1,2,3]
                                       [--rate=1000] [--sessions=100] [--conns=10] [--window=50]
-                                      [--grace=5] [--json=FILE]
+                                      [--grace=3] [--json=FILE]
 
 Starts its own ``redis-server`` on a free port (AOF on, ``appendfsync
 everysec``, in a temporary directory) and, for each configuration
-(``sqlite x1``, then ``redis xN`` for each N of ``--instances``), N fresh
-daemons (``twistd -n openclaw``, fresh homes, one key prefix shared by
-the N) and one load generator per daemon (``bench/pipeline.py --client``:
+(``sqlite x1``, then ``redis xN`` for each N of ``--instances``) and
+phase, N fresh daemons (``twistd -n openclaw``, fresh homes, one key
+prefix shared by the N: no backlog of one phase is measured in the next)
+and one load generator per daemon (``bench/pipeline.py --client``:
 ``--conns`` connections, ``--sessions`` webchat sessions of its own).
-Two phases per configuration, on the same daemons:
+Two phases per configuration:
 
 1. ``rate``: ``--rate`` messages/s in total, split evenly over the
    instances; p50/p99 from a ``chat.send`` written to its ``chat.reply``
@@ -25,7 +26,7 @@ Nothing is pinned: the daemons, Redis and the generators share the
 machine's cores as they would on one host, and each process's CPU use in
 the measured window is printed (from /proc), so the limit shows: the cores
 (their sum near the core count), Redis (its process near 100%) or round
-trips (neither). Whole run: about (2 x (warmup + duration + ~2) + ~4) s per
+trips (neither). Whole run: about 2 x (warmup + duration + grace + ~4) s per
 configuration. Prints the command first and a Markdown table last.
 """
 
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=100, help="webchat sessions per load generator (default 100)")
     parser.add_argument("--conns", type=int, default=10, help="connections per load generator (default 10)")
     parser.add_argument("--window", type=int, default=50, help="outstanding sends per connection (default 50)")
-    parser.add_argument("--grace", type=float, default=5.0, help="seconds to wait for replies after a phase")
+    parser.add_argument("--grace", type=float, default=3.0, help="seconds to wait for replies after a phase (default 3)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.instances.split(",") if n.strip()]
@@ -192,14 +193,15 @@ def main(argv: list[str] | None = None) -> int:
               f"with {args.sessions} sessions over {args.conns} connections; nothing pinned")
         for store, n in [("sqlite", 1)] + [("redis", n) for n in counts]:
             name = f"{store} x{n}"
-            with instances(store, n, redis_url) as (daemons, config):
-                print(f"## {name}: config {config.strip()!r}")
-                results[name] = {}
-                for phase, mode, rate in (("rate", "rate", args.rate), ("throughput", "ack", 0.0)):
+            results[name] = {}
+            for phase, mode, rate in (("rate", "rate", args.rate), ("throughput", "ack", 0.0)):
+                with instances(store, n, redis_url) as (daemons, config):
+                    if phase == "rate":
+                        print(f"## {name}: config {config.strip()!r}")
                     r = run_phase(daemons, mode, rate, args, redis_pid if store == "redis" else None)
-                    r["window"] = args.window
-                    results[name][phase] = r
-                    show(name, phase, r)
+                r["window"] = args.window
+                results[name][phase] = r
+                show(name, phase, r)
     print()
     print("| instances | phase | offered | acks/s | replies/s | p50 ms | p99 ms | CPU per process | CPU sum |")
     print("|---|---|---:|---:|---:|---:|---:|---|---:|")
