@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(n) for n in args.instances.split(",") if n.strip()]
     gw.print_command()
     v = versions()
-    print(f"# date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}  host: {platform.node()}  nproc: {os.cpu_count()}")
+    print(f"# date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}  host: {platform.node()}  nproc: {os.cpu_count()}  "
+          f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (others' work shares the cores)")
     started = time.monotonic()
     results: dict[str, dict[str, Any]] = {}
     with redis_server() as (redis_url, redis_pid):
@@ -211,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             cpu = ", ".join(f"{k} {val:.0%}" for k, val in r["cpu"].items())
             print(f"| {name} | {phase} | {offered} | {r['acks_s']:.0f} | {r['replies_s']:.0f} | {r['p50_ms']:.1f} | "
                   f"{r['p99_ms']:.1f} | {cpu} | {sum(r['cpu'].values()):.0%} |")
-    print(f"\n# whole run {time.monotonic() - started:.0f} s")
+    print(f"\n# whole run {time.monotonic() - started:.0f} s; load average now "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"versions": v, "results": results}, f, indent=2)
