@@ -2,7 +2,7 @@
 Several instances on one Redis: acknowledged and replied messages/s and
 latency with 1, 2 and 3 daemons, beside one daemon on SQLite, in one run.
 
-    .venv/bin/python bench/cluster.py [--duration=4] [--warmup=1] [--instances=1,2,3]
+    .venv/bin/python bench/cluster.py [--duration=4] [--warmup=2] [--instances=1,2,3]
                                       [--rate=1000] [--sessions=100] [--conns=10] [--window=50]
                                       [--grace=3] [--json=FILE]
 
@@ -170,7 +170,7 @@ def show(name: str, phase: str, r: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="openclaw: several instances on one Redis")
     parser.add_argument("--duration", type=float, default=4.0, help="measured seconds per phase (default 4)")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds of load first (default 1)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds of load first (default 2)")
     parser.add_argument("--instances", default="1,2,3", help="instance counts on Redis (default 1,2,3)")
     parser.add_argument("--rate", type=float, default=1000.0, help="total messages/s of the rate phase (default 1000)")
     parser.add_argument("--sessions", type=int, default=100, help="webchat sessions per load generator (default 100)")
