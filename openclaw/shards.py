@@ -23,7 +23,7 @@ from collections.abc import Collection
 from typing import Any, Callable
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.task import deferLater
 from zope.interface import implementer
 
@@ -145,7 +145,9 @@ class ShardConsumer(StatusSource, Service):
         self.shards = shards
         self.batch = batch
         self.max_inflight = max_inflight
-        self.block = block
+        #: A read blocks for less than half the lease's margin, so it has
+        #: ended before the lease could pass to another instance.
+        self.block = min(block, timing.margin / 2)
         self.held: dict[int, Holding] = {}
         self.leaving: set[int] = set()
         self.inflight: dict[str, int] = {}  # event id -> shard
@@ -181,20 +183,12 @@ class ShardConsumer(StatusSource, Service):
         if not self.ready.called:
             yield self.store.stream_unstreamed()  # events an older version left received
         leases = self._leases()
-        for shard, holding in list(self.held.items()):
-            if holding.next_step(self.clock.seconds()) == LOST:
-                self._drop(shard, "not renewed in time")
-                continue
-            sent = self.clock.seconds()
-            try:
-                renewed = yield leases.renew(lease_name(shard), self.instance_id, holding.token, self.timing.ttl)
-            except Exception:
-                continue  # the next tick tries again; the trust left decides when it is lost
-            if not (renewed and holding.renewed(sent, self.clock.seconds())):
-                self._drop(shard, "renew refused" if not renewed else "not renewed in time")
+        # All at once: a renew that waits behind the others could outlive the trust.
+        yield gatherResults([self._renew(leases, shard, holding) for shard, holding in list(self.held.items())])
         yield self._release_idle(leases)
         if self.refusing:
             return
+        yield self._sweep()
         holders = yield self.store.redis.mget([leases.lease_key(lease_name(s)) for s in range(self.shards)])
         host = self.instance_id.split(":")[0]
         ids = yield self.instances()
@@ -222,6 +216,34 @@ class ShardConsumer(StatusSource, Service):
                 self._take(shard, event)
         metrics.inbound_shards_held.set(len(self.held))
         self._wake()
+
+    @inlineCallbacks
+    def _renew(self, leases: Any, shard: int, holding: Holding) -> Any:
+        if holding.next_step(self.clock.seconds()) == LOST:
+            self._drop(shard, "not renewed in time")
+            return
+        sent = self.clock.seconds()
+        try:
+            renewed = yield leases.renew(lease_name(shard), self.instance_id, holding.token, self.timing.ttl)
+        except Exception:
+            return  # the next tick tries again; the trust left decides when it is lost
+        if self.held.get(shard) is holding and not (renewed and holding.renewed(sent, self.clock.seconds())):
+            self._drop(shard, "renew refused" if not renewed else "not renewed in time")
+
+    @inlineCallbacks
+    def _sweep(self) -> Any:
+        """
+        Claim the held shards' entries left pending for a whole TTL by some
+        other reader (one that read just as it lost the shard): nobody else
+        would ever answer them.  Entries in flight here are not run twice.
+        """
+        for shard in self._readable():
+            events = yield self.store.claim_shard(shard, self.instance_id, self.timing.ttl)
+            fresh = [e for e in events if e.id not in self.inflight]
+            if fresh:
+                metrics.inbound_reclaimed.inc(len(fresh))
+            for event in events:
+                self._take(shard, event)
 
     @inlineCallbacks
     def _release_idle(self, leases: Any) -> Any:

@@ -81,6 +81,14 @@ def test_only_a_gone_process_of_this_host_counts_as_dead_at_once() -> None:
     assert gone_here("vm:123:abcdef", "vm", gone) and not gone_here("vm:123:abcdef", "vm", lambda pid: True)
 
 
+@settings(max_examples=200, deadline=None)
+@given(host=st.from_regex(r"[a-z0-9.-]{1,20}", fullmatch=True), pid=st.integers(1, 2**22),
+       token=st.integers(1, 10**9), here=st.booleans(), running=st.booleans())
+def test_a_holder_is_dead_here_exactly_when_of_this_host_and_its_pid_is_gone(host, pid, token, here, running) -> None:
+    value = f"{host if here else host + 'x'}:{pid}:a1b2c3:{token}"
+    assert dead_here(value, host, lambda p: running if p == pid else True) == (here and not running)
+
+
 class Answering:
     """A pipeline that answers each taken event at once, through its store, with a reply naming itself."""
 
@@ -244,3 +252,22 @@ def test_events_left_received_by_a_version_before_streams_are_answered(cluster) 
     upgraded.consumer.startService()
     yield until(lambda: len(upgraded.pipeline.answered) == 3, what="the old events answered", timeout=5)
     assert sorted(upgraded.pipeline.answered) == sorted(e.id for e in events)
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_entry_a_stale_reader_took_is_swept_to_the_holder_after_a_ttl(cluster) -> None:
+    holder = cluster("holder", ttl=1.0)
+    yield holder.start()
+    yield until(lambda: len(holder.consumer.held) == SHARDS, what="every shard held")
+    holder.consumer.refusing = True  # park its reader, so the stale one reads first
+    holder.consumer._wake()
+    yield until(lambda: holder.consumer._wakeup is not None, what="the reader parked")
+    event = message(session="webchat:stale", text="read by a reader that lost the shard")
+    yield holder.store.record_inbound(event)
+    (read,) = yield holder.store.read_shards("host:gone:ffffff", list(range(SHARDS)), 10, 0.1)
+    assert read[1].id == event.id
+    holder.consumer.refusing = False
+    holder.consumer._wake()
+    yield holder.consumer._sweep()
+    assert holder.pipeline.answered == []  # pending for less than a TTL: maybe still being answered
+    yield until(lambda: holder.pipeline.answered == [event.id], what="swept and answered", timeout=5)

@@ -160,14 +160,15 @@ redis.call('HSET', ARGV[1]..'in:'..ARGV[2], 'state', 'failed', 'error', ARGV[3])
 return 1
 """
 
-# ARGV: prefix, shard, consumer.  Every entry pending in the shard's group,
-# whoever read it, passes to ``consumer`` (the shard's new holder), oldest
-# first; entries whose event is no longer received are acknowledged away.
+# ARGV: prefix, shard, consumer, min idle ms.  Every entry pending in the
+# shard's group for at least min idle ms, whoever read it, passes to
+# ``consumer`` (the shard's holder), oldest first; entries whose event is no
+# longer received are acknowledged away.
 _CLAIM = """
 local p, shard, consumer = ARGV[1], ARGV[2], ARGV[3]
 local stream, start, events = p..'inbound:'..shard, '0-0', {}
 repeat
-  local r = redis.call('XAUTOCLAIM', stream, 'openclaw', consumer, 0, start, 'COUNT', 100)
+  local r = redis.call('XAUTOCLAIM', stream, 'openclaw', consumer, ARGV[4], start, 'COUNT', 100)
   start = r[1]
   for _, entry in ipairs(r[2]) do
     local fields = entry[2]
@@ -578,18 +579,19 @@ class RedisStore(Service):
         return f"{self.prefix}inbound:{shard}"
 
     @inlineCallbacks
-    def claim_shard(self, shard: int, consumer: str) -> Any:
+    def claim_shard(self, shard: int, consumer: str, min_idle: float = 0.0) -> Any:
         """
         Make the shard's consumer group if it is new, then move every entry
-        pending in it to ``consumer``.  Call only while holding the shard's
-        lease.  :return: the events still received, oldest first.
+        pending in it (for ``min_idle`` seconds at least) to ``consumer``.
+        Call only while holding the shard's lease.  :return: the events
+        still received, oldest first.
         """
         try:
             yield self._redis.execute_command("XGROUP", "CREATE", self.stream_key(shard), GROUP, "0", "MKSTREAM")
         except txredisapi.ResponseError as e:
             if "BUSYGROUP" not in str(e):
                 raise
-        events = yield self._eval(_CLAIM, str(shard), consumer)
+        events = yield self._eval(_CLAIM, str(shard), consumer, str(round(min_idle * 1000)))
         return [Event.from_json(e) for e in events]
 
     @inlineCallbacks
