@@ -126,6 +126,7 @@ class ShardConsumer(StatusSource, Service):
     :param leases: the cluster's lease scripts (``RedisLeases``).
     :param instances: the ids of the instances alive now (a Deferred): each
         holds at most ``ceil(shards / live instances)`` shards.
+    :param alive: whether an instance's registration key exists (a Deferred).
     """
 
     def __init__(
@@ -133,8 +134,11 @@ class ShardConsumer(StatusSource, Service):
         timing: Timing, instances: Callable[[], Deferred] = lambda: succeed([]),
         shards: int = SHARDS, batch: int = 200, max_inflight: int = 2000, block: float = 1.0,
         running_pid: Callable[[int], bool] = pid_running,
+        alive: Callable[[str], Deferred] = lambda instance_id: succeed(True),
     ) -> None:
         self.running_pid = running_pid
+        self.alive = alive
+        self._unregistered: dict[int, str] = {}  # shard -> lease value whose instance had no key at the last tick
         self.clock = clock
         self.store = store
         self._leases = leases
@@ -196,7 +200,7 @@ class ShardConsumer(StatusSource, Service):
         room, give = plan(self.held, self.leaving, set(self.inflight.values()), self.shards, live)
         self.leaving.update(give)
         yield self._release_idle(leases)
-        dead = {s: h for s, h in enumerate(holders) if h is not None and dead_here(h, host, self.running_pid)}
+        dead = yield self._dead_holders(holders, host)
         free = [s for s, h in enumerate(holders) if h is None or s in dead]
         for shard in candidates(free, self.instance_id, self.shards):
             if room <= 0:
@@ -216,6 +220,25 @@ class ShardConsumer(StatusSource, Service):
                 self._take(shard, event)
         metrics.inbound_shards_held.set(len(self.held))
         self._wake()
+
+    @inlineCallbacks
+    def _dead_holders(self, holders: list[str | None], host: str) -> Any:
+        """
+        The shards (and lease values) whose holder is gone, to take over
+        without waiting out the lease: a process of this host that is no
+        longer running, or an instance whose registration key is missing
+        at two ticks in a row with the same lease value (one just started
+        is registered long before its second tick).
+        """
+        others = {s: h for s, h in enumerate(holders) if h is not None and s not in self.held}
+        dead = {s: h for s, h in others.items() if dead_here(h, host, self.running_pid)}
+        owners = {s: parsed[0] for s, h in others.items() if (parsed := parse_holder(h)) is not None}
+        ids = sorted(set(owners.values()))
+        alive = dict(zip(ids, (yield gatherResults([self.alive(i) for i in ids]))))
+        unregistered = {s: others[s] for s, owner in owners.items() if not alive[owner]}
+        dead.update({s: h for s, h in unregistered.items() if self._unregistered.get(s) == h})
+        self._unregistered = unregistered
+        return dead
 
     @inlineCallbacks
     def _renew(self, leases: Any, shard: int, holding: Holding) -> Any:
@@ -370,7 +393,7 @@ def shard_children(config: Any, clock: Any, store: Any, cluster: Any, pipeline: 
         return []
     consumer = ShardConsumer(
         clock, store.store, lambda: cluster.leases, pipeline, cluster.instance_id, cluster.timing,
-        instances=lambda: live_ids(cluster))
+        instances=lambda: live_ids(cluster), alive=cluster.alive)
     pipeline.reads_here = consumer.reads_session
     store.store.claim_as = cluster.instance_id  # outbox rows it takes are claimed (two instances never send one)
     return [("shards", consumer)]

@@ -22,7 +22,7 @@ from openclaw.agent.factory import make_brain
 from openclaw.agent.service import BrainService
 from openclaw.agent.tools import all_tools
 from openclaw.cluster import SCHEDULER, cluster_methods, make_cluster
-from openclaw.cluster.gate import Gated
+from openclaw.cluster.gate import Gated, HeldClock
 from openclaw.config import EX_CONFIG, BrainConfig, Config, ConfigError, ConfigSource, default_home
 from openclaw.connectors.service import ChannelRoutes, ConnectorsService, make_connectors
 from openclaw.daemon import DaemonService
@@ -151,13 +151,14 @@ def build_service(
     connectors.build(config.connectors)
     logging = LoggingService(
         home, config.log.level, config.log.max_bytes, config.log.backups,
-        secrets=secrets, console=console,
+        secrets=secrets, console=console, flush_interval=config.log.flush_interval,
         banner={"config": runtime.config_path or "built-in defaults", "home": home,
                 "version": __version__, "digest": runtime.config_digest},
     )
     engine = build_engine(config, home, reactor, runtime, tree, store, brain, notifier, hub.push,
                           logging.recent_errors, environ, save_state=None if cluster.alone else (
-                              lambda key, value: cluster.guarded_set_state(SCHEDULER, key, value)))
+                              lambda key, value: cluster.guarded_set_state(SCHEDULER, key, value)),
+                          timers=None if cluster.alone else HeldClock(reactor, lambda: cluster.holds(SCHEDULER)))
     methods = {
         **core_methods(runtime, tree),
         **reload_method(root.reload),

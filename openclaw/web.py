@@ -131,7 +131,7 @@ class WebService(ListeningService):
         tree: TreeStatus = NO_SERVICES,
     ) -> None:
         site = QuietSite(HealthApp(runtime, webhooks, home, tree).app.resource(), limits, body_limit)
-        super().__init__(reactor, description, site, "web.listen")
+        super().__init__(reactor, description, site, "web.listen", limits.backlog)
 
     def reconfigure(self, config: Any) -> None:
         """New limits apply to the next connection and request (``web.listen`` needs a restart)."""

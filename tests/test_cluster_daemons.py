@@ -49,6 +49,11 @@ def holds_scheduler(body: dict) -> bool:
     return "scheduler" in body["cluster"]["holds"]
 
 
+def listed_holders(body: dict) -> list[str]:
+    """The instances this one's listing shows holding the scheduler."""
+    return [i["id"] for i in body["cluster"]["instances"] if "scheduler" in i["holds"]]
+
+
 @pytest_twisted.inlineCallbacks
 def test_two_daemons_one_heartbeat_and_a_killed_holder_hands_it_over(tmp_path, redis_server) -> None:
     env = {"OPENCLAW_GATEWAY_TOKEN": TOKEN, "OPENCLAW_STORE_URL": f"redis://127.0.0.1:{redis_server.port}/0",
@@ -62,13 +67,13 @@ def test_two_daemons_one_heartbeat_and_a_killed_holder_hands_it_over(tmp_path, r
             daemon.start()
         bodies = yield polled(daemons, lambda bodies: all(len(b["cluster"]["instances"]) == 2 for b in bodies)
                               and sum(holds_scheduler(b) for b in bodies) == 1 and any(b["last_heartbeat"] for b in bodies)
-                              and all(b["status"] == "ok" for b in bodies),
+                              and all(b["status"] == "ok" for b in bodies)
+                              and all(len(listed_holders(b)) == 1 for b in bodies),
                               "both instances listed and healthy, one scheduler holder that beat")
         holder = next(i for i, b in enumerate(bodies) if holds_scheduler(b))
         other = 1 - holder
         assert bodies[other]["last_heartbeat"] is None, "the standby instance beat too"
-        listed = {i["id"]: i["holds"] for i in bodies[other]["cluster"]["instances"]}
-        assert listed[bodies[holder]["cluster"]["instance_id"]] == ["scheduler"]
+        assert listed_holders(bodies[other]) == [bodies[holder]["cluster"]["instance_id"]]
 
         killed_at = reactor.seconds()
         daemons[holder].kill()

@@ -182,3 +182,24 @@ def test_a_holder_whose_renews_hang_steps_down_before_redis_could_expire_the_lea
     step_clock(clock, 0.1)
     assert events == [("acquired", 0.0), ("lost", 17.0)] and not keeper.held()
     # Redis keeps the key until 5 s + 15 s at the earliest: the work stopped 3 s before another could take it.
+
+
+def test_a_held_clock_runs_timed_calls_only_while_the_lease_is_trusted() -> None:
+    """After a pause every overdue timer fires at once: the scheduler's find the lease gone and do nothing."""
+    from openclaw.cluster.gate import HeldClock
+    from openclaw.periodic import PeriodicService
+
+    clock, held = Clock(), [True]
+    calls: list[float] = []
+    loop = PeriodicService(HeldClock(clock, lambda: held[0]), 10.0, lambda: calls.append(clock.seconds()))
+    loop.startService()
+    clock.advance(10.0)
+    assert calls == [10.0]
+    held[0] = False  # the process was paused past its lease's trust; the step-down timer is due after this one
+    clock.advance(30.0)
+    assert calls == [10.0]
+    loop.stopService()
+    held[0] = True
+    loop.startService()  # acquired again
+    clock.advance(10.0)
+    assert calls == [10.0, 50.0]

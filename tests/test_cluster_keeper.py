@@ -21,6 +21,7 @@ from twisted.internet.task import Clock
 from openclaw.cluster import SCHEDULER
 from openclaw.cluster.keeper import LeaseKeeper
 from openclaw.cluster.lease import Timing
+from tests import strategies
 from tests.test_cluster_lease import SKEW, TTL, ModelRedis
 
 STEP = 0.25
@@ -93,10 +94,9 @@ class Instance:
 
 
 def instances() -> st.SearchStrategy[list[Instance]]:
-    pause = st.tuples(st.integers(0, 300), st.integers(1, int(3 * TTL / STEP)))
-    lag = st.sampled_from([0.0, 0.0, 0.1, 1.0, 4.0, 20.0])
-    one = st.builds(Instance, rate=st.floats(1 - SKEW, 1 + SKEW), pauses=st.lists(pause, max_size=3),
-                    delays=st.lists(st.tuples(lag, lag), max_size=40))
+    one = st.builds(Instance, rate=strategies.clock_rates(SKEW),
+                    pauses=st.lists(strategies.pauses(TTL, STEP, 300), max_size=3),
+                    delays=st.lists(strategies.coarse_delays(), max_size=40))
     return st.lists(one, min_size=2, max_size=3)
 
 

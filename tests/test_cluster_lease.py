@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openclaw.cluster.lease import ACQUIRE, LOST, RENEW, Holding, Timing, extras, may_take, share
+from tests import strategies
 
 TTL = 15.0
 #: Seconds an instance waits for a request's answer before it sends another.
@@ -79,12 +80,11 @@ class Instance:
 
 def instances() -> st.SearchStrategy[list[Instance]]:
     """2-3 instances: skewed clocks, gaps between ticks (some far longer than the TTL: pauses), delays."""
-    gap = st.one_of(st.just(TTL / 3), st.floats(0.1, TTL / 3), st.floats(TTL, 4 * TTL))
-    delay = st.one_of(st.just(0.0), st.floats(0.0, 2.0), st.floats(0.0, 3 * TTL))
     one = st.builds(
-        Instance, offset=st.floats(-1e6, 1e6), rate=st.floats(1 - SKEW, 1 + SKEW),
+        Instance, offset=strategies.clock_offsets(), rate=strategies.clock_rates(SKEW),
         holding=st.builds(lambda: Holding(Timing.for_ttl(TTL))),
-        ticks=st.lists(gap, min_size=5, max_size=30), delays=st.lists(st.tuples(delay, delay), max_size=30),
+        ticks=st.lists(strategies.tick_gaps(TTL), min_size=5, max_size=30),
+        delays=st.lists(strategies.network_delays(TTL), max_size=30),
     )
     return st.lists(one, min_size=2, max_size=3)
 
@@ -162,7 +162,7 @@ def test_one_holder_at_a_time_whatever_the_clocks_and_pauses(cluster: list[Insta
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.floats(1 - SKEW, 1 + SKEW), st.floats(0, 2.0), st.integers(1, 10))
+@given(strategies.clock_rates(SKEW), st.floats(0, 2.0), st.integers(1, 10))
 def test_a_pause_longer_than_the_ttl_is_noticed_before_acting(rate: float, delay: float, pause_ttls: int) -> None:
     """Paused past its TTL, a holder's first question after waking says it lost the lease; its write is refused."""
     holding = Holding(Timing.for_ttl(TTL))

@@ -107,13 +107,13 @@ class Answering:
 
 class Instance:
     def __init__(self, url: str, name: str, ttl: float, live: int, hold: bool = False,
-                 running_pid: Any = lambda pid: True) -> None:
+                 running_pid: Any = lambda pid: True, alive: Any = lambda instance_id: succeed(True)) -> None:
         self.store = RedisStore(reactor, url, "t:", history=100)
         self.pipeline = Answering(self.store, name, hold)
         self.consumer = ShardConsumer(
             reactor, self.store, lambda: RedisLeases(self.store.redis, self.store.prefix), self.pipeline,
             f"host:{name}:abc123", Timing.for_ttl(ttl), instances=lambda: succeed([f"host:{n}:other" for n in range(live - 1)]), block=0.2,
-            running_pid=running_pid)
+            running_pid=running_pid, alive=alive)
 
     def start(self) -> Deferred:
         d = self.store.startService()
@@ -271,3 +271,18 @@ def test_an_entry_a_stale_reader_took_is_swept_to_the_holder_after_a_ttl(cluster
     yield holder.consumer._sweep()
     assert holder.pipeline.answered == []  # pending for less than a TTL: maybe still being answered
     yield until(lambda: holder.pipeline.answered == [event.id], what="swept and answered", timeout=5)
+
+
+@pytest_twisted.inlineCallbacks
+def test_shards_of_an_instance_whose_key_is_gone_are_taken_over_at_the_second_look(cluster) -> None:
+    ghost = "host:ghost:000000"
+    heir = cluster("heir", ttl=1.0, alive=lambda instance_id: succeed(instance_id != ghost))
+    yield heir.store.startService()
+    leases = RedisLeases(heir.store.redis, "t:")
+    for shard in range(SHARDS):
+        yield leases.acquire(lease_name(shard), ghost, 600)  # would hold for ten minutes
+    heir.consumer.startService()
+    yield heir.consumer.ready
+    assert heir.consumer.held == {}  # one look: maybe an instance not registered yet
+    yield until(lambda: len(heir.consumer.held) == SHARDS, what="taken over at the next tick", timeout=5)
+    assert (yield leases.holder(lease_name(3))) == ("host:heir:abc123", 2)

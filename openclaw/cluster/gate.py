@@ -79,3 +79,31 @@ class Gated(Service):
         Service.stopService(self)
         d = self._stop_child()
         return d.addCallback(lambda _: self.cluster.unlease(self.lease, self._acquired, self._lost))
+
+
+class HeldClock:
+    """
+    A clock whose timed calls run only while ``held()``: the timers of the
+    scheduler's work (checks, cron).  A process that wakes from a pause runs
+    every overdue timer at once, in due order, possibly before the lease's own
+    step-down timer; a timer of this clock that comes first finds the lease
+    untrusted and does nothing (the work is being stopped anyway).
+    """
+
+    def __init__(self, clock: Any, held: Callable[[], bool]) -> None:
+        self.clock = clock
+        self.held = held
+
+    def seconds(self) -> float:
+        return self.clock.seconds()
+
+    def callLater(self, delay: float, f: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        return self.clock.callLater(delay, self._if_held, f, args, kw)
+
+    def _if_held(self, f: Callable[..., Any], args: tuple, kw: dict) -> Any:
+        if self.held():
+            return f(*args, **kw)
+        return None
+
+    def getDelayedCalls(self) -> list[Any]:
+        return self.clock.getDelayedCalls()

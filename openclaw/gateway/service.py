@@ -65,7 +65,7 @@ class GatewayService(StatusSource, ListeningService):
         methods: Mapping[str, Callable[[Any, dict], Any]],
         on_close: Callable[[GatewayProtocol], None] = lambda conn: None,
     ) -> None:
-        super().__init__(reactor, config.listen, make_factory(self, config), "gateway.listen")
+        super().__init__(reactor, config.listen, make_factory(self, config), "gateway.listen", config.backlog)
         self.runtime = runtime
         self.clock = runtime.clock
         self.config = config
