@@ -15,7 +15,7 @@ from openclaw.gateway.frames import FrameError
 
 
 def pairing_methods(store: Any, clock: Any) -> dict[str, Callable]:
-    """``pairing.list``, ``pairing.approve`` and ``pairing.revoke``."""
+    """``pairing.list``, ``pairing.approve``, ``pairing.deny`` and ``pairing.revoke``."""
 
     @inlineCallbacks
     def listing(conn: Any, params: dict) -> Any:
@@ -25,13 +25,14 @@ def pairing_methods(store: Any, clock: Any) -> dict[str, Callable]:
 
     @inlineCallbacks
     def approve(conn: Any, params: dict) -> Any:
-        code = params.get("code")
-        if not isinstance(code, str) or not (len(code) == 6 and code.isdigit()):
-            raise FrameError(frames.INVALID_FIELD, "field 'code' must be the 6-digit pairing code")
+        code = _code(params)
         sender = yield access.approve(store, code, clock.seconds())
         if sender is None:
             raise FrameError(frames.INVALID_FIELD, f"no live pairing request has code {code} (codes last 15 minutes)")
         return {"sender": sender}
+
+    def deny(conn: Any, params: dict) -> Deferred:
+        return access.deny(store, _code(params), clock.seconds()).addCallback(lambda denied: {"denied": denied})
 
     def revoke(conn: Any, params: dict) -> Deferred:
         sender = params.get("sender")
@@ -39,4 +40,11 @@ def pairing_methods(store: Any, clock: Any) -> dict[str, Callable]:
             raise FrameError(frames.INVALID_FIELD, "field 'sender' must look like telegram:12345")
         return access.revoke(store, sender).addCallback(lambda existed: {"revoked": existed})
 
-    return {"pairing.list": listing, "pairing.approve": approve, "pairing.revoke": revoke}
+    return {"pairing.list": listing, "pairing.approve": approve, "pairing.deny": deny, "pairing.revoke": revoke}
+
+
+def _code(params: dict) -> str:
+    code = params.get("code")
+    if not isinstance(code, str) or not (len(code) == 6 and code.isdigit()):
+        raise FrameError(frames.INVALID_FIELD, "field 'code' must be the 6-digit pairing code")
+    return code
