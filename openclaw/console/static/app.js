@@ -1,6 +1,6 @@
 // The openclaw web console: one page, no framework, no build step.  It talks
 // to the daemon only over the gateway WebSocket (the token in session
-// storage), renders with DOM calls (never innerHTML: every string shown is
+// storage), renders with DOM calls (no HTML parsing: every string shown is
 // text), and stays current from gateway events.
 "use strict";
 
