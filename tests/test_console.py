@@ -355,3 +355,12 @@ def test_an_installed_package_carries_the_console(tmp_path) -> None:
     assert served.returncode == 0, served.stderr
     assert served.stdout.splitlines()[0].startswith(str(tmp_path / "site"))
     assert served.stdout.splitlines()[1] == str(sorted(FILES))
+
+
+def test_the_docs_show_the_overview_and_the_chat_at_both_widths() -> None:
+    with open(os.path.join(ROOT, "docs", "console.md"), encoding="utf-8") as f:
+        doc = f.read()
+    for name in ("overview-desktop", "overview-phone", "chat-desktop", "chat-phone"):
+        assert f"(console/{name}.png)" in doc
+        with open(os.path.join(ROOT, "docs", "console", f"{name}.png"), "rb") as image:
+            assert image.read(8) == b"\x89PNG\r\n\x1a\n"

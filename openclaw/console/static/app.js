@@ -233,6 +233,7 @@
         setLink(true);
         await subscribe();
         state.chatLoaded = false;
+        fill("chat-log");
         refresh();
       } catch (error) {
         if (error.code === "unauthorized") { sessionStorage.removeItem(TOKEN_KEY); showLogin("The token changed; sign in again."); }
@@ -355,12 +356,12 @@
 
   // Chat
 
-  function chatItem(kind, meta, text, at, away) {
-    const log = $("chat-log");
+  function chatItem(kind, meta, text, at, away, detached) {
     const item = el("li", { class: kind },
       el("span", { class: "meta" }, meta, at ? [" · ", when(at)] : null, away ? el("span", { class: "badge" }, "while you were away") : null),
       text);
-    log.append(item);
+    if (detached) return item;
+    $("chat-log").append(item);
     if (state.page === "chat") item.scrollIntoView({ block: "nearest" });
     return item;
   }
@@ -369,17 +370,19 @@
     if (state.chatLoaded) return;
     state.chatLoaded = true;
     call("chat.history", { limit: 200 }).then((payload) => {
-      fill("chat-log");
+      // The history goes above what arrived live meanwhile (alerts to no session are not in it).
+      const earlier = document.createDocumentFragment();
       const seen = Number(localStorage.getItem(SEEN_KEY) || 0);
       let marked = false;
       for (const m of payload.messages) {
         if (!marked && seen && m.role !== "user" && m.timestamp > seen) {
-          $("chat-log").append(el("li", { class: "away-mark", role: "separator" }, "While you were away"));
+          earlier.append(el("li", { class: "away-mark", role: "separator" }, "While you were away"));
           marked = true;
         }
         state.replies.add(m.event_id);
-        chatItem(m.role === "user" ? "user" : "assistant", m.role, m.text, m.timestamp);
+        earlier.append(chatItem(m.role === "user" ? "user" : "assistant", m.role, m.text, m.timestamp, false, true));
       }
+      $("chat-log").prepend(earlier);
       localStorage.setItem(SEEN_KEY, String(Date.now() / 1000));
       const last = $("chat-log").lastElementChild;
       if (last) last.scrollIntoView({ block: "end" });
@@ -393,12 +396,13 @@
     if (!text) return;
     const button = event.target.querySelector("button");
     button.disabled = true;
+    const mine = chatItem("user", "you", text, Date.now() / 1000);  // before the reply can arrive
     try {
       await call("chat.send", { text, client_msg_id: `console-${Date.now()}-${Math.random().toString(36).slice(2, 8)}` });
-      chatItem("user", "you", text, Date.now() / 1000);
       box.value = "";
       localStorage.setItem(SEEN_KEY, String(Date.now() / 1000));
     } catch (error) {
+      mine.remove();
       chatItem("alert", "not sent", error.message || error.code);
     } finally {
       button.disabled = false;
@@ -417,7 +421,9 @@
     title.textContent = `latency over the last day, peak ${(peak * 1000).toFixed(0)} ms`;
     shape.append(title);
     const xy = points.map((p, i) => (p[1] === null ? null : [i * step, height - 2 - (height - 4) * (p[1] / peak)]));
-    shape.append(svg("polyline", { points: xy.filter(Boolean).map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" ") }));
+    const drawn = xy.filter(Boolean);
+    if (drawn.length === 1) shape.append(svg("circle", { cx: drawn[0][0].toFixed(1), cy: drawn[0][1].toFixed(1), r: 2, class: "dot" }));
+    else shape.append(svg("polyline", { points: drawn.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" ") }));
     points.forEach((p, i) => { if (p[2] === false) shape.append(svg("circle", { cx: (i * step).toFixed(1), cy: height - 3, r: 2, class: "fail" })); });
     return shape;
   }
