@@ -353,3 +353,44 @@ def test_screenshots_of_every_page_at_desktop_and_phone_widths(tmp_path, tabs) -
     if os.environ.get("OPENCLAW_DOC_SCREENSHOTS") == "1":
         for name in ("overview-desktop", "overview-phone", "chat-desktop", "chat-phone"):
             shutil.copy(os.path.join(folder, f"{name}.png"), os.path.join(ROOT, "docs", "console", f"{name}.png"))
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_instances_page_without_and_with_a_cluster(tmp_path, tabs) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    try:
+        tab = yield open_console(tabs, daemon)
+        yield tab.run(go, "instances")
+        alone = yield tab.run(wait_text, "#instances-body", "Single instance")
+        daemon.gateway.methods["cluster.status"] = lambda conn, params: {"instance_id": "a1", "holds": ["scheduler"], "instances": [
+            {"id": "a1", "host": "one", "pid": 7, "started_at": "2026-12-01T08:00:00Z", "version": "0.1.0", "holds": ["scheduler"]},
+            {"id": "b2", "host": "two", "pid": 9, "started_at": "2026-12-01T08:01:00Z", "version": "0.1.0", "holds": ["connector:telegram"]}]}
+        yield tab.run(go, "overview")
+        yield tab.run(go, "instances")
+        other = yield tab.run(wait_text, "#instances-body tr", "b2")
+        mine = yield tab.run(wait_text, "#instances-body tr", "this one")
+    finally:
+        yield daemon.stop()
+    assert "store: SQLiteStore" in alone
+    assert "connector:telegram" in other and "two (pid 9)" in other and "scheduler" in mine and "a1" in mine
+    tab.clean()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_reports_page_shows_a_written_report_and_today_so_far(tmp_path, tabs) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    folder = os.path.join(daemon.home, "reports")
+    os.makedirs(folder)
+    for suffix, text in ((".md", "# Report for 2026-11-30\n"), (".html", "<h1>Report for 2026-11-30</h1><svg></svg>")):
+        with open(os.path.join(folder, "2026-11-30" + suffix), "w", encoding="utf-8") as f:
+            f.write(text)
+    try:
+        tab = yield open_console(tabs, daemon)
+        yield tab.run(go, "reports")
+        today = yield tab.run(wait_text, "#report-view h2", "Report for")
+        yield tab.run(lambda t: t.page.click("#reports-list >> text=2026-11-30"))
+        written = yield tab.run(lambda t: t.page.frame_locator("#report-view iframe").locator("h1").inner_text())
+    finally:
+        yield daemon.stop()
+    assert today.startswith("Report for 20") and written == "Report for 2026-11-30"
+    tab.clean()

@@ -568,7 +568,7 @@
       const heading = /^(#{1,3}) (.*)$/.exec(line);
       if (heading) {
         out.append(el(`h${Number(heading[1].length) + 1}`, {}, heading[2]));
-        if (/latency/i.test(heading[2]) && history) { const c = chart(history); if (c) out.append(c); }
+        if (heading[2] === "Checks" && history) { const c = chart(history); if (c) out.append(c); }  // where the written report draws it
       } else if (line.startsWith("|")) {
         const rows = [];
         while (i < lines.length && lines[i].startsWith("|")) rows.push(lines[i++].split("|").slice(1, -1).map((c) => c.trim()));
@@ -639,13 +639,11 @@
   function refreshInstances() {
     const store = (state.status && state.status.store) || {};
     call("cluster.status").then((payload) => {
-      const instances = payload.instances || [];
-      fill("instances-body", table(["Instance", "Leases", "Details"], instances.map((i) => [
-        [el("strong", {}, i.id || i.name || "?"), i.self ? el("span", { class: "badge" }, "this one") : null],
-        (i.leases || []).join(", ") || "none",
-        el("span", { class: "fields" }, Object.entries(i).filter(([k]) => !["id", "name", "leases", "self"].includes(k))
-          .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join("  ")),
-      ]), "No instances reported."));
+      // {instance_id, holds, instances: [{id, host, pid, started_at, version, holds}]}
+      fill("instances-body", table(["Instance", "Leases held", "Host", "Started", "Version"], (payload.instances || []).map((i) => [
+        [el("code", {}, i.id), i.id === payload.instance_id ? el("span", { class: "badge" }, "this one") : null],
+        (i.holds || []).join(", ") || "none", `${i.host || "?"} (pid ${i.pid || "?"})`, when(i.started_at), i.version || "?",
+      ]), "No live instances reported."));
     }, (error) => {
       if (error.code === "unknown_method") {
         fill("instances-body", el("p", {}, "Single instance: this daemon holds every role",
