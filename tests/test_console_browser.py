@@ -90,16 +90,17 @@ def browser():
 class Tab:
     """A fresh browser context on a daemon's console, recording what the page asks for and logs."""
 
-    def __init__(self, browser: Browser, daemon: RunningDaemon, viewport: dict = DESKTOP) -> None:
+    def __init__(self, browser: Browser, daemon: RunningDaemon, viewport: dict = DESKTOP, scheme: str = "light") -> None:
         self.browser = browser
         self.daemon = daemon
         self.viewport = viewport
+        self.scheme = scheme
         self.hosts: set[str] = set()
         self.problems: list[str] = []
         self.responses: dict[str, Any] = {}
 
     def open(self) -> None:
-        self.context = self.browser.chromium.new_context(viewport=self.viewport)
+        self.context = self.browser.chromium.new_context(viewport=self.viewport, color_scheme=self.scheme)
         self.context.set_default_timeout(STEP)
         self.page = page = self.context.new_page()
         page.on("request", lambda r: self.hosts.add(urlsplit(r.url).netloc))
@@ -125,8 +126,8 @@ class Tab:
 async def tabs(browser):
     opened: list[Tab] = []
 
-    async def tab(daemon: RunningDaemon, viewport: dict = DESKTOP) -> Tab:
-        t = Tab(browser, daemon, viewport)
+    async def tab(daemon: RunningDaemon, viewport: dict = DESKTOP, scheme: str = "light") -> Tab:
+        t = Tab(browser, daemon, viewport, scheme)
         await browser.run(t.open)
         opened.append(t)
         return t
@@ -309,6 +310,62 @@ def test_a_pairing_approved_in_the_console_lets_the_sender_s_next_message_throug
         yield api.stop()
     assert done == "approved telegram:4242" and "Ann" in approved
     tab.clean()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_alert_made_while_nobody_looked_is_marked_while_you_were_away(tmp_path, tabs) -> None:
+    daemon = RunningDaemon(str(tmp_path), daemon_config(heartbeat={"every": 0, "target": "webchat:console"}))
+    try:
+        yield daemon.service.getServiceNamed("notifier").notify("alert", "backups", "backups is DOWN: no run since Monday",
+                                                                dedupe_key="backups:1")
+        tab = yield open_console(tabs, daemon)
+        yield tab.run(go, "chat")
+        away = yield tab.run(wait_text, "#chat-log li.alert", "while you were away")
+        count = yield tab.run(lambda t: t.page.locator("#chat-log li", has_text="no run since Monday").count())
+    finally:
+        yield daemon.stop()
+    assert "backups is DOWN" in away and count == 1  # pushed and in the history: shown once
+    tab.clean()
+
+
+def keyboard_only(tab: Tab, token: str) -> dict:
+    """Sign in, change page and send a message with the keyboard alone."""
+    page = tab.page
+    page.goto(tab.daemon.url("/console/"))
+    page.wait_for_selector("#token:focus")
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#ov-status")
+    for _ in range(12):  # Tab through the header to the Chat link
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.dataset.nav") == "chat":
+            break
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#chat-text:focus")
+    page.keyboard.type("/status")
+    page.keyboard.press("Enter")
+    page.locator("#chat-log li.assistant").filter(has_text="status:").wait_for()
+    return page.evaluate("""() => ({
+        skip: document.querySelector('.skip').getAttribute('href'),
+        background: getComputedStyle(document.body).backgroundColor,
+    })""")
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_console_works_from_the_keyboard_and_follows_the_dark_setting(tmp_path, tabs) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    try:
+        dark = yield tabs(daemon, scheme="dark")
+        seen = yield dark.run(keyboard_only, daemon.token)
+        light = yield tabs(daemon)
+        yield light.run(lambda t: t.page.goto(t.daemon.url("/console/")))
+        background = yield light.run(lambda t: t.page.evaluate("getComputedStyle(document.body).backgroundColor"))
+    finally:
+        yield daemon.stop()
+    assert seen["skip"] == "#main"
+    assert seen["background"] == "rgb(18, 22, 28)" and background == "rgb(255, 255, 255)"
+    dark.clean()
+    light.clean()
 
 
 def _shoot(tab: Tab, folder: str, width: str) -> list[str]:

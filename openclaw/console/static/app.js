@@ -156,7 +156,7 @@
 
   const state = {
     gateway: null, session: null, status: null, previous: null, page: null,
-    alerts: [], seenAlerts: new Set(), replies: new Set(), chatLoaded: false,
+    alerts: [], seenAlerts: new Set(), replies: new Set(), shown: new Set(), chatLoaded: false,
     history: null, reportDay: null, logSeq: -1,
   };
 
@@ -276,6 +276,9 @@
     state.seenAlerts.add(key);
     state.alerts.push({ ...alert, timestamp: alert.at || Date.now() / 1000 });
     renderRecent();
+    // A webchat alert is also a history entry (its id): show it once.
+    if (alert.id && state.shown.has(alert.id)) return;
+    if (alert.id) state.shown.add(alert.id);
     chatItem(alert.kind === "recovery" ? "recovery" : alert.kind === "info" ? "info" : "alert",
       `${alert.kind}${alert.check ? ` · ${alert.check}` : ""}`, alert.message, alert.at, alert.while_away);
   }
@@ -379,7 +382,8 @@
           earlier.append(el("li", { class: "away-mark", role: "separator" }, "While you were away"));
           marked = true;
         }
-        state.replies.add(m.event_id);
+        if (state.shown.has(m.event_id)) continue;  // arrived live already
+        state.shown.add(m.event_id);
         earlier.append(chatItem(m.role === "user" ? "user" : "assistant", m.role, m.text, m.timestamp, false, true));
       }
       $("chat-log").prepend(earlier);
