@@ -158,10 +158,10 @@ def build_service(
     codes = LinkCodes(reactor)
     feed = ConsoleFeed(reactor, lambda: overview(runtime, tree, lambda: logging.seq))
     console_app = ConsoleApp(codes, lambda: gateway.token, lambda: gateway.port and gateway.port.getHost().port,
-                             config.web.console_gateway_url) if config.web.console else None
+                             config.web)
     methods = {
         **core_methods(runtime, tree),
-        **console_methods(codes, feed, logging, lambda code: link_url(web.port, code) if console_app else None),
+        **console_methods(codes, feed, logging, lambda code: link_url(web.port, code) if console_app.enabled else None),
         **reload_method(root.reload),
         **chat_methods(pipeline, store, hub, outbox.kick),
         **pairing_methods(store, reactor),
@@ -169,7 +169,7 @@ def build_service(
     }
     gateway = GatewayService(reactor, runtime, config.gateway, os.path.join(home, "gateway.token"), methods,
                              on_close=lambda conn: (hub.forget(conn), feed.forget(conn)),
-                             console_origins=lambda: listener_origins(web.port) if console_app else set())
+                             console_origins=lambda: listener_origins(web.port) if console_app.enabled else set())
     web = WebService(reactor, runtime, config.web.listen, home=home, webhooks=connectors.webhooks,
                      limits=config.web, tree=tree, console=console_app)
     root.when_ready.append(lambda: store.append_journal(

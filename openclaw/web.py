@@ -94,7 +94,7 @@ class HealthApp:
 
     @app.route("/console/", branch=True)
     def console(self, request: Any) -> Any:
-        if self.console is None:  # web.console: false
+        if self.console is None or not self.console.enabled:  # web.console: false
             raise NotFound()
         return self.console.app.resource()
 
@@ -143,7 +143,10 @@ class WebService(ListeningService):
     ) -> None:
         site = QuietSite(HealthApp(runtime, webhooks, home, tree, console).app.resource(), limits, body_limit)
         super().__init__(reactor, description, site, "web.listen")
+        self.console = console
 
     def reconfigure(self, config: Any) -> None:
-        """New limits apply to the next connection and request (``web.listen`` needs a restart)."""
+        """New limits and console settings apply to the next connection and request (``web.listen`` needs a restart)."""
         self.factory.reconfigure(config.web)
+        if self.console is not None:
+            self.console.reconfigure(config.web)

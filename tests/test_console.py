@@ -33,7 +33,7 @@ from openclaw.gateway.frames import FrameError
 from openclaw.proactive.check_history import history
 from openclaw.web import HealthApp
 from tests import wsclient
-from tests.daemon import RunningDaemon, daemon_config
+from tests.daemon import RunningDaemon, daemon_config, file_source
 from tests.waiting import until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -176,16 +176,25 @@ def test_the_html_has_no_inline_script_or_style_and_loads_nothing_from_elsewhere
 
 
 @pytest_twisted.inlineCallbacks
-def test_the_console_can_be_switched_off(tmp_path) -> None:
-    daemon = RunningDaemon(str(tmp_path), daemon_config(web={"console": False}))
+def test_the_console_can_be_switched_off_and_on_by_a_reload(tmp_path) -> None:
+    home = str(tmp_path / "home")
+    daemon = RunningDaemon(home, source=file_source(home, "web:\n  console: false\n"))
+    origin = f"http://127.0.0.1:{daemon.web_port}"
     try:
-        code, _, _ = yield daemon.get("/console/")
-        origin = f"http://127.0.0.1:{daemon.web_port}"
+        off, _, _ = yield daemon.get("/console/")
         with pytest.raises(ConnectionError):
             yield wsclient.connect(daemon.gateway_port, origin=origin)
+        with open(os.path.join(home, "openclaw.yaml"), "w", encoding="utf-8") as f:
+            f.write("web:\n  console: true\n  console_gateway_url: wss://claw.example.org/gateway\n")
+        outcome = yield daemon.service.reload()
+        on, headers, body = yield daemon.get("/console/config.json")
+        client = yield wsclient.connect(daemon.gateway_port, daemon.token, origin=origin)
+        yield client.close()
     finally:
         yield daemon.stop()
-    assert code == 404
+    assert off == 404 and outcome.result == "applied" and not outcome.restart_needed
+    assert on == 200 and orjson.loads(body) == {"gateway": "wss://claw.example.org/gateway"}
+    assert "connect-src 'self' wss://claw.example.org;" in headers.getRawHeaders(b"content-security-policy")[0].decode()
 
 
 @pytest_twisted.inlineCallbacks

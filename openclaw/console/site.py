@@ -22,6 +22,7 @@ import orjson
 from klein import Klein
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from openclaw.config import WebConfig
 from openclaw.console.links import LinkCodes
 from openclaw.runfile import address_url
 
@@ -63,19 +64,24 @@ def websocket_origin(url: str) -> str:
 class ConsoleApp:
     """
     :param gateway_port: the gateway's bound port (None before it listens).
-    :param gateway_url: ``web.console_gateway_url``: where the page finds
-        the gateway when it is not this host's gateway port (a TLS proxy).
+    :param web: the ``web`` section: ``console`` (served at all) and
+        ``console_gateway_url`` (where the page finds the gateway when it
+        is not this host's gateway port: a TLS proxy); a reload applies both.
     """
 
     app = Klein()
 
     def __init__(self, codes: LinkCodes, token: Callable[[], str], gateway_port: Callable[[], int | None],
-                 gateway_url: str = "") -> None:
+                 web: WebConfig = WebConfig()) -> None:
         self.codes = codes
         self.token = token
         self.gateway_port = gateway_port
-        self.gateway_url = gateway_url
         self.files = load_files()
+        self.reconfigure(web)
+
+    def reconfigure(self, web: WebConfig) -> None:
+        self.enabled = web.console
+        self.gateway_url = web.console_gateway_url
 
     def gateway_for(self, request: Any) -> str | None:
         """The gateway URL a page loaded by ``request`` connects to: this host name, the gateway's port."""
