@@ -33,6 +33,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import deferToThread
 
+from tests import wsclient
 from tests.daemon import RunningDaemon, daemon_config
 from tests.telegram_server import TOKEN, BotAPI, text_update
 from tests.waiting import until
@@ -366,6 +367,40 @@ def test_the_console_works_from_the_keyboard_and_follows_the_dark_setting(tmp_pa
     assert seen["background"] == "rgb(18, 22, 28)" and background == "rgb(255, 255, 255)"
     dark.clean()
     light.clean()
+
+
+@pytest_twisted.inlineCallbacks
+def test_run_a_check_and_the_heartbeat_now_and_filter_the_logs(tmp_path, tabs) -> None:
+    port = tcp_listener()
+    daemon = RunningDaemon(str(tmp_path), daemon_config(
+        checks=[{"name": "cache", "type": "tcp", "target": f"127.0.0.1:{port.getHost().port}", "every": "1h"}],
+        heartbeat={"every": "1h"}))
+    checks = daemon.service.getServiceNamed("checks")
+    try:
+        tab = yield open_console(tabs, daemon)
+        yield until(lambda: checks.state_of("cache")["ok"], what="the first probe")
+        probe, probed = checks.probes["cache"], []
+        checks.probes["cache"] = lambda: (probed.append(1), probe())[1]
+        yield tab.run(go, "checks")
+        yield tab.run(lambda t: t.page.click("text=Run cache now"))
+        yield until(lambda: probed, what="the probe run from the page")
+        yield tab.run(go, "schedule")
+        yield tab.run(lambda t: t.page.click("#beat-now"))
+        verdict = yield tab.run(wait_text, "#beat-result", "verdict:")
+        beats = yield tab.run(wait_text, "#sched-beats tr", verdict.split("verdict: ")[1].split()[0])
+        intruder = yield wsclient.connect(daemon.gateway_port)
+        intruder.send("connect", {"token": "guessed"})
+        yield intruder.closed
+        yield tab.run(go, "logs")
+        warned = yield tab.run(wait_text, "#logs-body tr", "openclaw:gateway:unauthorized")
+        yield tab.run(lambda t: t.page.select_option("#logs-level", "error"))
+        errors_only = yield tab.run(lambda t: (t.page.wait_for_selector("#logs-body .empty"), t.page.inner_text("#logs-body"))[1])
+    finally:
+        yield daemon.stop()
+        yield port.stopListening()
+    assert verdict.startswith("verdict: ") and beats
+    assert "warn" in warned and "No warnings or errors" in errors_only
+    tab.clean()
 
 
 def _shoot(tab: Tab, folder: str, width: str) -> list[str]:
