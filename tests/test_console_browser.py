@@ -167,6 +167,14 @@ def wait_text(tab: Tab, selector: str, text: str) -> str:
     return locator.inner_text()
 
 
+def ask_status(tab: Tab) -> str:
+    """Send ``/status`` from the chat page; the rules brain's reply."""
+    go(tab, "chat")
+    tab.page.fill("#chat-text", "/status")
+    tab.page.press("#chat-text", "Enter")
+    return wait_text(tab, "#chat-log li.assistant", "status:")
+
+
 @defer.inlineCallbacks
 def open_console(tabs: Any, daemon: RunningDaemon, viewport: dict = DESKTOP) -> Any:
     tab = yield tabs(daemon, viewport)
@@ -255,9 +263,7 @@ def test_a_chat_message_gets_the_rules_brain_s_reply_on_the_page(tmp_path, tabs)
     daemon = RunningDaemon(str(tmp_path))
     try:
         tab = yield open_console(tabs, daemon)
-        yield tab.run(go, "chat")
-        yield tab.run(lambda t: (t.page.fill("#chat-text", "/status"), t.page.press("#chat-text", "Enter")))
-        reply = yield tab.run(wait_text, "#chat-log li.assistant", "status:")
+        reply = yield tab.run(ask_status)
         history = yield daemon.service.getServiceNamed("store").history("webchat:console", 10)
     finally:
         yield daemon.stop()
@@ -403,50 +409,6 @@ def test_run_a_check_and_the_heartbeat_now_and_filter_the_logs(tmp_path, tabs) -
     tab.clean()
 
 
-def _shoot(tab: Tab, folder: str, width: str) -> list[str]:
-    taken = []
-    for name in PAGES:
-        go(tab, name)
-        tab.page.wait_for_load_state("networkidle")
-        tab.page.wait_for_timeout(300)  # the page's own requests answered; let it paint
-        wide = tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        assert wide <= 0, f"{name} is {wide}px wider than a {width} screen"
-        path = os.path.join(folder, f"{name}-{width}.png")
-        tab.page.screenshot(path=path, full_page=name != "chat")
-        taken.append(path)
-    return taken
-
-
-@pytest_twisted.inlineCallbacks
-def test_screenshots_of_every_page_at_desktop_and_phone_widths(tmp_path, tabs) -> None:
-    folder = os.environ.get("OPENCLAW_ARTEFACTS") or tempfile.mkdtemp(prefix="openclaw-console-")
-    os.makedirs(folder, exist_ok=True)
-    port = tcp_listener()
-    daemon = RunningDaemon(str(tmp_path), daemon_config(
-        checks=[{"name": "website", "type": "tcp", "target": f"127.0.0.1:{port.getHost().port}", "every": "0.5s"}],
-        heartbeat={"every": "1h"}))
-    taken = []
-    try:
-        yield until(lambda: daemon.service.getServiceNamed("checks").state_of("website")["ok"], what="probed")
-        for viewport, width in ((DESKTOP, "desktop"), (PHONE, "phone")):
-            tab = yield open_console(tabs, daemon, viewport)
-            if width == "desktop":
-                yield tab.run(go, "chat")
-                yield tab.run(lambda t: (t.page.fill("#chat-text", "/status"), t.page.press("#chat-text", "Enter")))
-                yield tab.run(wait_text, "#chat-log li.assistant", "status:")
-            shots = yield tab.run(_shoot, folder, width)
-            taken += shots
-            tab.clean()
-    finally:
-        yield daemon.stop()
-        yield port.stopListening()
-    print(f"\nconsole screenshots: {folder}")
-    assert len(taken) == 2 * len(PAGES) and all(os.path.getsize(p) > 5000 for p in taken)
-    if os.environ.get("OPENCLAW_DOC_SCREENSHOTS") == "1":
-        for name in ("overview-desktop", "overview-phone", "chat-desktop", "chat-phone"):
-            shutil.copy(os.path.join(folder, f"{name}.png"), os.path.join(ROOT, "docs", "console", f"{name}.png"))
-
-
 @pytest_twisted.inlineCallbacks
 def test_the_instances_page_without_and_with_a_cluster(tmp_path, tabs) -> None:
     daemon = RunningDaemon(str(tmp_path))
@@ -486,3 +448,61 @@ def test_the_reports_page_shows_a_written_report_and_today_so_far(tmp_path, tabs
         yield daemon.stop()
     assert today.startswith("Report for 20") and written == "Report for 2026-11-30"
     tab.clean()
+
+
+@defer.inlineCallbacks
+def seed_a_day(store: Any, now: float) -> Any:
+    """A day of results for the screenshots: latency that wanders, and a half-hour outage."""
+    for i in range(96):
+        t = now - 86400 + i * 900
+        down = 60 <= i < 62
+        yield store.append_journal("check", t, {"check": "website", "ok": not down,
+                                                "latency": 0.0 if down else 0.02 + 0.015 * ((i * 7) % 11) / 10,
+                                                "detail": "connection refused" if down else "connected"})
+    for kind, message, i in (("alert", "website is DOWN: connection refused", 60), ("recovery", "website is back up after 30m", 62)):
+        yield store.append_journal("alert", now - 86400 + i * 900, {"kind": kind, "check": "website", "message": message})
+
+
+def _shoot(tab: Tab, folder: str, width: str) -> list[str]:
+    taken = []
+    for name in PAGES:
+        go(tab, name)
+        tab.page.wait_for_load_state("networkidle")
+        tab.page.wait_for_timeout(300)  # the page's own requests answered; let it paint
+        wide = tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 0, f"{name} is {wide}px wider than a {width} screen"
+        path = os.path.join(folder, f"{name}-{width}.png")
+        tab.page.screenshot(path=path, full_page=name != "chat")
+        taken.append(path)
+    return taken
+
+
+@pytest_twisted.inlineCallbacks
+def test_screenshots_of_every_page_at_desktop_and_phone_widths(tmp_path, tabs) -> None:
+    folder = os.environ.get("OPENCLAW_ARTEFACTS") or tempfile.mkdtemp(prefix="openclaw-console-")
+    os.makedirs(folder, exist_ok=True)
+    port, api = tcp_listener(), BotAPI().start()
+    daemon = RunningDaemon(str(tmp_path), daemon_config(
+        checks=[{"name": "website", "type": "tcp", "target": f"127.0.0.1:{port.getHost().port}", "every": "0.5s"}],
+        heartbeat={"every": "1h"}, connectors={"telegram": {"enabled": True, "api_url": api.url, "poll_timeout": 1}}),
+        environ={"TELEGRAM_BOT_TOKEN": TOKEN})
+    taken = []
+    try:
+        yield until(lambda: daemon.service.getServiceNamed("checks").state_of("website")["ok"], what="probed")
+        yield seed_a_day(daemon.service.getServiceNamed("store"), reactor.seconds())
+        for viewport, width in ((DESKTOP, "desktop"), (PHONE, "phone")):
+            tab = yield open_console(tabs, daemon, viewport)
+            if width == "desktop":
+                yield tab.run(ask_status)
+            shots = yield tab.run(_shoot, folder, width)
+            taken += shots
+            tab.clean()
+    finally:
+        yield daemon.stop()
+        yield port.stopListening()
+        yield api.stop()
+    print(f"\nconsole screenshots: {folder}")
+    assert len(taken) == 2 * len(PAGES) and all(os.path.getsize(p) > 5000 for p in taken)
+    if os.environ.get("OPENCLAW_DOC_SCREENSHOTS") == "1":
+        for name in ("overview-desktop", "overview-phone", "chat-desktop", "chat-phone"):
+            shutil.copy(os.path.join(folder, f"{name}.png"), os.path.join(ROOT, "docs", "console", f"{name}.png"))

@@ -317,7 +317,7 @@
       ["Store", [el("span", { class: store.state === "ok" ? "ok" : "bad" }, store.state || "?"), ` ${store.kind || ""}`,
         store.last_error ? ` (${store.last_error})` : ""]],
       ["Sessions", String(s.sessions)],
-      ["Gateway", `${(s.gateway || {}).connections || 0} connections`],
+      ["Gateway", `${(s.gateway || {}).connections || 0} open connection(s)`],
     ]);
     const beat = s.heartbeat || {};
     pairs("ov-heartbeat", [
