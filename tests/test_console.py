@@ -164,6 +164,23 @@ def test_every_file_is_served_with_a_strict_policy_and_the_whole_console_is_smal
     assert total < MAX_CONSOLE_BYTES, f"the console is {total} bytes"
 
 
+@pytest_twisted.inlineCallbacks
+def test_the_gateway_address_follows_the_page_s_host_name_and_only_a_plain_one(daemon) -> None:
+    def config(host: bytes) -> object:
+        d = treq.get(daemon.url("/console/config.json"), headers={"Host": [host]}, persistent=False)
+        return d.addCallback(lambda response: response.json().addCallback(
+            lambda body: (body["gateway"], response.headers.getRawHeaders(b"content-security-policy")[0].decode())))
+
+    try:
+        named = yield config(f"localhost:{daemon.web_port}".encode())
+        hostile = yield config(b"evil.example'; script-src *")
+    finally:
+        yield daemon.stop()
+    port = daemon.gateway_port
+    assert named[0] == f"ws://localhost:{port}/" and f"connect-src 'self' ws://localhost:{port};" in named[1]
+    assert hostile[0] == f"ws://127.0.0.1:{port}/" and "script-src *" not in hostile[1]
+
+
 def test_the_html_has_no_inline_script_or_style_and_loads_nothing_from_elsewhere() -> None:
     files = load_files()
     page = files["index.html"][0].decode()

@@ -259,6 +259,24 @@ def test_a_dropped_connector_turns_disconnected_on_the_overview_without_a_reload
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_dropped_gateway_connection_is_shown_and_made_again(tmp_path, tabs) -> None:
+    daemon = RunningDaemon(str(tmp_path))
+    try:
+        tab = yield open_console(tabs, daemon)
+        yield until(lambda: daemon.gateway.connections, what="the page's connection")
+        for conn in list(daemon.gateway.connections):
+            conn.transport.abortConnection()
+        lost = yield tab.run(wait_text, "#link-state", "reconnecting")
+        back = yield tab.run(wait_text, "#link-state", "live")
+        reply = yield tab.run(ask_status)
+        same = yield tab.run(not_reloaded)
+    finally:
+        yield daemon.stop()
+    assert lost.startswith("disconnected") and back == "live" and "status: ok" in reply and same
+    tab.clean()
+
+
+@pytest_twisted.inlineCallbacks
 def test_a_chat_message_gets_the_rules_brain_s_reply_on_the_page(tmp_path, tabs) -> None:
     daemon = RunningDaemon(str(tmp_path))
     try:
