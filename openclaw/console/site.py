@@ -76,8 +76,15 @@ class ConsoleApp:
         self.codes = codes
         self.token = token
         self.gateway_port = gateway_port
-        self.files = load_files()
+        self._files: dict[str, tuple[bytes, str, str]] | None = None
         self.reconfigure(web)
+
+    @property
+    def files(self) -> dict[str, tuple[bytes, str, str]]:
+        """Read at the first request, not while the tree is built."""
+        if self._files is None:
+            self._files = load_files()
+        return self._files
 
     def reconfigure(self, web: WebConfig) -> None:
         self.enabled = web.console
