@@ -256,8 +256,11 @@ def test_openclaw_console_prints_a_link_whose_code_buys_the_token_once(daemon) -
         broken = yield post_code(daemon, b"[1, 2")
         big = yield treq.post(daemon.url("/console/session"), data=b"x" * 2048, persistent=False)
         yield big.content()
+        refusals = [m for _, m in daemon.service.getServiceNamed("logging").recent()
+                    if m.get("message_type") == "openclaw:console:code"]
     finally:
         yield daemon.stop()
+    assert [m["accepted"] for m in refusals] == [False, False, False] and code not in str(refusals)
     assert first == (200, {"token": daemon.token})
     assert second[0] == wrong[0] == broken[0] == 403 and "token" not in second[1]
     assert big.code == 413

@@ -24,7 +24,12 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from openclaw.config import WebConfig
 from openclaw.console.links import LinkCodes
+from openclaw.eliotutil import log, message_type, typed
 from openclaw.runfile import address_url
+
+CONSOLE_CODE = message_type("openclaw:console:code", [
+    typed("accepted", [bool], "a live code: the page got the token"), typed("peer", [str], "the browser's address"),
+], "a one-time console link was used (refused: warn); the code itself is never logged")
 
 #: The files served, by name under ``/console/``, and their types.
 FILES = {
@@ -149,7 +154,10 @@ class ConsoleApp:
             code = orjson.loads(request.content.read(MAX_SESSION_BODY + 1) or b"{}").get("code")
         except (orjson.JSONDecodeError, AttributeError):
             code = None
-        if not self.codes.redeem(code):
+        accepted = self.codes.redeem(code)
+        log(CONSOLE_CODE, level="info" if accepted else "warn", accepted=accepted,
+            peer=getattr(request.getClientAddress(), "host", "?"))
+        if not accepted:
             return self._json(request, 403, {"error": {
                 "code": "invalid_code", "message": "this link is used or expired; run openclaw console again"}})
         return self._json(request, 200, {"token": self.token()})
