@@ -408,6 +408,7 @@ def test_run_a_check_and_the_heartbeat_now_and_filter_the_logs(tmp_path, tabs) -
         yield tab.run(go, "checks")
         yield tab.run(lambda t: t.page.click("text=Run cache now"))
         yield until(lambda: probed, what="the probe run from the page")
+        ran = yield tab.run(wait_text, "#checks-result", "cache ran")
         yield tab.run(go, "schedule")
         yield tab.run(lambda t: t.page.click("#beat-now"))
         verdict = yield tab.run(wait_text, "#beat-result", "verdict:")
@@ -422,7 +423,7 @@ def test_run_a_check_and_the_heartbeat_now_and_filter_the_logs(tmp_path, tabs) -
     finally:
         yield daemon.stop()
         yield port.stopListening()
-    assert verdict.startswith("verdict: ") and beats
+    assert ran.startswith("cache ran: passed") and verdict.startswith("verdict: ") and beats
     assert "warn" in warned and "No warnings or errors" in errors_only
     tab.clean()
 

@@ -465,10 +465,11 @@
   async function runCheck(button, name) {
     button.disabled = true;
     try {
-      await call("checks.run", { name });
+      const { check } = await call("checks.run", { name });
+      fill("checks-result", `${name} ran: `, flag(check.ok, "passed", "failed"), check.last_detail ? ` (${check.last_detail})` : "");
       state.history = await call("checks.history");
     } catch (error) {
-      alert(`${name}: ${error.message || error.code}`);
+      fill("checks-result", el("span", { class: "bad" }, `${name}: ${error.message || error.code}`));
     }
     renderChecks();
   }
