@@ -330,10 +330,15 @@ def test_a_pairing_approved_in_the_console_lets_the_sender_s_next_message_throug
         approved = yield tab.run(wait_text, "#access-approved", "telegram:4242")
         api.push(text_update(4242, "/status"))
         yield until(lambda: any(t.startswith("status:") for t in api.texts(4242)), what="a reply to the paired sender")
+        yield tab.run(lambda t: t.page.click("text=Revoke telegram:4242"))
+        yield tab.run(lambda t: t.page.click("text=Really revoke telegram:4242"))
+        revoked = yield tab.run(wait_text, "#access-result", "revoked")
+        left = yield tab.run(wait_text, "#access-approved", "Nobody is approved")
     finally:
         yield daemon.stop()
         yield api.stop()
     assert done == "approved telegram:4242" and "Ann" in approved
+    assert revoked == "revoked telegram:4242" and left
     tab.clean()
 
 

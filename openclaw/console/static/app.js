@@ -604,8 +604,11 @@
       ]), "Nobody is waiting. Unknown senders get a pairing code when pairing is on."));
       fill("access-approved", table(["Sender", "Name", "Approved", ""], payload.approved.map((a) => [
         a.sender, a.sender_name || "—", when(a.approved),
-        el("button", { type: "button", class: "danger", onclick: () => {
-          if (confirm(`Revoke ${a.sender}? They will need a new pairing code.`)) pairing("pairing.revoke", { sender: a.sender }, `revoked ${a.sender}`);
+        el("button", { type: "button", class: "danger", onclick: (event) => {
+          // Two steps, no dialog: the first click asks, the second revokes.
+          const button = event.target;
+          if (button.dataset.armed) pairing("pairing.revoke", { sender: a.sender }, `revoked ${a.sender}`);
+          else { button.dataset.armed = "1"; button.textContent = `Really revoke ${a.sender}? (a new pairing code is needed)`; }
         } }, `Revoke ${a.sender}`),
       ]), "Nobody is approved by pairing (allow_from in the config is not listed here)."));
     }, failed("access-pending"));
