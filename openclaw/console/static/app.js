@@ -225,18 +225,25 @@
   }
 
   function onLost() {
+    const gateway = state.gateway;
+    if (!gateway) return;  // signed out
     setLink(false);
-    const wait = Math.min(10000, 500 * 2 ** state.gateway.retry++);
+    const wait = Math.min(10000, 500 * 2 ** gateway.retry++);
     setTimeout(async () => {
+      if (state.gateway !== gateway) return;
       try {
-        await state.gateway.open();
+        await gateway.open();
         setLink(true);
         await subscribe();
         state.chatLoaded = false;
         fill("chat-log");
         refresh();
       } catch (error) {
-        if (error.code === "unauthorized") { sessionStorage.removeItem(TOKEN_KEY); showLogin("The token changed; sign in again."); }
+        if (error.code === "unauthorized") {
+          sessionStorage.removeItem(TOKEN_KEY);
+          state.gateway = null;
+          showLogin("The token changed; sign in again.");
+        } else onLost();  // still down: try again, a little later each time
       }
     }, wait);
   }
