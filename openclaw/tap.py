@@ -164,7 +164,7 @@ def build_service(
         **console_methods(codes, feed, logging, lambda code: link_url(web.port, code) if console_app.enabled else None),
         **reload_method(root.reload),
         **chat_methods(pipeline, store, hub, outbox.kick),
-        **pairing_methods(store, reactor),
+        **pairing_methods(store, reactor, lambda: root.config.connectors),
         **engine.methods,
     }
     gateway = GatewayService(reactor, runtime, config.gateway, os.path.join(home, "gateway.token"), methods,

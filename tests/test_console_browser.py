@@ -318,7 +318,7 @@ def test_a_tcp_check_going_down_shows_the_alert_on_the_overview_and_in_the_chat(
 @pytest_twisted.inlineCallbacks
 def test_a_pairing_approved_in_the_console_lets_the_sender_s_next_message_through(tmp_path, tabs) -> None:
     api = BotAPI().start()
-    daemon = telegram_daemon(str(tmp_path), api, pairing=True)
+    daemon = telegram_daemon(str(tmp_path), api, pairing=True, allow_from=[99])
     try:
         api.push(text_update(4242, "hello?", first_name="Ann"))
         yield until(lambda: any("approve" in t for t in api.texts(4242)), what="the pairing code")
@@ -328,6 +328,7 @@ def test_a_pairing_approved_in_the_console_lets_the_sender_s_next_message_throug
         yield tab.run(lambda t: t.page.click(f"text=Approve {code}"))
         done = yield tab.run(wait_text, "#access-result", "approved")
         approved = yield tab.run(wait_text, "#access-approved", "telegram:4242")
+        configured = yield tab.run(lambda t: t.page.inner_text("#access-config"))
         api.push(text_update(4242, "/status"))
         yield until(lambda: any(t.startswith("status:") for t in api.texts(4242)), what="a reply to the paired sender")
         yield tab.run(lambda t: t.page.click("text=Revoke telegram:4242"))
@@ -338,7 +339,7 @@ def test_a_pairing_approved_in_the_console_lets_the_sender_s_next_message_throug
         yield daemon.stop()
         yield api.stop()
     assert done == "approved telegram:4242" and "Ann" in approved
-    assert revoked == "revoked telegram:4242" and left
+    assert revoked == "revoked telegram:4242" and left and "telegram" in configured and "99" in configured
     tab.clean()
 
 

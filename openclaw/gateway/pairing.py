@@ -9,19 +9,30 @@ from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 
+from openclaw.config.connectors import PLATFORMS
 from openclaw.connectors import access
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError
 
 
-def pairing_methods(store: Any, clock: Any) -> dict[str, Callable]:
-    """``pairing.list``, ``pairing.approve``, ``pairing.deny`` and ``pairing.revoke``."""
+def pairing_methods(store: Any, clock: Any, connectors: Callable[[], Any] | None = None) -> dict[str, Callable]:
+    """
+    ``pairing.list``, ``pairing.approve``, ``pairing.deny`` and
+    ``pairing.revoke``; ``connectors()`` is the running ``connectors``
+    section, whose ``allow_from`` lists ``pairing.list`` shows too.
+    """
 
     @inlineCallbacks
     def listing(conn: Any, params: dict) -> Any:
         pending = yield access.pending_pairings(store, clock.seconds())
         approved = yield access.approved(store)
-        return {"pending": pending, "approved": approved}
+        section = connectors() if connectors is not None else None
+        configured = []
+        for name in PLATFORMS:
+            platform = getattr(section, name, None)
+            if platform is not None and platform.enabled:
+                configured += [{"connector": name, "sender": sender} for sender in platform.allow_from]
+        return {"pending": pending, "approved": approved, "allowed": configured}
 
     @inlineCallbacks
     def approve(conn: Any, params: dict) -> Any:

@@ -617,7 +617,9 @@
           if (button.dataset.armed) pairing("pairing.revoke", { sender: a.sender }, `revoked ${a.sender}`);
           else { button.dataset.armed = "1"; button.textContent = `Really revoke ${a.sender}? (a new pairing code is needed)`; }
         } }, `Revoke ${a.sender}`),
-      ]), "Nobody is approved by pairing (allow_from in the config is not listed here)."));
+      ]), "Nobody is approved by pairing."));
+      fill("access-config", table(["Connector", "Sender"], (payload.allowed || []).map((a) => [a.connector, el("code", {}, a.sender)]),
+        "No connector's allow_from lists anyone."));
     }, failed("access-pending"));
   }
 
