@@ -367,7 +367,7 @@ def test_the_console_feed_logs_and_history_methods(tmp_path) -> None:
 # Packaging
 
 def test_an_installed_package_carries_the_console(tmp_path) -> None:
-    """A built wheel (what ``pip install .`` installs) holds every file, and serves them from there."""
+    """A built wheel (what ``pip install .`` installs) holds every file, and a site run from it serves them."""
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                             "-w", str(tmp_path), ROOT], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
@@ -377,13 +377,35 @@ def test_an_installed_package_carries_the_console(tmp_path) -> None:
         z.extractall(tmp_path / "site")
     assert {f"openclaw/console/static/{name}" for name in FILES} <= names
     assert "openclaw/config/sections.py" in names and "openclaw/doctor/command.py" in names
-    served = subprocess.run([sys.executable, "-I", "-c",
-                             "import sys; sys.path.insert(0, sys.argv[1]); import openclaw.console.site as s; "
-                             "print(s.__file__); print(sorted(s.load_files()))", str(tmp_path / "site")],
+    served = subprocess.run([sys.executable, "-I", "-c", SERVE_FROM, str(tmp_path / "site")],
                             capture_output=True, text=True, timeout=60)
     assert served.returncode == 0, served.stderr
-    assert served.stdout.splitlines()[0].startswith(str(tmp_path / "site"))
-    assert served.stdout.splitlines()[1] == str(sorted(FILES))
+    where, *sizes = served.stdout.split()
+    assert where.startswith(str(tmp_path / "site"))
+    assert [int(n) for n in sizes] == [len(load_files()[name][0]) for name in FILES]
+
+
+#: Serve the console from an unpacked wheel on a real port and fetch every file from it.
+SERVE_FROM = """
+import sys, urllib.request
+sys.path.insert(0, sys.argv[1])
+from twisted.internet import reactor
+from twisted.web.server import Site
+import openclaw.console.site as site
+from openclaw.console.links import LinkCodes
+from openclaw.runtime import Runtime
+from openclaw.web import HealthApp
+app = HealthApp(Runtime(reactor, "x"), console=site.ConsoleApp(LinkCodes(reactor), lambda: "t", lambda: 1))
+port = reactor.listenTCP(0, Site(app.app.resource()), interface="127.0.0.1").getHost().port
+def fetch():
+    try:
+        names = ["" if n == "index.html" else n for n in site.FILES]
+        print(site.__file__, *[len(urllib.request.urlopen(f"http://127.0.0.1:{port}/console/{n}").read()) for n in names])
+    finally:
+        reactor.callFromThread(reactor.stop)
+reactor.callInThread(fetch)
+reactor.run()
+"""
 
 
 def test_the_docs_show_the_overview_and_the_chat_at_both_widths() -> None:
