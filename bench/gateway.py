@@ -50,6 +50,8 @@ from typing import Any
 from twisted.internet import protocol
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: openclaw's round trips/s at 100 connections, at least, as a share of the bare echo's (issue 12).
+RATIO_TARGET = 0.90
 ROOT = os.path.dirname(HERE)
 
 
@@ -367,8 +369,8 @@ def start_openclaw(home: str, cpus: set[int] | None) -> tuple[subprocess.Popen, 
     gw, web = free_port(), free_port()
     cmd = [
         os.path.join(os.path.dirname(sys.executable), "twistd"), "-n", "--pidfile=", "openclaw",
-        "--home", home, "--gateway", f"tcp:{gw}:interface=127.0.0.1",
-        "--web", f"tcp:{web}:interface=127.0.0.1", "--log-level", "info",
+        f"--home={home}", f"--gateway=tcp:{gw}:interface=127.0.0.1",
+        f"--web=tcp:{web}:interface=127.0.0.1", "--log-level=info",
     ]
     out = open(os.path.join(home, "daemon.out"), "wb")
     # The per-connection rate limit stays on (its cost is measured) but so high
@@ -396,7 +398,7 @@ def start_openclaw(home: str, cpus: set[int] | None) -> tuple[subprocess.Popen, 
 
 def start_echo(cpus: set[int] | None, max_seconds: float) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "echo_server.py"), "--port", "0", "--max-seconds", str(max_seconds)],
+        [sys.executable, os.path.join(HERE, "echo_server.py"), "--port=0", f"--max-seconds={max_seconds}"],
         stdout=subprocess.PIPE, preexec_fn=pin(cpus),
     )
     line = proc.stdout.readline().decode().split()
@@ -417,16 +419,24 @@ def stop(proc: subprocess.Popen, timeout: float = 15.0) -> int | None:
         return None
 
 
+def client_args(url: str, token: str | None, conns: int, args: argparse.Namespace) -> list[str]:
+    """
+    The load generator's arguments, each value joined to its option with
+    ``=``: a token may start with ``-``, which argparse takes for an option
+    when it comes as a word of its own.
+    """
+    argv = ["--client", f"--url={url}", f"--conns={conns}", f"--warmup={args.warmup}",
+            f"--duration={args.duration}", f"--impl={args.client_impl}"]
+    return argv + [f"--token={token}"] if token else argv
+
+
 def run_level(url: str, token: str | None, conns: int, procs: int, args: argparse.Namespace,
               server_pid: int, client_cpus: set[int] | None) -> dict[str, Any]:
     procs = max(1, min(procs, conns))
     shares = [conns // procs + (1 if i < conns % procs else 0) for i in range(procs)]
     clients = []
     for share in shares:
-        cmd = [sys.executable, os.path.abspath(__file__), "--client", "--url", url, "--conns", str(share),
-               "--warmup", str(args.warmup), "--duration", str(args.duration), "--impl", args.client_impl]
-        if token:
-            cmd += ["--token", token]
+        cmd = [sys.executable, os.path.abspath(__file__), *client_args(url, token, share, args)]
         clients.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         preexec_fn=pin(client_cpus)))
     try:
@@ -485,7 +495,75 @@ def versions() -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def in_process_main(rounds: int = 15, per_round: int = 5000) -> int:
+    """
+    What each server's own code costs per round trip: the same masked ping
+    frame fed to an open connection's ``dataReceived``, the reply collected
+    from an in-memory transport; the best of ``rounds`` rounds.  Other load
+    on the machine disturbs this far less than the socket benchmark, but it
+    leaves out what both servers share (the reactor, the system calls).
+    """
+    from twisted.internet import reactor
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    sys.path.insert(0, ROOT)
+    sys.path.insert(0, HERE)
+    from echo_server import EchoProtocol
+
+    from openclaw.config import build_config
+    from openclaw.gateway.methods import core_methods
+    from openclaw.gateway.service import GatewayService
+    from openclaw.runtime import Runtime
+    from openclaw.status import TreeStatus
+    from openclaw.websocket import WebSocketServerFactory
+
+    class Transport(StringTransport):
+        def setTcpNoDelay(self, enabled: bool) -> None:
+            pass
+
+    def opened(factory: Any) -> tuple[Any, Transport]:
+        peer = IPv4Address("TCP", "127.0.0.1", 40000)
+        proto, transport = factory.buildProtocol(peer), Transport(peerAddress=peer)
+        proto.makeConnection(transport)
+        proto.dataReceived(HANDSHAKE)
+        assert transport.value().startswith(b"HTTP/1.1 101"), transport.value()[:80]
+        transport.clear()
+        return proto, transport
+
+    echo_factory = WebSocketServerFactory()
+    echo_factory.protocol = EchoProtocol
+    token = "in-process-bench-token"
+    config = build_config({"gateway": {"token": token, "max_requests_per_second": 1_000_000}}).gateway
+    runtime = Runtime(reactor)
+    gateway = GatewayService(reactor, runtime, config, os.path.join(tempfile.mkdtemp(), "gateway.token"),
+                             core_methods(runtime, TreeStatus([])))
+    gateway.token = token
+    proto, transport = opened(gateway.factory)
+    proto.dataReceived(_ws_frame(1, b'{"type":"req","id":"c","method":"connect","params":{"token":"%s"}}'
+                                 % token.encode()))
+    assert b'"ok":true' in transport.value(), transport.value()
+    transport.clear()
+    servers = {"echo": opened(echo_factory), "openclaw": (proto, transport)}
+
+    print_command()
+    frame = _ws_frame(1, _frame(1))
+    costs = {}
+    for name, (proto, transport) in servers.items():
+        best = float("inf")
+        for _ in range(rounds):
+            t0 = time.process_time()
+            for _ in range(per_round):
+                proto.dataReceived(frame)
+                transport.clear()
+            best = min(best, (time.process_time() - t0) / per_round)
+        costs[name] = best
+        print(f"  {name:9s} {best * 1e6:6.2f} us CPU per round trip (best of {rounds} x {per_round})")
+    print(f"openclaw / echo cost per round trip: {costs['openclaw'] / costs['echo']:.2f}")
+    return 0
+
+
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="openclaw gateway vs bare Autobahn echo: round trips/s and latency")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per level and server (default 5)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds of load first (default 1)")
@@ -496,15 +574,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="load generator: a minimal RFC 6455 client (raw, default) or Autobahn's client")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers to CPU 0 and clients to CPU 1")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--in-process", action="store_true",
+                        help="instead: the CPU cost of one ping round trip through each server's protocol, "
+                             "in this process on an in-memory transport (no sockets, no reactor)")
     # Internal: the load generator.
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--conns", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--impl", default="raw", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments().parse_args(argv)
     if args.client:
         return client_main(args)
+    if args.in_process:
+        return in_process_main()
 
     # SIGTERM to this script unwinds through the finally blocks that stop the servers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -565,16 +652,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {conns} | {name} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
                   f"{r['server_cpu']:.0%} | {r['client_cpu']:.0%} |")
     print()
-    print("| conns | openclaw / echo throughput |")
-    print("|------:|---------------------------:|")
+    # Server CPU per round trip: the figure other load on a shared machine
+    # disturbs least (a starved server answers less, but each answer costs
+    # about the same); echo's cost over openclaw's is the throughput ratio
+    # both would reach with a core each.
+    cost = {n: {c: results[n][c]["server_cpu"] / results[n][c]["rps"] * 1e6 if results[n][c]["rps"] else 0.0
+                for c in levels} for n in results}
+    print("| conns | openclaw / echo throughput | server CPU per round trip: echo, openclaw (us) | echo / openclaw CPU per round trip |")
+    print("|------:|---------------------------:|---------------------------:|---------------------------:|")
     for conns in levels:
         ratio = results["openclaw"][conns]["rps"] / results["echo"][conns]["rps"]
-        print(f"| {conns} | {ratio:.2f} |")
+        echo_us, ours_us = cost["echo"][conns], cost["openclaw"][conns]
+        by_cost = f"{echo_us / ours_us:.2f}" if ours_us else "-"
+        print(f"| {conns} | {ratio:.2f} | {echo_us:.1f}, {ours_us:.1f} | {by_cost} |")
     print()
     if 100 in levels:
         ratio = results["openclaw"][100]["rps"] / results["echo"][100]["rps"]
-        verdict = "MET" if ratio >= 0.7 else "MISSED"
-        print(f"target: openclaw >= 0.70 x echo at 100 connections: {ratio:.2f} -> {verdict}")
+        verdict = "MET" if ratio >= RATIO_TARGET else "MISSED"
+        print(f"target: openclaw >= {RATIO_TARGET:.2f} x echo at 100 connections: {ratio:.2f} -> {verdict}")
     saturated = [f"{n}@{c}" for n in results for c in levels if results[n][c]["client_cpu"] >= 0.9 * results[n][c]["client_procs"]]
     if saturated:
         print(f"note: the load generator was CPU-bound (>= 90% of its cores) for: {', '.join(saturated)}; "

@@ -5,20 +5,22 @@ openclaw start-up time, idle memory and shutdown time.
 
 Each run starts the daemon exactly as an operator would,
 
-    twistd -n --pidfile= openclaw --home <fresh tmp dir> --gateway tcp:<port>:interface=127.0.0.1
-           --web tcp:<port>:interface=127.0.0.1 --log-level info
+    twistd -n --pidfile= openclaw --home=<fresh tmp dir> --gateway=tcp:<port>:interface=127.0.0.1
+           --web=tcp:<port>:interface=127.0.0.1 --log-level=info
 
 (``subprocess.Popen``, free ports found by binding port 0), and measures
 
 * start-to-ready: from just before ``Popen`` to the first ``GET /readyz`` that
-  returns 200 (polled every 10 ms, bounded by 10 s);
+  returns 200 (polled every 10 ms, bounded by 10 s), and the CPU time (user +
+  system) the daemon had used by then, which other load on the machine
+  disturbs far less than the wall-clock time;
 * idle RSS: ``VmRSS`` from ``/proc/<pid>/status`` after ``--idle`` seconds
   (default 10) with no client;
 * stop: SIGTERM, then the time until the process has exited, and its exit code
   (bounded by 20 s, then SIGKILL).
 
-It prints each run and min/median/max against the targets (ready < 1.5 s,
-idle RSS < 60 MB).  ``--importtime`` adds the 10 modules with the largest
+It prints each run and min/median/max against the targets (ready <= 0.6 s
+with ``.pyc`` files, idle RSS < 60 MB).  ``--importtime`` adds the 10 modules with the largest
 cumulative import time under ``python -X importtime -c "import openclaw.tap"``
 and the RSS of that bare import.
 """
@@ -42,7 +44,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gateway import free_port, rss_kb  # noqa: E402  (bench/ is not a package)
 
-READY_TARGET_S = 1.5
+READY_TARGET_S = 0.6
 RSS_TARGET_MB = 60.0
 
 
@@ -50,19 +52,26 @@ def twistd() -> str:
     return os.path.join(os.path.dirname(sys.executable), "twistd")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def one_run(idle: float) -> dict:
     home = tempfile.mkdtemp(prefix="openclaw-startup-")
     web = free_port()
     cmd = [
-        twistd(), "-n", "--pidfile=", "openclaw", "--home", home,
-        "--gateway", f"tcp:{free_port()}:interface=127.0.0.1",
-        "--web", f"tcp:{web}:interface=127.0.0.1", "--log-level", "info",
+        twistd(), "-n", "--pidfile=", "openclaw", f"--home={home}",
+        f"--gateway=tcp:{free_port()}:interface=127.0.0.1",
+        f"--web=tcp:{web}:interface=127.0.0.1", "--log-level=info",
     ]
     url = f"http://127.0.0.1:{web}/readyz"
     out = open(os.path.join(home, "daemon.out"), "wb")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=home)
-    ready = None
+    ready = cpu = None
     try:
         while time.perf_counter() - t0 < 10.0:
             if proc.poll() is not None:
@@ -71,6 +80,7 @@ def one_run(idle: float) -> dict:
                 with urllib.request.urlopen(url, timeout=0.5) as r:
                     if r.status == 200:
                         ready = time.perf_counter() - t0
+                        cpu = cpu_s(proc.pid)
                         break
             except (urllib.error.URLError, OSError):
                 pass
@@ -97,7 +107,7 @@ def one_run(idle: float) -> dict:
         shutil.rmtree(home, ignore_errors=True)
     else:
         print(f"  (kept {home} for inspection: daemon.out has the daemon's output)")
-    return {"ready": ready, "rss_ready_kb": rss_ready, "rss_idle_kb": rss_idle, "stop": stop, "code": code}
+    return {"ready": ready, "cpu": cpu, "rss_ready_kb": rss_ready, "rss_idle_kb": rss_idle, "stop": stop, "code": code}
 
 
 def summary(values: list[float]) -> str:
@@ -165,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         r = one_run(args.idle)
         runs.append(r)
         ready = f"{r['ready']:.3f} s" if r["ready"] is not None else "NOT READY in 10 s"
-        print(f"  run {i + 1}: ready {ready}  RSS at ready {r['rss_ready_kb'] / 1024:.1f} MB  "
+        cpu = f" (CPU {r['cpu']:.3f} s)" if r["cpu"] is not None else ""
+        print(f"  run {i + 1}: ready {ready}{cpu}  RSS at ready {r['rss_ready_kb'] / 1024:.1f} MB  "
               f"idle {r['rss_idle_kb'] / 1024:.1f} MB  stop {r['stop']:.3f} s  exit {r['code']}")
         sys.stdout.flush()
 
@@ -178,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         print("| measure | min | median | max | target |")
         print("|---------|----:|-------:|----:|--------|")
         print(f"| start to /readyz 200 (s) | {min(ready):.3f} | {statistics.median(ready):.3f} | {max(ready):.3f} "
-              f"| < {READY_TARGET_S} s: {'met' if statistics.median(ready) < READY_TARGET_S else 'MISSED'} |")
+              f"| <= {READY_TARGET_S} s: {'met' if statistics.median(ready) <= READY_TARGET_S else 'MISSED'} |")
+        cpu = [r["cpu"] for r in ok]
+        print(f"| CPU to /readyz 200 (s) | {min(cpu):.3f} | {statistics.median(cpu):.3f} | {max(cpu):.3f} | |")
         print(f"| RSS after {args.idle:g} s idle (MB) | {min(idle):.1f} | {statistics.median(idle):.1f} | "
               f"{max(idle):.1f} | < {RSS_TARGET_MB:g} MB: "
               f"{'met' if statistics.median(idle) < RSS_TARGET_MB else 'MISSED'} |")

@@ -10,7 +10,7 @@ import os
 from typing import Any, Callable, Mapping
 
 import orjson
-from autobahn.twisted.websocket import (
+from openclaw.websocket import (
     WebSocketClientFactory,
     WebSocketClientProtocol,
     connectWS,

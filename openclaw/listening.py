@@ -16,8 +16,24 @@ from openclaw.eliotutil import log
 from openclaw.errors import StartupError
 
 
+#: Endpoint types whose strports description takes ``backlog=``.
+_BACKLOG_TYPES = frozenset({"tcp", "tcp6", "ssl", "unix"})
+
+
 class ListenError(StartupError):
     """A port could not be bound; ``str()`` names the config key."""
+
+
+def with_backlog(description: str, backlog: int) -> str:
+    """
+    ``description`` with a listen queue of ``backlog`` (Twisted's default is
+    50, which a burst of connects overflows); a ``backlog=`` already in the
+    description, and endpoint types without one, are left as they are.
+    """
+    kind = description.split(":", 1)[0].strip().lower()
+    if kind not in _BACKLOG_TYPES or "backlog=" in description:
+        return description
+    return f"{description}:backlog={backlog}"
 
 
 class ListeningService(Service):
@@ -27,9 +43,10 @@ class ListeningService(Service):
     leaving a daemon that is up but unreachable.
     """
 
-    def __init__(self, reactor: Any, description: str, factory: Any, config_key: str) -> None:
+    def __init__(self, reactor: Any, description: str, factory: Any, config_key: str, backlog: int = 511) -> None:
         self._reactor = reactor
         self.description = description
+        self.backlog = backlog
         self.factory = factory
         self.config_key = config_key
         self.port: IListeningPort | None = None
@@ -45,7 +62,7 @@ class ListeningService(Service):
 
     def _listen(self) -> None:
         results: list[Any] = []
-        endpoint = serverFromString(self._reactor, self.description)
+        endpoint = serverFromString(self._reactor, with_backlog(self.description, self.backlog))
         endpoint.listen(self.factory).addBoth(results.append)
         if not results:
             raise ListenError(f"{self.config_key}: {self.description}: listening did not complete at start")

@@ -15,6 +15,7 @@ can quote the AUTH exchange, an HTTP error body the request's URL.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import collections
 import functools
@@ -31,6 +32,7 @@ from eliot import add_destinations, remove_destination
 from twisted.application.service import Service
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.logfile import LogFile
+from twisted.python.threadable import isInIOThread
 
 from zope.interface import implementer
 
@@ -79,6 +81,8 @@ _CONSOLE_VALUE_LIMIT = 300
 #: where a line per message would cost more than the message itself.
 FILE_ONLY_ACTIONS = frozenset({"openclaw:message", "openclaw:message:replayed", "openclaw:outbox:deliver"})
 _QUIET_LEVELS = frozenset({"info", "debug", "trace"})
+#: Records at these levels are written at once (with what is buffered before them).
+_AT_ONCE_LEVELS = frozenset({"warn", "error"})
 
 _TO_TWISTED = {
     "error": LogLevel.error,
@@ -301,8 +305,22 @@ def render(message: dict[str, Any], level: str) -> str:
     return " ".join(parts)
 
 
+#: Info and lower records wait this long at most before they are written
+#: (warn and error are written at once), so a burst costs one write.
+FLUSH_INTERVAL = 0.2
+
+#: Buffered bytes per file that are written at once, whatever the timer says:
+#: the bound on the buffer's memory.
+MAX_BUFFERED_BYTES = 64 * 1024
+
+
 class _JsonLinesFile:
-    """A size-rotated file of one JSON object per line, written unbuffered."""
+    """
+    A size-rotated file of one JSON object per line.  Lines are buffered
+    until ``flush`` (or ``MAX_BUFFERED_BYTES``) and then written in as few
+    writes as rotation allows: a file ends where it would have ended had
+    every line been written on its own.
+    """
 
     def __init__(self, directory: str, name: str, max_bytes: int, backups: int) -> None:
         # LogFile opens unbuffered, rotates before a write once the file has
@@ -312,20 +330,53 @@ class _JsonLinesFile:
         # handlers never log (they only schedule work on the reactor), so no
         # signal can interrupt a write and then wait here for itself.
         self._lock = threading.Lock()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
 
-    def write(self, line: bytes) -> None:
-        """Append one serialized JSON line (ending in a newline)."""
+    def write(self, line: bytes, now: bool = True) -> bool:
+        """
+        Append one serialized JSON line (ending in a newline), at once with
+        ``now``; whether lines are left waiting for ``flush``.
+        """
         with self._lock:
-            self._file.write(line)
+            self._pending.append(line)
+            self._pending_bytes += len(line)
+            if now or self._pending_bytes >= MAX_BUFFERED_BYTES:
+                self._write_pending()
+            return bool(self._pending)
+
+    def flush(self) -> None:
+        """Write every buffered line."""
+        with self._lock:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        lines, self._pending, self._pending_bytes = self._pending, [], 0
+        file, limit = self._file, self._file.rotateLength
+        size, chunk = file.size, []
+        for line in lines:
+            if size >= limit:
+                # An unbuffered writer rotates before this line: end the chunk
+                # here, so the next write starts the new file with it.
+                if chunk:
+                    file.write(b"".join(chunk))
+                    chunk = []
+                size = 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            file.write(b"".join(chunk))
 
     def resize(self, max_bytes: int, backups: int) -> None:
         """New rotation limits (a reload), from the next write on."""
         with self._lock:
+            self._write_pending()
             self._file.rotateLength = max_bytes
             self._file.maxRotatedFiles = backups
 
     def close(self) -> None:
         with self._lock:
+            self._write_pending()
             self._file.flush()
             self._file.close()
 
@@ -338,6 +389,14 @@ class LoggingService(Service):
 
     ``secrets`` is called for every written message, so a token rotated at
     runtime is redacted from the next line on.
+
+    Info and lower records logged on the reactor thread are buffered and
+    written together ``flush_interval`` later (or past ``MAX_BUFFERED_BYTES``);
+    warn and error records, and records from other threads, are written at
+    once with whatever is buffered before them.  Nothing buffered is lost on
+    a clean exit: stopping (the last step of every drain, SIGTERM's too), a
+    reload and interpreter exit (``atexit``, for an exit on an error) all
+    write the buffer out.
     """
 
     name = "logging"
@@ -351,6 +410,8 @@ class LoggingService(Service):
         secrets: Callable[[], Iterable[str]] = lambda: (),
         console: bool = True,
         banner: dict[str, Any] | None = None,
+        clock: Any = None,
+        flush_interval: float = FLUSH_INTERVAL,
     ) -> None:
         if level not in LEVELS:
             raise ValueError(f"log.level: unknown level {level!r} (choose one of {', '.join(LEVELS)})")
@@ -369,6 +430,9 @@ class LoggingService(Service):
         self._banner = banner
         self._combined: _JsonLinesFile | None = None
         self._errors: _JsonLinesFile | None = None
+        self._clock = clock
+        self._flush_interval = flush_interval
+        self._flush_call: Any = None
         # When recent errors were written, for the heartbeat's snapshot.
         self._error_times: collections.deque[float] = collections.deque(maxlen=10_000)
         #: The last warnings and errors as written (redacted), numbered, for the console's Logs page.
@@ -381,6 +445,10 @@ class LoggingService(Service):
         set_threshold(self.level)
         self._combined = _JsonLinesFile(self.directory, "combined.log", self._max_bytes, self._backups)
         self._errors = _JsonLinesFile(self.directory, "error.log", self._max_bytes, self._backups)
+        if self._clock is None:
+            from twisted.internet import reactor as clock
+            self._clock = clock
+        atexit.register(self.flush)
         add_destinations(self._deliver)
         globalLogPublisher.addObserver(self._bridge)
         super().startService()
@@ -398,11 +466,13 @@ class LoggingService(Service):
             self._banner = None
 
     def reconfigure(self, config: Any) -> None:
-        """A reload's ``log`` section: the level at once, rotation from the next write."""
+        """A reload's ``log`` section: the level and flush interval at once, rotation from the next write."""
         if config.log.level != self.level:
             self.level = config.log.level
             set_threshold(self.level)
         self._max_bytes, self._backups = config.log.max_bytes, config.log.backups
+        self._flush_interval = config.log.flush_interval
+        self.flush()
         for file in (self._combined, self._errors):
             if file is not None:
                 file.resize(self._max_bytes, self._backups)
@@ -411,6 +481,8 @@ class LoggingService(Service):
         if self._combined is not None and self._errors is not None:
             globalLogPublisher.removeObserver(self._bridge)
             remove_destination(self._deliver)
+            atexit.unregister(self.flush)
+            self._cancel_flush()
             self._combined.close()
             self._errors.close()
             self._combined = self._errors = None
@@ -424,7 +496,10 @@ class LoggingService(Service):
         raw = {k: v for k, v in message.items() if k != "__eliot_logger__"}
         raw["log_level"] = level
         clean, line = serialize_redacted(raw, known_secrets(self._secrets()))
-        self._combined.write(line)
+        # Off the reactor thread no timer can be set: such records go at once.
+        now = level in _AT_ONCE_LEVELS or not self._flush_interval or not isInIOThread()
+        if self._combined.write(line, now):
+            self._schedule_flush()
         if level == "error":
             self._errors.write(line)
             self._error_times.append(clean.get("timestamp", time.time()))
@@ -451,6 +526,26 @@ class LoggingService(Service):
     def recent(self) -> list[tuple[int, dict[str, Any]]]:
         """The last ``RECENT_RECORDS`` warnings and errors, oldest first, with their sequence numbers."""
         return list(self._recent)
+
+    def flush(self) -> None:
+        """Write every buffered record now."""
+        self._cancel_flush()
+        for file in (self._combined, self._errors):
+            if file is not None:
+                file.flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_call is None:
+            self._flush_call = self._clock.callLater(self._flush_interval, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._flush_call = None
+        self.flush()
+
+    def _cancel_flush(self) -> None:
+        call, self._flush_call = self._flush_call, None
+        if call is not None and call.active():
+            call.cancel()
 
     def recent_errors(self, within: float = 3600.0) -> int:
         """Error records written in the last ``within`` seconds."""

@@ -17,7 +17,8 @@ from openclaw.config import Config
 
 #: (section, key) that a running daemon cannot change: its sockets and store
 #: were opened with them.  The rest of a reload is still applied.
-RESTART_KEYS = (("gateway", "listen"), ("web", "listen"), ("store", "url"), ("store", "prefix"))
+RESTART_KEYS = (("gateway", "listen"), ("gateway", "backlog"), ("web", "listen"), ("web", "backlog"),
+                ("store", "url"), ("store", "prefix"))
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,7 @@ def build_service(
     connectors.build(config.connectors)
     logging = LoggingService(
         home, config.log.level, config.log.max_bytes, config.log.backups,
-        secrets=secrets, console=console,
+        secrets=secrets, console=console, flush_interval=config.log.flush_interval,
         banner={"config": runtime.config_path or "built-in defaults", "home": home,
                 "version": __version__, "digest": runtime.config_digest},
     )

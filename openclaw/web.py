@@ -142,7 +142,7 @@ class WebService(ListeningService):
         tree: TreeStatus = NO_SERVICES, console: Any = None,
     ) -> None:
         site = QuietSite(HealthApp(runtime, webhooks, home, tree, console).app.resource(), limits, body_limit)
-        super().__init__(reactor, description, site, "web.listen")
+        super().__init__(reactor, description, site, "web.listen", limits.backlog)
         self.console = console
 
     def reconfigure(self, config: Any) -> None:

@@ -169,7 +169,7 @@ def test_every_error_is_reported_at_once_from_every_layer() -> None:
         build_config({"gateway": {"max_frame_bytes": 0, "nope": 1}, "heartbeat": {"every": 1e-7}},
                      {"OPENCLAW_STORE_HISTORY": str(10**25)}, {"web.listen": "tcp:99999"})
     assert str(info.value).split("\n") == [
-        "config error: gateway.nope: unknown key (known: listen, token, max_frame_bytes, max_bad_frames, max_connections, max_connections_per_address, max_requests_per_second, request_burst, send_high_water, send_hard_limit, allowed_origins)",
+        "config error: gateway.nope: unknown key (known: listen, token, max_frame_bytes, max_bad_frames, max_connections, max_connections_per_address, max_requests_per_second, request_burst, send_high_water, send_hard_limit, allowed_origins, backlog)",
         "config error: gateway.max_frame_bytes: expected a size from 256B to 64MiB, got 0",
         "config error: heartbeat.every: expected a duration from 1s to 7d, or 0 (off), got 1e-07",
         "config error: OPENCLAW_STORE_HISTORY (store.history): expected a whole number from 1 to 100,000, got "

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from openclaw.gateway import frames
 from openclaw.gateway.frames import FrameError, parse_request
+from openclaw.gateway.protocol import text_frame
 from tests.strategies import frame_values
 
 LIMIT = 1024
@@ -99,3 +100,19 @@ def test_errors_encode_to_the_documented_shape(request_id, code, message) -> Non
     assert orjson.loads(frames.encode_error(request_id, code, message)) == {
         "type": "res", "id": request_id, "ok": False, "error": {"code": code, "message": message},
     }
+
+
+@given(st.one_of(st.binary(max_size=300), st.integers(125, 70_000).map(lambda n: b"a" * n)))
+def test_a_reply_frame_is_one_unmasked_final_text_frame_holding_the_payload(payload: bytes) -> None:
+    frame = text_frame(payload)
+    assert frame[0] == 0x81 and not frame[1] & 0x80  # FIN + text; servers do not mask
+    short = frame[1] & 0x7F
+    if short < 126:
+        length, body = short, frame[2:]
+    elif short == 126:
+        length, body = int.from_bytes(frame[2:4], "big"), frame[4:]
+        assert length >= 126  # the shortest form, as RFC 6455 5.2 requires
+    else:
+        length, body = int.from_bytes(frame[2:10], "big"), frame[10:]
+        assert length >= 65536
+    assert length == len(payload) and body == payload

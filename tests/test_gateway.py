@@ -136,6 +136,18 @@ def test_each_malformed_frame_gets_an_error_reply_and_the_connection_lives(
 
 
 @pytest_twisted.inlineCallbacks
+def test_replies_of_every_frame_length_form_reach_a_real_client(tmp_path) -> None:
+    # 7-bit, 16-bit and 64-bit lengths of the frames the gateway builds itself.
+    gw = Gateway(tmp_path, methods={"echo": lambda conn, params: params})
+    client = yield gw.connect()
+    for size in (0, 100, 125, 126, 65_000, 65_536, 200_000):
+        reply = yield client.request("echo", {"text": "x" * size})
+        assert reply["ok"] and reply["payload"] == {"text": "x" * size}
+    yield client.close()
+    yield gw.stop()
+
+
+@pytest_twisted.inlineCallbacks
 def test_unknown_method_and_duplicate_id(tmp_path) -> None:
     hold = defer.Deferred()
     gw = Gateway(tmp_path, methods={"hold": lambda conn, params: hold})

@@ -277,6 +277,28 @@ def test_rotation_keeps_at_most_backups_old_files(tmp_path: Path) -> None:
     assert all(p.stat().st_size < 2000 + 500 for p in logs.iterdir())
 
 
+def test_buffered_info_records_rotate_like_single_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from twisted.internet.task import Clock
+
+    from openclaw import logs
+
+    monkeypatch.setattr(logs, "isInIOThread", lambda: True)  # the reactor thread: records are buffered
+    clock = Clock()
+    service = start(tmp_path, "info", max_bytes=2000, backups=3, clock=clock)
+    for n in range(400):
+        log("test:rotate", "info", n=n)
+        if n % 37 == 0:
+            clock.advance(logs.FLUSH_INTERVAL)  # a flush now and then, mid-file
+    service.stopService()
+
+    logs_dir = tmp_path / "logs"
+    names = ("combined.log.3", "combined.log.2", "combined.log.1", "combined.log")
+    assert sorted(p.name for p in logs_dir.iterdir() if p.name.startswith("combined.log")) == sorted(names)
+    numbers = [n for name in names for n in (m["n"] for m in of_type(lines(logs_dir / name), "test:rotate"))]
+    assert numbers == list(range(numbers[0], 400))
+    assert all((logs_dir / name).stat().st_size < 2000 + 500 for name in names)
+
+
 def test_restart_in_one_process_leaks_nothing(tmp_path: Path) -> None:
     service = LoggingService(str(tmp_path), "info")
     for n in range(2):

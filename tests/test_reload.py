@@ -40,8 +40,9 @@ def reloads(result: str) -> float:
 sections = st.fixed_dictionaries({}, optional={
     "gateway": st.fixed_dictionaries({}, optional={
         "listen": st.sampled_from(["tcp:18789:interface=127.0.0.1", "tcp:1234:interface=127.0.0.1"]),
-        "max_bad_frames": st.integers(1, 5)}),
-    "web": st.fixed_dictionaries({}, optional={"listen": st.sampled_from(["tcp:8080", "tcp:8081"])}),
+        "backlog": st.sampled_from([511, 64]), "max_bad_frames": st.integers(1, 5)}),
+    "web": st.fixed_dictionaries({}, optional={"listen": st.sampled_from(["tcp:8080", "tcp:8081"]),
+                                               "backlog": st.sampled_from([511, 64])}),
     "log": st.fixed_dictionaries({}, optional={"level": st.sampled_from(["info", "debug"])}),
     "heartbeat": st.fixed_dictionaries({}, optional={"every": st.sampled_from(["30m", "5m", 0])}),
     "store": st.fixed_dictionaries({}, optional={"prefix": st.sampled_from(["a:", "b:"]),
@@ -58,9 +59,9 @@ def test_the_plan_keeps_what_needs_a_restart_and_lists_what_changed(old_doc, new
         assert getattr(getattr(plan.applied, section), key) == running
         assert (f"{section}.{key}" in plan.restart_needed) == (getattr(getattr(new, section), key) != running)
     # Everything else is the new file's.
-    neutral = replace(new, **{s: replace(getattr(new, s), **{k: getattr(getattr(old, s), k)})
-                              for s, k in RESTART_KEYS if s != "store"},
-                      store=replace(new.store, url=old.store.url, prefix=old.store.prefix))
+    neutral = new
+    for s, k in RESTART_KEYS:
+        neutral = replace(neutral, **{s: replace(getattr(neutral, s), **{k: getattr(getattr(old, s), k)})})
     assert plan.applied == neutral
     assert set(plan.changed) == {s for s in ("gateway", "web", "log", "heartbeat", "store")
                                  if getattr(old, s) != getattr(plan.applied, s)}

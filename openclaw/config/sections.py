@@ -89,6 +89,7 @@ class GatewayConfig:
     send_high_water: int = 64 * 1024
     send_hard_limit: int = 1024 * 1024
     allowed_origins: tuple[str, ...] = ()
+    backlog: int = 511
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class WebConfig:
     max_webhook_body: int = 1024 * 1024
     console: bool = True
     console_gateway_url: str = ""
+    backlog: int = 511
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class LogConfig:
     level: str = "info"
     max_bytes: int = 10 * 1024 * 1024
     backups: int = 5
+    flush_interval: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -323,15 +326,18 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("gateway", "send_high_water"): (size(4096, 16 * MiB), "bytes queued for a client before its connection's requests stop being read"),
     ("gateway", "send_hard_limit"): (size(4096, 256 * MiB), "bytes queued for a client that does not read before it is closed with 1008"),
     ("gateway", "allowed_origins"): (origins, "browser origins (https://host:port) allowed to open the gateway; others get HTTP 403; none by default"),
+    ("gateway", "backlog"): (whole(1, 65535), "connections the kernel queues before the gateway accepts them (listen backlog; capped by net.core.somaxconn; a restart applies it)"),
     ("web", "listen"): (parse_endpoint, "health/metrics HTTP endpoint: /health /livez /readyz /metrics"),
     ("web", "max_connections"): (whole(1, 65535), "open HTTP connections at most; more get 503"),
     ("web", "request_timeout"): (duration(0.5, 600), "time a connection has to deliver a complete request (headers and body); then it is closed"),
     ("web", "max_webhook_body"): (size(0, 64 * MiB), "largest body a /webhooks/<name> POST may have; larger: 413 before it is read"),
     ("web", "console"): (boolean, "serve the web console at /console/ (it needs the gateway token)"),
     ("web", "console_gateway_url"): (ws_url, "where the console page finds the gateway; empty: ws://<the page's host>:<gateway port>/; behind a TLS proxy e.g. wss://host/gateway"),
+    ("web", "backlog"): (whole(1, 65535), "connections the kernel queues before the web server accepts them (listen backlog; capped by net.core.somaxconn; a restart applies it)"),
     ("log", "level"): (_level, "error | warn | info | debug | trace (also LOG_LEVEL, --log-level)"),
     ("log", "max_bytes"): (size(64 * 1024, 1024 * MiB), "rotate combined.log / error.log past this size"),
     ("log", "backups"): (whole(1, 100), "rotated files kept per log"),
+    ("log", "flush_interval"): (duration(0.05, 5, off=True), "info and lower records wait this long at most to be written together (warn and error at once; all on stop); 0: each at once"),
     ("state", "save_every"): (duration(1, 86400, off=True), "how often gateway-state.json is written (also at shutdown)"),
     ("heartbeat", "every"): (duration(1, 7 * 86400, off=True), "heartbeat interval; 0 disables; the first beat is one interval after start"),
     ("heartbeat", "active_hours"): (parse_active_hours, "{start: \"08:00\", end: \"23:00\"}: beat only between these local times; null: always"),

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import orjson
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from openclaw.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from openclaw.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
@@ -25,6 +25,19 @@ from openclaw.limits import ConnectionCaps, TokenBucket, refusal
 
 #: Request line and headers of the opening handshake, at most (Twisted's web server allows 16 KiB too).
 MAX_HANDSHAKE_BYTES = 16 * 1024
+
+
+def text_frame(payload: bytes) -> bytes:
+    """
+    One unfragmented, unmasked WebSocket text frame (RFC 6455 5.2), as a
+    server sends it: FIN and opcode 1, then the 7-bit, 16-bit or 64-bit length.
+    """
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
 
 
 @implementer(IPushProducer)
@@ -53,7 +66,9 @@ class GatewayProtocol(WebSocketServerProtocol):
         if self.state == self.STATE_CONNECTING and len(self.data) + len(data) > MAX_HANDSHAKE_BYTES:
             self.failHandshake("request header too large", 431)
             return
-        super().dataReceived(data)
+        # What Autobahn's own dataReceived does, less the debug line it
+        # formats on every read whether debug is on or not.
+        self._dataReceived(data)
 
     def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
         """Autobahn's refusal (426 for plain HTTP, 403 for a foreign origin, ...), counted."""
@@ -118,7 +133,12 @@ class GatewayProtocol(WebSocketServerProtocol):
                 if self.paused_budget < 0:
                     self.factory.gateway.overflowed(self)
                     return
-            self.sendMessage(data, isBinary=False)
+            if self._perMessageCompress is None and not self.send_queue:
+                # One write of a frame built here: Autobahn's sendMessage
+                # takes four calls and formats a debug line for the same bytes.
+                self.transport.write(text_frame(data))
+            else:
+                self.sendMessage(data, isBinary=False)
 
     def close(self, code: int, reason: str, stop_reading: bool = False) -> None:
         """

@@ -67,7 +67,7 @@ class GatewayService(StatusSource, ListeningService):
         on_close: Callable[[GatewayProtocol], None] = lambda conn: None,
         console_origins: Callable[[], set[str]] = set,
     ) -> None:
-        super().__init__(reactor, config.listen, make_factory(self, config), "gateway.listen")
+        super().__init__(reactor, config.listen, make_factory(self, config), "gateway.listen", config.backlog)
         self.factory.console_origins = console_origins
         self.runtime = runtime
         self.clock = runtime.clock
