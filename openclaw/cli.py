@@ -64,8 +64,15 @@ def summarize(code: int, body: dict[str, Any]) -> str:
                          + (f"; needs a restart: {', '.join(reload['restart_needed'])}" if reload.get("restart_needed") else ""))
     for name, state in sorted((body.get("services") or {}).items()):
         lines.append(f"  service {name}: {state}")
+    details = body.get("connectors") or {}
     for name, up in sorted((body.get("connections") or {}).items()):
-        lines.append(f"  connector {name}: {'connected' if up else 'DOWN'}")
+        standby = (details.get(name) or {}).get("state") == "standby"
+        lines.append(f"  connector {name}: {'connected' if up else 'standby (another instance holds it)' if standby else 'DOWN'}")
+    cluster = body.get("cluster") or {}
+    if cluster.get("instances"):  # several daemons on one Redis (none listed: this one alone)
+        lines.append(f"  cluster: this instance {cluster.get('instance_id')}")
+        for instance in cluster["instances"]:
+            lines.append(f"  instance {instance.get('id')}: holds {', '.join(instance.get('holds') or []) or 'nothing'}")
     return "\n".join(lines)
 
 

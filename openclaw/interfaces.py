@@ -308,3 +308,52 @@ class IConnector(Interface):
         :return: a JSON-serialisable dict with at least ``connected``,
             ``last_error`` and ``last_receive`` (ISO 8601 or ``None``).
         """
+
+
+class ICluster(Interface):
+    """
+    The daemons sharing one store, as this one sees them: which instances
+    are alive, and which leases this instance holds.  With SQLite (one
+    daemon) ``LocalCluster`` is the only instance and holds every lease.
+    """
+
+    instance_id = Attribute("This daemon's id, ``<host>:<pid>:<6 hex>``.")
+    alone = Attribute("True for the cluster of one (SQLite): nothing to guard against, nothing to resume from.")
+
+    def alive(instance_id):
+        """:return: a Deferred firing with whether ``instance_id``'s registration has not expired."""
+
+    def instances():
+        """
+        :return: a Deferred firing with the live instances, each a dict: id,
+            host, pid, started_at, version, holds (lease names).
+        """
+
+    def holds(lease_name):
+        """
+        Whether this instance may do the work ``lease_name`` guards now
+        (known locally, no I/O: a lease is trusted until a margin before it
+        could have expired at Redis).
+        """
+
+    def lease(lease_name, on_acquired, on_lost):
+        """
+        Keep trying to hold ``lease_name`` while the cluster runs: call
+        ``on_acquired()`` when it is held and ``on_lost()`` as soon as it is
+        not (before it could have expired, or when the cluster stops).
+        Several callers may watch one lease: acquired in the order they
+        asked, lost in reverse.
+        """
+
+    def unlease(lease_name, on_acquired, on_lost):
+        """
+        Stop watching ``lease_name`` with these callbacks (a connector a
+        reload removed); with no watcher left the lease is released.
+        """
+
+    def guarded_set_state(lease_name, key, value):
+        """
+        The store's ``set_state`` on behalf of ``lease_name``'s holder,
+        refused (failing with ``openclaw.cluster.redis_lease.Fenced``,
+        nothing written) when this instance's token is no longer the latest.
+        """

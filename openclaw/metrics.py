@@ -284,6 +284,32 @@ store_pruned = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+
+# Several instances on one Redis (docs/deployment.md)
+cluster_leases_held = Gauge(
+    "openclaw_cluster_leases_held",
+    "1 while this instance holds the lease (scheduler, connector:<platform>:<account>).",
+    ["lease"],
+    registry=REGISTRY,
+)
+cluster_takeovers = Counter(
+    "openclaw_cluster_takeovers_total",
+    "Leases this instance acquired that an earlier holder had had (a failover, a restart, a rebalance).",
+    ["lease"],
+    registry=REGISTRY,
+)
+cluster_lease_losses = Counter(
+    "openclaw_cluster_lease_losses_total",
+    "Leases this instance stopped holding other than by releasing them, by reason (expired, refused, fenced).",
+    ["lease", "reason"],
+    registry=REGISTRY,
+)
+cluster_fenced_writes = Counter(
+    "openclaw_cluster_fenced_writes_total",
+    "Guarded writes Redis refused because they carried a stale fencing token.",
+    ["lease"],
+    registry=REGISTRY,
+)
 http_fresh_retries = Counter(
     "openclaw_http_fresh_retries_total",
     "Requests sent again on a fresh connection after a reused pooled one failed them before any response byte "

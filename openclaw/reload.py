@@ -18,7 +18,7 @@ from openclaw.config import Config
 #: (section, key) that a running daemon cannot change: its sockets and store
 #: were opened with them.  The rest of a reload is still applied.
 RESTART_KEYS = (("gateway", "listen"), ("gateway", "backlog"), ("web", "listen"), ("web", "backlog"),
-                ("store", "url"), ("store", "prefix"))
+                ("store", "url"), ("store", "prefix"), ("cluster", "lease_ttl"), ("cluster", "instance_ttl"))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from openclaw import __version__, runfile
 from openclaw.agent.factory import make_brain
 from openclaw.agent.service import BrainService
 from openclaw.agent.tools import all_tools
+from openclaw.cluster import SCHEDULER, cluster_methods, make_cluster
+from openclaw.cluster.gate import Gated, HeldClock
 from openclaw.config import EX_CONFIG, BrainConfig, Config, ConfigError, ConfigSource, default_home
 from openclaw.console.feed import ConsoleFeed, overview
 from openclaw.console.links import LinkCodes
@@ -117,12 +119,13 @@ def build_service(
     tree = TreeStatus(root)
     data = os.path.join(home, "data")
     store = make_store(config.store, home, reactor)
+    cluster = make_cluster(config, reactor, store)  # who else shares the store, and which leases this one holds
     hub = WebchatHub(reactor)
     # Secrets as the running config has them; the gateway token is made at
     # start.  Both are looked up when asked (the logger: per record).
     secrets = lambda: [*known_secrets(root.config), gateway.token]  # noqa: E731
     connectors = ConnectorsService(runtime, lambda section: make_connectors(
-        section, reactor, pipeline, store, notifier, environ))
+        section, reactor, pipeline, store, notifier, environ), cluster=cluster)
     outbox = OutboxService(reactor, store, ChannelRoutes({"webchat": hub.deliver}, connectors),
                            max_attempts=config.outbox.max_attempts,
                            redact=lambda text: scrub_text(text, secrets()))
@@ -153,7 +156,9 @@ def build_service(
                 "version": __version__, "digest": runtime.config_digest},
     )
     engine = build_engine(config, home, reactor, runtime, tree, store, brain, notifier, hub.push,
-                          logging.recent_errors, environ)
+                          logging.recent_errors, environ, save_state=None if cluster.alone else (
+                              lambda key, value: cluster.guarded_set_state(SCHEDULER, key, value)),
+                          timers=None if cluster.alone else HeldClock(reactor, lambda: cluster.holds(SCHEDULER)))
     # The web console: one-time links, the live feed, and its own origin on the gateway.
     codes = LinkCodes(reactor)
     feed = ConsoleFeed(reactor, lambda: overview(runtime, tree, lambda: logging.seq))
@@ -166,6 +171,7 @@ def build_service(
         **chat_methods(pipeline, store, hub, outbox.kick),
         **pairing_methods(store, reactor, lambda: root.config.connectors),
         **engine.methods,
+        **cluster_methods(cluster),
     }
     gateway = GatewayService(reactor, runtime, config.gateway, os.path.join(home, "gateway.token"), methods,
                              on_close=lambda conn: (hub.forget(conn), feed.forget(conn)),
@@ -181,6 +187,7 @@ def build_service(
     children = [
         ("logging", logging),        # first up, last down: everything logs
         ("store", store),            # closed last of the working parts; reports failures (GuardedStore)
+        ("cluster", cluster),        # leases: stopping releases them once the work they guard has stopped
         ("brain", brains),           # the model (a reload may replace it)
         ("state", StateService(runtime, os.path.join(data, "gateway-state.json"), config.state.save_every)),
         ("web", web),                # answers /health ("draining") until the stop phase
@@ -190,8 +197,11 @@ def build_service(
         ("outbox", outbox),          # drain: one more pass for replies made while draining
         ("pipeline", pipeline),      # drain: in-flight messages finish; hurried: abandoned, durable
         ("notifier", notifier),      # alerts' target (reloadable); no I/O of its own
-        ("prune", PruneService(reactor, store, config.store.retention)),
-        *engine.children,            # drain: no new beats, checks, cron runs or mail
+        # The scheduler's work runs only on the instance holding its lease.
+        *[(name, Gated(child, cluster, SCHEDULER)) for name, child in [
+            ("prune", PruneService(reactor, store, config.store.retention)),
+            *engine.children,        # drain: no new beats, checks, cron runs or mail
+        ]],
         ("systemd", SystemdService(sd, reactor, lambda: status_line(runtime, tree), environ)),  # drain: STOPPING=1 first
     ]
     for name, child in children:

@@ -305,3 +305,38 @@ def active_hours() -> st.SearchStrategy[ActiveHours | None]:
     """A heartbeat window: none, a day window, one across midnight, or all day (start == end)."""
     clock_time = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.sampled_from([0, 30]))
     return st.none() | st.builds(ActiveHours, clock_time, clock_time)
+
+
+# Leases across instances (tests/test_cluster_lease.py, tests/test_cluster_keeper.py)
+
+
+def clock_rates(skew: float) -> st.SearchStrategy[float]:
+    """How fast an instance's clock runs against Redis's: within ``skew`` of 1."""
+    return st.floats(1 - skew, 1 + skew)
+
+
+def clock_offsets() -> st.SearchStrategy[float]:
+    """Where an instance's clock reads when Redis's reads 0: any offset (only durations matter)."""
+    return st.floats(-1e6, 1e6)
+
+
+def tick_gaps(ttl: float) -> st.SearchStrategy[float]:
+    """Seconds between a lease holder's ticks: on time, early, or a pause of one to four TTLs."""
+    return st.one_of(st.just(ttl / 3), st.floats(0.1, ttl / 3), st.floats(ttl, 4 * ttl))
+
+
+def network_delays(ttl: float) -> st.SearchStrategy[tuple[float, float]]:
+    """A request's (way there, way back) in seconds: none, a little, or up to three TTLs."""
+    delay = st.one_of(st.just(0.0), st.floats(0.0, 2.0), st.floats(0.0, 3 * ttl))
+    return st.tuples(delay, delay)
+
+
+def coarse_delays() -> st.SearchStrategy[tuple[float, float]]:
+    """Like ``network_delays`` from a few values, so rare orders (a good renew, then two lost) come up often."""
+    lag = st.sampled_from([0.0, 0.0, 0.1, 1.0, 4.0, 20.0])
+    return st.tuples(lag, lag)
+
+
+def pauses(ttl: float, step: float, steps: int) -> st.SearchStrategy[tuple[int, int]]:
+    """A process pause (GC, SIGSTOP) as (first step, steps), up to three TTLs long."""
+    return st.tuples(st.integers(0, steps), st.integers(1, int(3 * ttl / step)))

@@ -93,3 +93,18 @@ def test_status_when_nothing_answers(capsys) -> None:
         port = s.getsockname()[1]
     assert cli.main(["status", "--url", f"http://127.0.0.1:{port}/health", "--timeout", "2"]) == 1
     assert "is not answering" in capsys.readouterr().err
+
+
+def test_status_summary_shows_the_cluster_and_standby_connectors() -> None:
+    body = {"status": "ok", "uptime": 5, "connections": {"telegram": False, "slack": False},
+            "connectors": {"telegram": {"state": "standby"}, "slack": {"state": "backoff"}},
+            "cluster": {"instance_id": "a:1:aaaaaa", "holds": ["scheduler"], "instances": [
+                {"id": "a:1:aaaaaa", "holds": ["scheduler"]},
+                {"id": "b:2:bbbbbb", "holds": ["connector:telegram:0123456789ab"]}]}}
+    text = cli.summarize(200, body)
+    assert "connector telegram: standby (another instance holds it)" in text and "connector slack: DOWN" in text
+    assert "cluster: this instance a:1:aaaaaa" in text
+    assert "instance a:1:aaaaaa: holds scheduler" in text
+    assert "instance b:2:bbbbbb: holds connector:telegram:0123456789ab" in text
+    alone = cli.summarize(200, {**body, "cluster": {"instance_id": "a:1:aaaaaa", "holds": ["scheduler"], "instances": []}})
+    assert "cluster" not in alone

@@ -435,23 +435,30 @@ def test_run_a_check_and_the_heartbeat_now_and_filter_the_logs(tmp_path, tabs) -
 
 
 @pytest_twisted.inlineCallbacks
-def test_the_instances_page_without_and_with_a_cluster(tmp_path, tabs) -> None:
+def test_the_instances_page_shows_each_instance_and_its_leases(tmp_path, tabs) -> None:
     daemon = RunningDaemon(str(tmp_path))
+    real = daemon.gateway.methods["cluster.status"]
     try:
         tab = yield open_console(tabs, daemon)
         yield tab.run(go, "instances")
-        alone = yield tab.run(wait_text, "#instances-body", "Single instance")
+        alone = yield tab.run(wait_text, "#instances-body tr", "this one")  # SQLite: the one instance, every lease
         daemon.gateway.methods["cluster.status"] = lambda conn, params: {"instance_id": "a1", "holds": ["scheduler"], "instances": [
             {"id": "a1", "host": "one", "pid": 7, "started_at": "2026-12-01T08:00:00Z", "version": "0.1.0", "holds": ["scheduler"]},
             {"id": "b2", "host": "two", "pid": 9, "started_at": "2026-12-01T08:01:00Z", "version": "0.1.0", "holds": ["connector:telegram"]}]}
         yield tab.run(go, "overview")
         yield tab.run(go, "instances")
         other = yield tab.run(wait_text, "#instances-body tr", "b2")
-        mine = yield tab.run(wait_text, "#instances-body tr", "this one")
+        mine = yield tab.run(wait_text, "#instances-body tr", "a1")
+        del daemon.gateway.methods["cluster.status"]  # a daemon without the method
+        yield tab.run(go, "overview")
+        yield tab.run(go, "instances")
+        single = yield tab.run(wait_text, "#instances-body", "Single instance")
     finally:
         yield daemon.stop()
-    assert "store: SQLiteStore" in alone
-    assert "connector:telegram" in other and "two (pid 9)" in other and "scheduler" in mine and "a1" in mine
+    answer = yield real(None, {})
+    assert answer["instance_id"] in alone and all(lease in alone for lease in answer["holds"])
+    assert "connector:telegram" in other and "two (pid 9)" in other and "scheduler" in mine and "this one" in mine
+    assert "store: SQLiteStore" in single
     tab.clean()
 
 

@@ -365,3 +365,67 @@ def test_backup_job_keys_parse() -> None:
             assert f"[0].{where}" in str(e)
         else:
             raise AssertionError(f"{bad} was accepted")
+
+
+# Several instances: cron on the scheduler holder, its records written with the fencing token
+
+
+class Fence:
+    """The guarded write's rule over a shared store: refused once a newer token was issued."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.latest = 0
+
+    def issue(self) -> int:
+        self.latest += 1
+        return self.latest
+
+    def writer(self, token: int) -> Any:
+        from openclaw.cluster.redis_lease import Fenced
+
+        def save(key: str, value: Any) -> Deferred:
+            if token < self.latest:
+                return fail(Fenced(f"token {token} is stale"))
+            return self.store.set_state(key, value)
+
+        return save
+
+
+def cluster_cron(h: Harness, fence: Fence, *jobs: CronConfig) -> CronService:
+    service = CronService(h.clock, h.store, jobs, h.notifier, run_report=lambda day, target: None,
+                          run_heartbeat=lambda instruction: h.action(h.beats, instruction), timezone="UTC",
+                          save_state=fence.writer(fence.issue()))
+    service.startService()
+    return service
+
+
+def test_a_paused_former_holder_cannot_fire_what_the_new_holder_owns() -> None:
+    h = Harness(at(2024, 5, 2, 8))
+    fence = Fence(h.store)
+    old = cluster_cron(h, fence, daily("beat"))
+    new = cluster_cron(h, fence, daily("beat"))  # took over; the old one was paused and never stopped
+    h.advance_to(at(2024, 5, 2, 9))  # both timers fire
+    assert h.beats == ["look around"]
+    assert [(r["due"], r["outcome"]) for r in h.store.cron()] == [(at(2024, 5, 2, 9), "ok")]
+    assert h.notifier.sent == []
+    assert old.states()[0]["running"] is False and new.states()[0]["last_due"] == at(2024, 5, 2, 9)
+
+
+def test_a_new_holder_runs_a_due_time_missed_within_grace_and_never_one_already_fired() -> None:
+    h = Harness(at(2024, 5, 2, 8))
+    fence = Fence(h.store)
+    first = cluster_cron(h, fence, daily("beat"))
+    h.advance_to(at(2024, 5, 2, 9))
+    assert h.beats == ["look around"]
+    first.stopService()  # it dies before the next due time
+    h.advance_to(at(2024, 5, 3, 9, 0, 30))  # the takeover comes 30 s after it
+    second = cluster_cron(h, fence, daily("beat"))
+    assert len(h.beats) == 2
+    # The first instance gets the lease back later: it reads the records anew and fires nothing twice.
+    second.stopService()
+    first.save_state = fence.writer(fence.issue())
+    first.startService()
+    h.advance_to(at(2024, 5, 3, 12))
+    assert len(h.beats) == 2
+    assert [r["outcome"] for r in h.store.cron()] == ["ok", "ok"]

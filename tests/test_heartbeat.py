@@ -91,11 +91,13 @@ class Rig:
     """A heartbeat service with fakes around it, on a fake clock."""
 
     def __init__(self, tmp_path: Any, brain: Any, every: float = EVERY, start: float = 1_736_935_200.0,
-                 checks: list[dict] | None = None, **config: Any) -> None:
+                 checks: list[dict] | None = None, claim: Any = None, state: dict | None = None,
+                 **config: Any) -> None:
         self.clock = Clock()
         self.clock.advance(start)
         self.runtime = Runtime(self.clock)
         self.store = Journal()
+        self.store.state.update(state or {})
         self.notifier = FakeNotifier()
         self.checks = checks if checks is not None else []
         self.pushed: list[tuple[str, str, dict]] = []
@@ -107,7 +109,7 @@ class Rig:
         self.brain = brain
         self.service = HeartbeatService(
             self.runtime, HeartbeatConfig(every=every, **config), str(tmp_path), brain, self.store, self.notifier,
-            snap, push=lambda s, e, p: self.pushed.append((s, e, p)) or 0)
+            snap, push=lambda s, e, p: self.pushed.append((s, e, p)) or 0, claim=claim)
         self.service.startService()
 
     def advance(self, seconds: float) -> None:
@@ -701,3 +703,43 @@ class HeartbeatMachine(RuleBasedStateMachine):
 
 TestHeartbeatMachine = HeartbeatMachine.TestCase
 TestHeartbeatMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+# Several instances: beats claimed by the scheduler's holder, resumed from the last claim
+
+
+def test_a_beat_whose_claim_is_refused_is_skipped_without_asking_the_brain(tmp_path) -> None:
+    from openclaw.cluster.redis_lease import Fenced
+
+    brain = FakeBrain(TOKEN)
+    rig = Rig(tmp_path, brain, claim=lambda key, value: fail(Fenced("stale token")))
+    rig.advance(EVERY)
+    assert rig.store.verdicts() == ["skipped"] and brain.prompts == []
+    assert rig.store.journal[0][2]["skipped"] == "another instance holds the scheduler"
+
+
+def test_each_beat_claims_its_start(tmp_path) -> None:
+    claims: list[tuple[str, Any]] = []
+    rig = Rig(tmp_path, FakeBrain(TOKEN), claim=lambda key, value: claims.append((key, value)) or succeed(None))
+    start = rig.clock.seconds()
+    rig.advance(EVERY)
+    assert claims == [("heartbeat:last", {"started": start + EVERY})]
+    assert rig.store.verdicts() == ["ok"]
+
+
+@pytest.mark.parametrize(("ago", "first_in"), [
+    (EVERY / 4, EVERY * 3 / 4),   # the last holder beat recently: one interval after its beat
+    (EVERY * 1.5, 0.0),           # due and missed by less than an interval (it died): at once
+    (EVERY * 5, EVERY),           # long ago (the whole cluster was down): one interval after start, not at boot
+])
+def test_a_new_scheduler_holder_resumes_from_the_last_claimed_beat(tmp_path, ago: float, first_in: float) -> None:
+    start = 1_736_935_200.0
+    rig = Rig(tmp_path, FakeBrain(TOKEN), start=start, state={"heartbeat:last": {"started": start - ago}},
+              claim=lambda key, value: succeed(None))
+    if first_in:
+        rig.advance(first_in - 1)
+        assert rig.store.verdicts() == []
+        rig.advance(1)
+    else:
+        rig.advance(0)
+    assert rig.store.verdicts() == ["ok"]

@@ -39,13 +39,14 @@ from openclaw.config.sections import (
     ProviderConfig,
     StateConfig,
     StoreConfig,
+    ClusterConfig,
     WebConfig,
     env_name,
 )
 
 __all__ = [
     "EX_CONFIG", "KEYS", "LIST_SECTIONS", "TOOL_NAMES", "BrainConfig", "Config", "ConfigError", "ConfigSource", "DaemonConfig", "GatewayConfig",
-    "HeartbeatConfig", "LanesConfig", "LogConfig", "OutboxConfig", "ProviderConfig", "StateConfig", "StoreConfig",
+    "HeartbeatConfig", "LanesConfig", "LogConfig", "OutboxConfig", "ProviderConfig", "StateConfig", "StoreConfig", "ClusterConfig",
     "WebConfig", "build_config", "config_path", "default_home", "env_name", "load_config", "parse_duration", "parse_size",
     "read_yaml", "render_example", "value_sources",
 ]

@@ -133,6 +133,14 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Several daemons on one Redis (docs/deployment.md); ignored with SQLite."""
+
+    lease_ttl: float = 15.0
+    instance_ttl: float = 15.0
+
+
+@dataclass(frozen=True)
 class LanesConfig:
     max_concurrent: int = 128
     max_queue: int = 100
@@ -179,6 +187,7 @@ class Config:
     state: StateConfig = StateConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     store: StoreConfig = StoreConfig()
+    cluster: ClusterConfig = ClusterConfig()
     brain: BrainConfig = BrainConfig()
     lanes: LanesConfig = LanesConfig()
     outbox: OutboxConfig = OutboxConfig()
@@ -347,6 +356,8 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("store", "prefix"): (string, "Redis key prefix, so several daemons can share one Redis"),
     ("store", "history"): (whole(1, 100_000), "messages of history kept per session"),
     ("store", "retention"): (duration(3600, 10 * 365 * 86400, off=True), "sent messages, finished events and journal records older than this are pruned; 0 keeps all"),
+    ("cluster", "lease_ttl"): (duration(0.5, 600), "with Redis: a dead instance's scheduler and connector leases pass to another within this; renewed every third of it"),
+    ("cluster", "instance_ttl"): (duration(0.5, 600), "with Redis: an instance is alive while its key, renewed every third of this, has not expired"),
     ("brain", "providers"): (parse_providers, "model providers in failover order; none: the offline rules brain"),
     ("brain", "max_tool_rounds"): (whole(0, 32), "tool-call rounds a model may take for one message"),
     ("brain", "history"): (whole(1, 1000), "past messages of the session sent to the model"),

@@ -1,10 +1,18 @@
 """
 The connectors' parent service.  Connectors start in the order configured and
 stop in reverse; their health feeds ``/health``'s ``connections``.
+
+With several instances on one Redis, a connector that keeps a connection of
+its own to its platform (Telegram's long poll, Discord's and Slack's
+sockets) runs only on the instance holding its account's lease
+(``connector:<platform>:<account>``); elsewhere it is on standby and sends
+nothing.  Webhook and send-only connectors (WhatsApp, Telegram in webhook
+mode, SMTP) run everywhere.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 from dataclasses import replace
@@ -13,6 +21,9 @@ from typing import Any, Callable, Mapping
 from twisted.internet.defer import inlineCallbacks
 from zope.interface import implementer
 
+from openclaw import metrics
+from openclaw.cluster import connector_lease
+from openclaw.cluster.gate import Gated
 from openclaw.config import Config
 from openclaw.config.connectors import PLATFORMS, ConnectorsConfig
 from openclaw.eliotutil import log, message_type, typed
@@ -43,6 +54,17 @@ def make_connectors(
     return built
 
 
+#: Platforms whose connector holds a connection of its own: one instance at a time per account.
+LEASED = ("telegram", "discord", "slack")
+STANDBY = "standby"
+
+
+def account_of(connector: Any) -> str:
+    """The account a connector serves, named without its secret: 12 hex of its credential's sha256."""
+    secrets = connector.secrets()
+    return hashlib.sha256(secrets[0].encode()).hexdigest()[:12] if secrets else "default"
+
+
 #: Fields a running connector takes without reconnecting.
 ACCESS_FIELDS = ("allow_from", "pairing", "rate_per_minute")
 
@@ -69,11 +91,14 @@ class ConnectorsService(StatusSource, OrderedMultiService):
     :param make: builds the connectors of a ``ConnectorsConfig`` (not started);
         used at construction of the tree and again by a reload for the
         platforms whose section changed.
+    :param cluster: an ``ICluster``: the ``LEASED`` connectors run only
+        while it holds their account's lease (none: always).
     """
 
-    def __init__(self, runtime: Any, make: Callable[[ConnectorsConfig], list[Any]]) -> None:
+    def __init__(self, runtime: Any, make: Callable[[ConnectorsConfig], list[Any]], cluster: Any = None) -> None:
         super().__init__(runtime)
         self._make = make
+        self.cluster = cluster
         self.config: ConnectorsConfig | None = None
         #: Platform webhooks by name, looked up per request (a reload may replace them).
         self.webhooks = _Webhooks(self)
@@ -82,23 +107,40 @@ class ConnectorsService(StatusSource, OrderedMultiService):
         """Add the connectors ``config`` enables (tree construction)."""
         self.config = config
         for connector in self._make(config):
-            connector.setServiceParent(self)
+            self._gated(connector).setServiceParent(self)
+
+    def _gated(self, connector: Any) -> Any:
+        webhook = getattr(connector.config, "mode", "") == "webhook"  # Telegram's: any instance takes the POSTs
+        if self.cluster is None or connector.name not in LEASED or webhook:
+            return connector
+        return Gated(connector, self.cluster, connector_lease(connector.name, account_of(connector)),
+                     standby=lambda: _no_gauge(connector.name))
 
     status_key = "connectors"
 
     def health(self) -> dict[str, dict[str, Any]]:
-        """Each connector's health detail, by name."""
-        return {c.name: c.health() for c in self if IConnector.providedBy(c)}
+        """Each connector's health detail, by name; ``standby`` where another instance holds it."""
+        return {c.name: c.health() if not _standby(c) else {
+                    "connected": False, "state": STANDBY, "lease": c.lease, "last_receive": None,
+                    "last_error": None, "reconnects": c.reconnects}
+                for c in self if IConnector.providedBy(c)}
 
     status = health
 
     def problems(self) -> list[str]:
         return [f"connector {name} is {detail.get('state', 'down')}"
-                for name, detail in self.health().items() if not detail.get("connected")]
+                for name, detail in self.health().items()
+                if not detail.get("connected") and detail.get("state") != STANDBY]
 
     def deliverer(self, channel: str) -> Callable[[Any], Any] | None:
+        """The connector's ``deliver``; ``None`` when there is none, or another instance holds it."""
         connector = self.namedServices.get(channel)
-        return connector.deliver if connector is not None else None
+        return connector.deliver if connector is not None and not _standby(connector) else None
+
+    def standby(self, channel: str) -> bool:
+        """Whether ``channel``'s connector runs on another instance (its replies are sent there)."""
+        connector = self.namedServices.get(channel)
+        return connector is not None and _standby(connector)
 
     @inlineCallbacks
     def reconfigure(self, config: Config) -> Any:
@@ -125,8 +167,20 @@ class ConnectorsService(StatusSource, OrderedMultiService):
             if after.enabled:
                 only = replace(ConnectorsConfig(), **{name: after})
                 for connector in self._make(only):
-                    connector.setServiceParent(self)
+                    self._gated(connector).setServiceParent(self)
         self.config = new
+
+
+def _no_gauge(name: str) -> None:
+    """On standby ``openclaw_connector_up`` is absent, not 0: another instance holds the connection."""
+    try:
+        metrics.connector_up.remove(name)
+    except KeyError:
+        pass
+
+
+def _standby(connector: Any) -> bool:
+    return isinstance(connector, Gated) and not connector.active
 
 
 class _Webhooks:
@@ -150,4 +204,12 @@ class ChannelRoutes:
         self._connectors = connectors
 
     def get(self, channel: str) -> Callable[[Any], Any] | None:
-        return self._fixed.get(channel) or self._connectors.deliverer(channel)
+        found = self._fixed.get(channel) or self._connectors.deliverer(channel)
+        if found is None and self._connectors.standby(channel):
+            return _not_here  # the holder sends it; the row stays pending here
+        return found
+
+
+def _not_here(item: Any) -> bool:
+    """Not delivered and no error: the outbox leaves the row pending."""
+    return False

@@ -13,6 +13,14 @@ the restart cut short is recorded as ``interrupted`` instead of repeated.
 The actions talk to a person, so a report or reminder missing (and said to
 be missing) beats one arriving twice.
 
+Across several instances on one Redis, cron runs only on the holder of the
+scheduler lease, and every write of a record goes through ``save_state``:
+the guarded write, which Redis refuses once a newer holder exists.  A
+holder that lost the lease (a pause, a partition) therefore cannot record a
+start, and so never runs a due time the new holder owns; the new holder
+loads the records afresh when it starts, so a due time recorded as started
+is not run again, and one missed within grace is run.
+
 Every due time ends up in the journal (kind ``cron``) and in
 ``cron_runs{job,outcome}``: ``ok``, ``failed``, ``interrupted``, ``missed``
 (down longer than the job's ``grace``, which is at least ``SLACK``: a
@@ -39,6 +47,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
 from openclaw import metrics
+from openclaw.cluster.redis_lease import Fenced
 from openclaw.config import Config
 from openclaw.config.proactive import CronConfig
 from openclaw.eliotutil import log, message_type, typed
@@ -115,15 +124,19 @@ class CronService(Service):
         a local ``datetime.date``.
     :param run_heartbeat: ``(instruction) -> Deferred`` runs one heartbeat.
     :param timezone: the zone of jobs that name none (empty: the host's).
+    :param save_state: writes a job's record (default the store's
+        ``set_state``; in a cluster the guarded write of the scheduler lease).
     """
 
     def __init__(
         self, clock: IReactorTime, store: Any, jobs: tuple[CronConfig, ...], notifier: Any,
         run_report: Callable[[date], Any], run_heartbeat: Callable[[str], Any], timezone: str = "",
         run_backup: Callable[[CronConfig], Any] | None = None,
+        save_state: Callable[[str, Any], Deferred] | None = None,
     ) -> None:
         self.clock = clock
         self.store = store
+        self.save_state = save_state or store.set_state
         self.notifier = notifier
         self.run_report = run_report
         self.run_heartbeat = run_heartbeat
@@ -137,6 +150,9 @@ class CronService(Service):
     def startService(self) -> None:
         Service.startService(self)
         self._stopping = False
+        for job in self._jobs:
+            if job.running is None:
+                job.record = None  # from the store: another instance may have run jobs since
         self.settled = gatherResults([self._tick(job) for job in self._jobs])
 
     @inlineCallbacks
@@ -166,6 +182,8 @@ class CronService(Service):
                                     last=decision.missed[-1], more=decision.missed_more)
             if skipped is not None:
                 yield self._journal(job, "skipped", skipped, running=job.record["due"])
+        except Fenced:
+            return  # another instance holds the scheduler now; this service is being stopped
         except Exception as e:
             log(CRON_TICK_FAILED, level="error", job=job.config.name, error=repr(e))
             retry = RETRY
@@ -194,7 +212,7 @@ class CronService(Service):
 
     def _save(self, job: _Job) -> Deferred:
         # A copy: the store may serialise it later, while the record changes.
-        return self.store.set_state(job.key, dict(job.record or {}))
+        return self.save_state(job.key, dict(job.record or {}))
 
     def _start_run(self, job: _Job, due: float) -> None:
         assert job.record is not None
@@ -212,6 +230,8 @@ class CronService(Service):
     def _run(self, job: _Job, record: Record, due: float) -> Any:
         try:
             yield self._save(job)
+        except Fenced:
+            return  # the lease passed on: this due time is the new holder's
         except Exception as e:
             # Without the record a restart could run this due time again.
             yield self._finish(job, record, "failed", f"could not record the start: {e}")
@@ -243,7 +263,7 @@ class CronService(Service):
         record.update(outcome=outcome, error=error, finished=now)
         due = record["due"]
         try:
-            yield self.store.set_state(job.key, dict(record))
+            yield self.save_state(job.key, dict(record))
         except Exception as e:
             log(CRON_SAVE_FAILED, level="error", job=job.config.name, error=repr(e))
         yield self._journal(job, outcome, due, error=error, duration=round(now - record["started"], 3))

@@ -37,13 +37,21 @@ class Engine:
 def build_engine(
     config: Config, home: str, reactor: Any, runtime: Runtime, tree: TreeStatus, store: Any, brain: Any,
     notifier: Any, push: Callable[[str, str, dict], int], recent_errors: Callable[[], int],
-    environ: Mapping[str, str] = os.environ,
+    environ: Mapping[str, str] = os.environ, save_state: Callable[[str, Any], Any] | None = None,
+    timers: Any = None,
 ) -> Engine:
-    """Build (not start) the proactive services for ``config``; ``tree`` is what the services report."""
+    """
+    Build (not start) the proactive services for ``config``; ``tree`` is what
+    the services report; ``save_state`` writes cron's records and the
+    heartbeat's claims (the cluster's guarded write); ``timers`` is the clock
+    checks and cron schedule on (default ``reactor``; in a cluster one whose
+    calls run only while the scheduler lease is held).
+    """
     engine = Engine()
     # Always there, even with no checks, so a reload can add the first one;
     # the probes' HTTP and TLS clients load only once a check exists.
-    checks = ChecksService(config.checks, store, notifier, reactor, reactor=reactor,
+    timers = timers or reactor
+    checks = ChecksService(config.checks, store, notifier, timers, reactor=reactor,
                            timezone=config.heartbeat.timezone)
     checks_states = checks.states
     engine.children.append(("checks", checks))
@@ -55,16 +63,17 @@ def build_engine(
         cron_due=lambda: [j["name"] for j in cron.states()
                           if j.get("next_due") is not None and j["next_due"] <= reactor.seconds()],
     )
-    heartbeat = HeartbeatService(runtime, config.heartbeat, home, brain, store, notifier, snapshotter, push=push)
+    heartbeat = HeartbeatService(runtime, config.heartbeat, home, brain, store, notifier, snapshotter, push=push,
+                                 claim=save_state)
     checks.on_change = lambda name: heartbeat.wake("check")  # a model may want to act on it
     engine.children.append(("heartbeat", heartbeat))
     engine.methods.update(heartbeat_methods(heartbeat))
 
     reporter = Reporter(reactor, store, notifier, home, config.heartbeat.timezone, summarize=brain_summarizer(brain))
     engine.children.append(("reports", reporter))
-    cron = CronService(reactor, store, config.cron, notifier, run_report=reporter.run,
+    cron = CronService(timers, store, config.cron, notifier, run_report=reporter.run,
                        run_heartbeat=heartbeat.run_instruction, timezone=config.heartbeat.timezone,
-                       run_backup=_backup_job(config, home, reactor, runtime, store))
+                       run_backup=_backup_job(config, home, reactor, runtime, store), save_state=save_state)
     engine.children.append(("cron", cron))
     engine.methods["cron.list"] = lambda conn, params: {"jobs": cron.states()}
     engine.methods["reports.get"] = _reports_get(reporter)

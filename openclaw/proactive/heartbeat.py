@@ -22,6 +22,13 @@ The first three, and the wait for the window, come from the loop the beats
 run on (``openclaw.periodic.PeriodicService``): its due times are moved into
 the active hours, and wakes are its ``call_soon``, gathered per reactor turn.
 
+Across several instances on one Redis the heartbeat runs on the scheduler
+lease's holder only.  Each beat first claims its start in the store with
+the lease's guarded write (``heartbeat:last``): a former holder that wakes
+from a pause cannot claim, so it skips instead of beating alongside the new
+holder; and a new holder plans its first beat one interval after the last
+claimed one (at once if that is past by less than an interval).
+
 With the offline rules brain there is no model to ask: failing checks become
 one alert (each finding at most once per ``REMIND_AFTER``) and otherwise the
 beat stays silent.  A model gets the snapshot, the checklist and what it
@@ -64,6 +71,8 @@ VERDICTS = ("ok", "acted", "failed", "skipped")
 # The same finding is told again only after this long.
 REMIND_AFTER = 24 * 3600.0
 REPORTED_KEY = "heartbeat:reported"
+#: The last beat's start, written by the scheduler holder (a cluster's guarded write).
+LAST_KEY = "heartbeat:last"
 MAX_INSTRUCTION = 2000
 SHUTTING_DOWN = {"verdict": "skipped", "reason": "shutting down"}
 
@@ -242,13 +251,18 @@ class HeartbeatService(StatusSource, Service):
     :param notifier: ``openclaw.notify.Notifier``: delivers to the target.
     :param snapshotter: builds the snapshot (default: runtime and psutil only).
     :param push: ``WebchatHub.push``, for the ``heartbeat`` gateway event.
+    :param claim: ``(key, value) -> Deferred``, the scheduler lease's guarded
+        write: each beat claims its start with it (failing: not the holder,
+        skipped), and a start resumes from the last claim.  None: a daemon alone.
     """
 
     def __init__(
         self, runtime: Runtime, config: HeartbeatConfig, home: str, brain: Any, store: Any, notifier: Any,
         snapshotter: Snapshotter | None = None, push: Callable[[str, str, dict], int] = lambda s, e, p: 0,
+        claim: Callable[[str, Any], Deferred] | None = None,
     ) -> None:
         self.runtime = runtime
+        self.claim = claim
         self.clock = runtime.clock
         self.config = config
         self.tz = zone(config.timezone)
@@ -284,6 +298,20 @@ class HeartbeatService(StatusSource, Service):
         self.loop.startService()
         if self.every > 0:
             self._set_deadline(self.clock.seconds())
+            if self.claim is not None:
+                self.store.get_state(LAST_KEY).addCallbacks(self._resume, lambda f: None)
+
+    def _resume(self, last: Any) -> None:
+        """A new scheduler holder: the next beat one interval after the last claimed one."""
+        if not isinstance(last, dict) or not isinstance(last.get("started"), (int, float)):
+            return
+        if not self.running or self._stopping or self.loop.busy:
+            return
+        due, now = last["started"] + self.every, self.clock.seconds()
+        if due > now:
+            self.loop.set_interval(self.every, next_in=due - now)
+        elif now < due + self.every:
+            self.loop.call_soon()  # missed by less than an interval (the holder died): now
 
     def reconfigure(self, config: Config) -> None:
         """
@@ -423,6 +451,17 @@ class HeartbeatService(StatusSource, Service):
             d.addActionFinish()
         return d.result.addCallbacks(self._finished, self._broken)
 
+    @inlineCallbacks
+    def _claimed(self, started: float) -> Any:
+        """Whether this beat may run: its start written by the scheduler's holder (always, alone)."""
+        if self.claim is None:
+            return True
+        try:
+            yield self.claim(LAST_KEY, {"started": started})
+        except Exception:  # noqa: BLE001 - fenced, or the store failed: no beat this time
+            return False
+        return True
+
     def _finished(self, record: dict[str, Any]) -> dict[str, Any]:
         if not self._stopping and self.every > 0 and record["verdict"] in ("ok", "acted"):
             self._set_deadline(self.clock.seconds())
@@ -443,6 +482,8 @@ class HeartbeatService(StatusSource, Service):
         try:
             if not force and not in_active_hours(started, self.config.active_hours, self.tz):
                 record["skipped"] = "outside active hours"
+            elif not (yield self._claimed(started)):
+                record["skipped"] = "another instance holds the scheduler"
             else:
                 snapshot = yield self.snapshotter.take()
                 record["digest"] = digest(snapshot)
