@@ -29,6 +29,7 @@ setup(
         "klein>=24.8",
         "treq>=24.9",
         "txredisapi>=1.4.10",
+        "hiredis>=2.0",  # txredisapi parses replies with it when it imports (C, not Python)
         "prometheus-client>=0.20",
         "eliot>=1.15",
         "eliot-tree>=24.0",

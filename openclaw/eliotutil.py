@@ -50,7 +50,8 @@ DECLARING_MODULES = (
     "openclaw.proactive.heartbeat", "openclaw.proactive.checks", "openclaw.proactive.cron",
     "openclaw.proactive.mail", "openclaw.proactive.importance", "openclaw.proactive.report",
     "openclaw.lifecycle_log", "openclaw.gateway.service", "openclaw.store.guard", "openclaw.web_limits",
-    "openclaw.periodic", "openclaw.cluster.keeper", "openclaw.cluster.instance", "openclaw.console.site",
+    "openclaw.periodic", "openclaw.cluster.keeper", "openclaw.cluster.instance", "openclaw.shards", "openclaw.gateway.fanout",
+    "openclaw.console.site",
 )
 
 

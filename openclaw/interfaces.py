@@ -182,11 +182,12 @@ class IStore(Interface):
         :return: a Deferred firing with ``(outbox_id, duplicate)``.
         """
 
-    def due_outbox(now, limit):
+    def due_outbox(now, limit, channels=None):
         """
         :return: a Deferred firing with up to ``limit`` pending
             ``OutboxItem``s whose ``next_attempt`` is at or before ``now``,
-            oldest first.
+            oldest first; only those of ``channels`` (names) unless it is
+            ``None``.
         """
 
     def mark_sent(outbox_id):

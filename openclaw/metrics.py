@@ -49,6 +49,21 @@ lane_overflows = Counter(
     "Events refused because their session's lane was full (the sender was told to retry).",
     registry=REGISTRY,
 )
+inbound_shards_held = Gauge(
+    "openclaw_inbound_shards_held",
+    "Inbound stream shards this instance holds and reads (Redis store).",
+    registry=REGISTRY,
+)
+inbound_reclaimed = Counter(
+    "openclaw_inbound_reclaimed_total",
+    "Inbound events taken over from a shard's previous holder when this instance acquired the shard.",
+    registry=REGISTRY,
+)
+inbound_fenced = Counter(
+    "openclaw_inbound_fenced_total",
+    "Replies refused because their shard had passed to another instance (which answers instead).",
+    registry=REGISTRY,
+)
 gateway_connections = Gauge(
     "openclaw_gateway_connections",
     "Open WebSocket connections on the gateway.",

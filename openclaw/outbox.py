@@ -72,8 +72,14 @@ class OutboxService(StatusSource, Service):
         self, clock: IReactorTime, store: Any, deliverers: dict[str, Deliverer],
         max_attempts: int = 8, poll_every: float = 5.0, batch: int = 100,
         rand: Callable[[], float] = random.random, redact: Callable[[str], str] = lambda text: text,
+        only_deliverable: bool = False,
     ) -> None:
         self.clock = clock
+        #: Several instances (Redis): take only the rows of channels this
+        #: one can deliver now (``deliverers.deliverable()``); the instance
+        #: holding a connector sends its rows.  Alone: every row, and one
+        #: without a deliverer fails visibly.
+        self.only_deliverable = only_deliverable
         # A delivery error can quote upstream text (an SMTP reply, an HTTP
         # error body): ``redact`` scrubs secrets from it before it is stored.
         self.redact = redact
@@ -113,7 +119,8 @@ class OutboxService(StatusSource, Service):
     def _pass(self) -> Any:
         """One pass; errors must not stop the loop: the next poll tries again."""
         try:
-            items = yield self.store.due_outbox(self.clock.seconds(), self.batch)
+            channels = self.deliverers.deliverable() if self.only_deliverable else None
+            items = yield self.store.due_outbox(self.clock.seconds(), self.batch, channels)
             # Sessions in parallel (their store writes then share commits),
             # each session's messages one after another, in order.
             by_session: dict[str, list[OutboxItem]] = {}

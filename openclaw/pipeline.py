@@ -43,6 +43,8 @@ MESSAGE = action_type("openclaw:message", [
 ], [], "one inbound message from receipt to its stored reply")
 MESSAGE_REPLAYED = action_type("openclaw:message:replayed", [EVENT_ID, SESSION_ID, LENGTH], [],
                                "a message recorded before a restart, answered now")
+MESSAGE_TAKEN = action_type("openclaw:message:taken", [EVENT_ID, SESSION_ID, LENGTH], [],
+                            "a message read from its shard's stream (recorded here or by another instance), answered here")
 MESSAGE_RECORDED = message_type("openclaw:message:recorded", [
     EVENT_ID, typed("duplicate", [bool], "a repeat of a message already recorded: not answered again"),
 ], "the message is durable (info when a repeat, else debug)", "debug")
@@ -94,13 +96,20 @@ class Pipeline(Service):
     """
     Owns the lanes; ``receive`` is the one entry for every inbound event.
     ``history`` is how many past messages the brain sees (``brain.history``).
+    With ``streams`` (the Redis store) ``receive`` only records: the
+    instance holding the session's shard reads the event back and hands it
+    to ``take`` (openclaw/shards.py), and reclaims what a dead one left.
     """
 
     def __init__(
         self, runtime: Runtime, store: Any, brain: Any, outbox: Any,
-        history: int = 20, lanes: LanesConfig = LanesConfig(),
+        history: int = 20, lanes: LanesConfig = LanesConfig(), streams: bool = False,
     ) -> None:
         self.runtime = runtime
+        self.streams = streams
+        #: With ``streams``: whether this instance reads the session's shard
+        #: now (set by the shard consumer), so the message's action goes on here.
+        self.reads_here: Callable[[str], bool] = lambda session_id: False
         self.store = store
         self.brain = brain
         self.outbox = outbox
@@ -110,6 +119,7 @@ class Pipeline(Service):
         #: Set by ``hurry()``: in-flight brain work is abandoned, its events stay durable.
         self.abandoned = False
         self._thinking: dict[str, Deferred] = {}
+        self._taken: dict[str, Deferred] = {}
         # The Eliot action of each message in flight: it spans receive ->
         # lane -> brain -> reply stored, and the delivery continues its task.
         self._actions: dict[str, Action] = {}
@@ -117,6 +127,9 @@ class Pipeline(Service):
     def startService(self) -> None:
         Service.startService(self)
         self.draining = False
+        if self.streams:
+            self.replayed = succeed(0)
+            return
         self.replayed = self._durably("pending_inbound", self.store.pending_inbound)
         self.replayed.addCallback(self._replay)
         self.replayed.addErrback(lambda f: f.trap(Abandoned))
@@ -178,15 +191,27 @@ class Pipeline(Service):
         event_id, duplicate = result
         with action.context():
             log(MESSAGE_RECORDED, level="info" if duplicate else "debug", event_id=event_id, duplicate=duplicate)
-        if duplicate:
+        if duplicate or (self.streams and not self.reads_here(event.session_id)):
+            # Another instance answers it: this action ends here (that one begins MESSAGE_TAKEN).
             self._actions.pop(event.id, None)
             action.finish()
-        else:
+        if not duplicate:
             self.runtime.sessions.touch(event.session_id, event.source, self.runtime.clock.seconds(),
                                         event.payload.get("sender_id"))
             metrics.requests_total.labels(event.source, event.type).inc()
-            self._submit(event)
+            if not self.streams:
+                self._submit(event)
         return result
+
+    def take(self, event: Event) -> Deferred:
+        """
+        Queue an event read from its shard's stream (already durable) on its
+        lane.  :return: a Deferred firing once it is handled (answered, or
+        left received by a hurried drain).
+        """
+        handled = self._taken[event.id] = Deferred()
+        self._submit(event, force=True)
+        return handled
 
     def _record_failed(self, failure: Any, event: Event, action: Action) -> Any:
         """Nothing was recorded, so nothing is acknowledged: the sender is told to send again."""
@@ -202,11 +227,15 @@ class Pipeline(Service):
 
     def _handle(self, session_id: str, event: Event) -> Deferred:
         action = self._actions.pop(event.id, None) or begin(
-            MESSAGE_REPLAYED, event_id=event.id, session_id=session_id, length=len(event.text))
+            MESSAGE_TAKEN if event.id in self._taken else MESSAGE_REPLAYED,
+            event_id=event.id, session_id=session_id, length=len(event.text))
         with action.context():
             d = DeferredContext(self._answer(session_id, event, action))
             d.addErrback(lambda f: f.trap(Abandoned))  # left received: answered after the next start
             d.addActionFinish()
+        taken = self._taken.pop(event.id, None)
+        if taken is not None:
+            d.result.addBoth(lambda result: (taken.callback(None), result)[1])
         return d.result
 
     @inline_callbacks

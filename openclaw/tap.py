@@ -33,6 +33,7 @@ from openclaw.events import OutboxItem, new_event_id
 from openclaw.facts import RuntimeFacts
 from openclaw.gateway.chat import WebchatHub, chat_methods
 from openclaw.gateway.console_methods import console_methods
+from openclaw.gateway.fanout import webchat_fanout
 from openclaw.gateway.methods import core_methods, reload_method
 from openclaw.gateway.pairing import pairing_methods
 from openclaw.gateway.service import GatewayService
@@ -42,6 +43,7 @@ from openclaw.outbox import OutboxService
 from openclaw.pipeline import Pipeline
 from openclaw.proactive.engine import build_engine
 from openclaw.runtime import Runtime
+from openclaw.shards import shard_children, uses_streams
 from openclaw.state import StateService
 from openclaw.status import TreeStatus
 from openclaw.store import make_store
@@ -121,14 +123,15 @@ def build_service(
     store = make_store(config.store, home, reactor)
     cluster = make_cluster(config, reactor, store)  # who else shares the store, and which leases this one holds
     hub = WebchatHub(reactor)
+    fanout = webchat_fanout(config, reactor, store, hub, cluster)  # Redis: replies reach other instances' clients
     # Secrets as the running config has them; the gateway token is made at
     # start.  Both are looked up when asked (the logger: per record).
     secrets = lambda: [*known_secrets(root.config), gateway.token]  # noqa: E731
     connectors = ConnectorsService(runtime, lambda section: make_connectors(
         section, reactor, pipeline, store, notifier, environ), cluster=cluster)
-    outbox = OutboxService(reactor, store, ChannelRoutes({"webchat": hub.deliver}, connectors),
+    outbox = OutboxService(reactor, store, ChannelRoutes({"webchat": (fanout or hub).deliver}, connectors),
                            max_attempts=config.outbox.max_attempts,
-                           redact=lambda text: scrub_text(text, secrets()))
+                           redact=lambda text: scrub_text(text, secrets()), only_deliverable=uses_streams(config))
     facts = RuntimeFacts(runtime, tree)
 
     def enqueue(session_id: str, text: str) -> Any:
@@ -146,7 +149,8 @@ def build_service(
 
     brains = BrainService(config.brain, brain_for)
     brain = brains.brain
-    pipeline = Pipeline(runtime, store, brain, outbox, config.brain.history, config.lanes)
+    pipeline = Pipeline(runtime, store, brain, outbox, config.brain.history, config.lanes,
+                        streams=uses_streams(config))
     notifier = Notifier(reactor, store, hub.push, outbox.kick, config.heartbeat.target)
     connectors.build(config.connectors)
     logging = LoggingService(
@@ -188,6 +192,7 @@ def build_service(
         ("logging", logging),        # first up, last down: everything logs
         ("store", store),            # closed last of the working parts; reports failures (GuardedStore)
         ("cluster", cluster),        # leases: stopping releases them once the work they guard has stopped
+        *([("webchat-fanout", fanout)] if fanout else []),  # Redis: pushes what any instance publishes
         ("brain", brains),           # the model (a reload may replace it)
         ("state", StateService(runtime, os.path.join(data, "gateway-state.json"), config.state.save_every)),
         ("web", web),                # answers /health ("draining") until the stop phase
@@ -196,6 +201,7 @@ def build_service(
         ("connectors", connectors),  # kept up until the outbox has flushed
         ("outbox", outbox),          # drain: one more pass for replies made while draining
         ("pipeline", pipeline),      # drain: in-flight messages finish; hurried: abandoned, durable
+        *shard_children(config, reactor, store, cluster, pipeline),  # Redis: reads the held shards' streams into it
         ("notifier", notifier),      # alerts' target (reloadable); no I/O of its own
         # The scheduler's work runs only on the instance holding its lease.
         *[(name, Gated(child, cluster, SCHEDULER)) for name, child in [

@@ -231,6 +231,18 @@ class StoreContract:
         assert got == first  # every field round-trips
 
     @pytest_twisted.inlineCallbacks
+    def test_due_outbox_of_some_channels_only(self, backend: Backend) -> Any:
+        store = yield backend.start()
+        telegram = alert("t", next_attempt=1.0)
+        web = OutboxItem(session_id="webchat:a", channel="webchat", text="w", dedupe_key="w", next_attempt=2.0)
+        for item in (telegram, web):
+            yield store.enqueue_outbox(item)
+        assert [i.id for i in (yield store.due_outbox(10.0, 10, ["webchat"]))] == [web.id]
+        assert [i.id for i in (yield store.due_outbox(10.0, 10, ["slack", "telegram"]))] == [telegram.id]
+        assert (yield store.due_outbox(10.0, 10, [])) == []
+        assert [i.id for i in (yield store.due_outbox(10.0, 10, None))] == [telegram.id, web.id]
+
+    @pytest_twisted.inlineCallbacks
     def test_enqueue_defaults_times_to_now(self, backend: Backend) -> Any:
         store = yield backend.start()
         before = reactor.seconds()

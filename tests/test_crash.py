@@ -67,8 +67,12 @@ def pump(port: int, ledger: Ledger, messages: list[str], catch_up: bool = False)
                                                    "client_msg_id": msg})
             pending[request_id] = msg
         reads = 0  # history requests in flight
+        read_once = False
         while pending or (catch_up and ledger.missing_replies()):
             if not pending and not reads:
+                if read_once:  # polled, not a hot loop: the gateway rate-limits a client (200/s)
+                    yield deferLater(reactor, 0.05, lambda: None)
+                read_once = True
                 for session in SESSIONS:
                     client.send("chat.history", {"session": session, "limit": 500}, request_id=f"h-{uuid.uuid4().hex}")
                 reads = len(SESSIONS)

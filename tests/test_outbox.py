@@ -158,3 +158,45 @@ def test_a_delivery_error_is_redacted_before_it_is_stored(store) -> None:
     assert "HTTP 401" in row.last_error and "<redacted>" in row.last_error
     assert token not in row.last_error and base64.b64encode(token.encode()).decode() not in row.last_error
     yield outbox.stopService()
+
+
+class Routes(dict):
+    """Deliverers by channel, as ``ChannelRoutes`` gives them: ``deliverable()`` is what this instance holds."""
+
+    def __init__(self, held: dict) -> None:
+        super().__init__(held)
+
+    def deliverable(self) -> list[str]:
+        return sorted(self)
+
+
+@pytest_twisted.inlineCallbacks
+def test_with_several_instances_only_rows_of_held_channels_are_taken(store) -> None:
+    deliver = Deliverer(lambda i: True)
+    clock = Clock()
+    clock.advance(NOW)
+    outbox = OutboxService(clock, store, Routes({"webchat": deliver}), only_deliverable=True)
+    yield store.enqueue_outbox(item(1, "telegram"))  # another instance holds telegram
+    yield store.enqueue_outbox(item(2, "webchat"))
+    yield outbox.kick()
+    assert deliver.calls == ["message 2"]
+    (left,) = yield store.due_outbox(NOW, 10)
+    assert (left.channel, left.attempts, left.last_error) == ("telegram", 0, None)  # untouched, not failed
+    yield outbox.stopService()
+
+
+def test_channel_routes_name_the_channels_deliverable_here() -> None:
+    from openclaw.connectors.service import ChannelRoutes
+
+    class Connectors:
+        namedServices = {"telegram": object(), "slack": object()}
+
+        def deliverer(self, channel):
+            return (lambda item: True) if channel == "slack" else None  # telegram is held elsewhere
+
+        def standby(self, channel):
+            return channel == "telegram"
+
+    routes = ChannelRoutes({"webchat": lambda item: True}, Connectors())
+    assert routes.deliverable() == ["slack", "webchat"]
+    assert routes.get("telegram")(None) is False  # the holder sends it: the row stays pending here

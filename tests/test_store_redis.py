@@ -17,10 +17,11 @@ import pytest_twisted
 import txredisapi
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 
 from openclaw.store.redis import RedisStore, parse_url, redact
 from openclaw.store.sqlite import StoreError
-from tests.store_contract import HISTORY, Backend, StoreContract, message
+from tests.store_contract import HISTORY, Backend, StoreContract, alert, message
 
 URL = os.environ.get("OPENCLAW_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -103,3 +104,25 @@ def test_urls() -> None:
     assert redact("redis://u:p@h:1/2") == "redis://u:***@h:1/2"
     with pytest.raises(StoreError, match="database number"):
         parse_url("redis://h/x")
+
+
+@pytest_twisted.inlineCallbacks
+def test_outbox_rows_taken_by_one_claimant_are_skipped_by_others_until_retried_or_lapsed(backend: Backend) -> Any:
+    one = yield backend.start("shared")
+    other = yield backend.start("shared")
+    one.claim_as, other.claim_as = "host:1:aaaaaa", "host:2:bbbbbb"
+    first, second = alert("a", next_attempt=1.0), alert("b", next_attempt=1.0)
+    for item in (first, second):
+        yield one.enqueue_outbox(item)
+    assert [i.id for i in (yield one.due_outbox(10.0, 1))] == [first.id]
+    assert [i.id for i in (yield other.due_outbox(10.0, 10))] == [second.id]  # the first is claimed
+    assert [i.id for i in (yield one.due_outbox(10.0, 10))] == [first.id]  # its own claim: taken again
+    yield one.mark_retry(first.id, 5.0, "timeout")  # a retry gives the row up to any instance
+    other.claim_for = 0.05
+    assert [i.id for i in (yield other.due_outbox(10.0, 10))] == [first.id, second.id]
+    assert (yield one.due_outbox(10.0, 10)) == []
+    rows: list = []
+    while not rows:  # polled until the claim lapses by Redis's clock
+        yield deferLater(reactor, 0.01, lambda: None)
+        rows = yield one.due_outbox(10.0, 10)
+    assert [i.id for i in rows] == [first.id, second.id]

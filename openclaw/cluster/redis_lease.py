@@ -32,6 +32,15 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
+# KEYS: lease, fence; ARGV: the dead holder's value, instance id, ttl ms.
+# The token, or nil when the lease no longer holds that value.
+_TAKE_OVER = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[2]..':'..token, 'PX', ARGV[3])
+return token
+"""
+
 # KEYS: lease; ARGV: holder value.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -88,6 +97,15 @@ class RedisLeases:
         """:return: a Deferred firing with whether ``instance_id`` still held ``name`` with ``token`` (now renewed)."""
         d = self.redis.eval(_RENEW, [self.lease_key(name)], [holder_value(instance_id, token), _ms(ttl)])
         return d.addCallback(lambda n: int(n) == 1)
+
+    def take_over(self, name: str, dead: str, instance_id: str, ttl: float) -> Deferred:
+        """
+        Acquire ``name`` from a holder known to be dead (its lease value
+        ``dead``), without waiting for its TTL.  :return: a Deferred firing
+        with the new fencing token, or ``None`` when the value changed meanwhile.
+        """
+        d = self.redis.eval(_TAKE_OVER, [self.lease_key(name), self.fence_key(name)], [dead, instance_id, _ms(ttl)])
+        return d.addCallback(lambda token: None if token is None else int(token))
 
     def release(self, name: str, instance_id: str, token: int) -> Deferred:
         """:return: a Deferred firing with whether the lease was ours (and is now free)."""

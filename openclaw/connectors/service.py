@@ -209,6 +209,11 @@ class ChannelRoutes:
             return _not_here  # the holder sends it; the row stays pending here
         return found
 
+    def deliverable(self) -> list[str]:
+        """The channels this instance can deliver now (a connector another instance holds is not one)."""
+        held = (name for name in self._connectors.namedServices if self._connectors.deliverer(name) is not None)
+        return sorted({*self._fixed, *held})
+
 
 def _not_here(item: Any) -> bool:
     """Not delivered and no error: the outbox leaves the row pending."""

@@ -34,13 +34,34 @@ class WebchatHub:
     def __init__(self, clock: IReactorTime | None = None) -> None:
         self._clock = clock
         self._subscriptions: dict[Any, dict[str, float]] = {}
+        self._listeners: dict[str, int] = {}  # session (or ALL) -> connections subscribed to it
+        #: Told when a session gains its first listening connection here, and
+        #: which sessions lost their last (the webchat fan-out across instances).
+        self.on_listen: Callable[[str], Any] = lambda session: None
+        self.on_forget: Callable[[list[str]], Any] = lambda sessions: None
 
     def subscribe(self, conn: Any, session: str) -> None:
-        now = self._clock.seconds() if self._clock is not None else 0.0
-        self._subscriptions.setdefault(conn, {}).setdefault(session, now)
+        sessions = self._subscriptions.setdefault(conn, {})
+        if session in sessions:
+            return
+        sessions[session] = self._clock.seconds() if self._clock is not None else 0.0
+        self._listeners[session] = self._listeners.get(session, 0) + 1
+        if self._listeners[session] == 1:
+            self.on_listen(session)
 
     def forget(self, conn: Any) -> None:
-        self._subscriptions.pop(conn, None)
+        gone = []
+        for session in self._subscriptions.pop(conn, {}):
+            self._listeners[session] -= 1
+            if not self._listeners[session]:
+                del self._listeners[session]
+                gone.append(session)
+        if gone:
+            self.on_forget(gone)
+
+    def listening(self) -> list[str]:
+        """The sessions (and ``*``) some connection here listens to."""
+        return list(self._listeners)
 
     def push(self, session: str, event: str, payload: dict) -> int:
         """Send an event to every connection subscribed to ``session``; return how many."""

@@ -21,9 +21,11 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks
 from zope.interface import implementer
 
+from openclaw import metrics
 from openclaw.eliotutil import begin, log
 from openclaw.events import Event, OutboxItem
 from openclaw.interfaces import IStore
+from openclaw.shards import GROUP, INBOUND_FENCED, shard_of
 from openclaw.store.sqlite import StoreError
 
 # Lua helpers shared by the scripts that enqueue.  Numbers travel as strings
@@ -48,7 +50,9 @@ end
 """
 
 # ARGV: prefix, id, dedupe field or '', session, event json, history entry
-# or '', history limit, channel, peer or '', timestamp.
+# or '', history limit, channel, peer or '', timestamp, shard.  The event
+# also goes onto its shard's stream, where the instance holding the shard
+# reads it (openclaw/shards.py).
 _RECORD = _ENQUEUE + """
 local p, id, dedupe, session = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('EXISTS', p..'in:'..id) == 1 then return {id, '1'} end
@@ -58,7 +62,9 @@ if dedupe ~= '' then
   redis.call('HSET', p..'in:dedupe', dedupe, id)
 end
 local seq = redis.call('INCR', p..'in:seq')
-redis.call('HSET', p..'in:'..id, 'event', ARGV[5], 'state', 'received', 'session', session, 'dedupe', dedupe)
+local xid = redis.call('XADD', p..'inbound:'..ARGV[11], '*', 'id', id, 'event', ARGV[5])
+redis.call('HSET', p..'in:'..id, 'event', ARGV[5], 'state', 'received', 'session', session, 'dedupe', dedupe,
+           'shard', ARGV[11], 'xid', xid)
 redis.call('ZADD', p..'in:pending', seq, id)
 if ARGV[6] ~= '' then append_history(p, session, ARGV[6], tonumber(ARGV[7])) end
 local s, ts = p..'sess:'..session, ARGV[10]
@@ -74,6 +80,29 @@ redis.call('ZADD', p..'in:at:'..ARGV[8], ts, id)
 return {id, '0'}
 """
 
+# Received events with no stream entry (recorded before streams): ids and sessions.
+_UNSTREAMED = """
+local p, found = ARGV[1], {}
+for _, id in ipairs(redis.call('ZRANGE', p..'in:pending', 0, -1)) do
+  local r = redis.call('HMGET', p..'in:'..id, 'xid', 'session', 'event')
+  if not r[1] and r[2] then table.insert(found, {id, r[2], r[3]}) end
+end
+return found
+"""
+
+# ARGV: prefix, then per event: id, shard, event json.  In pending order.
+_STREAM = """
+local p = ARGV[1]
+for i = 2, #ARGV, 3 do
+  local key = p..'in:'..ARGV[i]
+  if redis.call('HGET', key, 'state') == 'received' and not redis.call('HGET', key, 'xid') then
+    local xid = redis.call('XADD', p..'inbound:'..ARGV[i + 1], '*', 'id', ARGV[i], 'event', ARGV[i + 2])
+    redis.call('HSET', key, 'shard', ARGV[i + 1], 'xid', xid)
+  end
+end
+return 1
+"""
+
 _PENDING = """
 local p = ARGV[1]
 local events = {}
@@ -83,19 +112,38 @@ end
 return events
 """
 
-# ARGV: prefix, event id, history limit, then per reply: id, dedupe key,
-# item json, next attempt, history entry or ''.
-_COMPLETE = _ENQUEUE + """
+# Leaving ``received``: the event's stream entry is acknowledged and deleted
+# in the same step.  With a fencing token (the event was read from its
+# shard's stream), a token older than the shard's latest is refused: the
+# shard passed to another instance, which answers the event instead.
+_SETTLE = """
+local function settle(p, event_id, token)
+  local key = p..'in:'..event_id
+  local r = redis.call('HMGET', key, 'state', 'session', 'shard', 'xid')
+  if not r[1] then return redis.error_reply('ERR unknown inbound event') end
+  if r[1] ~= 'received' then return nil end
+  if token ~= '' and r[3] and tonumber(token) < tonumber(redis.call('GET', p..'fence:shard:'..r[3]) or '0') then
+    return redis.error_reply('ERR fenced: shard '..r[3]..' passed to another instance')
+  end
+  if r[4] then
+    redis.call('XACK', p..'inbound:'..r[3], 'openclaw', r[4])
+    redis.call('XDEL', p..'inbound:'..r[3], r[4])
+  end
+  redis.call('ZREM', p..'in:pending', event_id)
+  return r[2]
+end
+"""
+
+# ARGV: prefix, event id, history limit, fencing token or '', then per
+# reply: id, dedupe key, item json, next attempt, history entry or ''.
+_COMPLETE = _ENQUEUE + _SETTLE + """
 local p, event_id = ARGV[1], ARGV[2]
-local key = p..'in:'..event_id
-local state = redis.call('HGET', key, 'state')
-if not state then return redis.error_reply('ERR unknown inbound event') end
-if state ~= 'received' then return {} end
-redis.call('HSET', key, 'state', 'done')
-redis.call('ZREM', p..'in:pending', event_id)
-local session = redis.call('HGET', key, 'session')
+local session = settle(p, event_id, ARGV[4])
+if type(session) == 'table' then return session end
+if not session then return {} end
+redis.call('HSET', p..'in:'..event_id, 'state', 'done')
 local ids = {}
-for i = 4, #ARGV, 5 do
+for i = 5, #ARGV, 5 do
   local id, duplicate = enqueue(p, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
   if duplicate == 0 then table.insert(ids, id) end
   if ARGV[i + 4] ~= '' then append_history(p, session, ARGV[i + 4], tonumber(ARGV[3])) end
@@ -103,12 +151,36 @@ end
 return ids
 """
 
-_FAIL = """
-local key = ARGV[1]..'in:'..ARGV[2]
-if redis.call('HGET', key, 'state') ~= 'received' then return 0 end
-redis.call('HSET', key, 'state', 'failed', 'error', ARGV[3])
-redis.call('ZREM', ARGV[1]..'in:pending', ARGV[2])
+# ARGV: prefix, event id, error, fencing token or ''.
+_FAIL = _SETTLE + """
+local session = settle(ARGV[1], ARGV[2], ARGV[4])
+if type(session) == 'table' then return session end
+if not session then return 0 end
+redis.call('HSET', ARGV[1]..'in:'..ARGV[2], 'state', 'failed', 'error', ARGV[3])
 return 1
+"""
+
+# ARGV: prefix, shard, consumer, min idle ms.  Every entry pending in the
+# shard's group for at least min idle ms, whoever read it, passes to
+# ``consumer`` (the shard's holder), oldest first; entries whose event is no
+# longer received are acknowledged away.
+_CLAIM = """
+local p, shard, consumer = ARGV[1], ARGV[2], ARGV[3]
+local stream, start, events = p..'inbound:'..shard, '0-0', {}
+repeat
+  local r = redis.call('XAUTOCLAIM', stream, 'openclaw', consumer, ARGV[4], start, 'COUNT', 100)
+  start = r[1]
+  for _, entry in ipairs(r[2]) do
+    local fields = entry[2]
+    if fields and redis.call('HGET', p..'in:'..fields[2], 'state') == 'received' then
+      table.insert(events, fields[4])
+    else
+      redis.call('XACK', stream, 'openclaw', entry[1])
+      redis.call('XDEL', stream, entry[1])
+    end
+  end
+until start == '0-0'
+return events
 """
 
 # ARGV: prefix, id, dedupe key, item json, next attempt, session, history
@@ -120,16 +192,35 @@ return {id, tostring(duplicate)}
 """
 
 # Due rows in created order: the due set is ordered by next attempt, so sort.
+# ARGV: prefix, now, limit, claimant or '', claim ms, then the channels to
+# take (none: every channel).  With a claimant, the rows returned are claimed
+# for claim ms (by Redis's clock): other claimants skip them meanwhile, so two
+# instances never send one row at once; the claimant itself takes them again.
 _DUE = """
-local p = ARGV[1]
+local p, claimant = ARGV[1], ARGV[4]
+local wanted = nil
+if #ARGV > 5 then
+  wanted = {}
+  for i = 6, #ARGV do wanted[ARGV[i]] = true end
+end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rows = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', p..'out:due', '-inf', ARGV[2])) do
-  table.insert(rows, redis.call('HMGET', p..'out:'..id, 'seq', 'item', 'attempts', 'next_attempt', 'last_error'))
+  local r = redis.call('HMGET', p..'out:'..id, 'seq', 'item', 'attempts', 'next_attempt', 'last_error', 'claim', 'claim_until')
+  local free = claimant == '' or not r[6] or r[6] == claimant or tonumber(r[7]) <= now_ms
+  if free and (wanted == nil or wanted[cjson.decode(r[2]).channel]) then
+    r[8] = id
+    table.insert(rows, r)
+  end
 end
 table.sort(rows, function(a, b) return tonumber(a[1]) < tonumber(b[1]) end)
 local due = {}
 for i = 1, math.min(#rows, tonumber(ARGV[3])) do
   local r = rows[i]
+  if claimant ~= '' then
+    redis.call('HSET', p..'out:'..r[8], 'claim', claimant, 'claim_until', now_ms + tonumber(ARGV[5]))
+  end
   table.insert(due, {r[2], r[3], r[4], r[5] or ''})
 end
 return due
@@ -143,6 +234,7 @@ if redis.call('HGET', key, 'status') ~= 'pending' then return 0 end
 if outcome == 'retry' then
   redis.call('HINCRBY', key, 'attempts', 1)
   redis.call('HSET', key, 'next_attempt', ARGV[4], 'last_error', ARGV[5])
+  redis.call('HDEL', key, 'claim', 'claim_until')
   redis.call('ZADD', p..'out:due', ARGV[4], id)
   return 1
 end
@@ -196,7 +288,10 @@ return 1
 
 
 # A typed export of every key under the prefix (all values are text here),
-# and its inverse, which first deletes what is under the prefix.
+# and its inverse, which first deletes what is under the prefix.  Leases and
+# instance keys live only while their holder renews them: not exported.
+# Streams keep their entries; consumer groups are made again by the next
+# shard holder, which then reads every entry left (docs/storage.md).
 _EXPORT = """
 local p, out, cursor = ARGV[1], {}, '0'
 repeat
@@ -204,13 +299,19 @@ repeat
   cursor = r[1]
   for _, key in ipairs(r[2]) do
     local t, value = redis.call('TYPE', key).ok, nil
-    if t == 'string' then value = redis.call('GET', key)
+    local name = string.sub(key, #p + 1)
+    if string.sub(name, 1, 6) == 'lease:' or string.sub(name, 1, 9) == 'instance:' then t = 'skip' end
+    if t == 'skip' then
+    elseif t == 'string' then value = redis.call('GET', key)
+    elseif t == 'stream' then
+      value = redis.call('XRANGE', key, '-', '+')
+      if #value == 0 then t = 'skip' end
     elseif t == 'hash' then value = redis.call('HGETALL', key)
     elseif t == 'list' then value = redis.call('LRANGE', key, 0, -1)
     elseif t == 'set' then value = redis.call('SMEMBERS', key)
     elseif t == 'zset' then value = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
     else return redis.error_reply('ERR cannot export '..key..' of type '..t) end
-    table.insert(out, {string.sub(key, #p + 1), t, value})
+    if t ~= 'skip' then table.insert(out, {name, t, value}) end
   end
 until cursor == '0'
 return cjson.encode(out)
@@ -227,6 +328,8 @@ local n = 0
 for _, entry in ipairs(cjson.decode(ARGV[2])) do
   local key, t, v = p..entry[1], entry[2], entry[3]
   if t == 'string' then redis.call('SET', key, v)
+  elseif t == 'stream' then
+    for _, e in ipairs(v) do redis.call('XADD', key, e[1], unpack(e[2])) end
   elseif #v > 0 then
     for i = 1, #v, 1000 do
       local chunk = {unpack(v, i, math.min(i + 999, #v))}
@@ -280,6 +383,15 @@ return {outbox, inbound, journal}
 """
 
 
+def _fenced(error: Exception, event_id: str, fences: dict[str, str]) -> bool:
+    """Whether ``error`` is the refusal of a stale shard holder's write (the new holder answers)."""
+    if "fenced" not in str(error):
+        return False
+    metrics.inbound_fenced.inc()
+    log(INBOUND_FENCED, level="warn", event_id=event_id, token=fences.get(event_id, ""))
+    return True
+
+
 def _number(value: float) -> str:
     """A float as text Redis and Lua read back exactly."""
     return repr(float(value))
@@ -330,6 +442,14 @@ class RedisStore(Service):
         self.connect_timeout = connect_timeout
         self.ready: Deferred | None = None
         self._redis: Any = None
+        self._reader: Any = None
+        #: Set by a clustered daemon (its instance id): outbox rows it takes
+        #: are claimed for ``claim_for`` seconds (see ``due_outbox``).
+        self.claim_as = ""
+        self.claim_for = 30.0
+        #: event id -> the fencing token of the shard lease it was read
+        #: under (set by the shard consumer, dropped on completion).
+        self.fences: dict[str, str] = {}
 
     def startService(self) -> Deferred:
         host, port, db, user, password = parse_url(self.url)
@@ -368,9 +488,18 @@ class RedisStore(Service):
         """Close every connection; waits until the sockets are gone."""
         Service.stopService(self)
         with begin("openclaw:store:close", url=redact(self.url)).context():
-            if self._redis is not None:
-                redis, self._redis = self._redis, None
-                yield redis.disconnect()
+            for name in ("_reader", "_redis"):
+                connection = getattr(self, name)
+                if connection is not None:
+                    setattr(self, name, None)
+                    yield connection.disconnect()
+
+    @property
+    def redis(self) -> Any:
+        """The shared connection (for the cluster's lease scripts)."""
+        if self._redis is None:
+            raise StoreError("store: used while closed")
+        return self._redis
 
     def _eval(self, script: str, *args: Any) -> Deferred:
         if self._redis is None:
@@ -407,6 +536,7 @@ class RedisStore(Service):
         event_id, duplicate = yield self._eval(
             _RECORD, event.id, dedupe, event.session_id, event.to_json().decode(), entry,
             self.history_limit, event.source, "" if sender is None else str(sender), _number(event.timestamp),
+            shard_of(event.session_id),
         )
         return event_id, duplicate == "1"
 
@@ -418,7 +548,7 @@ class RedisStore(Service):
     @inlineCallbacks
     def complete_inbound(self, event_id: str, replies: list[OutboxItem]) -> Any:
         now = self._reactor.seconds()
-        args: list[Any] = [event_id, self.history_limit]
+        args: list[Any] = [event_id, self.history_limit, self.fences.get(event_id, "")]
         for item in replies:
             args += [item.id, item.dedupe_key, self._item_json(item, now),
                      _number(item.next_attempt or now),
@@ -428,11 +558,76 @@ class RedisStore(Service):
         except txredisapi.ResponseError as e:
             if "unknown inbound event" in str(e):
                 raise KeyError(f"unknown inbound event {event_id}") from None
-            raise
+            if not _fenced(e, event_id, self.fences):
+                raise
+            ids = []
+        self.fences.pop(event_id, None)
         return list(ids)
 
-    def fail_inbound(self, event_id: str, error: str) -> Deferred:
-        return self._eval(_FAIL, event_id, error).addCallback(lambda _: None)
+    @inlineCallbacks
+    def fail_inbound(self, event_id: str, error: str) -> Any:
+        try:
+            yield self._eval(_FAIL, event_id, error, self.fences.get(event_id, ""))
+        except txredisapi.ResponseError as e:
+            if not _fenced(e, event_id, self.fences):
+                raise
+        self.fences.pop(event_id, None)
+
+    # Inbound streams (read by openclaw/shards.py, not part of IStore)
+
+    def stream_key(self, shard: int) -> str:
+        return f"{self.prefix}inbound:{shard}"
+
+    @inlineCallbacks
+    def claim_shard(self, shard: int, consumer: str, min_idle: float = 0.0) -> Any:
+        """
+        Make the shard's consumer group if it is new, then move every entry
+        pending in it (for ``min_idle`` seconds at least) to ``consumer``.
+        Call only while holding the shard's lease.  :return: the events
+        still received, oldest first.
+        """
+        try:
+            yield self._redis.execute_command("XGROUP", "CREATE", self.stream_key(shard), GROUP, "0", "MKSTREAM")
+        except txredisapi.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+        events = yield self._eval(_CLAIM, str(shard), consumer, str(round(min_idle * 1000)))
+        return [Event.from_json(e) for e in events]
+
+    @inlineCallbacks
+    def stream_unstreamed(self) -> Any:
+        """Put events recorded before streams (still received, no entry) on their shards' streams."""
+        found = yield self._eval(_UNSTREAMED)
+        args: list[Any] = []
+        for event_id, session, event in found:
+            args += [event_id, shard_of(session), event]
+        if args:
+            yield self._eval(_STREAM, *args)
+        return len(found)
+
+    @inlineCallbacks
+    def read_shards(self, consumer: str, shards: list[int], count: int, block: float) -> Any:
+        """
+        New entries of ``shards``' streams for ``consumer``, waiting up to
+        ``block`` seconds for one, on a connection of its own (a blocked
+        read would hold up every other command on the shared one).
+
+        :return: ``[(shard, event), ...]`` in stream order per shard.
+        """
+        if self._reader is None:
+            host, port, db, user, password = parse_url(self.url)
+            self._reader = txredisapi.lazyConnection(
+                host, port, db, reconnect=True, password=password, username=user,
+                convertNumbers=False, connectTimeout=self.connect_timeout)
+        keys = [self.stream_key(shard) for shard in shards]
+        reply = yield self._reader.execute_command(
+            "XREADGROUP", "GROUP", GROUP, consumer, "COUNT", str(count), "BLOCK", str(max(1, int(block * 1000))),
+            "STREAMS", *keys, *([">"] * len(keys)))
+        found = []
+        for key, entries in reply or []:
+            shard = int(key.rsplit(":", 1)[1])
+            found += [(shard, Event.from_json(fields[3])) for _, fields in entries if fields]
+        return found
 
     def inbound_state(self, event_id: str) -> Deferred:
         return self._redis.hget(f"{self.prefix}in:{event_id}", "state")
@@ -449,8 +644,11 @@ class RedisStore(Service):
         return outbox_id, duplicate == "1"
 
     @inlineCallbacks
-    def due_outbox(self, now: float, limit: int) -> Any:
-        rows = yield self._eval(_DUE, _number(now), max(limit, 0))
+    def due_outbox(self, now: float, limit: int, channels: list[str] | None = None) -> Any:
+        if channels is not None and not channels:
+            return []
+        rows = yield self._eval(_DUE, _number(now), max(limit, 0), self.claim_as,
+                                str(round(self.claim_for * 1000)), *(channels or []))
         items = []
         for item, attempts, next_attempt, last_error in rows:
             raw = orjson.loads(item)

@@ -422,13 +422,15 @@ class SQLiteStore(Service):
 
         return self._submit(enqueue)
 
-    def due_outbox(self, now: float, limit: int) -> Deferred:
+    def due_outbox(self, now: float, limit: int, channels: list[str] | None = None) -> Deferred:
+        only = "" if channels is None else f"AND channel IN ({', '.join('?' * len(channels))}) "
+
         def due(db: sqlite3.Connection) -> list[OutboxItem]:
             rows = db.execute(
                 "SELECT id, session_id, channel, text, dedupe_key, reply_to, attempts, next_attempt, "
                 "status, last_error, created_at FROM outbox "
-                "WHERE status = 'pending' AND next_attempt <= ? ORDER BY seq LIMIT ?",
-                (now, limit),
+                f"WHERE status = 'pending' AND next_attempt <= ? {only}ORDER BY seq LIMIT ?",
+                (now, *(channels or []), limit),
             )
             return [
                 OutboxItem(id=r[0], session_id=r[1], channel=r[2], text=r[3], dedupe_key=r[4],
