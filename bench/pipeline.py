@@ -120,7 +120,7 @@ def client_main(args: argparse.Namespace) -> int:
             self.pending: dict[str, float] = {}  # request id -> sent at
             self.n = 0
             mine = range(index, args.sessions, args.conns)
-            self.sessions = [b"webchat:bench-%d" % s for s in mine]
+            self.sessions = [b"webchat:%s-%d" % (args.tag.encode(), s) for s in mine]
 
         def send_one(self) -> None:
             self.n += 1
@@ -447,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["ack", "rate"], help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--tag", default="bench", help=argparse.SUPPRESS)  # session names: webchat:<tag>-<n>
     args = parser.parse_args(argv)
     if args.client:
         return client_main(args)

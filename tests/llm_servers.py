@@ -48,13 +48,14 @@ class Received:
 
 
 class FakeLLM(Resource):
-    """A scriptable model API; run out of script and it answers 500."""
+    """A scriptable model API; run out of script and it answers ``default`` (None: 500)."""
 
     isLeaf = True
 
     def __init__(self) -> None:
         super().__init__()
         self.script: list[Canned] = []
+        self.default: Canned | None = None
         self.requests: list[Received] = []
         self._waiters: list[tuple[int, Deferred]] = []
         self._port: Any = None
@@ -93,7 +94,8 @@ class FakeLLM(Resource):
         for waiter in [w for w in self._waiters if len(self.requests) >= w[0]]:
             self._waiters.remove(waiter)
             waiter[1].callback(None)
-        canned = self.script.pop(0) if self.script else Canned(500, {"error": {"type": "script_exhausted"}})
+        canned = self.script.pop(0) if self.script else (
+            self.default or Canned(500, {"error": {"type": "script_exhausted"}}))
         if canned.hang:
             return NOT_DONE_YET
         if canned.delay:

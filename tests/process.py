@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 OPENCLAW = os.path.join(os.path.dirname(sys.executable), "openclaw")
@@ -108,6 +111,71 @@ class DaemonProcess:
             self.process.wait()
 
 
+class HomeDaemon:
+    """``twistd openclaw --home H`` and nothing else: everything comes from ``H/openclaw.yaml``."""
+
+    def __init__(self, tmp_path, home: str, **env: str) -> None:
+        self.tmp_path, self.home, self.env = str(tmp_path), home, env
+        self.process: subprocess.Popen | None = None
+        self.notify: NotifySocket | None = None
+        self.runs = 0
+
+    def start(self, wait: str | None = "READY=1") -> list[str]:
+        self.runs += 1
+        self.notify = NotifySocket(os.path.join(self.tmp_path, f"notify-{id(self)}-{self.runs}.sock"))
+        self.output_path = os.path.join(self.tmp_path, f"output-{id(self)}-{self.runs}.log")
+        with open(self.output_path, "wb") as output:
+            self.process = subprocess.Popen(
+                [TWISTD, "-n", "--pidfile=", "openclaw", "--home", self.home], stdout=output,
+                stderr=subprocess.STDOUT, env=clean_env(NOTIFY_SOCKET=self.notify.path, **self.env), cwd="/")
+        return self.notify.until(wait) if wait else []
+
+    def output(self) -> str:
+        with open(self.output_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def running(self) -> dict:
+        with open(os.path.join(self.home, "daemon.json"), encoding="utf-8") as f:
+            return json.load(f)
+
+    def health(self) -> dict:
+        try:
+            with urllib.request.urlopen(self.running()["web"] + "health", timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            return json.loads(e.read())
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.running()["web"] + "metrics", timeout=10) as response:
+            return response.read().decode()
+
+    @property
+    def gateway_port(self) -> int:
+        return int(self.running()["gateway"].rsplit(":", 1)[1].rstrip("/"))
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no goodbye."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def exited(self) -> bool:
+        return self.process.poll() is not None
+
+    def ensure_dead(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()  # a stopped (SIGSTOP) process dies of SIGKILL too
+            self.process.wait()
+        if self.notify is not None and os.path.exists(self.notify.path):
+            self.notify.close()
+
+
 class RedisServer:
     """A real redis-server on a free port with AOF on, killable and restartable on the same port."""
 
@@ -125,6 +193,11 @@ class RedisServer:
             if subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip() == b"PONG":
                 return
         raise AssertionError("redis-server did not start")
+
+    def cli(self, *args: str) -> str:
+        """One ``redis-cli --raw`` command's output."""
+        return subprocess.run(["redis-cli", "-p", str(self.port), "--raw", *args], capture_output=True, text=True,
+                              check=True, timeout=30).stdout
 
     def kill(self) -> None:
         self.process.kill()

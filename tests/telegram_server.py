@@ -14,6 +14,15 @@ status line with no keep-alive, and one request per connection.  The close
 comes a moment after the response (``CLOSE_DELAY``, as through a proxy); a
 request sent on the connection meanwhile is never answered, the connection
 dropped: what a client reusing a pooled connection runs into.
+
+Pollers: every ``getUpdates`` is recorded in ``polls`` (the client's
+address, when it came and when it ended, how).  The Bot API has no poller
+identity, so neither does this: two bots' worth of pollers show as two
+long polls in flight at once.  Like Telegram, a new ``getUpdates`` while
+another is held ends the held one with 409 Conflict ("terminated by other
+getUpdates request"); ``max_pollers`` is the most held at once plus the
+new one (1 while only one client polls) and ``poll_gaps`` the stretches
+with no poll in flight.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import reactor
@@ -59,6 +69,20 @@ def text_update(chat_id: int, text: str, sender_id: int | None = None, first_nam
     }}
 
 
+CONFLICT = error(409, "Conflict: terminated by other getUpdates request; "
+                        "make sure that only one bot instance is running")
+
+
+@dataclass
+class Poll:
+    """One ``getUpdates``: ``outcome`` is answered, conflict (ended by a newer one) or dropped (the client went)."""
+
+    peer: str
+    start: float
+    end: float | None = None
+    outcome: str = ""
+
+
 def one_request_per_connection(request: Any) -> bool:
     """
     Serve ``request`` HTTP/1.0-style and close its connection ``CLOSE_DELAY``
@@ -94,6 +118,8 @@ class BotAPI(Resource):
         self.close_after_response = False
         self.dropped = 0
         self._polls: list[tuple[Any, Any]] = []
+        self.polls: list[Poll] = []
+        self.max_pollers = 0
         site = Site(self)
         site.noisy = False
         self._factory = WrappingFactory(site)  # tracks connections, so a restart can drop them
@@ -143,6 +169,22 @@ class BotAPI(Resource):
         """The next calls of ``method`` get these answers, in order (``None``: the normal answer)."""
         self.script.setdefault(method, []).extend(answers)
 
+    def poll_gaps(self, since: float = 0.0, upto: float | None = None) -> list[tuple[float, float]]:
+        """The stretches (from, to) within ``since``..``upto`` (default: now) with no ``getUpdates`` in flight."""
+        now = reactor.seconds()
+        upto = now if upto is None else upto
+        gaps, covered = [], since
+        for poll in sorted(self.polls, key=lambda p: p.start):
+            end = now if poll.end is None else poll.end
+            if end < since or poll.start >= upto:
+                continue
+            if poll.start > covered:
+                gaps.append((covered, poll.start))
+            covered = max(covered, end)
+        if upto > covered:
+            gaps.append((covered, upto))
+        return gaps
+
     def texts(self, chat_id: int | None = None) -> list[str]:
         return [m["text"] for m in self.sent if chat_id is None or m["chat_id"] == chat_id]
 
@@ -183,27 +225,37 @@ class BotAPI(Resource):
                                         "username": self.username}))
 
     def _getUpdates(self, request: Any, params: dict) -> Any:
+        peer = request.getClientAddress()
+        poll = Poll(f"{peer.host}:{peer.port}", reactor.seconds())
+        self.polls.append(poll)
+        request.poll = poll
+        self.max_pollers = max(self.max_pollers, len(self._polls) + 1)
+        for held, _ in list(self._polls):
+            self._answer_poll(held, CONFLICT, "conflict")
         offset = params.get("offset")
         self.offsets.append(offset)
         if isinstance(offset, int):
             self.queue = [u for u in self.queue if u["update_id"] >= offset]
         if self.queue or not params.get("timeout"):
+            poll.end, poll.outcome = poll.start, "answered"
             return self._send(request, *ok(self.queue[:100]))
         timer = reactor.callLater(params["timeout"], self._answer_poll, request)
         self._polls.append((request, timer))
-        request.notifyFinish().addErrback(lambda _: self._forget_poll(request))
+        request.notifyFinish().addErrback(lambda _: self._forget_poll(request, "dropped"))
         return NOT_DONE_YET
 
     def _answer_polls(self) -> None:
         for request, _ in list(self._polls):
             self._answer_poll(request)
 
-    def _answer_poll(self, request: Any) -> None:
-        self._forget_poll(request)
-        request.write(self._send(request, *ok(self.queue[:100])))
+    def _answer_poll(self, request: Any, answer: tuple[int, bytes] | None = None, outcome: str = "answered") -> None:
+        self._forget_poll(request, outcome)
+        request.write(self._send(request, *(answer or ok(self.queue[:100]))))
         request.finish()
 
-    def _forget_poll(self, request: Any) -> None:
+    def _forget_poll(self, request: Any, outcome: str) -> None:
+        if request.poll.end is None:
+            request.poll.end, request.poll.outcome = reactor.seconds(), outcome
         for entry in [p for p in self._polls if p[0] is request]:
             self._polls.remove(entry)
             if entry[1].active():

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 import pytest_twisted
@@ -20,7 +19,7 @@ from twisted.internet import defer, reactor, task
 from openclaw.system.homelock import EX_LOCKED
 from tests import wsclient
 from tests.llm_servers import FakeLLM, openai_text
-from tests.process import OPENCLAW, TWISTD, NotifySocket, clean_env
+from tests.process import OPENCLAW, HomeDaemon, clean_env
 from tests.telegram_server import TOKEN as BOT_TOKEN
 from tests.telegram_server import BotAPI
 from tests.waiting import until
@@ -42,58 +41,6 @@ def cli(*args: str, home: str, timeout: float = 30) -> subprocess.CompletedProce
     """An ``openclaw`` command with only ``OPENCLAW_HOME`` to go on (no flags, no config)."""
     return subprocess.run([OPENCLAW, *args], capture_output=True, text=True, timeout=timeout,
                           env=clean_env(OPENCLAW_HOME=home), cwd="/")
-
-
-class HomeDaemon:
-    """``twistd openclaw --home H`` and nothing else: everything comes from ``H/openclaw.yaml``."""
-
-    def __init__(self, tmp_path, home: str, **env: str) -> None:
-        self.tmp_path, self.home, self.env = str(tmp_path), home, env
-        self.process: subprocess.Popen | None = None
-        self.notify: NotifySocket | None = None
-        self.runs = 0
-
-    def start(self, wait: str | None = "READY=1") -> list[str]:
-        self.runs += 1
-        self.notify = NotifySocket(os.path.join(self.tmp_path, f"notify-{id(self)}-{self.runs}.sock"))
-        self.output_path = os.path.join(self.tmp_path, f"output-{id(self)}-{self.runs}.log")
-        with open(self.output_path, "wb") as output:
-            self.process = subprocess.Popen(
-                [TWISTD, "-n", "--pidfile=", "openclaw", "--home", self.home], stdout=output,
-                stderr=subprocess.STDOUT, env=clean_env(NOTIFY_SOCKET=self.notify.path, **self.env), cwd="/")
-        return self.notify.until(wait) if wait else []
-
-    def output(self) -> str:
-        with open(self.output_path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def running(self) -> dict:
-        with open(os.path.join(self.home, "daemon.json"), encoding="utf-8") as f:
-            return json.load(f)
-
-    def health(self) -> dict:
-        try:
-            with urllib.request.urlopen(self.running()["web"] + "health", timeout=10) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as e:
-            return json.loads(e.read())
-
-    @property
-    def gateway_port(self) -> int:
-        return int(self.running()["gateway"].rsplit(":", 1)[1].rstrip("/"))
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    def exited(self) -> bool:
-        return self.process.poll() is not None
-
-    def ensure_dead(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        if self.notify is not None and os.path.exists(self.notify.path):
-            self.notify.close()
 
 
 @pytest.fixture

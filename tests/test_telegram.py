@@ -544,3 +544,23 @@ def test_the_webhook_needs_the_secret_and_answers_once_durable(api: BotAPI, harn
         assert api.calls["getUpdates"] == 0 and c.health()["mode"] == "webhook"
     finally:
         yield web.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_fake_api_ends_a_held_poll_with_409_when_a_second_poller_comes_and_records_both(api: BotAPI) -> None:
+    url = f"{api.url}/bot{TOKEN}/getUpdates"
+    first = treq.post(url, json={"timeout": 30}, persistent=False)
+    yield until(lambda: len(api.polls) == 1)
+    second = treq.post(url, json={"timeout": 30}, persistent=False)
+    answer = yield first
+    body = yield answer.json()
+    assert answer.code == 409 and "terminated by other getUpdates request" in body["description"]
+    assert api.max_pollers == 2
+    api.push(text_update(42, "hi"))
+    answer = yield second
+    assert answer.code == 200 and [u["message"]["text"] for u in (yield answer.json())["result"]] == ["hi"]
+    assert [p.outcome for p in api.polls] == ["conflict", "answered"]
+    assert api.polls[0].peer != api.polls[1].peer  # two connections, two pollers
+    end = api.polls[1].end
+    assert api.poll_gaps(api.polls[0].start, end) == []
+    assert api.poll_gaps(api.polls[0].start, end + 1) == [(end, end + 1)]

@@ -12,13 +12,16 @@ TIMEOUT = 15.0
 
 
 @defer.inlineCallbacks
-def until(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "") -> Any:
-    """Fire once ``predicate()`` holds (checked every 10 ms); fail after ``timeout`` seconds."""
+def until(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "", every: float = 0.01) -> Any:
+    """
+    Fire once ``predicate()`` holds (checked every ``every`` seconds; it may
+    return a Deferred, e.g. a question to a daemon); fail after ``timeout`` seconds.
+    """
     deadline = reactor.seconds() + timeout
-    while not predicate():
+    while not (yield defer.maybeDeferred(predicate)):
         if reactor.seconds() > deadline:
             raise AssertionError(f"{what or predicate} not met within {timeout:g}s")
-        yield deferLater(reactor, 0.01, lambda: None)
+        yield deferLater(reactor, every, lambda: None)
 
 
 def step_clock(clock: Any, seconds: float) -> None:

@@ -18,6 +18,9 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from zope.interface import directlyProvides, providedBy
 
+from openclaw.cluster.keeper import TIMER_SKIPPED
+from openclaw.eliotutil import log
+
 from openclaw.interfaces import IDrainable
 
 
@@ -103,6 +106,7 @@ class HeldClock:
     def _if_held(self, f: Callable[..., Any], args: tuple, kw: dict) -> Any:
         if self.held():
             return f(*args, **kw)
+        log(TIMER_SKIPPED, level="warn", call=getattr(f, "__qualname__", repr(f)))
         return None
 
     def getDelayedCalls(self) -> list[Any]:

@@ -37,6 +37,9 @@ STEP_DOWN = action_type("openclaw:cluster:step-down", [LEASE], [],
 RENEW_FAILED = message_type("openclaw:cluster:renew-failed", [LEASE, typed("error", [str], "why")],
                             "lease requests began failing (logged once until one succeeds; a held lease steps down when its trust ends)",
                             "warn")
+TIMER_SKIPPED = message_type("openclaw:cluster:timer-skipped", [typed("call", [str], "the timed call not run")],
+                              "a timer of a lease's work came due while this instance no longer trusted the lease "
+                              "(it woke from a pause, or lost Redis): not run", "warn")
 WATCHER_FAILED = message_type("openclaw:cluster:watcher-failed", [LEASE, typed("error", [str], "why")],
                               "starting the work of an acquired lease, or stopping that of a lost one, failed",
                               "error")

@@ -77,6 +77,9 @@ CRON_OUTCOMES = {
     "skipped": message_type("openclaw:cron:skipped", [JOB, DUE, typed("running", [int, float], "the run still going")],
                             "a due time came while the previous run was still going", "warn"),
 }
+CRON_FENCED = message_type("openclaw:cron:fenced", [JOB, DUE, ERROR],
+                           "a run's start record was refused: this instance no longer holds the scheduler lease, "
+                           "so the due time is the new holder's (not run here)", "warn")
 CRON_NEVER_DUE = message_type("openclaw:cron:never-due", [JOB, typed("schedule", [str], "the expression")],
                               "the expression matches no date", "warn")
 CRON_TICK_FAILED = message_type("openclaw:cron:tick-failed", [JOB, ERROR], "a job's tick failed (retried)", "error")
@@ -230,7 +233,8 @@ class CronService(Service):
     def _run(self, job: _Job, record: Record, due: float) -> Any:
         try:
             yield self._save(job)
-        except Fenced:
+        except Fenced as e:
+            log(CRON_FENCED, level="warn", job=job.config.name, due=due, error=str(e))
             return  # the lease passed on: this due time is the new holder's
         except Exception as e:
             # Without the record a restart could run this due time again.
