@@ -8,6 +8,9 @@ setup(
     packages=[
         "openclaw",
         "openclaw.agent",
+        "openclaw.config",
+        "openclaw.console",
+        "openclaw.doctor",
         "openclaw.gateway",
         "openclaw.store",
         "openclaw.proactive",
@@ -18,6 +21,7 @@ setup(
     package_data={
         "openclaw": ["templates/*"],
         "openclaw.system": ["templates/*"],
+        "openclaw.console": ["static/*"],
     },
     install_requires=[
         "twisted[tls]>=24.3",
@@ -42,6 +46,8 @@ setup(
             "pytest-twisted>=1.14",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
+            # The console's browser tests drive Debian's chromium (no browser download).
+            "playwright>=1.45",
         ],
     },
     entry_points={"console_scripts": ["openclaw = openclaw.cli:main"]},

@@ -1,7 +1,7 @@
 """
 The ``openclaw`` command: ``status``, ``init``, ``version``, ``service``,
-``send``, ``chat`` and the daemon controls (``pairing``, ``checks``,
-``heartbeat``, ``report``).
+``send``, ``chat``, ``console`` and the daemon controls (``pairing``,
+``checks``, ``heartbeat``, ``report``).
 
 It runs without a reactor: each subcommand is a short synchronous job.
 """
@@ -30,6 +30,7 @@ from openclaw.config import (
 )
 from openclaw.backup_cli import add_backup_parser
 from openclaw.config_cli import add_config_parser, add_location_options
+from openclaw.console_cli import add_console_parser
 from openclaw.control_cli import add_control_parsers
 from openclaw.doctor.command import add_doctor_parser
 from openclaw.logs_cli import add_logs_parser
@@ -156,6 +157,7 @@ def parser() -> argparse.ArgumentParser:
     add_config_parser(sub)
     add_doctor_parser(sub)
     add_logs_parser(sub)
+    add_console_parser(sub)
     return top
 
 

@@ -51,6 +51,7 @@ DECLARING_MODULES = (
     "openclaw.proactive.mail", "openclaw.proactive.importance", "openclaw.proactive.report",
     "openclaw.lifecycle_log", "openclaw.gateway.service", "openclaw.store.guard", "openclaw.web_limits",
     "openclaw.periodic", "openclaw.cluster.keeper", "openclaw.cluster.instance", "openclaw.shards", "openclaw.gateway.fanout",
+    "openclaw.console.site",
 )
 
 

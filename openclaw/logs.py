@@ -59,6 +59,9 @@ SECRET_KEY_PARTS = (
     "credential",
 )
 
+#: Warnings and errors kept in memory for the console.
+RECENT_RECORDS = 500
+
 #: Key on the twisted.logger events the console destination emits; the bridge
 #: skips such events so a console line never comes back as an Eliot message.
 CONSOLE_MARKER = "openclaw_console"
@@ -432,6 +435,9 @@ class LoggingService(Service):
         self._flush_call: Any = None
         # When recent errors were written, for the heartbeat's snapshot.
         self._error_times: collections.deque[float] = collections.deque(maxlen=10_000)
+        #: The last warnings and errors as written (redacted), numbered, for the console's Logs page.
+        self.seq = 0
+        self._recent: collections.deque[tuple[int, dict[str, Any]]] = collections.deque(maxlen=RECENT_RECORDS)
 
     def startService(self) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -497,6 +503,9 @@ class LoggingService(Service):
         if level == "error":
             self._errors.write(line)
             self._error_times.append(clean.get("timestamp", time.time()))
+        if LEVELS[level] >= LEVELS["warn"]:
+            self.seq += 1
+            self._recent.append((self.seq, clean))
         # Twisted's own observers already show the original of a twisted:log;
         # per-message records at info and below go to the files only.
         if self._console and clean.get("message_type") != "twisted:log" and not (
@@ -513,6 +522,10 @@ class LoggingService(Service):
                     CONSOLE_MARKER: True,
                 }
             )
+
+    def recent(self) -> list[tuple[int, dict[str, Any]]]:
+        """The last ``RECENT_RECORDS`` warnings and errors, oldest first, with their sequence numbers."""
+        return list(self._recent)
 
     def flush(self) -> None:
         """Write every buffered record now."""

@@ -24,11 +24,15 @@ from openclaw.agent.tools import all_tools
 from openclaw.cluster import SCHEDULER, cluster_methods, make_cluster
 from openclaw.cluster.gate import Gated, HeldClock
 from openclaw.config import EX_CONFIG, BrainConfig, Config, ConfigError, ConfigSource, default_home
+from openclaw.console.feed import ConsoleFeed, overview
+from openclaw.console.links import LinkCodes
+from openclaw.console.site import ConsoleApp, link_url, listener_origins
 from openclaw.connectors.service import ChannelRoutes, ConnectorsService, make_connectors
 from openclaw.daemon import DaemonService
 from openclaw.events import OutboxItem, new_event_id
 from openclaw.facts import RuntimeFacts
 from openclaw.gateway.chat import WebchatHub, chat_methods
+from openclaw.gateway.console_methods import console_methods
 from openclaw.gateway.fanout import webchat_fanout
 from openclaw.gateway.methods import core_methods, reload_method
 from openclaw.gateway.pairing import pairing_methods
@@ -159,18 +163,25 @@ def build_service(
                           logging.recent_errors, environ, save_state=None if cluster.alone else (
                               lambda key, value: cluster.guarded_set_state(SCHEDULER, key, value)),
                           timers=None if cluster.alone else HeldClock(reactor, lambda: cluster.holds(SCHEDULER)))
+    # The web console: one-time links, the live feed, and its own origin on the gateway.
+    codes = LinkCodes(reactor)
+    feed = ConsoleFeed(reactor, lambda: overview(runtime, tree, lambda: logging.seq))
+    console_app = ConsoleApp(codes, lambda: gateway.token, lambda: gateway.port and gateway.port.getHost().port,
+                             config.web)
     methods = {
         **core_methods(runtime, tree),
+        **console_methods(codes, feed, logging, lambda code: link_url(web.port, code) if console_app.enabled else None),
         **reload_method(root.reload),
         **chat_methods(pipeline, store, hub, outbox.kick),
-        **pairing_methods(store, reactor),
+        **pairing_methods(store, reactor, lambda: root.config.connectors),
         **engine.methods,
         **cluster_methods(cluster),
     }
     gateway = GatewayService(reactor, runtime, config.gateway, os.path.join(home, "gateway.token"), methods,
-                             on_close=hub.forget)
+                             on_close=lambda conn: (hub.forget(conn), feed.forget(conn)),
+                             console_origins=lambda: listener_origins(web.port) if console_app.enabled else set())
     web = WebService(reactor, runtime, config.web.listen, home=home, webhooks=connectors.webhooks,
-                     limits=config.web, tree=tree)
+                     limits=config.web, tree=tree, console=console_app)
     root.when_ready.append(lambda: store.append_journal(
         "startup", reactor.seconds(), {"version": __version__, "pid": os.getpid()}))
     # Start order.  Drain runs this list backwards: the engine stops making
@@ -186,6 +197,7 @@ def build_service(
         ("state", StateService(runtime, os.path.join(data, "gateway-state.json"), config.state.save_every)),
         ("web", web),                # answers /health ("draining") until the stop phase
         ("gateway", gateway),        # drain: stops listening at once; connections close last
+        ("console", feed),           # the console's live feed to gateway connections
         ("connectors", connectors),  # kept up until the outbox has flushed
         ("outbox", outbox),          # drain: one more pass for replies made while draining
         ("pipeline", pipeline),      # drain: in-flight messages finish; hurried: abandoned, durable

@@ -1,7 +1,7 @@
 """
 The health and metrics web service (Klein): ``/health``, ``/livez``,
-``/readyz``, ``/metrics``, the chat platforms' ``/webhooks/<name>`` and the
-morning reports at ``/reports/YYYY-MM-DD``.
+``/readyz``, ``/metrics``, the chat platforms' ``/webhooks/<name>``, the
+morning reports at ``/reports/YYYY-MM-DD`` and the web console at ``/console/``.
 Unknown paths get a JSON 404.
 
 ``/livez`` answers 200 whenever the reactor runs (a chat platform outage must
@@ -21,6 +21,7 @@ from zope.interface import implementer
 
 from openclaw import health, metrics
 from openclaw.config import WebConfig
+from openclaw.console.site import MAX_SESSION_BODY
 from openclaw.eliotutil import enabled, log
 from openclaw.interfaces import IReconfigurable
 from openclaw.listening import ListeningService
@@ -43,8 +44,9 @@ class HealthApp:
     app = Klein()
 
     def __init__(self, runtime: Runtime, webhooks: dict[str, Any] | None = None, home: str | None = None,
-                 tree: TreeStatus = NO_SERVICES) -> None:
+                 tree: TreeStatus = NO_SERVICES, console: Any = None) -> None:
         self.runtime = runtime
+        self.console = console
         self.tree = tree
         self.home = home
         #: Platform webhooks by name (Telegram, WhatsApp): ``handler(request)``
@@ -90,6 +92,12 @@ class HealthApp:
         request.setHeader(b"Content-Security-Policy", b"default-src 'none'; style-src 'unsafe-inline'")
         return page
 
+    @app.route("/console/", branch=True)
+    def console(self, request: Any) -> Any:
+        if self.console is None or not self.console.enabled:  # web.console: false
+            raise NotFound()
+        return self.console.app.resource()
+
     @app.handle_errors(NotFound)
     def not_found(self, request: Any, failure: Any) -> bytes:
         return _json(request, 404, {"error": {"code": "not_found", "path": request.path.decode("utf-8", "replace")}})
@@ -101,11 +109,14 @@ class HealthApp:
 
 def body_limit(limits: WebConfig, method: bytes, path: bytes) -> int:
     """
-    Each route's body cap: webhook POSTs get ``web.max_webhook_body``; every
-    other route is GET-only and takes no body at all.
+    Each route's body cap: webhook POSTs get ``web.max_webhook_body``, the
+    console's code exchange a few hundred bytes; every other route is
+    GET-only and takes no body at all.
     """
     if method == b"POST" and path.startswith(b"/webhooks/"):
         return limits.max_webhook_body
+    if method == b"POST" and path == b"/console/session":
+        return MAX_SESSION_BODY
     return 0
 
 
@@ -128,11 +139,14 @@ class WebService(ListeningService):
     def __init__(
         self, reactor: Any, runtime: Runtime, description: str,
         webhooks: dict[str, Any] | None = None, home: str | None = None, limits: WebConfig = WebConfig(),
-        tree: TreeStatus = NO_SERVICES,
+        tree: TreeStatus = NO_SERVICES, console: Any = None,
     ) -> None:
-        site = QuietSite(HealthApp(runtime, webhooks, home, tree).app.resource(), limits, body_limit)
+        site = QuietSite(HealthApp(runtime, webhooks, home, tree, console).app.resource(), limits, body_limit)
         super().__init__(reactor, description, site, "web.listen", limits.backlog)
+        self.console = console
 
     def reconfigure(self, config: Any) -> None:
-        """New limits apply to the next connection and request (``web.listen`` needs a restart)."""
+        """New limits and console settings apply to the next connection and request (``web.listen`` needs a restart)."""
         self.factory.reconfigure(config.web)
+        if self.console is not None:
+            self.console.reconfigure(config.web)

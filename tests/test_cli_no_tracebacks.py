@@ -41,6 +41,7 @@ COMMANDS = {
     "doctor": [["doctor", "--timeout", "3"], ["doctor", "--json", "--timeout", "3"]],
     "mail": [["mail", "test"]],
     "logs": [["logs"], ["logs", "--tree"], ["logs", "--level", "warn"]],
+    "console": [["console"]],
     "chat": [],
 }
 
@@ -87,7 +88,8 @@ def test_with_the_daemon_down(tmp_path) -> None:
             out = run(home, argv)
             no_traceback(out, argv)
             assert out.returncode in allowed(argv), (argv, out.returncode, out.stderr)
-            if name in ("send", "pairing", "cron", "alerts", "heartbeat", "reload", "report", "status") or argv[:1] == ["checks"]:
+            if name in ("send", "pairing", "cron", "alerts", "heartbeat", "reload", "report", "status", "console") \
+                    or argv[:1] == ["checks"]:
                 assert out.returncode == 1 and out.stderr.count("\n") == 1, (argv, out.stderr)
 
 

@@ -53,6 +53,6 @@ def test_bad_params_get_an_error_reply(tmp_path) -> None:
     bad_sender = yield client.request("pairing.revoke", {"sender": "nobody"})
     assert [bad_code["error"]["code"], bad_sender["error"]["code"]] == ["invalid_field", "invalid_field"]
     listing = yield client.request("pairing.list")
-    assert listing["payload"] == {"pending": [], "approved": []}
+    assert listing["payload"] == {"pending": [], "approved": [], "allowed": []}
     yield client.close()
     yield daemon.stop()

@@ -161,4 +161,4 @@ def test_run_notify_health_sigterm_drain_exit_0(tmp_path) -> None:
     stops = [line["service"] for line in lines
              if line.get("action_type") == "openclaw:service:stop" and line.get("action_status") == "started"]
     assert stops == ["systemd", "cron", "reports", "heartbeat", "checks", "prune", "notifier", "pipeline", "outbox", "connectors",
-                     "gateway", "web", "state", "brain", "cluster", "store", "logging"]
+                     "console", "gateway", "web", "state", "brain", "cluster", "store", "logging"]

@@ -235,6 +235,16 @@ def fields(raw: Any, known: Iterable[str], parsers: dict[str, Parser], default: 
 _ORIGIN = re.compile(r"https?://[a-z0-9.\-\[\]:]+")
 
 
+_WS_URL = re.compile(r"wss?://[A-Za-z0-9.\-\[\]:]+(/[\x21-\x7e]*)?")
+
+
+def ws_url(value: Any) -> str:
+    """A WebSocket URL (``wss://console.example/gateway``), or empty."""
+    if value == "" or (isinstance(value, str) and _WS_URL.fullmatch(value)):
+        return value
+    raise ValueError(f"expected ws://host:port/path or wss://..., got {got(value)}")
+
+
 def origins(value: Any) -> tuple[str, ...]:
     """
     Browser origins (``https://console.example:8443``), lowercase, no path;

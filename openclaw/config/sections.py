@@ -23,7 +23,7 @@ from openclaw.config.connectors import (
     ConnectorsConfig,
     parse_platform,
 )
-from openclaw.config.parsing import duration, got, origins, size, string, whole
+from openclaw.config.parsing import boolean, duration, got, origins, size, string, whole, ws_url
 
 MiB = 2**20
 from openclaw.config.proactive import (
@@ -98,6 +98,8 @@ class WebConfig:
     max_connections: int = 512
     request_timeout: float = 10.0
     max_webhook_body: int = 1024 * 1024
+    console: bool = True
+    console_gateway_url: str = ""
     backlog: int = 511
 
 
@@ -340,6 +342,8 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("web", "max_connections"): (whole(1, 65535), "open HTTP connections at most; more get 503"),
     ("web", "request_timeout"): (duration(0.5, 600), "time a connection has to deliver a complete request (headers and body); then it is closed"),
     ("web", "max_webhook_body"): (size(0, 64 * MiB), "largest body a /webhooks/<name> POST may have; larger: 413 before it is read"),
+    ("web", "console"): (boolean, "serve the web console at /console/ (it needs the gateway token)"),
+    ("web", "console_gateway_url"): (ws_url, "where the console page finds the gateway; empty: ws://<the page's host>:<gateway port>/; behind a TLS proxy e.g. wss://host/gateway"),
     ("web", "backlog"): (whole(1, 65535), "connections the kernel queues before the web server accepts them (listen backlog; capped by net.core.somaxconn; a restart applies it)"),
     ("log", "level"): (_level, "error | warn | info | debug | trace (also LOG_LEVEL, --log-level)"),
     ("log", "max_bytes"): (size(64 * 1024, 1024 * MiB), "rotate combined.log / error.log past this size"),

@@ -32,6 +32,8 @@ PAIRING_REQUESTED = message_type("openclaw:pairing:requested", [
 ], "an unknown sender was given a pairing code", "warn")
 PAIRING_APPROVED = message_type("openclaw:pairing:approved", [CONNECTOR, SENDER_ID],
                                 "openclaw pairing approve")
+PAIRING_DENIED = message_type("openclaw:pairing:denied", [CONNECTOR, SENDER_ID],
+                              "a pairing request denied (the console)")
 PAIRING_REVOKED = message_type("openclaw:pairing:revoked", [typed("sender", [str], "<connector>:<sender id>")],
                                "openclaw pairing revoke")
 
@@ -195,6 +197,14 @@ def pending_pairings(store: Any, now: float) -> Any:
 
 
 @inlineCallbacks
+def _take_request(store: Any, code: str, now: float) -> Any:
+    """Remove the pairing request ``code``; :return: its entry if it was live, else None."""
+    entry = yield store.get_state(PAIRING_PREFIX + code)
+    yield store.delete_state(PAIRING_PREFIX + code)
+    return entry if entry and entry.get("expires", 0) > now else None
+
+
+@inlineCallbacks
 def approve(store: Any, code: str, now: float) -> Any:
     """
     Approve the sender behind a live ``code``.
@@ -202,15 +212,24 @@ def approve(store: Any, code: str, now: float) -> Any:
     :return: a Deferred firing with the approved ``connector:sender_id``,
         or ``None`` for an unknown or expired code.
     """
-    entry = yield store.get_state(PAIRING_PREFIX + code)
-    yield store.delete_state(PAIRING_PREFIX + code)
-    if not entry or entry.get("expires", 0) <= now:
+    entry = yield _take_request(store, code, now)
+    if entry is None:
         return None
     yield store.set_state(allow_key(entry["connector"], entry["sender_id"]), {
         "approved": now, "sender_name": entry.get("sender_name", ""), "chat_id": entry.get("chat_id"),
     })
     log(PAIRING_APPROVED, connector=entry["connector"], sender_id=entry["sender_id"])
     return f"{entry['connector']}:{entry['sender_id']}"
+
+
+@inlineCallbacks
+def deny(store: Any, code: str, now: float) -> Any:
+    """Drop a pairing request unapproved; :return: whether a live one had ``code``."""
+    entry = yield _take_request(store, code, now)
+    if entry is None:
+        return False
+    log(PAIRING_DENIED, connector=entry["connector"], sender_id=entry["sender_id"])
+    return True
 
 
 @inlineCallbacks

@@ -80,7 +80,7 @@ class GatewayProtocol(WebSocketServerProtocol):
 
     def onConnect(self, request: Any) -> None:
         origin = request.origin  # "" without an Origin header: not a browser
-        if origin and origin.lower().rstrip("/") not in self.factory.config.allowed_origins:
+        if origin and not self.factory.origin_allowed(origin):
             raise ConnectionDeny(403, "origin not allowed (gateway.allowed_origins)")
         self.peer_address = request.peer
         self.authenticated = False
@@ -171,6 +171,14 @@ class GatewayFactory(WebSocketServerFactory):
         """New limits apply to the next connection (caps, rate) and the next send (queue bounds)."""
         self.config = config
         self.caps.total, self.caps.per_address = config.max_connections, config.max_connections_per_address
+
+    def console_origins(self) -> set[str]:
+        """The web console's own origins, allowed besides ``gateway.allowed_origins`` (the gateway sets them)."""
+        return set()
+
+    def origin_allowed(self, origin: str) -> bool:
+        origin = origin.lower().rstrip("/")
+        return origin in self.config.allowed_origins or origin in self.console_origins()
 
     def buildProtocol(self, addr: Any) -> Any:
         address = getattr(addr, "host", "")

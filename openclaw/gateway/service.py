@@ -53,7 +53,8 @@ class GatewayService(StatusSource, ListeningService):
     The WebSocket gateway; ``methods`` is the final table of method names
     to handlers (each counted under its own name in
     ``openclaw_requests_total``); ``on_close(conn)`` hears each closed
-    connection (webchat forgets its subscriptions).
+    connection (webchat forgets its subscriptions); ``console_origins()``
+    are the web console's origins, allowed like ``gateway.allowed_origins``.
     """
 
     def __init__(
@@ -64,8 +65,10 @@ class GatewayService(StatusSource, ListeningService):
         token_path: str,
         methods: Mapping[str, Callable[[Any, dict], Any]],
         on_close: Callable[[GatewayProtocol], None] = lambda conn: None,
+        console_origins: Callable[[], set[str]] = set,
     ) -> None:
         super().__init__(reactor, config.listen, make_factory(self, config), "gateway.listen", config.backlog)
+        self.factory.console_origins = console_origins
         self.runtime = runtime
         self.clock = runtime.clock
         self.config = config

@@ -32,6 +32,7 @@ from openclaw.interfaces import IDrainable, IReconfigurable, IStatusSource
 from openclaw.config.proactive import CheckConfig
 from openclaw.periodic import PeriodicService
 from openclaw.status import StatusSource
+from openclaw.proactive.check_history import DAY, history
 from openclaw.proactive.policy import CheckState, Decision, flapping, step
 
 if TYPE_CHECKING:  # probes pull in HTTP, TLS and psutil: only once a check is configured
@@ -339,7 +340,7 @@ class ChecksService(StatusSource, Service):
 
 
 def checks_methods(service: ChecksService) -> dict[str, Callable[[Any, dict], Any]]:
-    """Gateway methods: ``checks.list`` (every state) and ``checks.run`` (probe one now)."""
+    """Gateway methods: ``checks.list`` (every state), ``checks.run`` (probe one now), ``checks.history`` (the last day)."""
 
     def list_checks(conn: Any, params: dict) -> dict:
         return {"checks": service.states()}
@@ -350,4 +351,10 @@ def checks_methods(service: ChecksService) -> dict[str, Callable[[Any, dict], An
             raise FrameError(frames.INVALID_FIELD, f"field 'name' must be one of: {', '.join(service.checks)}")
         return service.run(name).addCallback(lambda state: {"check": state})
 
-    return {"checks.list": list_checks, "checks.run": run_check}
+    def check_history(conn: Any, params: dict) -> Deferred:
+        now = service.clock.seconds()
+        d = service.store.journal("check", now - DAY)
+        return d.addCallback(lambda rows: {"start": now - DAY, "end": now, "checks": {
+            name: found for name, found in history(rows, now - DAY, now).items() if name in service.checks}})
+
+    return {"checks.list": list_checks, "checks.run": run_check, "checks.history": check_history}

@@ -77,6 +77,7 @@ def build_engine(
     engine.children.append(("cron", cron))
     engine.methods["cron.list"] = lambda conn, params: {"jobs": cron.states()}
     engine.methods["reports.get"] = _reports_get(reporter)
+    engine.methods["reports.list"] = lambda conn, params: {"days": reporter.days()}
     engine.methods["alerts.list"] = alerts_method(reactor, store)
 
     if config.mail:

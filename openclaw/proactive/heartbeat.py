@@ -596,8 +596,12 @@ class HeartbeatService(StatusSource, Service):
         }
 
 
+#: ``heartbeat.history``: the beats of the last day, the newest at most.
+HISTORY_SPAN, MAX_HISTORY = 86400.0, 100
+
+
 def heartbeat_methods(service: HeartbeatService) -> dict[str, Callable[[Any, dict], Any]]:
-    """``heartbeat.run`` ({instruction?} -> the beat's record) and ``heartbeat.status``."""
+    """``heartbeat.run`` ({instruction?} -> the beat's record), ``heartbeat.status`` and ``heartbeat.history``."""
 
     def run(conn: Any, params: dict) -> Deferred:
         instruction = params.get("instruction", "")
@@ -606,4 +610,9 @@ def heartbeat_methods(service: HeartbeatService) -> dict[str, Callable[[Any, dic
                              f"field 'instruction' must be a string of at most {MAX_INSTRUCTION} characters")
         return service.beat_now(instruction)
 
-    return {"heartbeat.run": run, "heartbeat.status": lambda conn, params: service.status()}
+    def recent(conn: Any, params: dict) -> Deferred:
+        since = service.clock.seconds() - HISTORY_SPAN
+        return service.store.journal("heartbeat", since).addCallback(lambda rows: {"beats": [
+            {"timestamp": r["timestamp"], **r["payload"]} for r in rows[-MAX_HISTORY:]]})
+
+    return {"heartbeat.run": run, "heartbeat.status": lambda conn, params: service.status(), "heartbeat.history": recent}

@@ -439,12 +439,16 @@ class Reporter(Service):
 
         return d.addCallbacks(lambda text: text if isinstance(text, str) else "", failed)
 
+    def days(self) -> list[str]:
+        """The days with a written report, oldest first."""
+        folder = os.path.join(self.home, "reports")
+        return sorted(n[:-3] for n in os.listdir(folder) if n.endswith(".md") and _day_name(n[:-3])) \
+            if os.path.isdir(folder) else []
+
     def get(self, day: Any = None) -> str | None:
         """The markdown of ``day``'s report (default: the latest written), or None."""
         if day is None:
-            folder = os.path.join(self.home, "reports")
-            names = sorted(n[:-3] for n in os.listdir(folder) if n.endswith(".md") and _day_name(n[:-3])) \
-                if os.path.isdir(folder) else []
+            names = self.days()
             if not names:
                 return None
             day = names[-1]
