@@ -1,23 +1,13 @@
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="openclaw",
     version="0.1.0",
     description="A proactive personal-assistant daemon on Twisted",
     python_requires=">=3.11",
-    packages=[
-        "openclaw",
-        "openclaw.agent",
-        "openclaw.config",
-        "openclaw.console",
-        "openclaw.doctor",
-        "openclaw.gateway",
-        "openclaw.store",
-        "openclaw.proactive",
-        "openclaw.connectors",
-        "openclaw.system",
-        "twisted.plugins",
-    ],
+    # Every openclaw package (a new one cannot be left out of a plain `pip install .`),
+    # and twisted/plugins, which has no __init__.py: it is Twisted's plugin namespace.
+    packages=[*find_packages(include=["openclaw", "openclaw.*"]), "twisted.plugins"],
     package_data={
         "openclaw": ["templates/*"],
         "openclaw.system": ["templates/*"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -368,15 +369,25 @@ def test_the_console_feed_logs_and_history_methods(tmp_path) -> None:
 
 def test_an_installed_package_carries_the_console(tmp_path) -> None:
     """A built wheel (what ``pip install .`` installs) holds every file, and a site run from it serves them."""
+    # Built from a copy: setuptools reuses a build/ directory, which would hide a package left out.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("setup.py", "pyproject.toml"):
+        shutil.copy(os.path.join(ROOT, name), source / name)
+    for name in ("openclaw", "twisted"):
+        shutil.copytree(os.path.join(ROOT, name), source / name, ignore=shutil.ignore_patterns("__pycache__"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path), ROOT], capture_output=True, text=True, timeout=300)
+                            "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
     wheel = next(p for p in os.listdir(tmp_path) if p.endswith(".whl"))
     with zipfile.ZipFile(tmp_path / wheel) as z:
         names = set(z.namelist())
         z.extractall(tmp_path / "site")
     assert {f"openclaw/console/static/{name}" for name in FILES} <= names
-    assert "openclaw/config/sections.py" in names and "openclaw/doctor/command.py" in names
+    # Every package of the source tree, so a new one cannot be left out of an install.
+    packages = {os.path.relpath(os.path.join(d, "__init__.py"), ROOT)
+                for d, _, files in os.walk(os.path.join(ROOT, "openclaw")) if "__init__.py" in files}
+    assert packages and packages <= names, sorted(packages - names)
     served = subprocess.run([sys.executable, "-I", "-c", SERVE_FROM, str(tmp_path / "site")],
                             capture_output=True, text=True, timeout=60)
     assert served.returncode == 0, served.stderr
