@@ -205,8 +205,7 @@ class ShardConsumer(StatusSource, Service):
         yield self._sweep()
         holders = yield self.store.redis.mget([leases.lease_key(lease_name(s)) for s in range(self.shards)])
         host = self.instance_id.split(":")[0]
-        ids = yield self.instances()
-        live = len({i for i in ids if not gone_here(i, host, self.running_pid)} | {self.instance_id})
+        live = self._live((yield self.instances()))
         room, give = plan(self.held, self.leaving, set(self.inflight.values()), self.shards, live)
         self.leaving.update(give)
         yield self._release_idle(leases)
@@ -236,11 +235,17 @@ class ShardConsumer(StatusSource, Service):
         """Tick now when this instance holds more or fewer shards than its share, or is giving some back."""
         if self.refusing or self.loop.busy or not self.ready.called:
             return
-        host = self.instance_id.split(":")[0]
-        ids = yield self.instances()
-        live = len({i for i in ids if not gone_here(i, host, self.running_pid)} | {self.instance_id})
-        if off_share(len(self.held), len(self.leaving), self.shards, live):
+        try:
+            ids = yield self.instances()
+        except Exception:
+            return  # the store is down: the renew tick tries (and reports) on its own schedule
+        if off_share(len(self.held), len(self.leaving), self.shards, self._live(ids)):
             yield self.loop.call_soon()
+
+    def _live(self, ids: list[str]) -> int:
+        """How many instances share the shards: the live ids but this host's gone processes, this one included."""
+        host = self.instance_id.split(":")[0]
+        return len({i for i in ids if not gone_here(i, host, self.running_pid)} | {self.instance_id})
 
     @inlineCallbacks
     def _dead_holders(self, holders: list[str | None], host: str) -> Any:
