@@ -82,6 +82,11 @@ def plan(held: Collection[int], leaving: Collection[int], busy: Collection[int],
     return max(0, want - len(staying)), give
 
 
+def off_share(held: int, leaving: int, shards: int, live: int) -> bool:
+    """Whether an instance holding ``held`` shards (``leaving`` of them being given back) should tick now."""
+    return leaving > 0 or held != share(shards, live)
+
+
 def gone_here(instance_id: str, host: str, running: Callable[[int], bool]) -> bool:
     """
     Whether ``instance_id`` (``<host>:<pid>:<hex>``) is of this host and its
@@ -133,7 +138,7 @@ class ShardConsumer(StatusSource, Service):
         self, clock: Any, store: Any, leases: Callable[[], Any], pipeline: Any, instance_id: str,
         timing: Timing, instances: Callable[[], Deferred] = lambda: succeed([]),
         shards: int = SHARDS, batch: int = 200, max_inflight: int = 2000, block: float = 1.0,
-        running_pid: Callable[[int], bool] = pid_running,
+        running_pid: Callable[[int], bool] = pid_running, look_every: float = 1.0,
         alive: Callable[[str], Deferred] = lambda instance_id: succeed(True),
     ) -> None:
         self.running_pid = running_pid
@@ -158,6 +163,10 @@ class ShardConsumer(StatusSource, Service):
         self.refusing = False
         self.ready: Deferred = Deferred()
         self.loop = PeriodicService(clock, timing.renew_every, self.tick, name="shards", first=0)
+        #: Between ticks, a look every ``look_every`` seconds at whether this
+        #: instance holds its share: an instance that came or went (or a
+        #: shard given back) moves shards within a second, not a renew period.
+        self.look = PeriodicService(clock, min(look_every, timing.renew_every), self._look, name="shards-share")
         self._wakeup: Deferred | None = None
         self._reading: Deferred | None = None
 
@@ -168,6 +177,7 @@ class ShardConsumer(StatusSource, Service):
         #: this instance took its share, so a restart answers what it left at once.
         self.ready = Deferred()
         self.loop.startService()
+        self.look.startService()
         self._reading = self._read_loop()
 
     # Leases
@@ -195,8 +205,7 @@ class ShardConsumer(StatusSource, Service):
         yield self._sweep()
         holders = yield self.store.redis.mget([leases.lease_key(lease_name(s)) for s in range(self.shards)])
         host = self.instance_id.split(":")[0]
-        ids = yield self.instances()
-        live = len({i for i in ids if not gone_here(i, host, self.running_pid)} | {self.instance_id})
+        live = self._live((yield self.instances()))
         room, give = plan(self.held, self.leaving, set(self.inflight.values()), self.shards, live)
         self.leaving.update(give)
         yield self._release_idle(leases)
@@ -220,6 +229,23 @@ class ShardConsumer(StatusSource, Service):
                 self._take(shard, event)
         metrics.inbound_shards_held.set(len(self.held))
         self._wake()
+
+    @inlineCallbacks
+    def _look(self) -> Any:
+        """Tick now when this instance holds more or fewer shards than its share, or is giving some back."""
+        if self.refusing or self.loop.busy or not self.ready.called:
+            return
+        try:
+            ids = yield self.instances()
+        except Exception:
+            return  # the store is down: the renew tick tries (and reports) on its own schedule
+        if off_share(len(self.held), len(self.leaving), self.shards, self._live(ids)):
+            yield self.loop.call_soon()
+
+    def _live(self, ids: list[str]) -> int:
+        """How many instances share the shards: the live ids but this host's gone processes, this one included."""
+        host = self.instance_id.split(":")[0]
+        return len({i for i in ids if not gone_here(i, host, self.running_pid)} | {self.instance_id})
 
     @inlineCallbacks
     def _dead_holders(self, holders: list[str | None], host: str) -> Any:
@@ -368,6 +394,7 @@ class ShardConsumer(StatusSource, Service):
         """Give every shard back, so another instance (or the next start) takes it at once."""
         Service.stopService(self)
         self._wake()
+        yield self.look.stopService()
         yield self.loop.stopService()
         self.leaving.update(self.held)
         self.inflight.clear()

@@ -108,3 +108,25 @@ def test_alone_the_hub_delivers_locally(redis_server) -> None:
     finally:
         yield alone.fanout.stopService()
         yield alone.store.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_alone_a_reply_nobody_here_takes_reaches_an_instance_started_since(redis_server) -> None:
+    url = f"redis://127.0.0.1:{redis_server.port}/0"
+    first = Instance(url, "first", [])  # refreshed before the second started: thinks it is alone
+    yield Deferred.fromCoroutine(first.start())
+    second = Instance(url, "second", ["host:first:abcdef", "host:second:abcdef"])
+    try:
+        yield Deferred.fromCoroutine(second.start())
+        yield Deferred.fromCoroutine(first.subscribed(2))
+        client = Conn()
+        second.hub.subscribe(client, "webchat:new")
+        yield second.fanout.refresh()
+        assert first.fanout.alone
+        assert (yield first.fanout.deliver(reply("webchat:new", 7))) is True
+        yield until(lambda: client.frames, what="the push on the second instance")
+        assert [f["payload"]["reply_to"] for f in client.frames] == ["e7"]
+    finally:
+        for instance in (first, second):
+            yield instance.fanout.stopService()
+            yield instance.store.stopService()

@@ -16,11 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.task import Clock
 
 from openclaw import metrics
 from openclaw.cluster.lease import Timing, share
 from openclaw.cluster.redis_lease import RedisLeases
-from openclaw.shards import SHARDS, ShardConsumer, candidates, dead_here, gone_here, lease_name, plan, shard_of
+from openclaw.shards import (
+    SHARDS, ShardConsumer, candidates, dead_here, gone_here, lease_name, off_share, plan, shard_of,
+)
 from openclaw.store.redis import RedisStore
 from tests.store_contract import message, reply
 from tests.waiting import until
@@ -58,6 +61,11 @@ def test_instances_ticking_in_any_order_share_every_shard(instances, order) -> N
     assert sorted(owner) == list(range(SHARDS))
     counts = [list(owner.values()).count(i) for i in range(instances)]
     assert max(counts) <= share(SHARDS, instances)
+
+
+@given(held=st.integers(0, SHARDS), leaving=st.integers(0, SHARDS), live=st.integers(1, 20))
+def test_an_instance_looks_again_exactly_while_off_its_share(held, leaving, live) -> None:
+    assert off_share(held, leaving, SHARDS, live) == (leaving > 0 or held != share(SHARDS, live))
 
 
 def test_candidates_start_where_the_instance_does() -> None:
@@ -107,12 +115,14 @@ class Answering:
 
 class Instance:
     def __init__(self, url: str, name: str, ttl: float, live: int, hold: bool = False,
-                 running_pid: Any = lambda pid: True, alive: Any = lambda instance_id: succeed(True)) -> None:
+                 running_pid: Any = lambda pid: True, alive: Any = lambda instance_id: succeed(True),
+                 clock: Any = reactor, instances: Any = None) -> None:
         self.store = RedisStore(reactor, url, "t:", history=100)
         self.pipeline = Answering(self.store, name, hold)
         self.consumer = ShardConsumer(
-            reactor, self.store, lambda: RedisLeases(self.store.redis, self.store.prefix), self.pipeline,
-            f"host:{name}:abc123", Timing.for_ttl(ttl), instances=lambda: succeed([f"host:{n}:other" for n in range(live - 1)]), block=0.2,
+            clock, self.store, lambda: RedisLeases(self.store.redis, self.store.prefix), self.pipeline,
+            f"host:{name}:abc123", Timing.for_ttl(ttl),
+            instances=instances or (lambda: succeed([f"host:{n}:other" for n in range(live - 1)])), block=0.2,
             running_pid=running_pid, alive=alive)
 
     def start(self) -> Deferred:
@@ -169,6 +179,26 @@ def test_two_instances_share_the_shards_and_answer_each_event_once_in_order(clus
     assert (yield a.store.outbox_counts())["pending"] == 80
     entries = yield a.store.redis.execute_command("XLEN", a.store.stream_key(shard_of("webchat:0")))
     assert int(entries) == 0  # answered entries are acknowledged and deleted
+
+
+@pytest_twisted.inlineCallbacks
+def test_shards_move_to_a_new_instance_within_a_look_not_a_renew_period(cluster) -> None:
+    clock, live = Clock(), ["host:a:abc123"]
+    a = cluster("a", clock=clock, instances=lambda: succeed(list(live)))
+    yield a.start()
+    yield a.consumer.ready
+    assert len(a.consumer.held) == SHARDS
+    live.append("host:b:abc123")
+    b = cluster("b", clock=clock, instances=lambda: succeed(list(live)))
+    yield b.start()
+    yield b.consumer.ready
+    assert b.consumer.held == {}  # every shard still a's
+    assert a.consumer.timing.renew_every == 5.0
+    clock.advance(1.0)  # a looks: over its share, it ticks and gives half back
+    yield until(lambda: len(a.consumer.held) == SHARDS // 2 and not a.consumer.loop.busy, what="a gave half back")
+    clock.advance(1.0)  # b looks: under its share, it ticks and takes them
+    yield until(lambda: len(b.consumer.held) == SHARDS // 2, what="b took its share")
+    assert set(a.consumer.held).isdisjoint(b.consumer.held)
 
 
 @pytest_twisted.inlineCallbacks

@@ -163,9 +163,19 @@ class WebchatFanout(Service):
             d.addErrback(lambda f: None)  # the entries expire with the ttl
 
     def deliver(self, item: OutboxItem) -> Deferred:
-        """The outbox's webchat deliverer: True once an instance listening to the session heard it."""
+        """
+        The outbox's webchat deliverer: True once an instance listening to
+        the session heard it.  Alone, a connection here takes it with no
+        round trip; one that nobody here took is published all the same,
+        since an instance may have started since the last refresh (else its
+        clients' replies would wait here, claimed, until the next one).
+        """
         if self.alone:
-            return maybeDeferred(self.hub.deliver, item)
+            d = maybeDeferred(self.hub.deliver, item)
+            return d.addCallback(lambda pushed: pushed or self._publish(item))
+        return self._publish(item)
+
+    def _publish(self, item: OutboxItem) -> Deferred:
         d = self.store.redis.eval(_PUBLISH, [], [self.store.prefix, item.session_id, encode(item)])
         return d.addCallback(lambda reached: int(reached) > 0)
 
