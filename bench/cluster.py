@@ -117,10 +117,10 @@ def run_phase(daemons: list[tuple[int, str, str]], mode: str, rate: float, args:
     clients = []
     try:
         for k, (_, url, token) in enumerate(daemons):
-            cmd = [sys.executable, os.path.join(HERE, "pipeline.py"), "--client", "--url", url, "--token", token,
-                   "--conns", str(args.conns), "--sessions", str(args.sessions), "--mode", mode,
-                   "--rate", str(rate / len(daemons)), "--window", str(args.window), "--warmup", str(args.warmup),
-                   "--duration", str(args.duration), "--grace", str(args.grace), "--tag", f"i{k}"]
+            # Every value after "=" (pipeline.client_args): a token starting with "-" is no option.
+            cmd = [sys.executable, os.path.join(HERE, "pipeline.py"),
+                   *pipeline.client_args(url, token, args.sessions, args.conns, mode, rate / len(daemons),
+                                         args.duration, args), f"--tag=i{k}"]
             clients.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE))
         for client in clients:
             line = client.stdout.readline()
