@@ -11,7 +11,7 @@ Deferred.  Every test ends by checking that the page logged no error and
 asked no host but the daemon.
 
 Screenshots of every page at desktop and phone widths go to
-``$OPENCLAW_ARTEFACTS`` (else a temporary directory; the path is printed);
+``$CONSOLE_SCREENSHOTS`` (else a temporary directory; the path is printed);
 with ``OPENCLAW_DOC_SCREENSHOTS=1`` the overview and chat pairs are also
 written to docs/console/.
 """
@@ -511,7 +511,7 @@ def _shoot(tab: Tab, folder: str, width: str) -> list[str]:
 
 @pytest_twisted.inlineCallbacks
 def test_screenshots_of_every_page_at_desktop_and_phone_widths(tmp_path, tabs) -> None:
-    folder = os.environ.get("OPENCLAW_ARTEFACTS") or tempfile.mkdtemp(prefix="openclaw-console-")
+    folder = os.environ.get("CONSOLE_SCREENSHOTS") or tempfile.mkdtemp(prefix="openclaw-console-")
     os.makedirs(folder, exist_ok=True)
     port, api = tcp_listener(), BotAPI().start()
     daemon = RunningDaemon(str(tmp_path), daemon_config(
