@@ -97,7 +97,10 @@ def heartbeat_starts(cluster: Cluster) -> list[float]:
 
 def assert_heartbeat_once_per_interval(starts: list[float], longest: float, beats: Any) -> None:
     gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert len(starts) >= 3, beats
+    # At least two ended beats (a gap to measure).  With the model brain a
+    # beat waits on the same slow model as the message stream, so on a
+    # loaded machine (CI) a run can end with only two beats recorded.
+    assert len(starts) >= 2, beats
     # Two holders beating would put two beats in one interval.
     assert min(gaps) > HEARTBEAT_EVERY / 2, gaps
     assert max(gaps) <= longest, gaps
