@@ -4,9 +4,11 @@ Admission: whether one more inbound message may be acknowledged now.
 An acknowledged message is a promise to answer it, so the daemon takes no
 more than it can answer soon: a bound on acknowledged-but-unanswered
 messages per session (``lanes.max_queue``) and overall
-(``lanes.max_pending``), and on the wait a new message can expect
-(``lanes.max_wait``), estimated from what the pipeline measures as it
-answers.  Past a bound the sender is told ``busy`` before anything is
+(``lanes.max_pending``), and on the wait a new message can expect,
+estimated from what the pipeline measures as it answers.  The wait bound
+is ``lanes.max_wait`` or ``lanes.wait_answers`` answers' time, whichever is
+longer: a fast brain under overload keeps its p99 under a second, and a
+model that takes seconds per answer still lets a sender queue a few.  Past a bound the sender is told ``busy`` before anything is
 recorded, so the ack rate follows the reply rate whatever the offered load.
 Pure: the pipeline feeds it its counts and measurements.
 """
@@ -26,6 +28,7 @@ class Limits:
     max_queue: int
     max_pending: int
     max_wait: float  # seconds; 0: no bound on the estimated wait
+    wait_answers: int  # the wait bound is at least this many answers' handling time
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,21 @@ def estimated_wait(load: Load) -> float:
     return max(load.session_pending * load.handling, load.pending * load.spacing)
 
 
+def wait_bound(load: Load, limits: Limits) -> float:
+    """The longest estimated wait admitted, in seconds; 0: none is bounded."""
+    if limits.max_wait <= 0:
+        return 0.0
+    return max(limits.max_wait, limits.wait_answers * load.handling)
+
+
 def refusal(load: Load, limits: Limits) -> str | None:
     """``None`` to admit; else which bound refuses: ``session``, ``overall`` or ``wait``."""
     if load.session_pending >= limits.max_queue:
         return SESSION
     if load.pending >= limits.max_pending:
         return OVERALL
-    if limits.max_wait > 0 and estimated_wait(load) > limits.max_wait:
+    bound = wait_bound(load, limits)
+    if bound and estimated_wait(load) > bound:
         return WAIT
     return None
 

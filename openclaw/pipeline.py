@@ -251,6 +251,7 @@ class Pipeline(StatusSource, Service):
             "pending": self.pending, "sessions": len(self._pending), "handling": round(self.handling, 4),
             "spacing": round(self.spacing, 5), "estimated_wait": round(admission.estimated_wait(self._load("")), 3),
             "max_pending": limits.max_pending, "max_queue": limits.max_queue, "max_wait": limits.max_wait,
+            "wait_bound": round(admission.wait_bound(self._load(""), limits), 3),
             "shedding": self._shed is not None, "refused": self.refused,
         }
 
@@ -453,4 +454,5 @@ class Pipeline(StatusSource, Service):
 
 
 def _limits(lanes: LanesConfig) -> admission.Limits:
-    return admission.Limits(max_queue=lanes.max_queue, max_pending=lanes.max_pending, max_wait=lanes.max_wait)
+    return admission.Limits(max_queue=lanes.max_queue, max_pending=lanes.max_pending, max_wait=lanes.max_wait,
+                            wait_answers=lanes.wait_answers)

@@ -311,11 +311,11 @@ def active_hours() -> st.SearchStrategy[ActiveHours | None]:
 
 
 def admission_limits() -> st.SearchStrategy[Any]:
-    """``openclaw.admission.Limits``: per-session and overall counts, a wait bound in seconds or 0 (off)."""
+    """``openclaw.admission.Limits``: per-session and overall counts, a wait bound in seconds or 0 (off), in answers."""
     from openclaw.admission import Limits
 
     return st.builds(Limits, max_queue=st.integers(1, 50), max_pending=st.integers(1, 500),
-                     max_wait=st.one_of(st.just(0.0), st.floats(0.01, 100)))
+                     max_wait=st.one_of(st.just(0.0), st.floats(0.01, 100)), wait_answers=st.integers(0, 20))
 
 
 @st.composite

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock, deferLater
 
 from openclaw import admission, metrics
-from openclaw.admission import Limits, Load, estimated_wait, refusal, smoothed
+from openclaw.admission import Limits, Load, estimated_wait, refusal, smoothed, wait_bound
 from openclaw.agent.base import BrainReply
 from openclaw.config import LanesConfig
 from openclaw.events import MESSAGE_RECEIVED, Event
@@ -32,10 +32,20 @@ from tests.waiting import step_clock
 def test_an_admitted_message_is_within_every_bound(load: Load, limits: Limits) -> None:
     if refusal(load, limits) is None:
         assert load.session_pending < limits.max_queue and load.pending < limits.max_pending
-        assert limits.max_wait == 0 or estimated_wait(load) <= limits.max_wait
+        assert limits.max_wait == 0 or estimated_wait(load) <= wait_bound(load, limits)
     else:
         assert (load.session_pending >= limits.max_queue or load.pending >= limits.max_pending
-                or estimated_wait(load) > limits.max_wait > 0)
+                or estimated_wait(load) > wait_bound(load, limits) > 0)
+
+
+@given(admission_loads(), admission_limits())
+def test_the_wait_bound_is_max_wait_or_wait_answers_answers_whichever_is_longer(load: Load, limits: Limits) -> None:
+    bound = wait_bound(load, limits)
+    if limits.max_wait == 0:
+        assert bound == 0
+    else:
+        assert bound >= limits.max_wait and bound >= limits.wait_answers * load.handling
+        assert bound in (limits.max_wait, limits.wait_answers * load.handling)
 
 
 @given(admission_loads(), admission_limits(), st.integers(0, 10), st.integers(0, 100), st.floats(0, 1))
@@ -116,7 +126,8 @@ def test_the_wait_bound_follows_the_measured_handling_time_and_shedding_ends() -
     clock = Clock()
     store = Store()
     pipeline = Pipeline(Runtime(clock), store, SlowBrain(clock, 2.0), Outbox(),
-                        lanes=LanesConfig(max_concurrent=1, max_queue=100, max_pending=100, max_wait=3.0))
+                        lanes=LanesConfig(max_concurrent=1, max_queue=100, max_pending=100, max_wait=3.0,
+                                          wait_answers=1))
     pipeline.startService()
     try:
         pipeline.receive(event("webchat:a"))
@@ -145,6 +156,35 @@ def test_the_wait_bound_follows_the_measured_handling_time_and_shedding_ends() -
         clock.advance(SHED_WINDOW)
         assert not pipeline.problems() and not pipeline.status()["shedding"]
         assert metrics.REGISTRY.get_sample_value("openclaw_shedding") == 0
+    finally:
+        pipeline.stopService()
+
+
+def test_a_slow_model_still_queues_wait_answers_messages_under_the_default_max_wait() -> None:
+    """The defaults (0.5 s, 4 answers) with a 5 s model: a sender may queue four, not one."""
+    clock = Clock()
+    store = Store()
+    defaults = LanesConfig()
+    pipeline = Pipeline(Runtime(clock), store, SlowBrain(clock, 5.0), Outbox(),
+                        lanes=LanesConfig(max_concurrent=1, max_wait=defaults.max_wait,
+                                          wait_answers=defaults.wait_answers))
+    pipeline.startService()
+    try:
+        pipeline.receive(event("webchat:a"))
+        clock.advance(5.0)
+        assert pipeline.handling == 5.0
+        admitted = 0
+        while True:
+            try:
+                pipeline.receive(event("webchat:a"))
+            except Busy as e:
+                assert e.reason == admission.WAIT
+                break
+            admitted += 1
+        assert admitted == defaults.wait_answers + 1  # one in hand, four waiting: 20 s, the bound
+        assert pipeline.status()["wait_bound"] == 5.0 * defaults.wait_answers
+        step_clock(clock, 5.0 * admitted)
+        assert store.completed == store.recorded and pipeline.pending == 0
     finally:
         pipeline.stopService()
 

@@ -145,7 +145,8 @@ class LanesConfig:
     max_concurrent: int = 128
     max_queue: int = 100
     max_pending: int = 1000
-    max_wait: float = 30.0
+    max_wait: float = 0.5
+    wait_answers: int = 4
     idle_after: float = 24 * 3600.0
 
 
@@ -370,7 +371,8 @@ KEYS: dict[tuple[str, str], tuple[Callable[[Any], Any], str]] = {
     ("lanes", "max_concurrent"): (whole(1, 100_000), "sessions handled at the same time (one message at a time within a session)"),
     ("lanes", "max_queue"): (whole(1, 1_000_000), "acknowledged messages not yet answered per session before its senders are told busy"),
     ("lanes", "max_pending"): (whole(1, 10_000_000), "acknowledged messages not yet answered over all sessions before senders are told busy"),
-    ("lanes", "max_wait"): (duration(0.01, 86400, off=True), "estimated wait for a reply past which senders are told busy; 0: no bound"),
+    ("lanes", "max_wait"): (duration(0.01, 86400, off=True), "estimated wait for a reply past which senders are told busy (at least wait_answers answers' time); 0: no bound"),
+    ("lanes", "wait_answers"): (whole(0, 1000), "the wait bound is at least this many answers' measured handling time, so a slow model still queues a few"),
     ("lanes", "idle_after"): (duration(60, 30 * 86400), "an idle session's lane is dropped after this (re-created on demand)"),
     ("outbox", "max_attempts"): (whole(1, 1000), "delivery attempts before an outbox message is marked failed"),
     **{("connectors", name): (parse_platform(name), f"the {name} connector (docs/connectors.md)") for name in PLATFORMS},
