@@ -7,7 +7,7 @@ on the SQLite store and on the Redis store.
                                        [--redis redis://127.0.0.1:6379/0] [--grace 5]
                                        [--no-pin] [--json FILE] [--profile FILE] [--store-rows N]
     .venv/bin/python bench/pipeline.py --growth [--store-rows 50000] [--growth-rate 420]
-                                       [--idle-seconds 20] [--overload-duration 15]
+                                       [--idle-seconds 20] [--overload-duration 30] [--overload-max-wait 0.25s]
 
 For each store it starts the daemon (``twistd -n --pidfile= openclaw --home <tmp>
 --gateway ... --web ... --log-level info`` with ``OPENCLAW_CONFIG=<home>/c.yaml``,
@@ -46,7 +46,7 @@ per message at ``--growth-rate`` msg/s, and p99 at a fixed 1,000 msg/s with 100
 and 1,000 sessions, each on a fresh store and on one with ``--store-rows``
 (default 50,000); then a closed loop, and an offered load of 3x the capacity
 (the best replies/s of the fresh-store phases) for ``--overload-duration`` s,
-with the defaults and with ``lanes.max_wait: 0.5s``. Every value passed to the load generator follows
+with the defaults and with ``lanes.max_wait`` set to ``--overload-max-wait``. Every value passed to the load generator follows
 an ``=`` (``--token=...``): a token may start with ``-``.
 For Redis the keys live under a random ``bench-<hex>:`` prefix and are deleted
 afterwards. ``--profile FILE`` runs the daemon under ``python -m cProfile -o FILE``
@@ -539,14 +539,20 @@ def run_growth(args: argparse.Namespace, server_cpus: set[int] | None,
     phase("capacity", 0, 100, 10, "ack", 0.0)
     capacity = results["capacity_s"] = max(results[k]["replies_s"] for k in (
         "capacity", "cpu-fresh", "fixed1000-100-fresh", "fixed1000-1000-fresh"))
-    for label, config in (("overload", ""), ("overload-max_wait-0.5s", "lanes: {max_wait: 0.5s}\n")):
+    for label, config in overload_variants(args):
         phase(label, 0, 100, 10, "rate", 3 * capacity, config=config, duration=args.overload_duration)
     results["exit_codes"] = out["exit_codes"]
-    growth_table(results)
+    growth_table(results, args)
     return results
 
 
-def growth_table(results: dict[str, Any]) -> None:
+def overload_variants(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(label, config) of the overload phases: the defaults, then ``--overload-max-wait``."""
+    return [("overload", ""), (f"overload-max_wait-{args.overload_max_wait}",
+                               f"lanes: {{max_wait: {args.overload_max_wait}}}\n")]
+
+
+def growth_table(results: dict[str, Any], args: argparse.Namespace) -> None:
     tag = f"{results['rows'] // 1000}k"
     print()
     print("| figure | fresh store | " + tag + "-row store | ratio | target |")
@@ -574,7 +580,7 @@ def growth_table(results: dict[str, Any]) -> None:
           f"{cap['replies_s'] / max(cap['acks_s'], 1):.2f} | | {cap['p99_ms']:.1f} | "
           f"{cap['ack_p50_ms']:.1f} / {cap['ack_p99_ms']:.1f} | {cap['busy_p99_ms']:.1f} | "
           f"{cap['missing_replies'] + cap['unacked']} |")
-    for label in ("overload", "overload-max_wait-0.5s"):
+    for label, _ in overload_variants(args):
         r = results[label]
         d = r["acked_w"] / r["acks_s"] if r["acks_s"] else 1.0
         print(f"| {label} | {r['target_rate']:.0f} | {r['acks_s']:.0f} | {r['replies_s']:.0f} | "
@@ -636,8 +642,10 @@ def arguments() -> argparse.ArgumentParser:
                         help="--growth: the fixed rate of the CPU-per-message phase (default 420)")
     parser.add_argument("--idle-seconds", type=float, default=20.0,
                         help="--growth: seconds of idle CPU measured, scaled to a minute (default 20)")
-    parser.add_argument("--overload-duration", type=float, default=15.0,
-                        help="--growth: measured seconds of the 3x-capacity phases (default 15)")
+    parser.add_argument("--overload-duration", type=float, default=30.0,
+                        help="--growth: measured seconds of the 3x-capacity phases (default 30)")
+    parser.add_argument("--overload-max-wait", default="0.25s",
+                        help="--growth: lanes.max_wait of the second overload phase (default 0.25s)")
     # Internal: the load generator.
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

@@ -21,7 +21,7 @@ Each run starts the daemon exactly as an operator would,
 
 It prints each run and min/median/max against the targets (ready <= 0.6 s
 with ``.pyc`` files, idle RSS < 60 MB).  ``--importtime`` adds the 10 modules with the largest
-cumulative import time under ``python -X importtime -c "import openclaw.tap"``
+cumulative import time under ``python -X importtime -c "import openclaw.tree"``
 and the RSS of that bare import.
 """
 
@@ -116,7 +116,7 @@ def summary(values: list[float]) -> str:
 
 def importtime(top: int = 10) -> None:
     """The modules with the largest cumulative import time, and the bare import's RSS."""
-    code = "import openclaw.tap"
+    code = "import openclaw.tree"
     # One warm-up import so the page cache is warm (and .pyc files are written if allowed).
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     res = subprocess.run([sys.executable, "-X", "importtime", "-c", code],
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="openclaw start-to-ready time, idle RSS and stop time")
     parser.add_argument("--runs", type=int, default=5, help="number of runs (default 5)")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds idle before reading RSS (default 10)")
-    parser.add_argument("--importtime", action="store_true", help="also show the slowest imports of openclaw.tap")
+    parser.add_argument("--importtime", action="store_true", help="also show the slowest imports of openclaw.tree (the whole tree, TLS included)")
     args = parser.parse_args(argv)
 
     # SIGTERM to this script unwinds through the finally blocks that stop the servers.

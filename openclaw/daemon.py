@@ -24,11 +24,11 @@ from openclaw.config.loading import tighten_if_secret
 from openclaw.eliotutil import begin, log
 from openclaw.errors import StartupError
 from openclaw.interfaces import IAdmission, IDrainable, IReconfigurable
-from openclaw.lifecycle_log import DAEMON_WHERE
+from openclaw.lifecycle_log import DAEMON_TLS_LOADED, DAEMON_WHERE
 from openclaw.ordered import OrderedMultiService
 from openclaw.reload import ReloadOutcome, plan_reload
 from openclaw.runtime import DRAINING, STARTING, STOPPED, Runtime
-from openclaw.system import homelock
+from openclaw.system import homelock, tlsstack
 from openclaw.system.rlimits import raise_nofile
 
 #: After the budget is spent and a child was hurried, how long its drain may
@@ -212,6 +212,8 @@ class DaemonService(OrderedMultiService):
         if not plan.changed:
             return ReloadOutcome("unchanged", now, restart_needed=plan.restart_needed, digest=self.config.digest())
         self._notify(RELOADING=1, MONOTONIC_USEC=int(self._reactor.seconds() * 1e6))
+        if tlsstack.tls_users(plan.applied) and tlsstack.load():
+            log(DAEMON_TLS_LOADED, users=list(tlsstack.tls_users(plan.applied)))
         failed: list[str] = []
         try:
             for child in self:

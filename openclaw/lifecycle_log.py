@@ -59,6 +59,9 @@ DAEMON_RELOADED = message_type("openclaw:daemon:reloaded", [
     typed("failed", [list], "services whose reconfiguration failed (they run as they were)"),
     typed("digest", [str], "the applied configuration's digest"),
 ], "what a reload did (error when rejected, warn when a restart is needed or a service failed)")
+DAEMON_TLS_LOADED = message_type("openclaw:daemon:tls-loaded", [
+    typed("users", [list], "the parts of the new configuration that may speak TLS"),
+], "a daemon started with nothing in its config that speaks TLS lets the TLS stack in for a reload that adds a connector, model provider or check")
 DAEMON_RECONFIGURE_FAILED = message_type("openclaw:daemon:reconfigure-failed", [
     SERVICE, typed("error", [str], "why"),
 ], "a service could not take its new configuration; it keeps the old one", "error")

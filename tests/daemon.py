@@ -9,7 +9,7 @@ import treq
 from twisted.internet import defer, reactor
 
 from openclaw.config import Config, ConfigSource, build_config
-from openclaw.tap import build_service
+from openclaw.tree import build_service
 
 
 def daemon_config(**sections: Any) -> Config:
@@ -42,7 +42,7 @@ def file_source(home: str, text: str, environ: dict | None = None) -> ConfigSour
 
 class RunningDaemon:
     """
-    A started tree (the real one: ``tap.build_service``) and the ports it
+    A started tree (the real one: ``tree.build_service``) and the ports it
     listens on.  With a ``source`` the config is read from it (and a reload
     reads it again).
     """

@@ -211,7 +211,7 @@ def test_a_server_going_down_and_back_gives_one_alert_and_one_recovery_on_the_ga
     site = Site(Health())
     server = reactor.listenTCP(0, site, interface="127.0.0.1")
     port = server.getHost().port
-    # The real tree (tap.build_service), with one check and a long interval
+    # The real tree (tree.build_service), with one check and a long interval
     # so that only the runs below probe.
     daemon = RunningDaemon(str(tmp_path), daemon_config(checks=[{
         "name": "website", "type": "http", "target": f"http://127.0.0.1:{port}/", "every": "1h",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 from openclaw.config.parsing import got
-from openclaw.config.sections import LIST_SECTIONS, PARSERS, Config, env_name
+from openclaw.config.sections import ENDPOINT_KEYS, LIST_SECTIONS, PARSERS, Config, env_name
 
 EX_CONFIG = 78
 
@@ -57,10 +57,13 @@ MOVED = {("gateway", "drain_timeout"): "daemon.drain_timeout"}
 RESERVED_ENV = frozenset({"OPENCLAW_HOME", "OPENCLAW_CONFIG"})
 
 
-def _apply(raw: dict[str, Any], where: Callable[[str, str], str], errors: list[ConfigError]) -> dict:
+def _apply(raw: dict[str, Any], where: Callable[[str, str], str], errors: list[ConfigError],
+           deferred: list[tuple[str, str, str, Any]]) -> dict:
     """
     Parse every ``section.key`` (and list section) of ``raw``; errors name
-    the key via ``where`` and are added to ``errors``.
+    the key via ``where`` and are added to ``errors``.  Listener endpoints
+    are kept as given and added to ``deferred`` (``build_config`` parses
+    them last).
     """
     parsed: dict[str, Any] = {}
     for section, values in raw.items():
@@ -71,6 +74,10 @@ def _apply(raw: dict[str, Any], where: Callable[[str, str], str], errors: list[C
                 errors.append(ConfigError(where(section, ""), _reason(e)))
             continue
         for key, value in values.items():
+            if (section, key) in ENDPOINT_KEYS:
+                deferred.append((where(section, key), section, key, value))
+                parsed.setdefault(section, {})[key] = value
+                continue
             try:
                 parsed.setdefault(section, {})[key] = PARSERS[section, key](value)
             except (ValueError, RecursionError) as e:
@@ -172,40 +179,53 @@ def build_config(
     environ: Mapping[str, str] = {},
     overrides: Mapping[str, Any] = {},
     path: str = "<config>",
+    before_endpoints: Callable[[Config], Any] | None = None,
 ) -> Config:
     """
     Layer defaults, a parsed YAML ``document``, ``environ`` and command-line
     ``overrides`` (``{"gateway.listen": ...}``) into a validated Config.
+    Listener endpoints are parsed last, by Twisted, whose endpoint module
+    settles whether the process has TLS: ``before_endpoints`` sees the
+    config first, with those strings as given (``openclaw.system.tlsstack``).
     """
     errors: list[ConfigError] = []
+    deferred: list[tuple[str, str, str, Any]] = []
     layers = [
-        _apply(_from_yaml(document, path, errors), lambda s, k: f"{s}.{k}" if k else s, errors),
+        _apply(_from_yaml(document, path, errors), lambda s, k: f"{s}.{k}" if k else s, errors, deferred),
         _apply(_from_env(environ, errors),
-               lambda s, k: f"{env_name(s, k)} ({s}.{k})" if k else f"OPENCLAW_{s.upper()} ({s})", errors),
+               lambda s, k: f"{env_name(s, k)} ({s}.{k})" if k else f"OPENCLAW_{s.upper()} ({s})", errors, deferred),
     ]
     cli: dict[str, dict[str, Any]] = {}
     for dotted, value in overrides.items():
         if value is not None:
             section, key = dotted.split(".")
             cli.setdefault(section, {})[key] = value
-    layers.append(_apply(cli, lambda s, k: f"{s}.{k}", errors))
-    _raise(errors)
+    layers.append(_apply(cli, lambda s, k: f"{s}.{k}", errors, deferred))
     config = Config()
-    for layer in layers:
+    for layer in layers if not errors else ():
         for section, values in layer.items():
             if section in LIST_SECTIONS:
                 config = replace(config, **{section: values})
                 continue
             config = replace(config, **{section: replace(getattr(config, section), **values)})
+    if before_endpoints is not None and not errors:
+        before_endpoints(config)
+    for where, section, key, value in deferred:
+        try:
+            PARSERS[section, key](value)
+        except ValueError as e:
+            errors.append(ConfigError(where, str(e)))
+    _raise(errors)
     return config
 
 
 def load_config(
-    path: str | None, environ: Mapping[str, str] = os.environ, overrides: Mapping[str, Any] = {}
+    path: str | None, environ: Mapping[str, str] = os.environ, overrides: Mapping[str, Any] = {},
+    before_endpoints: Callable[[Config], Any] | None = None,
 ) -> Config:
     """Load the YAML file at ``path`` (if any) and layer env and overrides on top."""
     document = read_yaml(path) if path else None
-    return build_config(document, environ, overrides, path or "<config>")
+    return build_config(document, environ, overrides, path or "<config>", before_endpoints)
 
 
 def default_home(environ: Mapping[str, str] = os.environ) -> str:
@@ -247,8 +267,8 @@ class ConfigSource:
     def path(self) -> str | None:
         return config_path(self.explicit, self.home, self.environ)
 
-    def load(self) -> Config:
-        return load_config(self.path(), self.environ, self.overrides)
+    def load(self, before_endpoints: Callable[[Config], Any] | None = None) -> Config:
+        return load_config(self.path(), self.environ, self.overrides, before_endpoints)
 
 
 def tighten_if_secret(path: str | None) -> int | None:

@@ -56,11 +56,10 @@ def parse_endpoint(value: Any) -> str:
     """
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected an endpoint like tcp:8080:interface=127.0.0.1, got {got(value)}")
-    from twisted.internet import reactor
     from twisted.internet.endpoints import serverFromString
 
     try:
-        endpoint = serverFromString(reactor, value)
+        endpoint = serverFromString(None, value)  # no reactor: parsed, never listened on
     except Exception as e:
         raise ValueError(
             f"expected an endpoint like tcp:8080:interface=127.0.0.1, got {got(value)} ({e})"
@@ -384,6 +383,9 @@ LIST_SECTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "mail": (parse_mail, "IMAP mailboxes to watch (docs/heartbeat.md)"),
 }
 PARSERS = {k: v[0] for k, v in KEYS.items()}
+
+#: Keys whose parser is Twisted's endpoint parser: parsed after the rest.
+ENDPOINT_KEYS = frozenset(k for k, parser in PARSERS.items() if parser is parse_endpoint)
 SECRET_KEYS = (("gateway", "token"),)
 
 
