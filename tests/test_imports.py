@@ -23,8 +23,8 @@ root.startService()
 print(json.dumps(sorted(sys.modules)))
 """
 
-#: Modules the embedded default must not load (the TLS stack is not here:
-#: ``twisted.internet.tcp`` imports pyOpenSSL with the reactor; docs/benchmarks.md).
+#: Modules the embedded default must not load (the TLS stack is checked below,
+#: in the daemon's own order: this script imports the reactor first).
 UNUSED_BY_DEFAULT = [
     "autobahn.twisted.wamp",
     "txredisapi", "openclaw.store.redis",
