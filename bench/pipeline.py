@@ -7,7 +7,7 @@ on the SQLite store and on the Redis store.
                                        [--redis redis://127.0.0.1:6379/0] [--grace 5]
                                        [--no-pin] [--json FILE] [--profile FILE] [--store-rows N]
     .venv/bin/python bench/pipeline.py --growth [--store-rows 50000] [--growth-rate 420]
-                                       [--idle-seconds 20] [--overload-duration 30] [--overload-max-wait 0.25s]
+                                       [--idle-seconds 20] [--overload-duration 30] [--overload-max-wait 1s]
 
 For each store it starts the daemon (``twistd -n --pidfile= openclaw --home <tmp>
 --gateway ... --web ... --log-level info`` with ``OPENCLAW_CONFIG=<home>/c.yaml``,
@@ -644,8 +644,8 @@ def arguments() -> argparse.ArgumentParser:
                         help="--growth: seconds of idle CPU measured, scaled to a minute (default 20)")
     parser.add_argument("--overload-duration", type=float, default=30.0,
                         help="--growth: measured seconds of the 3x-capacity phases (default 30)")
-    parser.add_argument("--overload-max-wait", default="0.25s",
-                        help="--growth: lanes.max_wait of the second overload phase (default 0.25s)")
+    parser.add_argument("--overload-max-wait", default="1s",
+                        help="--growth: lanes.max_wait of the second overload phase (default 1s)")
     # Internal: the load generator.
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

@@ -108,6 +108,11 @@ gateway_refused = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+gateway_busy_holds = Counter(
+    "openclaw_gateway_busy_holds_total",
+    "Times a gateway connection was not read for a moment because one of its requests was refused as busy.",
+    registry=REGISTRY,
+)
 gateway_send_paused = Counter(
     "openclaw_gateway_send_paused_total",
     "Times a gateway connection stopped being read because its replies queued past gateway.send_high_water.",

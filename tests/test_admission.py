@@ -15,12 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
 
 from openclaw import admission, metrics
 from openclaw.admission import Limits, Load, estimated_wait, refusal, smoothed, wait_bound
 from openclaw.agent.base import BrainReply
 from openclaw.config import LanesConfig
 from openclaw.events import MESSAGE_RECEIVED, Event
+from openclaw.gateway.protocol import BUSY_HOLD, GatewayProtocol
 from openclaw.pipeline import SHED_WINDOW, Busy, Pipeline
 from openclaw.runtime import Runtime
 from tests import wsclient
@@ -161,7 +163,7 @@ def test_the_wait_bound_follows_the_measured_handling_time_and_shedding_ends() -
 
 
 def test_a_slow_model_still_queues_wait_answers_messages_under_the_default_max_wait() -> None:
-    """The defaults (0.5 s, 4 answers) with a 5 s model: a sender may queue four, not one."""
+    """The defaults (max_wait under a second, 4 answers) with a 5 s model: a sender may queue four, not one."""
     clock = Clock()
     store = Store()
     defaults = LanesConfig()
@@ -189,6 +191,31 @@ def test_a_slow_model_still_queues_wait_answers_messages_under_the_default_max_w
         pipeline.stopService()
 
 
+def holds() -> float:
+    return metrics.REGISTRY.get_sample_value("openclaw_gateway_busy_holds_total") or 0.0
+
+
+def test_a_connection_told_busy_is_not_read_for_a_moment_whatever_else_resumes_it() -> None:
+    clock, conn = Clock(), GatewayProtocol()
+    conn.transport = StringTransport()
+    before = holds()
+    conn.hold_after_busy(clock)
+    conn.hold_after_busy(clock)  # more refusals from the same read neither count nor extend it
+    assert conn.transport.producerState == "paused" and holds() == before + 1
+    conn.resumeProducing()  # the send buffer drained: still held
+    clock.advance(BUSY_HOLD * 0.99)
+    assert conn.transport.producerState == "paused"
+    clock.advance(BUSY_HOLD * 0.01)
+    assert conn.transport.producerState == "producing" and conn.busy_hold is None
+    conn.paused = True  # backpressure outlasting the hold keeps the connection unread
+    conn.transport.pauseProducing()
+    conn.hold_after_busy(clock)
+    clock.advance(BUSY_HOLD)
+    assert conn.transport.producerState == "paused"
+    conn.resumeProducing()
+    assert conn.transport.producerState == "producing"
+
+
 # A real gateway connection
 
 
@@ -200,6 +227,7 @@ def test_chat_send_is_busy_past_the_session_and_overall_bounds_and_nothing_is_re
     client = yield wsclient.connect(daemon.gateway_port, daemon.token)
     try:
         session_before, overall_before = refused_count(admission.SESSION), refused_count(admission.OVERALL)
+        holds_before = holds()
         for text in ("a1", "a2"):
             assert (yield client.request("chat.send", {"text": text, "session": "webchat:a"}))["ok"]
         third = yield client.request("chat.send", {"text": "a3", "session": "webchat:a"})
@@ -209,6 +237,7 @@ def test_chat_send_is_busy_past_the_session_and_overall_bounds_and_nothing_is_re
         assert fourth["error"]["code"] == "busy" and "the daemon has more messages" in fourth["error"]["message"]
         assert (refused_count(admission.SESSION), refused_count(admission.OVERALL)) == (
             session_before + 1, overall_before + 1)
+        assert holds() == holds_before + 2  # each busy, then the next request read a moment later
         assert [m["text"] for m in (yield store.history("webchat:a", 10))] == ["a1", "a2"]
         assert (yield store.history("webchat:c", 10)) == []
         assert len((yield store.pending_inbound())) == 3

@@ -144,7 +144,7 @@ class LanesConfig:
     max_concurrent: int = 128
     max_queue: int = 100
     max_pending: int = 1000
-    max_wait: float = 0.5
+    max_wait: float = 0.25
     wait_answers: int = 4
     idle_after: float = 24 * 3600.0
 

@@ -8,6 +8,10 @@ as the streaming producer of its own transport, so when replies queue past
 connection stops reading requests until the queue has drained.  Replies still
 produced while paused (answers to requests already read, pushed events) are
 counted; past ``gateway.send_hard_limit`` the client is closed with 1008.
+A connection told ``busy`` is not read for ``BUSY_HOLD`` seconds either: a
+client that resends at once would otherwise spend the daemon's CPU on
+refusals and starve the answers it is waiting for (its frames wait in the
+kernel's socket buffers, not in our memory).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from zope.interface import implementer
 from openclaw import metrics
 from openclaw.config import GatewayConfig
 from openclaw.limits import ConnectionCaps, TokenBucket, refusal
+
+#: Seconds a connection is not read after one of its requests got ``busy``.
+BUSY_HOLD = 0.1
 
 #: Request line and headers of the opening handshake, at most (Twisted's web server allows 16 KiB too).
 MAX_HANDSHAKE_BYTES = 16 * 1024
@@ -47,6 +54,8 @@ class GatewayProtocol(WebSocketServerProtocol):
     address = ""
     paused = False
     reading_stopped = False
+    #: The pending call that reads again after a ``busy`` (``hold_after_busy``).
+    busy_hold: Any = None
     #: Bytes this connection may still queue while paused before it is closed.
     paused_budget = 0
     bucket: TokenBucket | None = None
@@ -60,6 +69,8 @@ class GatewayProtocol(WebSocketServerProtocol):
     def connectionLost(self, reason: Any) -> None:
         super().connectionLost(reason)
         self.factory.caps.release(self.address)
+        if self.busy_hold is not None and self.busy_hold.active():
+            self.busy_hold.cancel()
 
     def dataReceived(self, data: bytes) -> None:
         # Autobahn buffers the handshake until it sees its end: bound it.
@@ -119,7 +130,21 @@ class GatewayProtocol(WebSocketServerProtocol):
 
     def resumeProducing(self) -> None:
         self.paused = False
-        if not self.reading_stopped:
+        self._read_again()
+
+    def hold_after_busy(self, clock: Any) -> None:
+        """Stop reading for ``BUSY_HOLD`` s (not extended by more refusals meanwhile)."""
+        if self.busy_hold is None:
+            metrics.gateway_busy_holds.inc()
+            self.transport.pauseProducing()
+            self.busy_hold = clock.callLater(BUSY_HOLD, self._busy_hold_over)
+
+    def _busy_hold_over(self) -> None:
+        self.busy_hold = None
+        self._read_again()
+
+    def _read_again(self) -> None:
+        if not (self.paused or self.reading_stopped or self.busy_hold is not None):
             self.transport.resumeProducing()
 
     def stopProducing(self) -> None:

@@ -190,6 +190,8 @@ class GatewayService(StatusSource, ListeningService):
         error = getattr(reason, "value", reason)
         if isinstance(error, FrameError):
             data = frames.encode_error(request.id, error.code, error.message)
+            if error.code == frames.BUSY:
+                conn.hold_after_busy(self.clock)
         else:
             log("openclaw:gateway:method-failed", level="error", method=request.method, error=repr(error))
             data = frames.encode_error(request.id, frames.INTERNAL_ERROR, "the request failed; see the daemon's log")
