@@ -39,6 +39,7 @@ class Load:
     pending: int  # over all sessions
     handling: float  # moving average of seconds from a message's lane turn to its stored reply; 0 before any
     spacing: float  # moving average of seconds between answers while any is pending (1 / throughput); 0 before any
+    cluster_wait: float = 0.0  # with several instances: the whole cluster's backlog's wait (openclaw.inbound_backlog)
 
 
 def estimated_wait(load: Load) -> float:
@@ -46,10 +47,12 @@ def estimated_wait(load: Load) -> float:
     Seconds until a new message's reply is stored: its session's messages
     go one at a time (``handling`` each), and everything pending goes out
     one answer per ``spacing`` (Little's law, whatever the concurrency or
-    what limits it: the brain, the store or the CPU).  Nothing pending, no
-    wait: a brain slower than ``max_wait`` still gets one message at a time.
+    what limits it: the brain, the store or the CPU), and with several
+    instances the cluster's backlog may be answered later still.  Nothing
+    pending, no wait: a brain slower than ``max_wait`` still gets one
+    message at a time.
     """
-    return max(load.session_pending * load.handling, load.pending * load.spacing)
+    return max(load.session_pending * load.handling, load.pending * load.spacing, load.cluster_wait)
 
 
 def wait_bound(load: Load, limits: Limits) -> float:

@@ -55,6 +55,11 @@ admission_refused = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+inbound_backlog = Gauge(
+    "openclaw_inbound_backlog",
+    "With Redis: inbound events received and not yet answered, over all instances (read every 0.1 s).",
+    registry=REGISTRY,
+)
 pending_messages = Gauge(
     "openclaw_pending_messages",
     "Inbound messages acknowledged (or being recorded) and not yet answered.",
@@ -110,7 +115,7 @@ gateway_refused = Counter(
 )
 gateway_busy_holds = Counter(
     "openclaw_gateway_busy_holds_total",
-    "Times a gateway connection was not read for a moment because one of its requests was refused as busy.",
+    "Times a gateway connection was not read for 0.1 s: refused as busy past 100 a second (50 at once).",
     registry=REGISTRY,
 )
 gateway_send_paused = Counter(

@@ -126,6 +126,8 @@ class Pipeline(StatusSource, Service):
         #: With ``streams``: whether this instance reads the session's shard
         #: now (set by the shard consumer), so the message's action goes on here.
         self.reads_here: Callable[[str], bool] = lambda session_id: False
+        #: With ``streams``: the whole cluster's backlog's estimated wait (``openclaw.inbound_backlog``).
+        self.cluster_wait: Callable[[], float] = lambda: 0.0
         self.store = store
         self.brain = brain
         self.outbox = outbox
@@ -200,7 +202,7 @@ class Pipeline(StatusSource, Service):
     def _load(self, session_id: str) -> admission.Load:
         mine = self._pending.get(session_id, 0)
         return admission.Load(session_pending=mine, pending=self.pending, handling=self.handling,
-                              spacing=self.spacing)
+                              spacing=self.spacing, cluster_wait=self.cluster_wait())
 
     def _take(self, session_id: str) -> None:
         if not self.pending:

@@ -28,6 +28,7 @@ from twisted.internet.task import deferLater
 from zope.interface import implementer
 
 from openclaw import metrics
+from openclaw.inbound_backlog import BacklogWatch
 from openclaw.cluster.lease import LOST, Holding, Timing, share
 from openclaw.cluster.redis_lease import parse_holder
 from openclaw.eliotutil import log, message_type, typed
@@ -415,7 +416,7 @@ def live_ids(cluster: Any) -> Deferred:
 
 
 def shard_children(config: Any, clock: Any, store: Any, cluster: Any, pipeline: Any) -> list[tuple[str, Service]]:
-    """The consumer of the shard streams (for ``build_service``'s children), none without Redis."""
+    """The consumer of the shard streams and the backlog watch (``build_service``'s children), none without Redis."""
     if not uses_streams(config):
         return []
     consumer = ShardConsumer(
@@ -423,4 +424,6 @@ def shard_children(config: Any, clock: Any, store: Any, cluster: Any, pipeline: 
         instances=lambda: live_ids(cluster), alive=cluster.alive)
     pipeline.reads_here = consumer.reads_session
     store.store.claim_as = cluster.instance_id  # outbox rows it takes are claimed (two instances never send one)
-    return [("shards", consumer)]
+    backlog = BacklogWatch(clock, store.store)
+    pipeline.cluster_wait = backlog.wait  # admission sees what every instance acknowledged
+    return [("shards", consumer), ("inbound-backlog", backlog)]

@@ -325,7 +325,8 @@ def admission_loads(draw: st.DrawFn) -> Any:
 
     pending = draw(st.integers(0, 600))
     return Load(session_pending=draw(st.integers(0, min(pending, 60))), pending=pending,
-                handling=draw(st.floats(0, 60)), spacing=draw(st.floats(0, 10)))
+                handling=draw(st.floats(0, 60)), spacing=draw(st.floats(0, 10)),
+                cluster_wait=draw(st.sampled_from([0.0]) | st.floats(0, 100)))
 
 
 def outbox_operations() -> st.SearchStrategy[list[tuple[str, int, bool]]]:

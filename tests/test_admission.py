@@ -22,7 +22,7 @@ from openclaw.admission import Limits, Load, estimated_wait, refusal, smoothed, 
 from openclaw.agent.base import BrainReply
 from openclaw.config import LanesConfig
 from openclaw.events import MESSAGE_RECEIVED, Event
-from openclaw.gateway.protocol import BUSY_HOLD, GatewayProtocol
+from openclaw.gateway.protocol import BUSY_BURST, BUSY_HOLD, BUSY_RATE, GatewayProtocol
 from openclaw.pipeline import SHED_WINDOW, Busy, Pipeline
 from openclaw.runtime import Runtime
 from tests import wsclient
@@ -54,7 +54,7 @@ def test_the_wait_bound_is_max_wait_or_wait_answers_answers_whichever_is_longer(
 def test_less_load_is_never_refused_where_more_was_admitted(load: Load, limits: Limits, fewer_mine: int,
                                                             fewer: int, faster: float) -> None:
     lighter = Load(max(0, load.session_pending - fewer_mine), max(0, load.pending - fewer),
-                   load.handling * faster, load.spacing * faster)
+                   load.handling * faster, load.spacing * faster, load.cluster_wait * faster)
     if refusal(load, limits) is None:
         assert refusal(lighter, limits) is None
 
@@ -195,10 +195,13 @@ def holds() -> float:
     return metrics.REGISTRY.get_sample_value("openclaw_gateway_busy_holds_total") or 0.0
 
 
-def test_a_connection_told_busy_is_not_read_for_a_moment_whatever_else_resumes_it() -> None:
+def test_a_connection_refused_past_its_busy_rate_is_not_read_for_a_moment_whatever_else_resumes_it() -> None:
     clock, conn = Clock(), GatewayProtocol()
     conn.transport = StringTransport()
     before = holds()
+    for _ in range(BUSY_BURST):  # an occasional refusal: the connection keeps being read
+        conn.hold_after_busy(clock)
+    assert conn.transport.producerState == "producing" and holds() == before
     conn.hold_after_busy(clock)
     conn.hold_after_busy(clock)  # more refusals from the same read neither count nor extend it
     assert conn.transport.producerState == "paused" and holds() == before + 1
@@ -207,7 +210,10 @@ def test_a_connection_told_busy_is_not_read_for_a_moment_whatever_else_resumes_i
     assert conn.transport.producerState == "paused"
     clock.advance(BUSY_HOLD * 0.01)
     assert conn.transport.producerState == "producing" and conn.busy_hold is None
-    conn.paused = True  # backpressure outlasting the hold keeps the connection unread
+    for _ in range(int(BUSY_RATE * BUSY_HOLD)):  # the hold earned that many refusals back
+        conn.hold_after_busy(clock)
+    assert conn.transport.producerState == "producing"
+    conn.paused = True  # backpressure outlasting a hold keeps the connection unread
     conn.transport.pauseProducing()
     conn.hold_after_busy(clock)
     clock.advance(BUSY_HOLD)
@@ -237,7 +243,7 @@ def test_chat_send_is_busy_past_the_session_and_overall_bounds_and_nothing_is_re
         assert fourth["error"]["code"] == "busy" and "the daemon has more messages" in fourth["error"]["message"]
         assert (refused_count(admission.SESSION), refused_count(admission.OVERALL)) == (
             session_before + 1, overall_before + 1)
-        assert holds() == holds_before + 2  # each busy, then the next request read a moment later
+        assert holds() == holds_before  # two refusals are within a connection's busy burst: it is read on
         assert [m["text"] for m in (yield store.history("webchat:a", 10))] == ["a1", "a2"]
         assert (yield store.history("webchat:c", 10)) == []
         assert len((yield store.pending_inbound())) == 3

@@ -8,10 +8,12 @@ as the streaming producer of its own transport, so when replies queue past
 connection stops reading requests until the queue has drained.  Replies still
 produced while paused (answers to requests already read, pushed events) are
 counted; past ``gateway.send_hard_limit`` the client is closed with 1008.
-A connection told ``busy`` is not read for ``BUSY_HOLD`` seconds either: a
+A connection told ``busy`` more than ``BUSY_RATE`` times a second (after
+``BUSY_BURST`` at once) is not read for ``BUSY_HOLD`` seconds either: a
 client that resends at once would otherwise spend the daemon's CPU on
 refusals and starve the answers it is waiting for (its frames wait in the
-kernel's socket buffers, not in our memory).
+kernel's socket buffers, not in our memory), while one that meets an
+occasional refusal near capacity keeps being read.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from openclaw import metrics
 from openclaw.config import GatewayConfig
 from openclaw.limits import ConnectionCaps, TokenBucket, refusal
 
-#: Seconds a connection is not read after one of its requests got ``busy``.
-BUSY_HOLD = 0.1
+#: Refusals as ``busy`` a connection gets at full speed: a burst, then a rate per second;
+#: past them it is not read for ``BUSY_HOLD`` seconds.
+BUSY_BURST, BUSY_RATE, BUSY_HOLD = 50, 100.0, 0.1
 
 #: Request line and headers of the opening handshake, at most (Twisted's web server allows 16 KiB too).
 MAX_HANDSHAKE_BYTES = 16 * 1024
@@ -54,8 +57,9 @@ class GatewayProtocol(WebSocketServerProtocol):
     address = ""
     paused = False
     reading_stopped = False
-    #: The pending call that reads again after a ``busy`` (``hold_after_busy``).
+    #: The pending call that reads again after too many ``busy`` (``hold_after_busy``).
     busy_hold: Any = None
+    busy_bucket: TokenBucket | None = None
     #: Bytes this connection may still queue while paused before it is closed.
     paused_budget = 0
     bucket: TokenBucket | None = None
@@ -133,11 +137,15 @@ class GatewayProtocol(WebSocketServerProtocol):
         self._read_again()
 
     def hold_after_busy(self, clock: Any) -> None:
-        """Stop reading for ``BUSY_HOLD`` s (not extended by more refusals meanwhile)."""
-        if self.busy_hold is None:
-            metrics.gateway_busy_holds.inc()
-            self.transport.pauseProducing()
-            self.busy_hold = clock.callLater(BUSY_HOLD, self._busy_hold_over)
+        """One more refusal: past the connection's busy rate, stop reading for ``BUSY_HOLD`` s (not extended)."""
+        now = clock.seconds()
+        if self.busy_bucket is None:
+            self.busy_bucket = TokenBucket(BUSY_RATE, BUSY_BURST, now)
+        if self.busy_bucket.take(now) or self.busy_hold is not None:
+            return
+        metrics.gateway_busy_holds.inc()
+        self.transport.pauseProducing()
+        self.busy_hold = clock.callLater(BUSY_HOLD, self._busy_hold_over)
 
     def _busy_hold_over(self) -> None:
         self.busy_hold = None

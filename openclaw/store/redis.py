@@ -130,8 +130,14 @@ local function settle(p, event_id, token)
     redis.call('XDEL', p..'inbound:'..r[3], r[4])
   end
   redis.call('ZREM', p..'in:pending', event_id)
+  redis.call('INCR', p..'in:answered')
   return r[2]
 end
+"""
+
+# Events received and not yet answered (every instance's), and answered so far.
+_BACKLOG = """
+return {redis.call('ZCARD', ARGV[1]..'in:pending'), tonumber(redis.call('GET', ARGV[1]..'in:answered') or '0')}
 """
 
 # ARGV: prefix, event id, history limit, fencing token or '', then per
@@ -631,6 +637,10 @@ class RedisStore(Service):
             shard = int(key.rsplit(":", 1)[1])
             found += [(shard, Event.from_json(fields[3])) for _, fields in entries if fields]
         return found
+
+    def inbound_backlog(self) -> Deferred:
+        """``(received and not yet answered, answered so far)`` over every instance (``openclaw.inbound_backlog``)."""
+        return self._eval(_BACKLOG).addCallback(lambda r: (int(r[0]), int(r[1])))
 
     def inbound_state(self, event_id: str) -> Deferred:
         return self._redis.hget(f"{self.prefix}in:{event_id}", "state")
