@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
 
 import orjson
@@ -71,6 +72,17 @@ def test_connect_then_ping_health_status(gateway) -> None:
     assert counter("openclaw_requests_total", source="gateway", type="ping") == before + 1
     assert gateway.service.status() == {"connections": 1, "inflight": 0}
     yield client.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_replies_are_not_held_by_nagle(gateway) -> None:
+    """An ack and its reply are two small writes: with Nagle the second waits out the client's delayed ACK."""
+    client = yield gateway.connect()
+    try:
+        (conn,) = gateway.service.connections
+        assert conn.transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        yield client.close()
 
 
 @pytest.mark.parametrize("params", [{"token": "wrong-token"}, {}, {"token": 123}, None])

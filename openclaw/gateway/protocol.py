@@ -66,6 +66,14 @@ class GatewayProtocol(WebSocketServerProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        # Autobahn sets TCP_NODELAY from the protocol's default before it
+        # copies the factory's ``tcpNoDelay`` in, so it stays off: an ack
+        # and its reply, two small writes, then wait out the client's
+        # delayed ACK (40 ms) under Nagle.
+        try:
+            self.transport.setTcpNoDelay(True)
+        except (AttributeError, OSError):  # a UNIX socket has no Nagle to turn off
+            pass
         if hasattr(self.transport, "bufferSize"):
             self.transport.bufferSize = self.factory.config.send_high_water
         self.transport.registerProducer(self, True)
