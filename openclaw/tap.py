@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.python import usage
 
@@ -71,3 +71,16 @@ def makeService(options: Options) -> DaemonService:
     root = build_service(options.config, options.home, reactor, owns_process=True, source=options.source)
     root.hold_lock(lock)
     return root
+
+
+#: What this module held before the tree moved to ``openclaw.tree``.
+_MOVED_TO_TREE = ("build_service", "status_line", "SecretsOf", "listening_facts")
+
+
+def __getattr__(name: str) -> Any:
+    """``from openclaw.tap import build_service`` still works, importing the tree only when asked."""
+    if name in _MOVED_TO_TREE:
+        from openclaw import tree
+
+        return getattr(tree, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -135,3 +135,11 @@ def test_a_daemon_started_without_tls_can_let_it_in_for_a_reload(tmp_path) -> No
                             cwd=os.path.dirname(os.path.dirname(__file__)), env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "True HTTP 200"
+
+
+def test_the_tree_is_still_reachable_from_openclaw_tap_and_only_imported_when_asked() -> None:
+    code = ("import sys, openclaw.tap; assert 'openclaw.tree' not in sys.modules; "
+            "from openclaw.tap import build_service; import openclaw.tree; "
+            "assert build_service is openclaw.tree.build_service; print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
