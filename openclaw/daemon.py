@@ -212,8 +212,9 @@ class DaemonService(OrderedMultiService):
         if not plan.changed:
             return ReloadOutcome("unchanged", now, restart_needed=plan.restart_needed, digest=self.config.digest())
         self._notify(RELOADING=1, MONOTONIC_USEC=int(self._reactor.seconds() * 1e6))
-        if tlsstack.tls_users(plan.applied) and tlsstack.load():
-            log(DAEMON_TLS_LOADED, users=list(tlsstack.tls_users(plan.applied)))
+        users = tlsstack.tls_users(plan.applied)
+        if users and tlsstack.load():
+            log(DAEMON_TLS_LOADED, users=list(users))
         failed: list[str] = []
         try:
             for child in self:

@@ -44,7 +44,15 @@ class BacklogWatch(StatusSource, PeriodicService):
 
     @inlineCallbacks
     def _poll(self) -> Any:
-        pending, answered = yield self.store.inbound_backlog()
+        try:
+            pending, answered = yield self.store.inbound_backlog()
+        except Exception:
+            # Redis is failing: the guarded store reports it (in /health, once
+            # in the log), and every receive fails meanwhile.  No error line
+            # per poll, and no refusing on a backlog that is no longer known.
+            self.pending, self._answered = 0, None
+            metrics.inbound_backlog.set(0)
+            return
         self.observe(self.clock.seconds(), pending, answered)
 
     def observe(self, now: float, pending: int, answered: int) -> None:

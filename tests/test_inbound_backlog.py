@@ -12,7 +12,7 @@ import pytest_twisted
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import reactor
-from twisted.internet.defer import succeed
+from twisted.internet.defer import fail, succeed
 from twisted.internet.task import Clock
 
 from openclaw import admission, metrics
@@ -54,6 +54,40 @@ def test_the_wait_is_the_backlog_times_the_time_between_answers() -> None:
         counts.pending, counts.answered = 10, counts.answered + 1
         clock.advance(POLL)
         assert watch.spacing < 0.01
+    finally:
+        watch.stopService()
+
+
+class Failing:
+    """A store whose Redis is down: every read fails, until it is back."""
+
+    def __init__(self) -> None:
+        self.down, self.counts = False, Counts()
+
+    def inbound_backlog(self) -> Any:
+        return fail(ConnectionError("Redis is down")) if self.down else self.counts.inbound_backlog()
+
+
+def test_a_failing_store_neither_floods_the_log_nor_refuses_on_a_stale_backlog() -> None:
+    clock, store = Clock(), Failing()
+    watch = BacklogWatch(clock, store)
+    failures = []
+    watch.startService()
+    try:
+        store.counts.pending = 500
+        for _ in range(5):
+            store.counts.answered += 50
+            clock.advance(POLL)
+        assert watch.wait() > 0
+        store.down = True
+        for _ in range(600):  # a minute of polls against a dead Redis
+            watch._poll().addErrback(failures.append)
+            clock.advance(POLL)
+        assert failures == [] and watch.wait() == 0.0
+        assert metrics.REGISTRY.get_sample_value("openclaw_inbound_backlog") == 0
+        store.down = False
+        clock.advance(POLL)
+        assert watch.pending == 500
     finally:
         watch.stopService()
 
